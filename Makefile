@@ -1,0 +1,55 @@
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LINT_PATHS := gateway tests run.py
+PYTEST_ARGS ?=
+
+.PHONY: help venv services lint test chaos bench demo db-upgrade fmt clean
+
+help: ## List targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@echo "  Pass extra pytest options with PYTEST_ARGS='...'"
+
+venv: $(STAMP) ## Create .venv and install the package with dev extras
+
+# A file target keyed on pyproject.toml so repeat runs skip pip entirely.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+services: ## Make sure RabbitMQ (and PostgreSQL if installed) are running
+	bash scripts/ensure-services.sh
+
+lint: venv ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+test: venv services ## Run the test suite (without chaos and bench)
+	$(BIN)/python -m pytest -m "not chaos and not bench" -q $(PYTEST_ARGS)
+
+chaos: venv services ## Run the chaos tests (slow: kills processes, cuts the broker)
+	$(BIN)/python -m pytest -m chaos -q $(PYTEST_ARGS)
+
+bench: venv services ## Run the benchmarks and print their figures
+	$(BIN)/python -m pytest -m bench -q -s $(PYTEST_ARGS)
+
+demo: venv services ## Run the end-to-end demo
+	$(BIN)/python run.py demo
+
+db-upgrade: venv ## Apply database migrations
+	$(BIN)/python run.py db upgrade
+
+fmt: venv ## Format and auto-fix lint findings
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+clean: ## Remove var/ and caches (keeps .venv)
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

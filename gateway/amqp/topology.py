@@ -1,0 +1,65 @@
+"""Declaring the broker topology, idempotently, at every start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from gateway.amqp.names import Names
+
+
+def quorum_args(names: Names, queue: str, delivery_limit: int) -> dict[str, Any]:
+    """Durable, replicated, bounded: poison messages stop after ``delivery_limit`` and are parked."""
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": names.dlx,
+        "x-dead-letter-routing-key": names.dead_key(queue),
+        "x-dead-letter-strategy": "at-least-once",
+        # at-least-once dead-lettering requires the queue to refuse rather than drop on overflow.
+        "x-overflow": "reject-publish",
+    }
+
+
+async def declare_exchanges(channel: AbstractChannel, names: Names) -> None:
+    await channel.declare_exchange(names.documents, aio_pika.ExchangeType.TOPIC, durable=True)
+    await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
+async def declare_queue_with_parking(
+    channel: AbstractChannel, names: Names, queue: str, delivery_limit: int
+) -> AbstractQueue:
+    """A quorum queue plus the parking queue that collects what it dead-letters."""
+    parking = await channel.declare_queue(
+        names.parking(queue), durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await parking.bind(names.dlx, routing_key=names.dead_key(queue))
+    return await channel.declare_queue(queue, durable=True, arguments=quorum_args(names, queue, delivery_limit))
+
+
+async def declare_recipient(
+    channel: AbstractChannel,
+    names: Names,
+    client_id: str,
+    delivery_limit: int,
+    retry_delays_ms: list[int],
+    amqp_queue: str | None,
+) -> AbstractQueue:
+    """Everything one recipient needs: its delivery queue bound to documents, retry tiers, and (for
+    AMQP recipients) the queue it consumes from."""
+    deliver = await declare_queue_with_parking(channel, names, names.deliver(client_id), delivery_limit)
+    await deliver.bind(names.documents, routing_key=client_id)
+    for delay in sorted(set(retry_delays_ms)):
+        args = quorum_args(names, names.retry(client_id, delay), delivery_limit)
+        # Expired messages go back to the delivery queue through the default exchange.
+        args |= {
+            "x-message-ttl": delay,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": names.deliver(client_id),
+        }
+        await channel.declare_queue(names.retry(client_id, delay), durable=True, arguments=args)
+    if amqp_queue:
+        await declare_queue_with_parking(channel, names, amqp_queue, delivery_limit)
+    return deliver

@@ -1,0 +1,148 @@
+"""``python run.py <command>``: every process and operator task of the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway import logs
+from gateway.security.clients import ClientConfigError, ClientStore
+from gateway.security.keys import UnacceptableKey, load_private_key, write_keypair
+from gateway.security.tokens import issue_token
+from gateway.settings import Settings, load_settings
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.web.app import create_app
+
+    port = args.port or settings.api.port
+    web.run_app(create_app(settings), host=args.host or settings.api.host, port=port, print=None)
+    return 0
+
+
+def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from gateway.worker.main import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.simulators.main import serve
+
+    asyncio.run(serve(settings, args))
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(settings, args)
+
+
+def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.storage.migrate import upgrade_sync
+
+    upgrade_sync(settings.resolved_database_url, args.revision)
+    print(f"database at {args.revision}: {settings.resolved_database_url}")
+    return 0
+
+
+def _clients(settings: Settings, args: argparse.Namespace) -> int:
+    store = ClientStore(settings.clients_dir, recheck_seconds=0)
+    if args.action == "add":
+        client = store.add(
+            args.id, Path(args.public_key).read_bytes(), args.grant, deliver_to=args.deliver_to, name=args.name
+        )
+        print(f"client {client.id}: grants {', '.join(sorted(client.grants))}; keys {len(client.keys)}; "
+              f"delivery {client.deliver_to or '-'}")
+    elif args.action == "revoke":
+        store.revoke(args.id)
+        print(f"client {args.id} revoked")
+    else:
+        for c in store.all():
+            state = "revoked" if c.revoked else "active"
+            print(f"{c.id:<16} {state:<8} {','.join(sorted(c.grants)):<48} {c.deliver_to or '-'}")
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    key = load_private_key(Path(args.private_key).read_bytes())
+    print(issue_token(args.client, key, settings.auth.audience, ttl=args.ttl, subject=args.subject))
+    return 0
+
+
+def _keys(_settings: Settings, args: argparse.Namespace) -> int:
+    priv, pub = write_keypair(Path(args.out), args.name, args.kind)
+    print(f"private key: {priv}\npublic key:  {pub}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run.py", description="Civil judgment enforcement data-exchange gateway")
+    p.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    api = sub.add_parser("api", help="serve the HTTP API (stateless; run several behind a balancer)")
+    api.add_argument("--port", type=int)
+    api.add_argument("--host")
+    api.set_defaults(func=_api)
+
+    sub.add_parser("worker", help="outbox relay and delivery consumers").set_defaults(func=_worker)
+
+    sim = sub.add_parser("simulate", help="partner simulators (a court pushing judgments, a case system)")
+    sim.add_argument("--court-interval", type=float, default=10.0, help="seconds between pushed judgments")
+    sim.add_argument("--court-count", type=int, default=0, help="judgments to push (0 = forever)")
+    sim.set_defaults(func=_simulate)
+
+    demo = sub.add_parser("demo", help="api + worker + simulators on this machine, with a ready token")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.set_defaults(func=_demo)
+
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("--revision", default="head")
+    db.set_defaults(func=_db)
+
+    cl = sub.add_parser("clients", help="manage API clients (stored under the config directory)")
+    cl_sub = cl.add_subparsers(dest="action", required=True)
+    add = cl_sub.add_parser("add", help="register a client or add a key / change grants")
+    add.add_argument("--id", required=True, help="the client's agency code, e.g. TAND-HN")
+    add.add_argument("--public-key", required=True, help="PEM file, Ed25519 or EC P-256")
+    add.add_argument("--grant", nargs="+", required=True, metavar="SERVICE")
+    add.add_argument("--deliver-to", help="amqp:QUEUE or https://… webhook for documents addressed to it")
+    add.add_argument("--name")
+    cl_sub.add_parser("list")
+    rev = cl_sub.add_parser("revoke")
+    rev.add_argument("--id", required=True)
+    cl.set_defaults(func=_clients)
+
+    tok = sub.add_parser("token", help="print a token the gateway accepts for a client")
+    tok.add_argument("--client", required=True)
+    tok.add_argument("--private-key", required=True)
+    tok.add_argument("--ttl", type=int, default=3600)
+    tok.add_argument("--subject")
+    tok.set_defaults(func=_token)
+
+    keys = sub.add_parser("keys", help="generate a key pair for a client")
+    keys.add_argument("--out", required=True)
+    keys.add_argument("--name", required=True)
+    keys.add_argument("--kind", choices=["ed25519", "p256"], default="ed25519")
+    keys.set_defaults(func=_keys)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.configure(args.log_level)
+    settings = load_settings()
+    try:
+        return int(args.func(settings, args))
+    except (ClientConfigError, UnacceptableKey, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

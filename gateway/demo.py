@@ -1,0 +1,134 @@
+"""``python run.py demo``: a complete local installation under ``var/demo`` with a court and a case
+system, ready for curl. Everything it creates is regenerated or reused on the next run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from gateway.security.clients import ClientStore
+from gateway.security.keys import load_private_key, write_keypair
+from gateway.security.tokens import issue_token
+from gateway.settings import DEFAULT_CONFIG_DIR, Settings, load_settings
+from gateway.storage.migrate import upgrade_sync
+
+ROOT = DEFAULT_CONFIG_DIR.parent
+EXAMPLE = "gateway/schemas/examples/judgment.delivery/valid-civil-judgment-two-persons.json"
+CASE_QUEUE = "thads-hn.judgments"
+
+
+def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
+    """Config dir, keys and clients for the demo; returns the environment for its processes."""
+    config = home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEFAULT_CONFIG_DIR / "gateway.toml", config / "gateway.toml")
+    env = {
+        **os.environ,
+        "GATEWAY_CONFIG_DIR": str(config),
+        "GATEWAY_API__PORT": str(port),
+        "GATEWAY_API__PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "GATEWAY_DEMO_KEYS": str(home / "keys"),
+        "GATEWAY_DEMO_CASE_QUEUE": CASE_QUEUE,
+    }
+    os.environ.update(env)
+    settings = load_settings()
+    keys = home / "keys"
+    store = ClientStore(settings.clients_dir, recheck_seconds=0)
+    plan = {
+        "TAND-HN": (["judgments.push", "messages.read"], None, "Tòa án nhân dân thành phố Hà Nội"),
+        "THADS-HN": (
+            ["messages.read", "messages.confirm"],
+            f"amqp:{CASE_QUEUE}",
+            "Thi hành án dân sự thành phố Hà Nội",
+        ),
+    }
+    for client_id, (grants, deliver_to, name) in plan.items():
+        if not (keys / f"{client_id}.key").exists():
+            write_keypair(keys, client_id)
+        store.add(client_id, (keys / f"{client_id}.pub").read_bytes(), grants, deliver_to=deliver_to, name=name)
+    upgrade_sync(settings.resolved_database_url)
+    return env, settings
+
+
+def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("a gateway process exited during start-up; see the log above")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"the api did not answer on {url} within {timeout:.0f}s")
+
+
+def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
+    home = ROOT / "var" / "demo"
+    env, settings = prepare(home, args.port)
+    url = settings.api.public_url
+    log_dir = home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    for role in ("api", "worker", "simulate"):
+        cmd = [sys.executable, str(ROOT / "run.py"), role]
+        with (log_dir / f"{role}.log").open("ab") as out:
+            procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT))  # noqa: S603
+    try:
+        _wait_healthy(url, procs)
+        court_key = load_private_key((home / "keys" / "TAND-HN.key").read_bytes())
+        case_key = load_private_key((home / "keys" / "THADS-HN.key").read_bytes())
+        court_token = issue_token("TAND-HN", court_key, settings.auth.audience, ttl=3600)
+        case_token = issue_token("THADS-HN", case_key, settings.auth.audience, ttl=3600)
+        print(banner(url, home, court_token, case_token), flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        print("a gateway process stopped; see", log_dir, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def banner(url: str, home: Path, court_token: str, case_token: str) -> str:
+    example_id = json.loads((ROOT / EXAMPLE).read_text("utf-8"))["message_id"]
+    return f"""
+Gateway demo is running (Ctrl-C stops it). Logs: {home / "logs"}
+
+  API            {url}            health {url}/healthz   metrics {url}/metrics
+  Receipt keys   {url}/v1/keys
+  SOAP (courts)  {url}/soap/courts?wsdl
+  Simulators     court TAND-HN pushes a judgment every 10 s; case system THADS-HN consumes
+                 queue '{CASE_QUEUE}' and confirms each one.
+
+Court token (TAND-HN, valid 1 h):
+  export TOKEN={court_token}
+
+Push the bundled example judgment:
+  curl -sS -X POST {url}/v1/judgments -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' --data @{EXAMPLE}
+
+Follow it (status and timeline):
+  curl -sS {url}/v1/messages/{example_id} -H "Authorization: Bearer $TOKEN"
+
+Case system token (THADS-HN): {case_token}
+New tokens: .venv/bin/python run.py token --client TAND-HN --private-key {home / "keys" / "TAND-HN.key"}
+  (with GATEWAY_CONFIG_DIR={home / "config"})
+"""

@@ -1,0 +1,198 @@
+"""Clients: who may call the gateway, with which keys, for which services, delivered where.
+
+One TOML file per client under ``<config>/clients/``, its public keys beside it under ``keys/``.
+Operators manage them with ``python run.py clients add|list|revoke``; running processes notice
+changes without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from gateway.security.keys import PublicKey, load_public_key, public_pem
+
+CLIENT_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
+
+#: Services a client can be granted. ``family:detail`` grants are covered by a grant of ``family``.
+KNOWN_SERVICES = frozenset(
+    {
+        "judgments.push",
+        "messages.read",
+        "messages.confirm",
+        "assets.inquire",
+        "operator",
+    }
+)
+
+
+class ClientConfigError(ValueError):
+    """An invalid client definition (bad id, grant, key or delivery target)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where documents addressed to a client go: its own AMQP queue, or a webhook URL."""
+
+    kind: str  # "amqp" | "webhook"
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> Delivery:
+        if text.startswith("amqp:"):
+            queue = text[5:]
+            if not QUEUE_NAME.match(queue):
+                raise ClientConfigError(f"invalid queue name in {text!r}")
+            return cls("amqp", queue)
+        if text.startswith(("https://", "http://")):
+            return cls("webhook", text)
+        raise ClientConfigError("--deliver-to must be amqp:QUEUE or an http(s) URL")
+
+    def __str__(self) -> str:
+        return f"amqp:{self.target}" if self.kind == "amqp" else self.target
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    id: str
+    name: str
+    grants: frozenset[str]
+    keys: tuple[PublicKey, ...]
+    deliver_to: Delivery | None = None
+    revoked: bool = False
+    created_at: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def allows(self, service: str) -> bool:
+        """Deny by default: exact grant, or the grant of the service's family."""
+        if self.revoked:
+            return False
+        return service in self.grants or service.split(":", 1)[0] in self.grants
+
+
+def validate_grant(grant: str) -> str:
+    family = grant.split(":", 1)[0]
+    if family not in KNOWN_SERVICES:
+        raise ClientConfigError(f"unknown service {grant!r}; known: {', '.join(sorted(KNOWN_SERVICES))}")
+    return grant
+
+
+class ClientStore:
+    """Reads and writes client files; caches them and reloads when the directory changes."""
+
+    def __init__(self, directory: Path, recheck_seconds: float = 1.0) -> None:
+        self.directory = directory
+        self._recheck = recheck_seconds
+        self._checked_at = 0.0
+        self._signature: tuple[tuple[str, int], ...] = ()
+        self._clients: dict[str, Client] = {}
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def get(self, client_id: str) -> Client | None:
+        self._refresh()
+        return self._clients.get(client_id)
+
+    def all(self) -> list[Client]:
+        self._refresh()
+        return sorted(self._clients.values(), key=lambda c: c.id)
+
+    def _dir_signature(self) -> tuple[tuple[str, int], ...]:
+        if not self.directory.is_dir():
+            return ()
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.directory.glob("*.toml")))
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked_at < self._recheck:
+            return
+        self._checked_at = now
+        signature = self._dir_signature()
+        if signature == self._signature and not force:
+            return
+        clients: dict[str, Client] = {}
+        for name, _ in signature:
+            client = self._load(self.directory / name)
+            clients[client.id] = client
+        self._clients, self._signature = clients, signature
+
+    def _load(self, path: Path) -> Client:
+        data = tomllib.loads(path.read_text("utf-8"))
+        keys = tuple(load_public_key((self.directory / k).read_bytes()) for k in data.get("public_keys", []))
+        deliver = data.get("deliver_to")
+        return Client(
+            id=data["id"],
+            name=data.get("name", data["id"]),
+            grants=frozenset(data.get("grants", [])),
+            keys=keys,
+            deliver_to=Delivery.parse(deliver) if deliver else None,
+            revoked=bool(data.get("revoked", False)),
+            created_at=str(data.get("created_at", "")),
+        )
+
+    # -- writing (operator CLI) ------------------------------------------------------------------
+
+    def add(
+        self,
+        client_id: str,
+        public_key_pem: bytes,
+        grants: list[str],
+        deliver_to: str | None = None,
+        name: str | None = None,
+    ) -> Client:
+        """Create a client, or add a key / replace grants of an existing one."""
+        if not CLIENT_ID.match(client_id):
+            raise ClientConfigError("client id must be an agency code: A-Z, 0-9 and '-', 2-32 chars")
+        for grant in grants:
+            validate_grant(grant)
+        if deliver_to:
+            Delivery.parse(deliver_to)
+        key = load_public_key(public_key_pem)
+        pem = public_pem(key)
+        key_name = f"keys/{client_id}-{hashlib.sha256(pem).hexdigest()[:12]}.pem"
+        (self.directory / "keys").mkdir(parents=True, exist_ok=True)
+        (self.directory / key_name).write_bytes(pem)
+        path = self.directory / f"{client_id}.toml"
+        data: dict[str, Any] = tomllib.loads(path.read_text("utf-8")) if path.exists() else {}
+        keys = list(dict.fromkeys([*data.get("public_keys", []), key_name]))
+        data.update(
+            {
+                "id": client_id,
+                "name": name or data.get("name", client_id),
+                "grants": sorted(set(grants)),
+                "public_keys": keys,
+                "revoked": False,
+            }
+        )
+        data.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        if deliver_to:
+            data["deliver_to"] = deliver_to
+        self._write(path, data)
+        self._refresh(force=True)
+        client = self._clients[client_id]
+        return client
+
+    def revoke(self, client_id: str) -> None:
+        path = self.directory / f"{client_id}.toml"
+        if not path.exists():
+            raise ClientConfigError(f"no client {client_id!r}")
+        data = tomllib.loads(path.read_text("utf-8"))
+        data["revoked"] = True
+        data["revoked_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self._write(path, data)
+        self._refresh(force=True)
+
+    def _write(self, path: Path, data: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(tomli_w.dumps(data), "utf-8")
+        tmp.replace(path)  # atomic: a running gateway never reads half a file

@@ -1,0 +1,72 @@
+"""The gateway's own signature: receipts and webhook deliveries are signed with one Ed25519 key.
+
+The signed bytes are the RFC 8785 (JCS) canonical JSON of the signed fields, so any client can
+verify with a standard JSON canonicaliser and the public key from ``GET /v1/keys``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from gateway.security.keys import b64url, b64url_decode, load_private_key, private_pem, public_jwk
+
+log = logging.getLogger(__name__)
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical form: the bytes every hash and signature in the gateway is computed over."""
+    return bytes(rfc8785.dumps(value))
+
+
+class Signer:
+    """Signs with the configured Ed25519 key."""
+
+    def __init__(self, key: ed25519.Ed25519PrivateKey) -> None:
+        self._key = key
+        self.jwk = public_jwk(key.public_key())
+        self.key_id = self.jwk["kid"]
+
+    @classmethod
+    def from_file(cls, path: Path, create: bool = True) -> Signer:
+        if not path.exists():
+            if not create:
+                raise FileNotFoundError(path)
+            # First start: make the key rather than refuse to run; operators replace it with theirs.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = ed25519.Ed25519PrivateKey.generate()
+            tmp = path.with_suffix(".tmp")
+            tmp.touch(mode=0o600)
+            tmp.write_bytes(private_pem(key))
+            try:
+                tmp.rename(path) if not path.exists() else tmp.unlink()
+            except FileExistsError:
+                tmp.unlink()
+            log.warning("created receipt signing key %s", path)
+        loaded = load_private_key(path.read_bytes())
+        if not isinstance(loaded, ed25519.Ed25519PrivateKey):
+            raise ValueError("the receipt signing key must be Ed25519")
+        return cls(loaded)
+
+    def sign(self, fields: dict[str, Any]) -> str:
+        return b64url(self._key.sign(canonical_json(fields)))
+
+    def sign_bytes(self, data: bytes) -> str:
+        return b64url(self._key.sign(data))
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.jwk]}
+
+
+def verify(public_key: ed25519.Ed25519PublicKey, fields: dict[str, Any], signature: str) -> bool:
+    """Check a signature made by :meth:`Signer.sign` (used by tests, simulators and clients)."""
+    try:
+        public_key.verify(b64url_decode(signature), canonical_json(fields))
+    except (InvalidSignature, ValueError):
+        return False
+    return True

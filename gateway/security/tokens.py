@@ -1,0 +1,98 @@
+"""Bearer-token verification: each client signs its own JWTs; we check them against its keys only."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from gateway.security.clients import Client, ClientStore
+from gateway.security.keys import PrivateKey, algorithm_for
+
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
+ACCEPTED_ALGORITHMS = frozenset({"ES256", "EdDSA"})
+
+
+class TokenRejected(Exception):
+    """The token is missing, malformed, expired, or not signed by a key of its issuer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    client: Client
+    subject: str
+    token_id: str
+
+
+class TokenVerifier:
+    def __init__(self, clients: ClientStore, audience: str, leeway: int, max_lifetime: int) -> None:
+        self._clients = clients
+        self._audience = audience
+        self._leeway = leeway
+        self._max_lifetime = max_lifetime
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise TokenRejected(f"malformed token: {exc}") from exc
+        alg = header.get("alg")
+        if alg not in ACCEPTED_ALGORITHMS:
+            raise TokenRejected(f"algorithm {alg!r} is not accepted; use ES256 or EdDSA")
+        issuer = unverified.get("iss")
+        client = self._clients.get(issuer) if isinstance(issuer, str) else None
+        if client is None or client.revoked:
+            raise TokenRejected("unknown or revoked issuer")
+        # Only keys whose type matches the header's algorithm are tried, and each key dictates its own
+        # algorithm: the header can never steer verification to another key type.
+        candidates = [k for k in client.keys if algorithm_for(k) == alg]
+        if not candidates:
+            raise TokenRejected("no key of this client matches the token's algorithm")
+        last_error: Exception | None = None
+        for key in candidates:
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    key=key,
+                    algorithms=[algorithm_for(key)],
+                    audience=self._audience,
+                    issuer=client.id,
+                    leeway=self._leeway,
+                    options={"require": REQUIRED_CLAIMS},
+                )
+            except jwt.InvalidSignatureError as exc:
+                last_error = exc
+                continue
+            except jwt.PyJWTError as exc:
+                raise TokenRejected(str(exc)) from exc
+            lifetime = int(claims["exp"]) - int(claims["iat"])
+            if lifetime > self._max_lifetime:
+                raise TokenRejected(f"token lifetime {lifetime}s exceeds {self._max_lifetime}s")
+            if int(claims["iat"]) > time.time() + self._leeway:
+                raise TokenRejected("token issued in the future")
+            return Principal(client=client, subject=str(claims["sub"]), token_id=str(claims["jti"]))
+        raise TokenRejected(f"signature does not verify with this client's keys ({last_error})")
+
+
+def issue_token(
+    client_id: str,
+    private_key: PrivateKey,
+    audience: str,
+    ttl: int = 3600,
+    subject: str | None = None,
+) -> str:
+    """A token as a client would make it (the ``token`` command, simulators, tests)."""
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": subject or client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": str(uuid.uuid4()),
+    }
+    return jwt.encode(claims, private_key, algorithm=algorithm_for(private_key))

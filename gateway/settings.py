@@ -1,0 +1,111 @@
+"""Settings: ``config/gateway.toml`` overridden by ``GATEWAY_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+def config_dir() -> Path:
+    """The configuration directory: ``GATEWAY_CONFIG_DIR`` or ``config/`` beside the package."""
+    return Path(os.environ.get("GATEWAY_CONFIG_DIR") or DEFAULT_CONFIG_DIR).resolve()
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = Field(8_000_000, gt=0)
+    max_inline_document_bytes: int = Field(5_000_000, gt=0)
+
+
+class AuthSettings(BaseModel):
+    audience: str = "thads-gateway"
+    leeway_seconds: int = Field(30, ge=0, le=300)
+    max_token_lifetime_seconds: int = Field(3600, gt=0)
+
+
+class SigningSettings(BaseModel):
+    private_key_file: str = "var/keys/receipt-signing.pem"
+
+
+class RelaySettings(BaseModel):
+    poll_interval_seconds: float = Field(0.2, gt=0)
+    batch_size: int = Field(200, gt=0)
+    max_in_flight: int = Field(256, gt=0)
+    lease_seconds: float = Field(30, gt=0)
+
+
+class DeliverySettings(BaseModel):
+    prefetch: int = Field(100, gt=0)
+    delivery_limit: int = Field(20, gt=0)
+    webhook_timeout_seconds: float = Field(10, gt=0)
+    retry_delays_seconds: list[float] = Field(default_factory=lambda: [1, 5, 30, 120, 600], min_length=1)
+    max_attempts: int = Field(60, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore")
+
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    broker_namespace: str = Field("gw", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
+    database_url: str = "sqlite+aiosqlite:///var/gateway.db"
+    config_dir: Path = Field(default_factory=config_dir)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML path depends on GATEWAY_CONFIG_DIR, so it is resolved per load, not per class.
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_dir() / "gateway.toml")
+        return (init_settings, env_settings, toml)
+
+    @cached_property
+    def home(self) -> Path:
+        """Base for relative paths: the directory holding the config directory."""
+        return self.config_dir.parent
+
+    def path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL with a relative SQLite file made absolute (and its directory created)."""
+        prefix = "sqlite+aiosqlite:///"
+        url = self.database_url
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            file = self.path(url[len(prefix) :])
+            file.parent.mkdir(parents=True, exist_ok=True)
+            return prefix + str(file)
+        return url
+
+    @property
+    def clients_dir(self) -> Path:
+        return self.config_dir / "clients"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings afresh (tests pass overrides)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

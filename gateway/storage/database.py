@@ -1,0 +1,36 @@
+"""The database handle: a writer engine and a reader engine (the same one on PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from gateway.storage.engine import is_sqlite, make_engine
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.writer: AsyncEngine = make_engine(url)
+        # SQLite: reads skip BEGIN IMMEDIATE so they never wait behind writers (WAL gives them a snapshot).
+        self.reader: AsyncEngine = (
+            create_async_engine(url, connect_args={"timeout": 60}) if is_sqlite(url) else self.writer
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reader.connect() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()

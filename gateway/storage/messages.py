@@ -1,0 +1,132 @@
+"""Queries on messages, their timelines and the outbox. Callers own the transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.domain.status import Status, sources_for
+from gateway.storage.tables import evidences, messages, outbox
+from gateway.storage.timestamps import iso, now
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    exchange: str
+    routing_key: str
+    headers: dict[str, Any]
+    body: str
+    priority: int = 0
+
+
+async def get(conn: AsyncConnection, message_id: str) -> Row[Any] | None:
+    return (await conn.execute(select(messages).where(messages.c.message_id == message_id))).first()
+
+
+async def get_by_natural_key(conn: AsyncConnection, key: str) -> Row[Any] | None:
+    return (await conn.execute(select(messages).where(messages.c.natural_key == key))).first()
+
+
+async def insert_accepted(
+    conn: AsyncConnection, row: dict[str, Any], item: OutboxItem, actor: str, detail: dict[str, Any]
+) -> None:
+    """Store the message, its first evidence and its outbox entry (one transaction, the caller's)."""
+    at = row["received_at"]
+    await conn.execute(insert(messages).values(**row, status=Status.RECEIVED, updated_at=at, delivery_count=0))
+    await add_evidence(conn, row["message_id"], "accepted", actor, detail, at)
+    await conn.execute(
+        insert(outbox).values(
+            message_id=row["message_id"],
+            exchange=item.exchange,
+            routing_key=item.routing_key,
+            priority=item.priority,
+            headers=json.dumps(item.headers, sort_keys=True),
+            body=item.body,
+            created_at=at,
+            attempts=0,
+        )
+    )
+
+
+async def add_evidence(
+    conn: AsyncConnection,
+    message_id: str,
+    event: str,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    await conn.execute(
+        insert(evidences).values(
+            message_id=message_id,
+            event=event,
+            at=at or now(),
+            actor=actor,
+            detail=json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else None,
+        )
+    )
+
+
+async def transition(
+    conn: AsyncConnection,
+    message_id: str,
+    target: Status,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+    reason: str | None = None,
+    extra: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Move a message to ``target`` if the lifecycle allows it from where it is; record the evidence.
+
+    Returns False (and records nothing) when the message is not in a state that may move there: the
+    conditional update makes concurrent and repeated transitions harmless.
+    """
+    at = at or now()
+    values: dict[str, Any] = {"status": target, "updated_at": at, "status_reason": reason}
+    values.update(extra or {})
+    result = await conn.execute(
+        update(messages)
+        .where(messages.c.message_id == message_id, messages.c.status.in_(list(sources_for(target))))
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        return False
+    await add_evidence(conn, message_id, target.value, actor, detail, at)
+    return True
+
+
+async def count_delivery(conn: AsyncConnection, message_id: str) -> None:
+    await conn.execute(
+        update(messages)
+        .where(messages.c.message_id == message_id)
+        .values(delivery_count=messages.c.delivery_count + 1)
+    )
+
+
+async def timeline(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(evidences)
+        .where(evidences.c.message_id == message_id)
+        .order_by(evidences.c.at, evidences.c.id)
+    )
+    return [
+        {
+            "event": r.event,
+            "at": iso(r.at),
+            "actor": r.actor,
+            **({"detail": json.loads(r.detail)} if r.detail else {}),
+        }
+        for r in rows
+    ]
+
+
+async def status_counts(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))
+    return {str(status): int(n) for status, n in rows}

@@ -1,0 +1,370 @@
+"""JSON Schema validation of pushed messages.
+
+Every ``<message_type>.schema.json`` in ``gateway/schemas`` describes one message type;
+``common.schema.json`` and ``envelope.schema.json`` hold the shared pieces the others ``$ref``.
+All files go into one :class:`referencing.Registry` keyed by their ``$id``, so relative references
+such as ``common.schema.json#/$defs/uuid`` resolve offline, and each message type gets one
+prebuilt Draft 2020-12 validator with format checking switched on.
+
+Violations are reported in full, not just the first one, and their messages are safe to send back
+and to log: long values are truncated and personal ID numbers are never echoed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from collections.abc import Iterable, Mapping
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from typing import Any, Final
+
+from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
+    Draft202012Validator,
+    FormatChecker,
+)
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from gateway.domain.identifiers import mask
+from gateway.problems import Violation
+
+__all__ = [
+    "SCHEMA_BASE",
+    "SchemaCatalog",
+    "catalog",
+    "format_checker",
+    "is_canonical_uuid",
+    "is_vn_personal_id",
+    "validate_push",
+]
+
+SCHEMA_BASE: Final = "https://gateway.thads.example/schemas/"
+SCHEMA_SUFFIX: Final = ".schema.json"
+SHARED_SCHEMAS: Final = frozenset({"common", "envelope"})
+
+# Without the format-nongpl extras jsonschema silently skips date-time and uri; refuse to start instead.
+REQUIRED_FORMATS: Final = ("date", "date-time", "uuid", "uri", "vn-personal-id")
+
+MAX_SHOWN_CHARS: Final = 40
+
+_PERSONAL_ID: Final = re.compile(r"[0-9]{12}")
+_CANONICAL_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_LONG_DIGIT_RUN: Final = re.compile(r"[0-9]{12,}")
+
+_FORMAT_NAMES: Final = {
+    "date": "a valid date (YYYY-MM-DD)",
+    "date-time": "a valid RFC 3339 date-time with a UTC offset",
+    "uuid": "a UUID in canonical 8-4-4-4-12 hexadecimal form",
+    "uri": "a valid absolute URI",
+}
+_PERSONAL_ID_MESSAGE: Final = "The value is not a valid 12-digit personal ID number"
+
+# Errors that mean "this alternative is a different shape altogether", so a poor match.
+_MISMATCH_KEYWORDS: Final = frozenset({"type", "const", "enum"})
+
+
+def is_vn_personal_id(value: str) -> bool:
+    """Whether ``value`` looks like a Vietnamese 12-digit personal identification number.
+
+    Layout: digits 1-3 are the province code of the birth registration (001..096), digit 4
+    encodes century of birth and sex (0/1 = 1900s male/female, 2/3 = 2000s, 4/5 = 2100s,
+    6/7 = 2200s, 8/9 = 2300s, so every digit 0-9 is legitimate), digits 5-6 are the last two
+    digits of the year of birth, and the last six are a serial number. Only the length, the ASCII
+    digits and the province range are checked: the birth-year digits cannot be verified without
+    the date of birth.
+    """
+    return _PERSONAL_ID.fullmatch(value) is not None and 1 <= int(value[:3]) <= 96
+
+
+def is_canonical_uuid(value: str) -> bool:
+    """Whether ``value`` is a UUID in the 36-character hyphenated form (either letter case).
+
+    Stricter than :class:`uuid.UUID`, which also takes braces, ``urn:uuid:`` prefixes and stray
+    hyphens; message IDs double as idempotency keys, so only one spelling per UUID is wanted.
+    """
+    return _CANONICAL_UUID.fullmatch(value) is not None
+
+
+def _check_personal_id(instance: object) -> bool:
+    # Formats only constrain strings; the schema's "type" catches the rest.
+    return not isinstance(instance, str) or is_vn_personal_id(instance)
+
+
+def _check_uuid(instance: object) -> bool:
+    return not isinstance(instance, str) or is_canonical_uuid(instance)
+
+
+def format_checker() -> Any:
+    """A fresh ``FormatChecker``: the Draft 2020-12 checks plus ``vn-personal-id`` and a strict ``uuid``.
+
+    A copy, so the checker shared by every jsonschema user in the process is left untouched.
+    """
+    checker = FormatChecker(formats=())
+    checker.checkers.update(Draft202012Validator.FORMAT_CHECKER.checkers)
+    checker.checks("vn-personal-id")(_check_personal_id)
+    checker.checks("uuid")(_check_uuid)
+    missing = [name for name in REQUIRED_FORMATS if name not in checker.checkers]
+    if missing:
+        raise RuntimeError(
+            f"format checks unavailable: {', '.join(missing)}; install jsonschema[format-nongpl]"
+        )
+    return checker
+
+
+class SchemaCatalog:
+    """The message schemas, their shared registry and one prebuilt validator per message type."""
+
+    def __init__(self, root: Traversable | None = None) -> None:
+        """Load every ``*.schema.json`` under ``root`` (default: the installed ``gateway/schemas``).
+
+        Raises ``ValueError`` for a schema without ``$id`` or with a duplicate one, and
+        ``jsonschema.SchemaError`` for a schema that is not valid Draft 2020-12.
+        """
+        directory = root if root is not None else files("gateway").joinpath("schemas")
+        by_name: dict[str, dict[str, Any]] = {}
+        ids: set[str] = set()
+        for entry in sorted(directory.iterdir(), key=lambda e: e.name):
+            if not entry.is_file() or not entry.name.endswith(SCHEMA_SUFFIX):
+                continue
+            contents = json.loads(entry.read_text(encoding="utf-8"))
+            schema_id = contents.get("$id") if isinstance(contents, dict) else None
+            if not isinstance(schema_id, str) or not schema_id:
+                raise ValueError(f"{entry.name}: a schema needs a string $id")
+            if schema_id in ids:
+                raise ValueError(f"{entry.name}: duplicate $id {schema_id}")
+            Draft202012Validator.check_schema(contents)
+            ids.add(schema_id)
+            by_name[entry.name.removesuffix(SCHEMA_SUFFIX)] = contents
+
+        self.registry: Registry[Any] = Registry().with_resources(
+            (schema["$id"], Resource.from_contents(schema, default_specification=DRAFT202012))
+            for schema in by_name.values()
+        )
+        checker = format_checker()
+        self._schemas = {name: s for name, s in by_name.items() if name not in SHARED_SCHEMAS}
+        self._validators: dict[str, Any] = {
+            name: Draft202012Validator(schema, registry=self.registry, format_checker=checker)
+            for name, schema in self._schemas.items()
+        }
+
+    def message_types(self) -> list[str]:
+        """The known message types, sorted."""
+        return sorted(self._schemas)
+
+    def schema(self, message_type: str) -> dict[str, Any]:
+        """A copy of the schema for ``message_type``; ``KeyError`` if unknown."""
+        return copy.deepcopy(self._schemas[message_type])
+
+    def violations(self, message_type: str, document: object) -> list[Violation]:
+        """Every way ``document`` breaks the ``message_type`` schema, sorted by path then message.
+
+        ``KeyError`` if the message type is unknown. An empty list means the document is valid.
+        """
+        validator = self._validators[message_type]
+        found = {
+            Violation(path=str(leaf.json_path), message=_message(leaf), rule=_rule(leaf))
+            for error in validator.iter_errors(document)
+            for leaf in _leaf_errors(error)
+        }
+        return sorted(found, key=lambda v: (v.path, v.message, v.rule))
+
+    def validate_push(self, document: object) -> tuple[str | None, list[Violation]]:
+        """Validate a complete pushed message against the schema its ``message_type`` names.
+
+        Returns the message type (``None`` when it cannot be determined) and the violations.
+        """
+        known = ", ".join(repr(t) for t in self.message_types())
+        if not isinstance(document, dict):
+            return None, [Violation("$", f"The message must be a JSON object; known types: {known}", "type")]
+        if "message_type" not in document:
+            message = f"'message_type' is a required property; known types: {known}"
+            return None, [Violation("$.message_type", message, "required")]
+        message_type = document["message_type"]
+        if not isinstance(message_type, str) or message_type not in self._validators:
+            message = f"{_show(message_type)} is not a known message type; known types: {known}"
+            return None, [Violation("$.message_type", message, "enum")]
+        return message_type, self.violations(message_type, document)
+
+
+@functools.cache
+def catalog() -> SchemaCatalog:
+    """The process-wide catalog of the installed schemas, loaded on first use."""
+    return SchemaCatalog()
+
+
+def validate_push(document: object) -> tuple[str | None, list[Violation]]:
+    """:meth:`SchemaCatalog.validate_push` on the process-wide :func:`catalog`."""
+    return catalog().validate_push(document)
+
+
+def _leaf_errors(error: Any) -> list[Any]:
+    """Replace a failed ``oneOf``/``anyOf`` by the errors of its closest alternative.
+
+    The closest alternative is the one with the fewest shape mismatches (type/const/enum), then
+    the fewest errors, then the first listed: the sender most likely meant that one, and its
+    errors say what to fix ("'person' is a required property") where the wrapper only says
+    "is not valid under any of the given schemas".
+    """
+    if error.validator not in ("oneOf", "anyOf") or not error.context:
+        return [error]
+    branches: dict[int, list[Any]] = {}
+    for sub in error.context:
+        index = sub.relative_schema_path[0] if sub.relative_schema_path else 0
+        branches.setdefault(index if isinstance(index, int) else 0, []).append(sub)
+
+    def closeness(item: tuple[int, list[Any]]) -> tuple[int, int, int]:
+        index, errors = item
+        mismatches = sum(1 for e in errors if e.validator in _MISMATCH_KEYWORDS)
+        return mismatches, len(errors), index
+
+    _, closest = min(branches.items(), key=closeness)
+    return [leaf for sub in closest for leaf in _leaf_errors(sub)]
+
+
+def _rule(error: Any) -> str:
+    # A ``false`` subschema has no keyword to blame.
+    return error.validator if isinstance(error.validator, str) else "false"
+
+
+def _redact(text: str) -> str:
+    return _LONG_DIGIT_RUN.sub(lambda m: mask(m.group(0)), text)
+
+
+def _show(value: object) -> str:
+    """A value as it may appear in a message: personal IDs masked, at most 40 characters kept."""
+    if isinstance(value, str):
+        text = _redact(value)
+        return repr(text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "…")
+    text = _redact(json.dumps(value, ensure_ascii=False, default=str))
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "…"
+
+
+def _number(value: object) -> str:
+    # Grouped digits read better for dong amounts, and a grouped number is no ID-like digit run.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return _show(value)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _unexpected_properties(error: Any) -> list[str]:
+    instance = error.instance
+    if not isinstance(instance, dict):
+        return []
+    if error.validator == "additionalProperties" and isinstance(error.schema, dict):
+        declared = error.schema.get("properties", {})
+        patterns = error.schema.get("patternProperties", {})
+        return sorted(
+            str(k) for k in instance if k not in declared and not any(re.search(p, k) for p in patterns)
+        )
+    # jsonschema names unevaluated properties only in its own message.
+    return sorted(str(k) for k in instance if repr(k) in error.message)
+
+
+def _describe_items(schema: object) -> str:
+    """``{"properties": {"role": {"const": "debtor"}}}`` -> ``"with role 'debtor'"``."""
+    if isinstance(schema, Mapping):
+        properties = schema.get("properties")
+        if isinstance(properties, Mapping):
+            wanted = [
+                f"{name} {_show(sub['const'])}"
+                for name, sub in properties.items()
+                if isinstance(sub, Mapping) and "const" in sub
+            ]
+            if wanted:
+                return "with " + " and ".join(wanted)
+    return "matching the 'contains' rule"
+
+
+def _alternatives(branches: object) -> str:
+    """Name the alternatives of a ``oneOf`` when each is told apart by its required properties."""
+    if isinstance(branches, list) and all(isinstance(b, Mapping) and b.get("required") for b in branches):
+        return " (" + " | ".join(" + ".join(b["required"]) for b in branches) + ")"
+    return ""
+
+
+def _quoted_list(values: Iterable[object]) -> str:
+    return ", ".join(_show(v) for v in values)
+
+
+def _message(error: Any) -> str:
+    """A clear English message for one leaf error, never echoing long values or personal IDs."""
+    return _redact(_compose(error))
+
+
+def _compose(error: Any) -> str:
+    keyword = error.validator
+    value = error.validator_value
+    instance = error.instance
+    shown = _show(instance)
+    if not isinstance(keyword, str):
+        return f"{shown} is not allowed here"
+    if keyword in ("required", "dependentRequired"):
+        # Names only schema property names, never the instance.
+        return str(error.message)
+    if keyword in ("additionalProperties", "unevaluatedProperties"):
+        extras = _unexpected_properties(error)
+        if not extras:
+            return "Additional properties are not allowed"
+        verb = "was" if len(extras) == 1 else "were"
+        return f"Additional properties are not allowed ({_quoted_list(extras)} {verb} unexpected)"
+    if keyword == "type":
+        types = [value] if isinstance(value, str) else list(value)
+        return f"{shown} is not of type {' or '.join(repr(t) for t in types)}"
+    if keyword == "format":
+        if value == "vn-personal-id":
+            return _PERSONAL_ID_MESSAGE
+        return f"{shown} is not {_FORMAT_NAMES.get(value, f'a valid {value!r}')}"
+    if keyword == "pattern":
+        return f"{shown} does not match the pattern {value}"
+    if keyword == "const":
+        return f"{shown} is not the expected value {_show(value)}"
+    if keyword == "enum":
+        return f"{shown} is not one of {_quoted_list(value)}"
+    if keyword == "minLength":
+        return f"{shown} is too short (minimum {_plural(value, 'character')})"
+    if keyword == "maxLength":
+        return f"{shown} is too long ({len(instance)} characters, maximum {value})"
+    if keyword == "minItems":
+        return f"has {_plural(len(instance), 'item')}, but at least {value} are required"
+    if keyword == "maxItems":
+        return f"has {_plural(len(instance), 'item')}, but at most {value} are allowed"
+    if keyword == "minimum":
+        return f"{_number(instance)} is less than the minimum of {_number(value)}"
+    if keyword == "maximum":
+        return f"{_number(instance)} is greater than the maximum of {_number(value)}"
+    if keyword == "exclusiveMinimum":
+        return f"{_number(instance)} is not greater than {_number(value)}"
+    if keyword == "exclusiveMaximum":
+        return f"{_number(instance)} is not less than {_number(value)}"
+    if keyword == "multipleOf":
+        return f"{_number(instance)} is not a multiple of {_number(value)}"
+    if keyword == "uniqueItems":
+        return "has duplicate items, but all items must be different"
+    if keyword == "contains":
+        if str(error.message).startswith("Too "):
+            # minContains / maxContains: jsonschema's message gives counts only.
+            return str(error.message)
+        return f"does not contain an item {_describe_items(value)}"
+    if keyword == "not":
+        if isinstance(value, Mapping) and set(value) == {"required"}:
+            names = value["required"]
+            if len(names) == 1:
+                return f"must not have the property {names[0]!r}"
+            return f"must not have all of the properties {_quoted_list(names)} together"
+        return f"{shown} matches a schema it must not match"
+    if keyword == "oneOf":
+        if error.context:
+            return "does not match any of the alternatives"
+        return f"must match exactly one of the alternatives{_alternatives(value)}, but matches several"
+    if keyword == "anyOf":
+        return "does not match any of the alternatives"
+    return f"does not satisfy the {keyword!r} rule"

@@ -1,0 +1,59 @@
+"""The ``api`` process: one aiohttp application for every HTTP face of the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.security.clients import ClientStore
+from gateway.security.signing import Signer
+from gateway.security.tokens import TokenVerifier
+from gateway.services.judgments import JudgmentService
+from gateway.services.messages import MessageService
+from gateway.settings import Settings
+from gateway.storage.database import Database
+from gateway.storage.migrate import upgrade
+from gateway.validation import catalog
+from gateway.web import routes_documents, routes_health  # SOAPTMP
+from gateway.web.context import SERVICES, Services
+from gateway.web.middleware import problems
+
+
+def build_services(settings: Settings, db: Database) -> Services:
+    clients = ClientStore(settings.clients_dir)
+    signer = Signer.from_file(settings.path(settings.signing.private_key_file))
+    verifier = TokenVerifier(
+        clients,
+        audience=settings.auth.audience,
+        leeway=settings.auth.leeway_seconds,
+        max_lifetime=settings.auth.max_token_lifetime_seconds,
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        clients=clients,
+        verifier=verifier,
+        signer=signer,
+        judgments=JudgmentService(db, catalog(), signer, clients, settings),
+        messages=MessageService(db),
+    )
+
+
+def create_app(settings: Settings, migrate: bool = True) -> web.Application:
+    # The body limit is enforced by our reader (413 as problem+json); aiohttp's own cap is a backstop.
+    app = web.Application(middlewares=[problems], client_max_size=settings.api.max_body_bytes + 1024)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url)
+        if migrate:
+            await upgrade(db.url)
+        app[SERVICES] = build_services(settings, db)
+        yield
+        await db.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    routes_health.add_routes(app)
+    routes_documents.add_routes(app)
+    # SOAPTMP soap_courts.add_routes(app)
+    return app

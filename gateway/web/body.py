@@ -1,0 +1,51 @@
+"""Reading request bodies safely: content type, size limit, then parse."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from gateway.problems import bad_request, too_large, unsupported_media_type
+from gateway.web.context import SERVICES
+
+JSON_TYPES = ("application/json",)
+
+
+async def read_limited(request: web.Request) -> bytes:
+    """The raw body, refused with 413 past the configured limit (checked before and while reading)."""
+    limit = request.app[SERVICES].settings.api.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    return await _read_chunked(request, limit)
+
+
+async def _read_chunked(request: web.Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request) -> object:
+    """The JSON body: 415 unless ``application/json``, 413 if too large, 400 if not JSON."""
+    if request.content_type not in JSON_TYPES:
+        raise unsupported_media_type("application/json (UTF-8)")
+    raw = await read_limited(request)
+    if not raw:
+        raise bad_request("the request body is empty")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise bad_request(f"the body is not UTF-8 (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise bad_request(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+
+
+def _reject_constant(name: str) -> object:
+    # NaN and Infinity are not JSON; Python would accept them silently.
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)

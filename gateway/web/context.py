@@ -1,0 +1,29 @@
+"""What the web application holds: typed application state (``web.AppKey``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.security.clients import ClientStore
+from gateway.security.signing import Signer
+from gateway.security.tokens import TokenVerifier
+from gateway.services.judgments import JudgmentService
+from gateway.services.messages import MessageService
+from gateway.settings import Settings
+from gateway.storage.database import Database
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    clients: ClientStore
+    verifier: TokenVerifier
+    signer: Signer
+    judgments: JudgmentService
+    messages: MessageService
+
+
+SERVICES = web.AppKey("services", Services)

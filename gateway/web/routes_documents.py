@@ -1,0 +1,50 @@
+"""REST endpoints for documents: push a judgment, follow a message, confirm its processing."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.web.auth import authenticate, require
+from gateway.web.body import read_json
+from gateway.web.context import SERVICES
+
+
+async def push_judgment(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    document = await read_json(request)
+    result = await request.app[SERVICES].judgments.push(principal, document)
+    location = f"/v1/messages/{result.receipt['message_id']}"
+    return web.json_response(
+        result.receipt,
+        status=200 if result.duplicate else 202,
+        headers={"Location": location, **({"Gateway-Duplicate": "true"} if result.duplicate else {})},
+    )
+
+
+async def get_message(request: web.Request) -> web.Response:
+    principal = require(request, "messages.read")
+    view = await request.app[SERVICES].messages.status(principal, request.match_info["message_id"])
+    return web.json_response(view)
+
+
+async def confirm_message(request: web.Request) -> web.Response:
+    principal = require(request, "messages.confirm")
+    document = await read_json(request)
+    view, _first = await request.app[SERVICES].messages.confirm(
+        principal, request.match_info["message_id"], document
+    )
+    return web.json_response(view)
+
+
+async def keys(request: web.Request) -> web.Response:
+    """The gateway's public signing keys (JWKS), to verify receipts and webhook signatures."""
+    return web.json_response(
+        request.app[SERVICES].signer.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/judgments", push_judgment, name="judgments.push")
+    app.router.add_get("/v1/messages/{message_id}", get_message, name="messages.read")
+    app.router.add_post("/v1/messages/{message_id}/confirmation", confirm_message, name="messages.confirm")
+    app.router.add_get("/v1/keys", keys, name="keys")

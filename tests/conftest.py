@@ -1,0 +1,144 @@
+"""Shared fixtures: an isolated configuration directory, clients with real keys, the API app, and
+databases (SQLite always; PostgreSQL on 127.0.0.1:5432 for tests marked ``postgres``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.security.clients import ClientStore
+from gateway.security.keys import PrivateKey, generate_keypair, public_pem
+from gateway.security.tokens import issue_token
+from gateway.settings import Settings
+from gateway.web.app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "gateway" / "schemas" / "examples"
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+COURT = "TAND-HN"
+CASE_SYSTEM = "THADS-HN"
+
+
+@dataclass
+class Party:
+    id: str
+    key: PrivateKey
+
+    def token(self, settings: Settings, **kw: Any) -> str:
+        return issue_token(self.id, self.key, settings.auth.audience, **kw)
+
+    def headers(self, settings: Settings, **kw: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(settings, **kw)}"}
+
+
+@dataclass
+class World:
+    settings: Settings
+    court: Party
+    case_system: Party
+    case_queue: str
+
+    def court_headers(self, **kw: Any) -> dict[str, str]:
+        return self.court.headers(self.settings, **kw)
+
+    def case_headers(self, **kw: Any) -> dict[str, str]:
+        return self.case_system.headers(self.settings, **kw)
+
+
+def example(message_type: str, name: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / message_type / name).read_text("utf-8"))
+
+
+def fresh_judgment(name: str = "valid-civil-judgment-two-persons.json") -> dict[str, Any]:
+    """A valid example with a new message_id and judgment number, so tests never collide."""
+    doc = example("judgment.delivery", name)
+    doc["message_id"] = str(uuid.uuid4())
+    n = uuid.uuid4().int % 900000 + 1
+    doc["body"]["judgment"]["number"] = f"{n}/2026/DS-ST"
+    return doc
+
+
+async def _create_pg_database() -> str:
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def _drop_pg_database(name: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Each storage test runs on both backends."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+        return
+    name = await _create_pg_database()
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await _drop_pg_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+
+
+def make_world(home: Path, database_url: str, deliver_to: str | None = None, **overrides: Any) -> World:
+    """A complete, isolated installation: config dir, signing key, a court and a case system."""
+    config = home / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "config" / "gateway.toml", config / "gateway.toml")
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        config_dir=config,
+        database_url=database_url,
+        broker_namespace=namespace,
+        **overrides,
+    )
+    store = ClientStore(settings.clients_dir)
+    court_key, case_key = generate_keypair("ed25519"), generate_keypair("p256")
+    store.add(COURT, public_pem(court_key.public_key()), ["judgments.push", "messages.read"])
+    case_queue = f"{namespace}.case-system.inbox"
+    store.add(
+        CASE_SYSTEM,
+        public_pem(case_key.public_key()),
+        ["messages.read", "messages.confirm"],
+        deliver_to=deliver_to or f"amqp:{case_queue}",
+    )
+    return World(settings, Party(COURT, court_key), Party(CASE_SYSTEM, case_key), case_queue)
+
+
+@pytest.fixture
+def world(tmp_path: Path, sqlite_url: str) -> World:
+    return make_world(tmp_path, sqlite_url)
+
+
+@pytest.fixture
+async def api(world: World, aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(world.settings))
+    return client
+
+
+@pytest.fixture
+def anyio_backend() -> Iterator[str]:
+    yield "asyncio"
