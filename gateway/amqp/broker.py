@@ -23,7 +23,7 @@ async def connect(url: str, name: str) -> AbstractRobustConnection:
     that starts before the broker must come up when the broker does, not crash-loop."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(CONNECT_ERRORS),
-        wait=wait_exponential_jitter(initial=0.2, max=5),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5),
         before_sleep=lambda state: log.warning("broker unreachable (%s); retrying", name),
         reraise=True,
     ):

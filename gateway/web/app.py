@@ -15,7 +15,7 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.validation import catalog
-from gateway.web import routes_documents, routes_health  # SOAPTMP
+from gateway.web import routes_documents, routes_health, soap_courts
 from gateway.web.context import SERVICES, Services
 from gateway.web.middleware import problems
 
@@ -55,5 +55,5 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     routes_health.add_routes(app)
     routes_documents.add_routes(app)
-    # SOAPTMP soap_courts.add_routes(app)
+    soap_courts.add_routes(app)
     return app

@@ -42,13 +42,13 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     try:
         return await handler(request)
     except Problem as problem:
-        await _audit_rejection(request, problem)
+        await audit_rejection(request, problem)
         return problem_response(problem, request.path)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         problem = Problem(exc.status, _REASONS.get(exc.status, "http-error"), exc.reason, exc.text or "")
-        await _audit_rejection(request, problem)
+        await audit_rejection(request, problem)
         return problem_response(problem, request.path)
     except SQLAlchemyError:
         incident = str(uuid.uuid4())
@@ -61,7 +61,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return problem_response(unavailable(f"internal error; retry later (incident {incident})"))
 
 
-async def _audit_rejection(request: web.Request, problem: Problem) -> None:
+async def audit_rejection(request: web.Request, problem: Problem) -> None:
     route = request.match_info.route.name
     if route not in AUDITED_ROUTES:
         return

@@ -1,0 +1,228 @@
+"""The courts' SOAP messages <-> the canonical JSON message ``judgment.delivery`` version 1.
+
+The mapping is purely structural: it copies what is present and omits what is absent, so that every rule
+(required fields, patterns, code lists, counts) is judged once, by the JSON Schema, for both transports.
+Strings are taken exactly as sent (xs:string keeps whitespace), which also makes a judgment pushed once by
+REST and once by SOAP hash the same and be recognised as a duplicate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from functools import cache
+from importlib import resources
+from io import BytesIO
+from typing import Any
+
+import xmlschema
+from lxml import etree
+from xmlschema.validators import XsdFacet, XsdSimpleType
+
+from gateway.domain.judgment import MESSAGE_TYPE
+from gateway.problems import Violation
+from gateway.soap import COURTS_NS, envelope
+
+SCHEMA_VERSION = "1"
+XSD_NAME = "courts.xsd"
+WSDL_NAME = "courts.wsdl"
+REQUEST = f"{{{COURTS_NS}}}PushJudgmentRequest"
+RESPONSE = f"{{{COURTS_NS}}}PushJudgmentResponse"
+MAX_XSD_VIOLATIONS = 100
+
+_XML_SPACE = " \t\r\n"
+_CLARK = re.compile(r"\{[^}]*\}|\btns:")
+
+Convert = Callable[[etree._Element], Any]
+
+
+def package_file(name: str) -> bytes:
+    """A WSDL or XSD shipped in this package."""
+    return resources.files("gateway.soap").joinpath(name).read_bytes()
+
+
+@cache
+def schema() -> xmlschema.XMLSchema10:
+    """The request/response schema, compiled once."""
+    return xmlschema.XMLSchema10(BytesIO(package_file(XSD_NAME)), base_url=None)
+
+
+def xsd_violations(payload: etree._Element) -> list[Violation]:
+    """Every XSD error in ``payload`` (up to a cap), located by element path (/PushJudgmentRequest/...)."""
+    out: list[Violation] = []
+    seen: set[tuple[str, str]] = set()
+    for error in schema().iter_errors(payload, use_location_hints=False):
+        path = _CLARK.sub("", error.path or "") or "/"
+        value_error = isinstance(error.validator, XsdFacet | XsdSimpleType)
+        reason = error.reason or ""
+        message = _value_message(error.validator, reason) if value_error else _CLARK.sub("", reason)
+        # A bad value fails several checks (facet, then type); its first reason is the useful one.
+        key = (path, "" if value_error else message)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(Violation(path, message or "is not valid", "xsd"))
+        if len(out) >= MAX_XSD_VIOLATIONS:
+            break
+    return out
+
+
+def _value_message(validator: object, reason: str) -> str:
+    # Type errors quote the value and a library class name: name the XSD type instead. Facet reasons
+    # (pattern, range) quote only the facet, which is what the caller needs.
+    name = getattr(validator, "prefixed_name", None) if isinstance(validator, XsdSimpleType) else None
+    return f"is not a valid {_CLARK.sub('', name)}" if name else _CLARK.sub("", reason)
+
+
+# ---------------------------------------------------------------------------------------- XML -> JSON
+
+
+def xml_to_message(element: etree._Element) -> dict[str, Any]:
+    """The canonical JSON message for a schema-valid ``PushJudgmentRequest`` element."""
+    if element.tag != REQUEST:
+        raise ValueError(f"expected {REQUEST}, got {element.tag}")
+    fields = _record(element, _REQUEST)
+    head = {"message_type": MESSAGE_TYPE, "schema_version": SCHEMA_VERSION}
+    return head | fields
+
+
+def _record(element: etree._Element, spec: Mapping[str, tuple[str, Convert]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue
+        qname = etree.QName(child)
+        if qname.namespace != COURTS_NS or qname.localname not in spec:
+            raise ValueError(f"unexpected element {child.tag} in {element.tag}")
+        key, convert = spec[qname.localname]
+        out[key] = convert(child)
+    return out
+
+
+def _string(element: etree._Element) -> str:
+    return element.text or ""
+
+
+def _collapsed(element: etree._Element) -> str:
+    # xs:date, xs:dateTime and xs:integer collapse whitespace: the surrounding spaces are not the value.
+    return (element.text or "").strip(_XML_SPACE)
+
+
+def _integer(element: etree._Element) -> int:
+    return int(_collapsed(element))
+
+
+def _base64(element: etree._Element) -> str:
+    # Base64 in XML is often wrapped every 76 characters; the line breaks carry nothing.
+    return "".join((element.text or "").split())
+
+
+def _nested(spec: Mapping[str, tuple[str, Convert]]) -> Convert:
+    return lambda element: _record(element, spec)
+
+
+def _list(name: str, spec: Mapping[str, tuple[str, Convert]]) -> Convert:
+    tag = f"{{{COURTS_NS}}}{name}"
+
+    def convert(element: etree._Element) -> list[dict[str, Any]]:
+        children = [child for child in element if isinstance(child.tag, str)]
+        if any(child.tag != tag for child in children):
+            raise ValueError(f"{element.tag} may only hold {tag}")
+        return [_record(child, spec) for child in children]
+
+    return convert
+
+
+_PERSON = {
+    "IdNumber": ("id_number", _string),
+    "FullName": ("full_name", _string),
+    "DateOfBirth": ("date_of_birth", _collapsed),
+    "Address": ("address", _string),
+}
+_ORGANISATION = {
+    "EnterpriseCode": ("enterprise_code", _string),
+    "Name": ("name", _string),
+    "Address": ("address", _string),
+}
+_PARTY = {
+    "PartyId": ("party_id", _string),
+    "Role": ("role", _string),
+    "Person": ("person", _nested(_PERSON)),
+    "Organisation": ("organisation", _nested(_ORGANISATION)),
+}
+_ITEM = {
+    "Kind": ("kind", _string),
+    "AmountVnd": ("amount_vnd", _integer),
+    "Description": ("description", _string),
+    "Obligor": ("obligor", _string),
+    "Beneficiary": ("beneficiary", _string),
+}
+_BODY = {
+    "Court": ("court", _nested({"Code": ("code", _string), "Name": ("name", _string)})),
+    "Judgment": (
+        "judgment",
+        _nested(
+            {
+                "Number": ("number", _string),
+                "Date": ("date", _collapsed),
+                "EffectiveDate": ("effective_date", _collapsed),
+                "Type": ("type", _string),
+                "Summary": ("summary", _string),
+            }
+        ),
+    ),
+    "Parties": ("parties", _list("Party", _PARTY)),
+    "Items": ("items", _list("Item", _ITEM)),
+    "Document": (
+        "document",
+        _nested(
+            {
+                "MediaType": ("media_type", _string),
+                "Filename": ("filename", _string),
+                "ContentBase64": ("content_base64", _base64),
+                "Uri": ("uri", _string),
+                "Sha256": ("sha256", _string),
+            }
+        ),
+    ),
+}
+_REQUEST = {
+    "MessageId": ("message_id", _string),
+    "CreatedAt": ("created_at", _collapsed),
+    "Sender": ("sender", _string),
+    "Recipient": ("recipient", _string),
+    "CorrelationId": ("correlation_id", _string),
+    "Priority": ("priority", _string),
+    "Body": ("body", _nested(_BODY)),
+}
+
+
+# ---------------------------------------------------------------------------------------- JSON -> XML
+
+_RECEIPT = (
+    ("ReceiptId", "receipt_id"),
+    ("MessageId", "message_id"),
+    ("ReceivedAt", "received_at"),
+    ("Sha256", "sha256"),
+    ("Sender", "sender"),
+    ("Recipient", "recipient"),
+    ("KeyId", "key_id"),
+    ("Alg", "alg"),
+)
+
+
+def receipt_to_xml(receipt: Mapping[str, Any], duplicate: bool) -> bytes:
+    """The SOAP envelope answering a push: the signed receipt, and whether it is an earlier one."""
+    response = etree.Element(RESPONSE, nsmap={"c": COURTS_NS})
+    for name, key in _RECEIPT:
+        _sub(response, name).text = str(receipt[key])
+    signed = _sub(response, "SignedFields")
+    for field in receipt.get("signed_fields", ()):
+        _sub(signed, "Field").text = str(field)
+    _sub(response, "Signature").text = str(receipt["signature"])
+    _sub(response, "Duplicate").text = "true" if duplicate else "false"
+    return envelope(response)
+
+
+def _sub(parent: etree._Element, name: str) -> etree._Element:
+    return etree.SubElement(parent, f"{{{COURTS_NS}}}{name}")

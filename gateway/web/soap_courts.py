@@ -1,0 +1,135 @@
+"""The courts' SOAP 1.1 endpoint: ``POST /soap/courts``, the legacy form of ``POST /v1/judgments``.
+
+Same service, same rules, same receipt; only the envelope differs. Errors are SOAP Faults (never
+problem+json) with the HTTP status the REST API would answer: see :mod:`gateway.soap.faults`. Both a new and
+a duplicate push answer HTTP 200 (SOAP clients treat anything else as a failure); ``Duplicate`` tells them
+apart. ``GET /soap/courts?wsdl`` and ``?xsd=courts.xsd`` describe the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import cache
+
+from aiohttp import web
+from lxml import etree
+
+from gateway.problems import Problem, bad_request, invalid, unavailable, unsupported_media_type
+from gateway.soap import CONTENT_TYPE, COURTS_NS, EnvelopeError, body_payload, faults
+from gateway.soap.courts_mapping import (
+    REQUEST,
+    WSDL_NAME,
+    XSD_NAME,
+    package_file,
+    receipt_to_xml,
+    xml_to_message,
+    xsd_violations,
+)
+from gateway.soap.xml_safety import XmlRejected, parse_untrusted
+from gateway.web.auth import authenticate
+from gateway.web.body import read_limited
+from gateway.web.context import SERVICES
+from gateway.web.middleware import audit_rejection
+
+log = logging.getLogger(__name__)
+
+PATH = "/soap/courts"
+ROUTE = "judgments.push.soap"
+WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+XS = "http://www.w3.org/2001/XMLSchema"
+
+#: The allow-list: the only Body elements accepted, each with the SOAPAction its WSDL operation declares.
+OPERATIONS = {REQUEST: f"{COURTS_NS}#PushJudgment"}
+
+
+async def describe(request: web.Request) -> web.Response:
+    """The WSDL (``?wsdl``, any case) or the XSD it imports (``?xsd=courts.xsd``)."""
+    keys = {key.lower(): value for key, value in request.query.items()}
+    if "wsdl" in keys:
+        address = request.app[SERVICES].settings.api.public_url.rstrip("/") + PATH
+        return _xml(served_wsdl(address), headers={"Cache-Control": "public, max-age=300"})
+    if keys.get("xsd") == XSD_NAME:
+        return _xml(package_file(XSD_NAME), headers={"Cache-Control": "public, max-age=300"})
+    raise bad_request(f"GET {PATH}?wsdl for the service description, or {PATH}?xsd={XSD_NAME} for its schema")
+
+
+@cache
+def served_wsdl(address: str) -> bytes:
+    """The WSDL as served: our public address, and the XSD at the URL this endpoint serves it from."""
+    root = parse_untrusted(package_file(WSDL_NAME))
+    for location in root.iter(f"{{{WSDL_SOAP}}}address"):
+        location.set("location", address)
+    for schema_import in root.iter(f"{{{XS}}}import"):
+        if schema_import.get("schemaLocation") == XSD_NAME:
+            # Relative to the WSDL's own URL (…/soap/courts?wsdl), so it resolves to …/soap/courts?xsd=….
+            schema_import.set("schemaLocation", f"?xsd={XSD_NAME}")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+async def push_judgment(request: web.Request) -> web.Response:
+    """Every outcome is a SOAP envelope: the receipt, or a Fault where the REST API answers a problem."""
+    try:
+        return await _push(request)
+    except EnvelopeError as exc:
+        return await _reject(request, bad_request(str(exc)), code=exc.code)
+    except Problem as problem:
+        return await _reject(request, problem)
+    except Exception:
+        # A defect or an outage, not the caller's fault: log it with a reference they can quote.
+        incident = str(uuid.uuid4())
+        log.exception("unhandled error in SOAP push", extra={"incident": incident})
+        return _fault(unavailable(f"internal error; retry later (incident {incident})"))
+
+
+async def _push(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    if request.content_type != CONTENT_TYPE:
+        raise unsupported_media_type(f"{CONTENT_TYPE}; charset=utf-8 (SOAP 1.1)")
+    action = _soap_action(request)
+    raw = await read_limited(request)
+    try:
+        root = parse_untrusted(raw)
+    except XmlRejected as exc:
+        raise bad_request(str(exc)) from exc
+    payload = body_payload(root)
+    expected = OPERATIONS.get(payload.tag)
+    if expected is None:
+        raise bad_request(f"unknown operation: {payload.tag} is not a request of this service")
+    # An empty SOAPAction means "the URI says it" (SOAP 1.1 section 6.1.1): the Body element decides.
+    if action not in ("", expected):
+        raise bad_request(f"SOAPAction {action!r} does not match the Body's operation; send {expected!r}")
+    violations = xsd_violations(payload)
+    if violations:
+        raise invalid(violations, f"{len(violations)} XSD violation(s); fix all of them and send again.")
+    document = xml_to_message(payload)
+    result = await request.app[SERVICES].judgments.push(principal, document)
+    return _xml(receipt_to_xml(result.receipt, result.duplicate))
+
+
+def _soap_action(request: web.Request) -> str:
+    if "SOAPAction" not in request.headers:
+        raise bad_request(f"the SOAPAction header is required; send {next(iter(OPERATIONS.values()))!r}")
+    action = request.headers["SOAPAction"].strip().strip('"').strip()
+    if action and action not in OPERATIONS.values():
+        raise bad_request(f"unknown SOAPAction {action!r}")
+    return action
+
+
+async def _reject(request: web.Request, problem: Problem, code: str | None = None) -> web.Response:
+    # The same audit trail as REST rejections: the error middleware never sees these, they are answered here.
+    await audit_rejection(request, problem)
+    return _fault(problem, code)
+
+
+def _fault(problem: Problem, code: str | None = None) -> web.Response:
+    return _xml(faults.from_problem(problem, code), status=problem.status, headers=problem.headers)
+
+
+def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, headers=headers, content_type=CONTENT_TYPE, charset="utf-8")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PATH, describe, name="judgments.soap.describe")
+    app.router.add_post(PATH, push_judgment, name=ROUTE)
