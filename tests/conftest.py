@@ -62,8 +62,7 @@ def fresh_judgment(name: str = "valid-civil-judgment-two-persons.json") -> dict[
     """A valid example with a new message_id and judgment number, so tests never collide."""
     doc = example("judgment.delivery", name)
     doc["message_id"] = str(uuid.uuid4())
-    n = uuid.uuid4().int % 900000 + 1
-    doc["body"]["judgment"]["number"] = f"{n}/2026/DS-ST"
+    doc["body"]["judgment"]["number"] = f"123/2026/DS-{uuid.uuid4().hex[:16].upper()}"
     return doc
 
 

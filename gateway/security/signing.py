@@ -7,6 +7,7 @@ verify with a standard JSON canonicaliser and the public key from ``GET /v1/keys
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,7 @@ class Signer:
         if not path.exists():
             if not create:
                 raise FileNotFoundError(path)
-            # First start: make the key rather than refuse to run; operators replace it with theirs.
-            path.parent.mkdir(parents=True, exist_ok=True)
-            key = ed25519.Ed25519PrivateKey.generate()
-            tmp = path.with_suffix(".tmp")
-            tmp.touch(mode=0o600)
-            tmp.write_bytes(private_pem(key))
-            try:
-                tmp.rename(path) if not path.exists() else tmp.unlink()
-            except FileExistsError:
-                tmp.unlink()
-            log.warning("created receipt signing key %s", path)
+            _create_key_once(path)
         loaded = load_private_key(path.read_bytes())
         if not isinstance(loaded, ed25519.Ed25519PrivateKey):
             raise ValueError("the receipt signing key must be Ed25519")
@@ -61,6 +52,22 @@ class Signer:
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.jwk]}
+
+
+def _create_key_once(path: Path) -> None:
+    """First start: make the key rather than refuse to run. Several processes may start together;
+    os.link is atomic and fails if the key exists, so exactly one key wins and everyone loads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_bytes(private_pem(ed25519.Ed25519PrivateKey.generate()))
+    try:
+        os.link(tmp, path)
+        log.warning("created receipt signing key %s", path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
 
 def verify(public_key: ed25519.Ed25519PublicKey, fields: dict[str, Any], signature: str) -> bool:

@@ -32,6 +32,9 @@ DELIVERED = Counter("gateway_deliveries_total", "Documents handed to their recip
 SUPPRESSED = Counter(
     "gateway_delivery_duplicates_suppressed_total", "Redelivered copies not passed on again", ["recipient"]
 )
+REDELIVERED = Counter(
+    "gateway_delivery_redeliveries_total", "Deliveries the broker handed out again after a failure", ["recipient"]
+)
 RETRIED = Counter("gateway_delivery_retries_total", "Deliveries scheduled for a later attempt", ["recipient"])
 PARKED = Counter("gateway_delivery_parked_total", "Deliveries given up and parked", ["recipient"])
 ATTEMPT_HEADER = "x-delivery-attempt"
@@ -89,8 +92,17 @@ class Deliverer:
             return
 
         attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1) or 1)
+        repeat = bool(message.redelivered) or attempt > 1
+        if repeat:
+            # A previous holder of this delivery died before acking, or a previous attempt failed in a
+            # way that does not prove the recipient got nothing: the forward may have happened already.
+            # Count it; the copy carries the same message_id and says it may be a repeat.
+            REDELIVERED.labels(client.id).inc()
+            async with self._db.transaction() as conn:
+                detail = {"attempt": attempt, "broker_redelivery": bool(message.redelivered)}
+                await store.add_evidence(conn, message_id, "redelivered", self.actor, detail)
         try:
-            channel = await self._forward(client, message, attempt)
+            channel = await self._forward(client, message, attempt, repeat)
         except (webhook.WebhookFailed, ConnectionError, TimeoutError, OSError) as exc:
             await self._retry_or_park(client, message, attempt, str(exc))
             return
@@ -103,9 +115,13 @@ class Deliverer:
         DELIVERED.labels(client.id, channel).inc()
         await _settle(message.ack())
 
-    async def _forward(self, client: Client, message: AbstractIncomingMessage, attempt: int) -> str:
+    async def _forward(
+        self, client: Client, message: AbstractIncomingMessage, attempt: int, repeat: bool
+    ) -> str:
         assert client.deliver_to is not None
         headers: dict[str, Any] = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}
+        if repeat:
+            headers["redelivered"] = True
         if client.deliver_to.kind == "amqp":
             await self._publisher.publish(
                 "",
@@ -125,6 +141,7 @@ class Deliverer:
             message.message_id or "",
             message.type or "",
             attempt,
+            repeat,
             self._settings.webhook_timeout_seconds,
         )
         return "webhook"

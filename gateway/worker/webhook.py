@@ -3,7 +3,9 @@
 Signature: ``Gateway-Signature: keyid=<kid>,alg=EdDSA,sig=<base64url>`` over
 ``<Gateway-Timestamp>.<message_id>.<sha256 of the body>`` with the gateway's Ed25519 key (public key at
 ``GET /v1/keys``). A receiver checks the signature and the timestamp's freshness, de-duplicates on
-``Gateway-Message-Id``, and answers 2xx only once it has stored the document.
+``Gateway-Message-Id``, and answers 2xx only once it has stored the document. A copy that may have
+been sent before (the gateway crashed between the call and recording it) carries
+``Gateway-Redelivered: true``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ async def post(
     message_id: str,
     message_type: str,
     attempt: int,
+    redelivered: bool,
     timeout: float,
 ) -> int:
     """Deliver once; returns the 2xx status, raises :class:`WebhookFailed` otherwise."""
@@ -46,6 +49,8 @@ async def post(
         "Gateway-Signature": f"keyid={signer.key_id},alg=EdDSA,sig={signature}",
         "Idempotency-Key": message_id,
     }
+    if redelivered:
+        headers["Gateway-Redelivered"] = "true"
     try:
         async with session.post(
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)

@@ -1,0 +1,146 @@
+"""Run the gateway's real processes (``run.py api`` / ``run.py worker``) for outage and load tests,
+and a case system that consumes its queue the way a real one would (de-duplicating, counting)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+from aio_pika.abc import AbstractIncomingMessage
+
+from tests.conftest import ROOT, World
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class GatewayProcesses:
+    world: World
+    logs: Path
+    broker_url: str = BROKER
+    port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        s = self.world.settings
+        return {
+            **os.environ,
+            "GATEWAY_CONFIG_DIR": str(s.config_dir),
+            "GATEWAY_DATABASE_URL": s.database_url,
+            "GATEWAY_BROKER_URL": self.broker_url,
+            "GATEWAY_BROKER_NAMESPACE": s.broker_namespace,
+            "GATEWAY_API__PORT": str(self.port),
+            "GATEWAY_LOG_LEVEL": "WARNING",
+        }
+
+    def start(self, role: str) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / f"{role}.log").open("ab") as out:
+            self.procs[role] = subprocess.Popen(  # noqa: S603
+                [sys.executable, str(ROOT / "run.py"), role], env=self.env(), cwd=ROOT, stdout=out, stderr=out
+            )
+
+    def kill(self, role: str) -> None:
+        """SIGKILL: no cleanup, no acks, no goodbye to the broker."""
+        proc = self.procs.pop(role)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.procs.clear()
+
+    async def wait_api(self, timeout: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with aiohttp.ClientSession() as http:
+            while asyncio.get_running_loop().time() < deadline:
+                assert self.procs["api"].poll() is None, (self.logs / "api.log").read_text()
+                try:
+                    async with http.get(self.url + "/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError("api did not start")
+
+
+class CaseSystemQueue:
+    """Consumes the case system's queue; acks after recording; counts every copy it sees."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.seen: collections.Counter[str] = collections.Counter()
+        self._conn: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def start(self, timeout: float = 30) -> None:
+        self._conn = await aio_pika.connect_robust(BROKER)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            channel = await self._conn.channel()
+            try:
+                await channel.set_qos(prefetch_count=200)
+                queue = await channel.declare_queue(self.queue, passive=True)
+                break
+            except aio_pika.exceptions.ChannelClosed:
+                assert asyncio.get_running_loop().time() < deadline, "case queue never declared"
+                await asyncio.sleep(0.2)
+        await queue.consume(self._on_message)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.seen[message.message_id or ""] += 1
+        await message.ack()
+
+    async def wait_for(self, ids: set[str], timeout: float = 120) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not ids <= set(self.seen):
+            missing = len(ids - set(self.seen))
+            assert asyncio.get_running_loop().time() < deadline, f"{missing} documents never arrived"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # let stray duplicates, if any, arrive before counting
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+async def delete_topology(world: World, extra_queues: list[str] | None = None) -> None:
+    from gateway.amqp.names import Names
+
+    names = Names(world.settings.broker_namespace)
+    conn = await aio_pika.connect(BROKER)
+    async with conn:
+        ch = await conn.channel()
+        queues = [world.case_queue, names.deliver("THADS-HN"), *(extra_queues or [])]
+        queues += [names.retry("THADS-HN", int(s * 1000)) for s in world.settings.delivery.retry_delays_seconds]
+        queues += [names.parking(q) for q in (world.case_queue, names.deliver("THADS-HN"))]
+        for q in queues:
+            await ch.queue_delete(q)
+        await ch.exchange_delete(names.documents)
+        await ch.exchange_delete(names.dlx)
