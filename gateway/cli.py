@@ -57,10 +57,16 @@ def _clients(settings: Settings, args: argparse.Namespace) -> int:
     store = ClientStore(settings.clients_dir, recheck_seconds=0)
     if args.action == "add":
         client = store.add(
-            args.id, Path(args.public_key).read_bytes(), args.grant, deliver_to=args.deliver_to, name=args.name
+            args.id,
+            Path(args.public_key).read_bytes(),
+            args.grant,
+            deliver_to=args.deliver_to,
+            name=args.name,
         )
-        print(f"client {client.id}: grants {', '.join(sorted(client.grants))}; keys {len(client.keys)}; "
-              f"delivery {client.deliver_to or '-'}")
+        print(
+            f"client {client.id}: grants {', '.join(sorted(client.grants))}; keys {len(client.keys)}; "
+            f"delivery {client.deliver_to or '-'}"
+        )
     elif args.action == "revoke":
         store.revoke(args.id)
         print(f"client {args.id} revoked")

@@ -53,7 +53,9 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     for client_id, (grants, deliver_to, name) in plan.items():
         if not (keys / f"{client_id}.key").exists():
             write_keypair(keys, client_id)
-        store.add(client_id, (keys / f"{client_id}.pub").read_bytes(), grants, deliver_to=deliver_to, name=name)
+        store.add(
+            client_id, (keys / f"{client_id}.pub").read_bytes(), grants, deliver_to=deliver_to, name=name
+        )
     upgrade_sync(settings.resolved_database_url)
     return env, settings
 

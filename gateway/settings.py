@@ -51,7 +51,9 @@ class DeliverySettings(BaseModel):
     prefetch: int = Field(100, gt=0)
     delivery_limit: int = Field(20, gt=0)
     webhook_timeout_seconds: float = Field(10, gt=0)
-    retry_delays_seconds: list[float] = Field(default_factory=lambda: [1, 5, 30, 120, 600], min_length=1)
+    retry_delays_seconds: list[float] = Field(
+        default_factory=lambda: [1.0, 5.0, 30.0, 120.0, 600.0], min_length=1
+    )
     max_attempts: int = Field(60, gt=0)
 
 

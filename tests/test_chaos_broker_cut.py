@@ -24,7 +24,9 @@ async def proxied(tmp_path: Path) -> AsyncIterator[tuple[GatewayProcesses, TCPPr
     world = make_world(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db")
     proxy = TCPProxy("127.0.0.1", 5672)
     await proxy.start()
-    procs = GatewayProcesses(world, tmp_path / "logs", broker_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
+    procs = GatewayProcesses(
+        world, tmp_path / "logs", broker_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+    )
     procs.start("api")
     procs.start("worker")
     await procs.wait_api()

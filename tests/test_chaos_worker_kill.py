@@ -29,7 +29,9 @@ async def statuses(world: World) -> tuple[collections.Counter[str], set[str]]:
     try:
         async with db.read() as conn:
             counts = collections.Counter((await conn.execute(select(messages.c.status))).scalars())
-            rows = await conn.execute(select(evidences.c.message_id).where(evidences.c.event == "redelivered"))
+            rows = await conn.execute(
+                select(evidences.c.message_id).where(evidences.c.event == "redelivered")
+            )
             return counts, set(rows.scalars())
     finally:
         await db.dispose()

@@ -42,7 +42,9 @@ async def delete_namespace(world: World) -> None:
     async with conn:
         ch = await conn.channel()
         queues = [world.case_queue, names.deliver("THADS-HN")]
-        queues += [names.retry("THADS-HN", int(s * 1000)) for s in world.settings.delivery.retry_delays_seconds]
+        queues += [
+            names.retry("THADS-HN", int(s * 1000)) for s in world.settings.delivery.retry_delays_seconds
+        ]
         queues += [names.parking(q) for q in (world.case_queue, names.deliver("THADS-HN"))]
         for q in queues:
             await ch.queue_delete(q)
@@ -50,7 +52,9 @@ async def delete_namespace(world: World) -> None:
         await ch.exchange_delete(names.dlx)
 
 
-async def drain(queue_name: str, expect: int, timeout: float = 20) -> list[aio_pika.abc.AbstractIncomingMessage]:
+async def drain(
+    queue_name: str, expect: int, timeout: float = 20
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Read ``expect`` messages from a queue (waiting for it to exist), plus any extra that arrive soon."""
     conn = await aio_pika.connect(BROKER)
     got: list[aio_pika.abc.AbstractIncomingMessage] = []
@@ -76,7 +80,9 @@ async def drain(queue_name: str, expect: int, timeout: float = 20) -> list[aio_p
     return got
 
 
-async def wait_status(api: TestClient[Any, Any], world: World, message_id: str, status: str) -> dict[str, Any]:
+async def wait_status(
+    api: TestClient[Any, Any], world: World, message_id: str, status: str
+) -> dict[str, Any]:
     for _ in range(200):
         view = await (await api.get(f"/v1/messages/{message_id}", headers=world.court_headers())).json()
         if view["status"] == status:

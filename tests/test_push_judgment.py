@@ -71,7 +71,9 @@ async def test_same_judgment_under_new_message_id_returns_original_receipt(
     assert (await counts(world))["messages"] == 1
 
 
-async def test_reused_message_id_with_other_content_conflicts(api: TestClient[Any, Any], world: World) -> None:
+async def test_reused_message_id_with_other_content_conflicts(
+    api: TestClient[Any, Any], world: World
+) -> None:
     doc = fresh_judgment()
     await api.post("/v1/judgments", json=doc, headers=world.court_headers())
     doc["body"]["judgment"]["summary"] = "Something else entirely"
@@ -93,7 +95,9 @@ async def test_schema_violations_are_all_listed_and_nothing_is_stored(
     paths = [e["path"] for e in problem["errors"]]
     assert "$.created_at" in paths
     assert any(p.startswith("$.body.parties[0].person") for p in paths)
-    assert any("judgement" in p or "judgement" in e["message"] for p, e in zip(paths, problem["errors"], strict=True))
+    assert any(
+        "judgement" in p or "judgement" in e["message"] for p, e in zip(paths, problem["errors"], strict=True)
+    )
     assert paths == sorted(paths)
     c = await counts(world)
     assert c["messages"] == 0 and c["outbox"] == 0 and c["audit_log"] == 1
@@ -101,7 +105,9 @@ async def test_schema_violations_are_all_listed_and_nothing_is_stored(
 
 async def test_malformed_json_is_400(api: TestClient[Any, Any], world: World) -> None:
     resp = await api.post(
-        "/v1/judgments", data=b'{"message_id": ', headers={**world.court_headers(), "Content-Type": "application/json"}
+        "/v1/judgments",
+        data=b'{"message_id": ',
+        headers={**world.court_headers(), "Content-Type": "application/json"},
     )
     assert resp.status == 400
     assert (await resp.json())["type"].endswith("malformed-request")

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from gateway.storage.audit import GENESIS
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.storage.tables import audit_head, metadata
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -30,13 +32,16 @@ def schema_diff(conn: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
-def table_names(conn: Connection) -> set[str]:
-    return set(inspect(conn).get_table_names())
-
-
 async def current_revisions(db: Database) -> list[str]:
     async with db.read() as conn:
         return list((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+
+
+async def test_the_comparison_sees_a_missing_schema(db: Database) -> None:
+    async with db.read() as conn:
+        diff = await conn.run_sync(schema_diff)
+
+    assert {d[1].name for d in diff if d[0] == "add_table"} == set(metadata.tables)
 
 
 async def test_upgraded_schema_matches_the_declared_tables(database_url: str, db: Database) -> None:
@@ -44,7 +49,6 @@ async def test_upgraded_schema_matches_the_declared_tables(database_url: str, db
 
     async with db.read() as conn:
         assert await conn.run_sync(schema_diff) == []
-        assert await conn.run_sync(table_names) >= set(metadata.tables)
 
 
 async def test_upgrading_twice_changes_nothing(database_url: str, db: Database) -> None:
@@ -60,9 +64,26 @@ async def test_upgrading_twice_changes_nothing(database_url: str, db: Database) 
     assert len(heads) == 1
 
 
-async def test_concurrent_upgrades_of_a_fresh_database_both_succeed(database_url: str, db: Database) -> None:
-    await asyncio.gather(upgrade(database_url), upgrade(database_url))
+async def upgrade_in_another_process(url: str) -> tuple[int | None, str]:
+    """What each gateway process does at start-up, run as a separate process."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from gateway.storage.migrate import upgrade_sync; upgrade_sync(sys.argv[1])",
+        url,
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    return proc.returncode, err.decode()
 
+
+async def test_processes_starting_together_on_a_fresh_database_all_succeed(
+    database_url: str, db: Database
+) -> None:
+    outcomes = await asyncio.gather(*(upgrade_in_another_process(database_url) for _ in range(3)))
+
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
     assert len(await current_revisions(db)) == 1
     async with db.read() as conn:
         assert await conn.run_sync(schema_diff) == []
@@ -77,3 +98,8 @@ async def test_audit_chain_starts_at_the_genesis_hash(database_url: str, db: Dat
         head = (await conn.execute(select(audit_head))).one()
 
     assert (head.id, head.last_id, head.last_hash) == (1, 0, GENESIS)
+
+
+async def test_concurrent_upgrades_in_one_process(database_url: str) -> None:
+    # api and worker may share a process (tests, embedding): Alembic's global context must not clash.
+    await asyncio.wait_for(asyncio.gather(upgrade(database_url), upgrade(database_url)), timeout=60)

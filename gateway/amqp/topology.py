@@ -36,7 +36,9 @@ async def declare_queue_with_parking(
         names.parking(queue), durable=True, arguments={"x-queue-type": "quorum"}
     )
     await parking.bind(names.dlx, routing_key=names.dead_key(queue))
-    return await channel.declare_queue(queue, durable=True, arguments=quorum_args(names, queue, delivery_limit))
+    return await channel.declare_queue(
+        queue, durable=True, arguments=quorum_args(names, queue, delivery_limit)
+    )
 
 
 async def declare_recipient(

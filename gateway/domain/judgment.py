@@ -65,7 +65,9 @@ def rule_violations(doc: dict[str, Any], max_inline_bytes: int) -> list[Violatio
         seen.add(pid)
     for i, item in enumerate(body["items"]):
         if item["obligor"] not in seen:
-            out.append(Violation(f"$.body.items[{i}].obligor", "must be the party_id of a party", "reference"))
+            out.append(
+                Violation(f"$.body.items[{i}].obligor", "must be the party_id of a party", "reference")
+            )
         if item["beneficiary"] != "state" and item["beneficiary"] not in seen:
             out.append(
                 Violation(

@@ -146,7 +146,11 @@ class JudgmentService:
     async def _duplicate(self, principal: Principal, earlier: Any, pushed_id: str) -> PushResult:
         async with self._db.transaction() as conn:
             await store.add_evidence(
-                conn, earlier.message_id, "duplicate_push", principal.client.id, {"pushed_message_id": pushed_id}
+                conn,
+                earlier.message_id,
+                "duplicate_push",
+                principal.client.id,
+                {"pushed_message_id": pushed_id},
             )
             await append(
                 conn,
@@ -178,4 +182,3 @@ class JudgmentService:
             "signed_fields": list(SIGNED_FIELDS),
             "signature": self._signer.sign(fields),
         }
-

@@ -44,14 +44,18 @@ class MessageService:
             "timeline": events,
         }
 
-    async def confirm(self, principal: Principal, message_id: str, document: object) -> tuple[dict[str, Any], bool]:
+    async def confirm(
+        self, principal: Principal, message_id: str, document: object
+    ) -> tuple[dict[str, Any], bool]:
         """Record the recipient's processing confirmation. Returns (status view, first time?)."""
         if not isinstance(document, dict) or not isinstance(document.get("case_ref"), str):
             raise invalid([Violation("$.case_ref", "is a required string (the enforcement case number)")])
         case_ref = document["case_ref"]
         violations = [] if CASE_REF.match(case_ref) else [Violation("$.case_ref", "is not a case number")]
         unknown = sorted(set(document) - {"case_ref", "note"})
-        violations += [Violation(f"$.{k}", "is not an allowed property", "additionalProperties") for k in unknown]
+        violations += [
+            Violation(f"$.{k}", "is not an allowed property", "additionalProperties") for k in unknown
+        ]
         note = document.get("note")
         if note is not None and (not isinstance(note, str) or len(note) > 1000):
             violations.append(Violation("$.note", "must be a string of at most 1000 characters"))

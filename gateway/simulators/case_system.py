@@ -45,7 +45,7 @@ class CaseSystemSimulator:
             await asyncio.Future()  # until cancelled
 
     async def _wait_for_queue(self, connection: aio_pika.abc.AbstractRobustConnection) -> AbstractQueue:
-        """The gateway declares the queue; wait until it exists (a failed passive declare closes the channel)."""
+        """Wait until the gateway has declared the queue (a failed passive declare closes the channel)."""
         while True:
             channel = await connection.channel()
             try:

@@ -42,7 +42,11 @@ class CourtSimulator:
                     body: dict[str, object] = await resp.json(content_type=None)
                     if resp.status in (200, 202):
                         self.pushed.append(doc["message_id"])
-                        log.info("court pushed judgment %s: HTTP %s", doc["body"]["judgment"]["number"], resp.status)
+                        log.info(
+                            "court pushed judgment %s: HTTP %s",
+                            doc["body"]["judgment"]["number"],
+                            resp.status,
+                        )
                         return body
                     if resp.status < 500 and resp.status != 429:
                         log.error("court push refused: %s %s", resp.status, body)

@@ -70,6 +70,10 @@ def judgment(rng: random.Random, sender: str, recipient: str, court_name: str) -
                     "description": "Trả nợ theo bản án.",
                 }
             ],
-            "document": {"media_type": "application/pdf", "filename": "ban-an.pdf", "content_base64": TINY_PDF},
+            "document": {
+                "media_type": "application/pdf",
+                "filename": "ban-an.pdf",
+                "content_base64": TINY_PDF,
+            },
         },
     }

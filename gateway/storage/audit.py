@@ -42,9 +42,7 @@ def _digest(prev_hash: str, at: datetime, entry: AuditEntry) -> str:
 
 async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
     """Write one audit row inside the caller's transaction; returns its hash."""
-    entry = AuditEntry(
-        **(asdict(entry) | {"reason": scrub(entry.reason) if entry.reason else entry.reason})
-    )
+    entry = AuditEntry(**(asdict(entry) | {"reason": scrub(entry.reason) if entry.reason else entry.reason}))
     # The no-op update takes the head's row lock first (PostgreSQL), so two writers never read the same
     # previous hash. On SQLite, BEGIN IMMEDIATE already serialises writers.
     await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=audit_head.c.last_id))
@@ -62,13 +60,17 @@ async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
             message_id=entry.message_id,
             object_ref=entry.object_ref,
             reason=entry.reason,
-            data=json.dumps(entry.data, sort_keys=True, ensure_ascii=False) if entry.data is not None else None,
+            data=json.dumps(entry.data, sort_keys=True, ensure_ascii=False)
+            if entry.data is not None
+            else None,
             prev_hash=head,
             hash=digest,
         )
     )
     new_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
-    await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=new_id, last_hash=digest))
+    await conn.execute(
+        update(audit_head).where(audit_head.c.id == 1).values(last_id=new_id, last_hash=digest)
+    )
     return digest
 
 

@@ -38,7 +38,9 @@ async def insert_accepted(
 ) -> None:
     """Store the message, its first evidence and its outbox entry (one transaction, the caller's)."""
     at = row["received_at"]
-    await conn.execute(insert(messages).values(**row, status=Status.RECEIVED, updated_at=at, delivery_count=0))
+    await conn.execute(
+        insert(messages).values(**row, status=Status.RECEIVED, updated_at=at, delivery_count=0)
+    )
     await add_evidence(conn, row["message_id"], "accepted", actor, detail, at)
     await conn.execute(
         insert(outbox).values(
@@ -112,9 +114,7 @@ async def count_delivery(conn: AsyncConnection, message_id: str) -> None:
 
 async def timeline(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]]:
     rows = await conn.execute(
-        select(evidences)
-        .where(evidences.c.message_id == message_id)
-        .order_by(evidences.c.at, evidences.c.id)
+        select(evidences).where(evidences.c.message_id == message_id).order_by(evidences.c.at, evidences.c.id)
     )
     return [
         {

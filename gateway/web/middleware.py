@@ -47,9 +47,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        problem = Problem(exc.status, _REASONS.get(exc.status, "http-error"), exc.reason, exc.text or "")
-        await audit_rejection(request, problem)
-        return problem_response(problem, request.path)
+        converted = Problem(exc.status, _REASONS.get(exc.status, "http-error"), exc.reason, exc.text or "")
+        await audit_rejection(request, converted)
+        return problem_response(converted, request.path)
     except SQLAlchemyError:
         incident = str(uuid.uuid4())
         log.exception("database error", extra={"incident": incident})

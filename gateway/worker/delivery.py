@@ -28,12 +28,16 @@ from gateway.worker import webhook
 
 log = logging.getLogger(__name__)
 
-DELIVERED = Counter("gateway_deliveries_total", "Documents handed to their recipient", ["recipient", "channel"])
+DELIVERED = Counter(
+    "gateway_deliveries_total", "Documents handed to their recipient", ["recipient", "channel"]
+)
 SUPPRESSED = Counter(
     "gateway_delivery_duplicates_suppressed_total", "Redelivered copies not passed on again", ["recipient"]
 )
 REDELIVERED = Counter(
-    "gateway_delivery_redeliveries_total", "Deliveries the broker handed out again after a failure", ["recipient"]
+    "gateway_delivery_redeliveries_total",
+    "Deliveries the broker handed out again after a failure",
+    ["recipient"],
 )
 RETRIED = Counter("gateway_delivery_retries_total", "Deliveries scheduled for a later attempt", ["recipient"])
 PARKED = Counter("gateway_delivery_parked_total", "Deliveries given up and parked", ["recipient"])
@@ -91,7 +95,7 @@ class Deliverer:
             await _settle(message.ack())
             return
 
-        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1) or 1)
+        attempt = _attempt(message)
         repeat = bool(message.redelivered) or attempt > 1
         if repeat:
             # A previous holder of this delivery died before acking, or a previous attempt failed in a
@@ -183,6 +187,11 @@ class Deliverer:
         )
         RETRIED.labels(client.id).inc()
         await _settle(message.ack())
+
+
+def _attempt(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
+    return value if isinstance(value, int) and value > 0 else 1
 
 
 async def _settle(awaitable: Any) -> None:

@@ -8,6 +8,7 @@ published twice (the relay dies between the confirm and the delete): consumers d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("gateway_outbox_published_total", "Outbox rows published with a broker confirm")
 REPUBLISHED = Counter(
-    "gateway_outbox_republished_total", "Outbox rows published again after an earlier attempt (possible duplicate)"
+    "gateway_outbox_republished_total",
+    "Outbox rows published again after an earlier attempt (possible duplicate)",
 )
 FAILED = Counter("gateway_outbox_publish_failures_total", "Publish attempts that failed (will be retried)")
 BACKLOG = Gauge("gateway_outbox_backlog", "Rows waiting in the outbox")
@@ -62,15 +64,15 @@ class Relay:
             if moved == 0:
                 await self._report_backlog()
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
 
     async def run_once(self) -> int:
         """One batch: claim, publish concurrently (bounded), record. Returns rows published."""
         async with self._db.transaction() as conn:
-            batch = await outbox.claim(conn, self._owner, self._settings.batch_size, self._settings.lease_seconds)
+            batch = await outbox.claim(
+                conn, self._owner, self._settings.batch_size, self._settings.lease_seconds
+            )
         if not batch:
             return 0
         results = await asyncio.gather(*(self._publish(item) for item in batch))

@@ -35,7 +35,7 @@ async def post(
     message_type: str,
     attempt: int,
     redelivered: bool,
-    timeout: float,
+    time_limit: float,
 ) -> int:
     """Deliver once; returns the 2xx status, raises :class:`WebhookFailed` otherwise."""
     timestamp = str(int(time.time()))
@@ -53,7 +53,7 @@ async def post(
         headers["Gateway-Redelivered"] = "true"
     try:
         async with session.post(
-            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=time_limit)
         ) as response:
             await response.read()
             if 200 <= response.status < 300:

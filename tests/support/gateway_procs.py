@@ -55,7 +55,7 @@ class GatewayProcesses:
     def start(self, role: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         with (self.logs / f"{role}.log").open("ab") as out:
-            self.procs[role] = subprocess.Popen(  # noqa: S603
+            self.procs[role] = subprocess.Popen(
                 [sys.executable, str(ROOT / "run.py"), role], env=self.env(), cwd=ROOT, stdout=out, stderr=out
             )
 
@@ -138,7 +138,9 @@ async def delete_topology(world: World, extra_queues: list[str] | None = None) -
     async with conn:
         ch = await conn.channel()
         queues = [world.case_queue, names.deliver("THADS-HN"), *(extra_queues or [])]
-        queues += [names.retry("THADS-HN", int(s * 1000)) for s in world.settings.delivery.retry_delays_seconds]
+        queues += [
+            names.retry("THADS-HN", int(s * 1000)) for s in world.settings.delivery.retry_delays_seconds
+        ]
         queues += [names.parking(q) for q in (world.case_queue, names.deliver("THADS-HN"))]
         for q in queues:
             await ch.queue_delete(q)
