@@ -81,6 +81,8 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
     log_dir = home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
+    # SIGTERM (make's timeout, a service manager) stops the demo like Ctrl-C: children too.
+    signal.signal(signal.SIGTERM, _interrupt)
     for role in ("api", "worker", "simulate"):
         cmd = [sys.executable, str(ROOT / "run.py"), role]
         with (log_dir / f"{role}.log").open("ab") as out:
@@ -107,6 +109,10 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def banner(url: str, home: Path, court_token: str, case_token: str) -> str:

@@ -34,6 +34,7 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     logging.getLogger("aiohttp.access").setLevel("WARNING")
     logging.getLogger("aiormq").setLevel("WARNING")
     logging.getLogger("aio_pika").setLevel("WARNING")
+    logging.getLogger("alembic").setLevel("WARNING")
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

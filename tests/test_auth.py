@@ -1,0 +1,128 @@
+"""Deny by default: only tokens signed by the issuer's registered key, with every required claim,
+for a granted service, get through. Every rejection is a 401/403 problem and is audited."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient
+from cryptography.hazmat.primitives import serialization
+
+from gateway.security.clients import ClientStore
+from gateway.security.keys import generate_keypair, private_pem, public_pem
+from tests.conftest import COURT, World, fresh_judgment
+
+
+def claims(world: World, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base = {
+        "iss": COURT,
+        "sub": "court-system",
+        "aud": world.settings.auth.audience,
+        "iat": now,
+        "exp": now + 300,
+        "jti": str(uuid.uuid4()),
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+async def push_with(api: TestClient[Any, Any], token: str) -> Any:
+    resp = await api.post(
+        "/v1/judgments", json=fresh_judgment(), headers={"Authorization": f"Bearer {token}"}
+    )
+    return resp
+
+
+@pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub", "jti"])
+async def test_every_required_claim_is_required(
+    api: TestClient[Any, Any], world: World, missing: str
+) -> None:
+    token = jwt.encode(claims(world, **{missing: None}), world.court.key, algorithm="EdDSA")
+    resp = await push_with(api, token)
+    assert resp.status == 401
+    assert resp.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": int(time.time()) - 3600, "iat": int(time.time()) - 4000},  # expired
+        {"aud": "someone-else"},
+        {"iss": "TAND-XX"},  # unknown client
+        {"exp": int(time.time()) + 86400},  # longer than the allowed lifetime
+    ],
+)
+async def test_bad_claims_are_refused(
+    api: TestClient[Any, Any], world: World, overrides: dict[str, Any]
+) -> None:
+    token = jwt.encode(claims(world, **overrides), world.court.key, algorithm="EdDSA")
+    assert (await push_with(api, token)).status == 401
+
+
+async def test_alg_none_is_refused(api: TestClient[Any, Any], world: World) -> None:
+    token = jwt.encode(claims(world), None, algorithm="none")
+    assert (await push_with(api, token)).status == 401
+
+
+async def test_hmac_with_the_public_key_as_secret_is_refused(api: TestClient[Any, Any], world: World) -> None:
+    # The classic confusion: sign HS256 with the (public) PEM the verifier holds.
+    secret = public_pem(world.court.key.public_key())
+    header = {"alg": "HS256", "typ": "JWT"}
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims(world)).encode())}"
+    sig = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    assert (await push_with(api, f"{signing_input}.{b64(sig)}")).status == 401
+
+
+async def test_a_key_not_registered_for_the_issuer_is_refused(
+    api: TestClient[Any, Any], world: World
+) -> None:
+    stranger = generate_keypair("ed25519")
+    token = jwt.encode(claims(world), stranger, algorithm="EdDSA")
+    assert (await push_with(api, token)).status == 401
+    # ... including the key of another registered client
+    token = jwt.encode(claims(world), world.case_system.key, algorithm="ES256")
+    assert (await push_with(api, token)).status == 401
+
+
+async def test_missing_or_garbled_authorization_is_401(api: TestClient[Any, Any]) -> None:
+    resp = await api.post("/v1/judgments", json=fresh_judgment())
+    assert resp.status == 401
+    assert "Bearer" in resp.headers["WWW-Authenticate"]
+    resp = await api.post("/v1/judgments", json=fresh_judgment(), headers={"Authorization": "Bearer x.y.z"})
+    assert resp.status == 401
+
+
+async def test_revoked_client_is_refused(api: TestClient[Any, Any], world: World) -> None:
+    ClientStore(world.settings.clients_dir).revoke(COURT)
+    await asyncio.sleep(1.1)  # running processes re-read client files within a second
+    assert (await push_with(api, world.court.token(world.settings))).status == 401
+
+
+async def test_ungranted_service_is_403(api: TestClient[Any, Any], world: World) -> None:
+    doc = fresh_judgment()
+    resp = await api.post(
+        f"/v1/messages/{doc['message_id']}/confirmation",
+        json={"case_ref": "THA-1"},
+        headers=world.court_headers(),
+    )
+    assert resp.status == 403
+
+
+def test_private_key_pem_roundtrip_is_pkcs8() -> None:
+    key = generate_keypair("p256")
+    assert private_pem(key).startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert serialization.load_pem_private_key(private_pem(key), None) is not None
