@@ -101,9 +101,28 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("worker", help="outbox relay and delivery consumers").set_defaults(func=_worker)
 
-    sim = sub.add_parser("simulate", help="partner simulators (a court pushing judgments, a case system)")
+    sim = sub.add_parser(
+        "simulate", help="partner simulators (court, case system, land, banks, tax, vehicles, population)"
+    )
     sim.add_argument("--court-interval", type=float, default=10.0, help="seconds between pushed judgments")
     sim.add_argument("--court-count", type=int, default=0, help="judgments to push (0 = forever)")
+    partner_kinds = ["land", "bank", "tax", "vehicle", "population"]
+    for mode, meaning in (
+        ("down", "port closed"),
+        ("slow", "answers after 30 s, longer than the gateway's timeout"),
+        ("failing", "HTTP 503 / SOAP Fault, or a malformed body"),
+    ):
+        sim.add_argument(
+            f"--{mode}",
+            nargs="*",
+            choices=partner_kinds,
+            default=[],
+            metavar="KIND",
+            help=f"{meaning}; KIND is one of {', '.join(partner_kinds)}",
+        )
+    sim.add_argument(
+        "--partners-only", action="store_true", help="only the asset partners, no court/case system"
+    )
     sim.set_defaults(func=_simulate)
 
     demo = sub.add_parser("demo", help="api + worker + simulators on this machine, with a ready token")

@@ -28,6 +28,7 @@ class ApiSettings(BaseModel):
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = Field(8_000_000, gt=0)
     max_inline_document_bytes: int = Field(5_000_000, gt=0)
+    max_wait_seconds: float = Field(30, ge=0)
 
 
 class AuthSettings(BaseModel):

@@ -20,7 +20,38 @@ class Names:
         """Dead letters (topic): routed to the parking queue of the queue they died in."""
         return f"{self.ns}.dlx"
 
+    @property
+    def requests(self) -> str:
+        """Lookups to partners (topic, routing key = partner code)."""
+        return f"{self.ns}.requests"
+
+    @property
+    def replies(self) -> str:
+        """Partner answers back to the gateway (topic, routing key = partner code)."""
+        return f"{self.ns}.replies"
+
+    @property
+    def callbacks(self) -> str:
+        """Inquiry results to callers' callback URLs (topic, routing key = client id)."""
+        return f"{self.ns}.callbacks"
+
+    def exchange(self, logical: str) -> str:
+        """The outbox stores logical exchange names (``documents``, ``requests``...)."""
+        return f"{self.ns}.{logical}"
+
     # queues
+    def partner(self, code: str) -> str:
+        """One durable queue per partner: competing workers call that partner."""
+        return f"{self.ns}.req.{code}"
+
+    @property
+    def replies_queue(self) -> str:
+        return f"{self.ns}.replies"
+
+    @property
+    def callbacks_queue(self) -> str:
+        return f"{self.ns}.callbacks"
+
     def deliver(self, client_id: str) -> str:
         """Gateway-internal queue feeding delivery to one recipient (de-duplicated, retried)."""
         return f"{self.ns}.deliver.{client_id}"

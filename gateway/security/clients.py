@@ -30,6 +30,7 @@ KNOWN_SERVICES = frozenset(
         "messages.read",
         "messages.confirm",
         "assets.inquire",
+        "assets.answer",
         "operator",
     }
 )

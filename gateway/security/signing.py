@@ -50,6 +50,11 @@ class Signer:
     def sign_bytes(self, data: bytes) -> str:
         return b64url(self._key.sign(data))
 
+    def pseudonym_pepper(self) -> bytes:
+        """A secret derived from the signing key (Ed25519 signatures are deterministic): keys the
+        pseudonyms of personal IDs without another secret to manage."""
+        return self._key.sign(b"thads-gateway pseudonym pepper v1")
+
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.jwk]}
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -112,4 +113,57 @@ audit_head = Table(
     Column("id", Integer, primary_key=True),
     Column("last_id", BigInteger, nullable=False),
     Column("last_hash", String(64), nullable=False),
+)
+
+#: Asset inquiries: one officer's lookup of one debtor across several sources.
+inquiries = Table(
+    "inquiries",
+    metadata,
+    Column("inquiry_id", String(36), primary_key=True),
+    Column("client_id", String(32), nullable=False),
+    # Idempotency-Key header: the same key from the same client returns the same inquiry.
+    Column("idempotency_key", String(128)),
+    Column("request_sha256", String(64), nullable=False),
+    Column("case_ref", String(64), nullable=False, index=True),
+    Column("officer_id", String(12), nullable=False),
+    Column("legal_basis", String(64), nullable=False),
+    Column("purpose", String(300), nullable=False),
+    Column("priority", String(8), nullable=False),
+    # Masked ID (001*******45) or enterprise code, and a keyed hash for finding a person's lookups.
+    Column("debtor_ref", String(32), nullable=False),
+    Column("debtor_pseudonym", String(64), nullable=False, index=True),
+    Column("request", Text),
+    Column("callback_url", Text),
+    Column("status", String(16), nullable=False),
+    Column("due_at", TS, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("completed_at", TS),
+    UniqueConstraint("client_id", "idempotency_key"),
+)
+
+#: One row per source asked: its status, the canonical answer, and the evidence of what answered what.
+inquiry_sources = Table(
+    "inquiry_sources",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("inquiry_id", String(36), ForeignKey("inquiries.inquiry_id"), nullable=False, index=True),
+    Column("source_id", String(48), nullable=False),
+    Column("partner_code", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    # Sent to the partner and echoed back (late answers are matched on it).
+    Column("request_ref", String(36), nullable=False, unique=True),
+    # SHA-256 of the canonical request sent: the answer is evidence about exactly this question.
+    Column("request_sha256", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("match_status", String(24)),
+    Column("rows", Text),
+    Column("as_of", String(40)),
+    Column("reference", String(128)),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", TS, nullable=False),
+    Column("answered_at", TS),
+    UniqueConstraint("inquiry_id", "source_id"),
+    Index("ix_inquiry_sources_pending", "status", "due_at"),
 )

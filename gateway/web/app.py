@@ -6,16 +6,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.partners import load_partners
+from gateway.reference_data import load_calendar, load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
+from gateway.services.answers import AnswerService
+from gateway.services.inquiries import InquiryService
 from gateway.services.judgments import JudgmentService
 from gateway.services.messages import MessageService
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.validation import catalog
-from gateway.web import routes_documents, routes_health, soap_courts
+from gateway.web import routes_documents, routes_health, routes_inquiries, soap_courts
 from gateway.web.context import SERVICES, Services
 from gateway.web.middleware import problems
 
@@ -37,6 +41,15 @@ def build_services(settings: Settings, db: Database) -> Services:
         signer=signer,
         judgments=JudgmentService(db, catalog(), signer, clients, settings),
         messages=MessageService(db),
+        inquiries=InquiryService(
+            db,
+            catalog(),
+            load_partners(settings.config_dir),
+            load_legal_bases(settings.config_dir),
+            load_calendar(settings.config_dir),
+            pepper=signer.pseudonym_pepper(),
+        ),
+        answers=AnswerService(db),
     )
 
 
@@ -55,5 +68,6 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     routes_health.add_routes(app)
     routes_documents.add_routes(app)
+    routes_inquiries.add_routes(app)
     soap_courts.add_routes(app)
     return app

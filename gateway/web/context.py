@@ -9,6 +9,8 @@ from aiohttp import web
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
+from gateway.services.answers import AnswerService
+from gateway.services.inquiries import InquiryService
 from gateway.services.judgments import JudgmentService
 from gateway.services.messages import MessageService
 from gateway.settings import Settings
@@ -24,6 +26,8 @@ class Services:
     signer: Signer
     judgments: JudgmentService
     messages: MessageService
+    inquiries: InquiryService
+    answers: AnswerService
 
 
 SERVICES = web.AppKey("services", Services)

@@ -17,7 +17,9 @@ from gateway.web.context import SERVICES
 log = logging.getLogger(__name__)
 
 #: Routes whose every rejection is written to the audit log (accepts are audited by the service).
-AUDITED_ROUTES = frozenset({"judgments.push", "judgments.push.soap", "messages.confirm"})
+AUDITED_ROUTES = frozenset(
+    {"judgments.push", "judgments.push.soap", "messages.confirm", "assets.inquire", "assets.answer"}
+)
 
 _REASONS = {
     400: "malformed-request",

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 
 from gateway.amqp.broker import Publisher
 from gateway.amqp.names import Names
+from gateway.amqp.settle import settle
 from gateway.domain.status import Status, is_delivered
 from gateway.security.clients import Client
 from gateway.security.signing import Signer
@@ -78,7 +79,7 @@ class Deliverer:
             # parks it if this never clears).
             log.exception("delivery of %s to %s failed; requeueing", message.message_id, client.id)
             await asyncio.sleep(1)
-            await _settle(message.nack(requeue=True))
+            await settle(message.nack(requeue=True))
 
     async def _handle(self, client: Client, message: AbstractIncomingMessage) -> None:
         message_id = message.message_id or ""
@@ -86,13 +87,13 @@ class Deliverer:
             row = await store.get(conn, message_id) if message_id else None
         if row is None:
             log.error("unknown message %r on %s: parking it", message_id, client.id)
-            await _settle(message.reject(requeue=False))
+            await settle(message.reject(requeue=False))
             return
         if is_delivered(Status(row.status)):
             SUPPRESSED.labels(client.id).inc()
             async with self._db.transaction() as conn:
                 await store.add_evidence(conn, message_id, "duplicate_suppressed", self.actor)
-            await _settle(message.ack())
+            await settle(message.ack())
             return
 
         attempt = _attempt(message)
@@ -117,7 +118,7 @@ class Deliverer:
             )
             await store.count_delivery(conn, message_id)
         DELIVERED.labels(client.id, channel).inc()
-        await _settle(message.ack())
+        await settle(message.ack())
 
     async def _forward(
         self, client: Client, message: AbstractIncomingMessage, attempt: int, repeat: bool
@@ -165,7 +166,7 @@ class Deliverer:
                     reason=f"not acknowledged after {attempt} attempts: {reason}",
                 )
             PARKED.labels(client.id).inc()
-            await _settle(message.reject(requeue=False))  # dead-letter -> parking queue
+            await settle(message.reject(requeue=False))  # dead-letter -> parking queue
             return
         delay = retry_delay_ms(self._settings.retry_delays_seconds, attempt)
         async with self._db.transaction() as conn:
@@ -186,17 +187,9 @@ class Deliverer:
             headers={**(message.headers or {}), ATTEMPT_HEADER: attempt + 1},
         )
         RETRIED.labels(client.id).inc()
-        await _settle(message.ack())
+        await settle(message.ack())
 
 
 def _attempt(message: AbstractIncomingMessage) -> int:
     value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
     return value if isinstance(value, int) and value > 0 else 1
-
-
-async def _settle(awaitable: Any) -> None:
-    """Ack/nack/reject may fail after a disconnect; the broker then redelivers, which is safe here."""
-    try:
-        await awaitable
-    except Exception as exc:  # the channel is gone; nothing else to do
-        log.warning("could not settle a delivery: %s", exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 
@@ -13,12 +14,16 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from gateway.amqp import topology
 from gateway.amqp.broker import Publisher, connect
 from gateway.amqp.names import Names
+from gateway.connectors.registry import build_connectors, close_all
+from gateway.connectors.resilience import GuardedConnector
+from gateway.partners import load_partners
 from gateway.security.clients import Client, ClientStore
 from gateway.security.signing import Signer
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.worker.delivery import Deliverer
+from gateway.worker.lookups import LookupWorker
 from gateway.worker.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,18 @@ class Worker:
             await topology.declare_exchanges(channel, self.names)
             tasks = [asyncio.create_task(relay.run(), name="relay")]
             tasks.append(asyncio.create_task(self._rescan(channel, clients, deliverer), name="rescan"))
+            partners = load_partners(settings.config_dir)
+            connectors = await build_connectors(partners, http)
+            lookups = LookupWorker(
+                db,
+                publisher,
+                self.names,
+                {p.code: GuardedConnector(p, connectors[p.code]) for p in partners},
+                signer,
+                http,
+            )
+            await self._consume_lookups(channel, [p.code for p in partners], lookups)
+            tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
             log.info("worker running")
             try:
                 await stop.wait()
@@ -56,9 +73,21 @@ class Worker:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await close_all(connectors)
                 await consume_conn.close()
                 await publish_conn.close()
                 await db.dispose()
+
+    async def _consume_lookups(
+        self, channel: AbstractChannel, partner_codes: list[str], lookups: LookupWorker
+    ) -> None:
+        partner_queues, replies, callbacks = await topology.declare_lookups(
+            channel, self.names, partner_codes, self.settings.delivery.delivery_limit
+        )
+        for code, queue in partner_queues.items():
+            await queue.consume(functools.partial(lookups.on_request, code))
+        await replies.consume(lookups.on_reply)
+        await callbacks.consume(lookups.on_callback)
 
     async def _rescan(self, channel: AbstractChannel, clients: ClientStore, deliverer: Deliverer) -> None:
         """Start consuming for every recipient, including ones added while we run."""

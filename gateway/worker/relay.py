@@ -95,7 +95,7 @@ class Relay:
             log.debug("backlog query failed", exc_info=True)
 
     async def _publish(self, item: Pending) -> datetime | None:
-        exchange = self._names.documents if item.exchange == "documents" else item.exchange
+        exchange = self._names.exchange(item.exchange)
         async with self._in_flight:
             try:
                 await self._publisher.publish(

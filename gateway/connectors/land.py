@@ -1,0 +1,168 @@
+"""Land registry (SOAP 1.1, document/literal, ``config/wsdl/land-registry.wsdl``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+import aiohttp
+from lxml import etree
+from zeep import AsyncClient, Settings
+from zeep.exceptions import Error as ZeepError
+from zeep.exceptions import Fault, TransportError, ValidationError
+from zeep.helpers import serialize_object
+from zeep.proxy import AsyncServiceProxy
+
+from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest
+from gateway.connectors.rest import PartnerTimeout, canonical_answer, headers, status_error
+from gateway.connectors.zeep_transport import AiohttpTransport
+from gateway.partners import Partner
+
+KIND: Final = "land"
+OPERATION: Final = "QueryLandRights"
+# SOAP 1.1 and 1.2 names of "the service failed, the request may be fine".
+SERVER_FAULTS: Final = frozenset({"Server", "Receiver"})
+
+# zeep builds the HTTP request deep inside its binding; the connector hands the request's headers
+# to the transport through this variable, which is private to each task.
+_request_ref: contextvars.ContextVar[str] = contextvars.ContextVar("land_request_ref")
+
+
+class LandConnector:
+    def __init__(self, partner: Partner, client: Any, service: Any) -> None:
+        self.partner = partner
+        self._client = client
+        self._service = service
+
+    @classmethod
+    async def create(cls, partner: Partner, session: aiohttp.ClientSession) -> LandConnector:
+        """Load the WSDL (a vendored file, parsed synchronously: in a thread) and bind the service."""
+        if not partner.wsdl:
+            raise ValueError(f"partner {partner.code}: a SOAP partner needs a wsdl path")
+        transport = AiohttpTransport(
+            session, partner.timeout_seconds, lambda: headers(partner, _request_ref.get(""))
+        )
+        client = await asyncio.to_thread(_load_client, partner.wsdl, transport)
+        # create_service on AsyncClient returns a synchronous proxy; build the async one directly.
+        service = AsyncServiceProxy(  # type: ignore[no-untyped-call]
+            client, _binding(client), address=partner.endpoint
+        )
+        return cls(partner, client, service)
+
+    async def lookup(self, request: LookupRequest) -> LookupAnswer:
+        token = _request_ref.set(request.request_ref)
+        try:
+            result = await self._service[OPERATION](
+                RequestRef=request.request_ref,
+                Subject=_subject(request),
+                CaseRef=request.case_ref,
+                Purpose=request.purpose,
+            )
+        except ConnectorError:
+            raise
+        except Fault as exc:
+            raise _fault_error(exc) from None
+        except TransportError as exc:
+            # zeep's message quotes the body; the status is all that may travel.
+            if (exc.status_code or 0) >= 400:
+                raise status_error(exc.status_code) from None
+            raise ConnectorError("unusable SOAP answer (not XML)", retryable=False) from None
+        except ValidationError as exc:
+            # Raised while building the request as well as while reading the answer.
+            raise ConnectorError(
+                f"request or answer does not fit the WSDL ({type(exc).__name__})", retryable=False
+            ) from None
+        except (ZeepError, etree.XMLSyntaxError) as exc:
+            raise ConnectorError(f"unusable SOAP answer ({type(exc).__name__})", retryable=False) from None
+        except TimeoutError as exc:
+            raise PartnerTimeout(f"no answer within {self.partner.timeout_seconds:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise ConnectorError(f"connection failed ({type(exc).__name__})", retryable=True) from exc
+        finally:
+            _request_ref.reset(token)
+        return to_answer(serialize_object(result, dict))  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        await self._client.transport.aclose()
+
+
+def _load_client(wsdl: str, transport: AiohttpTransport) -> Any:
+    # A plain path: zeep's async client cannot read file:// URLs. No network fetches while parsing.
+    settings = Settings(strict=True, forbid_external=True)
+    return AsyncClient(wsdl, transport=transport, settings=settings)  # type: ignore[no-untyped-call]
+
+
+def _binding(client: Any) -> Any:
+    for binding in client.wsdl.bindings.values():
+        if OPERATION in binding.all():
+            return binding
+    raise ValueError(f"the WSDL has no binding with the {OPERATION} operation")
+
+
+def _subject(request: LookupRequest) -> dict[str, str]:
+    subject = request.subject
+    fields = {
+        "IdNumber": subject.id_number,
+        "EnterpriseCode": subject.enterprise_code,
+        "FullName": subject.full_name,
+        "DateOfBirth": subject.date_of_birth,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _fault_error(fault: Fault) -> ConnectorError:
+    # "soap:Server", "soapenv:Server.Busy" -> "Server". The fault string may quote the subject: dropped.
+    code = str(fault.code or "").rpartition(":")[2].partition(".")[0]
+    if not code:
+        return ConnectorError("unexpected SOAP answer (no fault code)", retryable=False)
+    return ConnectorError(f"SOAP fault {code}", retryable=code in SERVER_FAULTS)
+
+
+def _items(container: object, key: str) -> list[Any]:
+    """``<Parcels><Parcel/>...</Parcels>`` as a list; a missing container or child means none."""
+    if not isinstance(container, Mapping):
+        return []
+    value = container.get(key)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _parcel(parcel: Mapping[str, Any]) -> dict[str, Any]:
+    row = {
+        "parcel_id": parcel.get("ParcelId"),
+        "map_sheet": parcel.get("MapSheet"),
+        "address": parcel.get("Address"),
+        "area_m2": _plain(parcel.get("AreaM2")),
+        "certificate_number": parcel.get("CertificateNumber"),
+    }
+    mapped: dict[str, Any] = {key: value for key, value in row.items() if value is not None}
+    mapped["co_owners"] = _items(parcel.get("CoOwners"), "CoOwner")
+    mapped["encumbrances"] = _items(parcel.get("Encumbrances"), "Encumbrance")
+    mapped["pending_transactions"] = _items(parcel.get("PendingTransactions"), "Transaction")
+    return mapped
+
+
+def to_answer(response: Any) -> LookupAnswer:
+    """``QueryLandRightsResponse`` (as plain dicts) -> the canonical, validated answer."""
+    if not isinstance(response, Mapping):
+        raise ConnectorError("unusable SOAP answer (no response element)", retryable=False)
+    common = {
+        "match_status": response.get("MatchStatus"),
+        "as_of": _plain(response.get("AsOf")),
+        "reference": response.get("Reference"),
+    }
+    rows = [_parcel(p) for p in _items(response.get("Parcels"), "Parcel") if isinstance(p, Mapping)]
+    return canonical_answer(KIND, common, rows)

@@ -1,0 +1,64 @@
+"""One connector per configured partner, keyed by partner code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+
+from gateway.connectors.bank import BankConnector
+from gateway.connectors.base import Connector
+from gateway.connectors.land import LandConnector
+from gateway.connectors.population import PopulationConnector
+from gateway.connectors.rest import RestConnector
+from gateway.connectors.tax import TaxConnector
+from gateway.connectors.vehicle import VehicleConnector
+from gateway.partners import Partner
+
+log = logging.getLogger(__name__)
+
+REST_CONNECTORS: dict[str, type[RestConnector]] = {
+    "bank": BankConnector,
+    "tax": TaxConnector,
+    "vehicle": VehicleConnector,
+    "population": PopulationConnector,
+}
+
+
+async def build_connector(partner: Partner, session: aiohttp.ClientSession) -> Connector:
+    if partner.protocol == "soap":
+        if partner.kind != "land":
+            raise ValueError(f"partner {partner.code}: no SOAP connector for kind {partner.kind!r}")
+        return await LandConnector.create(partner, session)
+    if partner.kind not in REST_CONNECTORS:
+        raise ValueError(f"partner {partner.code}: no REST connector for kind {partner.kind!r}")
+    return REST_CONNECTORS[partner.kind](partner, session)
+
+
+async def build_connectors(partners: list[Partner], session: aiohttp.ClientSession) -> dict[str, Connector]:
+    """Build every partner's connector (SOAP clients load their WSDL now, once).
+
+    A partner that cannot be built stops start-up: a misconfigured partner would otherwise only show
+    up as failed inquiries.
+    """
+    connectors: dict[str, Connector] = {}
+    try:
+        for partner in partners:
+            connectors[partner.code] = await build_connector(partner, session)
+    except BaseException:
+        await close_all(connectors)
+        raise
+    return connectors
+
+
+async def close_all(connectors: Mapping[str, Connector]) -> None:
+    """Close every connector; one failing to close does not keep the others open."""
+    codes = list(connectors)
+    results = await asyncio.gather(*(connectors[c].close() for c in codes), return_exceptions=True)
+    for code, result in zip(codes, results, strict=True):
+        if isinstance(result, Exception):
+            log.warning("closing the connector of %s failed: %s", code, type(result).__name__)
+        elif isinstance(result, BaseException):
+            raise result

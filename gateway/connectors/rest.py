@@ -1,0 +1,163 @@
+"""Plumbing shared by the connectors: JSON over HTTP to a partner, failures as ``ConnectorError``,
+and the check of a canonical answer against ``asset.result.<kind>``.
+
+Reasons never carry the partner's body or the subject: they end up in logs and in the inquiry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import aiohttp
+
+from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest
+from gateway.partners import Partner
+from gateway.problems import Violation
+from gateway.validation import catalog
+
+# Partners answer a few kilobytes; a runaway body must not fill the worker's memory.
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+MAX_REASONS: Final = 3
+
+
+class PartnerTimeout(ConnectorError):
+    """No answer in time: worth another attempt, and reported as ``timeout`` rather than an outage."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retryable=True)
+
+
+def status_error(status: int) -> ConnectorError:
+    """The error for a status that carries no answer: 5xx and 429 are worth retrying, others are not."""
+    retryable = status >= 500 or status == 429
+    return ConnectorError(f"partner answered HTTP {status}", retryable=retryable)
+
+
+def headers(partner: Partner, request_ref: str) -> dict[str, str]:
+    """What every partner call carries: the partner's bearer token and our request reference."""
+    out = {"X-Request-Ref": request_ref}
+    token = partner.token()
+    if token:
+        out["Authorization"] = f"Bearer {token}"
+    return out
+
+
+async def read_limited(response: aiohttp.ClientResponse) -> bytes:
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ConnectorError(f"answer larger than {MAX_BODY_BYTES} bytes", retryable=False)
+    return bytes(body)
+
+
+class RestClient:
+    """POSTs JSON to one partner; the session belongs to the application and outlives this client."""
+
+    def __init__(self, partner: Partner, session: aiohttp.ClientSession) -> None:
+        self.partner = partner
+        self._session = session
+        self._base = partner.endpoint.rstrip("/")
+
+    async def post(
+        self, path: str, payload: Mapping[str, Any], request_ref: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Returns the 2xx status and the JSON object answered; raises ``ConnectorError`` otherwise."""
+        timeout = aiohttp.ClientTimeout(total=self.partner.timeout_seconds)
+        try:
+            async with self._session.post(
+                self._base + path,
+                json=payload,
+                headers={**headers(self.partner, request_ref), "Accept": "application/json"},
+                timeout=timeout,
+                # A redirected POST would resend the subject to a host nobody configured.
+                allow_redirects=False,
+            ) as response:
+                if not 200 <= response.status < 300:
+                    raise status_error(response.status)
+                body = await read_limited(response)
+                status = response.status
+        except TimeoutError as exc:
+            raise PartnerTimeout(f"no answer within {self.partner.timeout_seconds:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise ConnectorError(f"connection failed ({type(exc).__name__})", retryable=True) from exc
+        return status, parse_object(body)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ConnectorError("answer is not JSON", retryable=False) from None
+    if not isinstance(data, dict):
+        raise ConnectorError("answer is not a JSON object", retryable=False)
+    return data
+
+
+def as_list(data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    """The list of objects under ``key``; absent or null means none."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConnectorError(f"answer field '{key}' is not a list of objects", retryable=False)
+    return value
+
+
+def pick(item: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """The contract's fields of one row, nulls dropped: extra partner fields never travel further."""
+    return {name: item[name] for name in fields if item.get(name) is not None}
+
+
+def _describe(violation: Violation) -> str:
+    # A "required" message names schema properties only; other messages may quote the partner's
+    # values (names, addresses), so those are reduced to path and rule.
+    if violation.rule == "required":
+        return f"{violation.path}: {violation.message}"
+    return f"{violation.path} ({violation.rule})"
+
+
+def canonical_answer(kind: str, data: Mapping[str, Any], rows: list[dict[str, Any]]) -> LookupAnswer:
+    """Build the canonical answer from the partner's common fields and mapped rows, and validate it."""
+    document: dict[str, Any] = {"match_status": data.get("match_status"), "rows": rows}
+    for key in ("as_of", "reference"):
+        if data.get(key) is not None:
+            document[key] = data[key]
+    violations = catalog().violations(f"asset.result.{kind}", document)
+    if violations:
+        shown = "; ".join(_describe(v) for v in violations[:MAX_REASONS])
+        more = f" and {len(violations) - MAX_REASONS} more" if len(violations) > MAX_REASONS else ""
+        raise ConnectorError(f"answer does not match asset.result.{kind}: {shown}{more}", retryable=False)
+    return LookupAnswer(
+        match_status=document["match_status"],
+        rows=rows,
+        as_of=document.get("as_of"),
+        reference=document.get("reference"),
+    )
+
+
+class RestConnector:
+    """One REST partner kind: what to POST where, and how its answer becomes canonical rows."""
+
+    kind: str = ""
+    path: str = ""
+
+    def __init__(self, partner: Partner, session: aiohttp.ClientSession) -> None:
+        self.partner = partner
+        self.client = RestClient(partner, session)
+
+    def payload(self, request: LookupRequest) -> dict[str, Any]:
+        # Only what the contract asks for: the partner learns no more about the case than it needs.
+        return {"request_ref": request.request_ref, "subject": request.subject.as_dict()}
+
+    def rows(self, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def lookup(self, request: LookupRequest) -> LookupAnswer:
+        _, data = await self.client.post(self.path, self.payload(request), request.request_ref)
+        return canonical_answer(self.kind, data, self.rows(data))
+
+    async def close(self) -> None:
+        """Nothing to release: the HTTP session is the application's."""

@@ -1,0 +1,68 @@
+"""Partner configuration (``config/partners.toml``): who the gateway calls, how, and how patiently."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Kind = Literal["land", "bank", "tax", "vehicle", "population"]
+
+
+class RetryPolicy(BaseModel):
+    attempts: int = Field(3, ge=1, le=10)
+    min_seconds: float = Field(0.2, ge=0)
+    max_seconds: float = Field(2.0, gt=0)
+
+
+class BreakerPolicy(BaseModel):
+    failures: int = Field(5, ge=1)
+    recovery_seconds: float = Field(10.0, gt=0)
+
+
+class Partner(BaseModel):
+    code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+    name: str = ""
+    kind: Kind
+    protocol: Literal["rest", "soap"]
+    endpoint: str
+    wsdl: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+    concurrency: int = Field(8, ge=1)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    deadline: str = "120s"
+    credentials: str | None = None
+
+    @property
+    def source_id(self) -> str:
+        """How the inquiry names this source: the kind, or ``bank:<code>`` for banks."""
+        return f"bank:{self.code}" if self.kind == "bank" else self.kind
+
+    def token(self) -> str | None:
+        """The partner's API token, read from the environment variable the config names."""
+        return os.environ.get(self.credentials) if self.credentials else None
+
+
+def load_partners(config_dir: Path) -> list[Partner]:
+    """Read ``partners.toml``; ``GATEWAY_PARTNER_<CODE>__ENDPOINT`` overrides an endpoint."""
+    path = config_dir / "partners.toml"
+    if not path.exists():
+        return []
+    data = tomllib.loads(path.read_text("utf-8"))
+    partners = []
+    for raw in data.get("partner", []):
+        partner = Partner(**raw)
+        env = f"GATEWAY_PARTNER_{partner.code.replace('-', '_')}__ENDPOINT"
+        if env in os.environ:
+            partner = partner.model_copy(update={"endpoint": os.environ[env]})
+        if partner.wsdl and not Path(partner.wsdl).is_absolute():
+            partner = partner.model_copy(update={"wsdl": str(config_dir / partner.wsdl)})
+        partners.append(partner)
+    codes = [p.code for p in partners]
+    if len(set(codes)) != len(codes):
+        raise ValueError("partner codes must be unique")
+    return partners

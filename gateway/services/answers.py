@@ -1,0 +1,43 @@
+"""Late answers pushed by partners that accepted a request earlier and call back when ready."""
+
+from __future__ import annotations
+
+from gateway.connectors import bank
+from gateway.connectors.base import ConnectorError
+from gateway.problems import Violation, invalid, not_found
+from gateway.security.tokens import Principal
+from gateway.services.inquiry_results import apply_answer
+from gateway.storage import inquiries as store
+from gateway.storage.database import Database
+from gateway.storage.inquiries import Answer
+
+
+class AnswerService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def accept(self, principal: Principal, body: object) -> bool:
+        """Record the answer if its source is still pending; True if this call recorded it.
+        A partner can only answer its own requests (anything else is 404, like an unknown ref)."""
+        if not isinstance(body, dict):
+            raise invalid([Violation("$", "must be a JSON object")])
+        try:
+            request_ref, answer = bank.parse_callback(body)
+        except ConnectorError as exc:
+            raise invalid([Violation("$", exc.reason)]) from exc
+        async with self._db.read() as conn:
+            source = await store.source_by_ref(conn, request_ref)
+        if source is None or source.partner_code != principal.client.id:
+            raise not_found("no pending request with this request_ref for this partner")
+        return await apply_answer(
+            self._db,
+            request_ref,
+            Answer(
+                status="found" if answer.match_status == "found" else "not_found",
+                match_status=answer.match_status,
+                rows=answer.rows,
+                as_of=answer.as_of,
+                reference=answer.reference,
+            ),
+            principal.client.id,
+        )

@@ -1,0 +1,215 @@
+"""Asset inquiries: one call fans out to every source asked; answers come back per source."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from gateway.connectors.base import LookupRequest, Subject
+from gateway.domain import inquiry as rules
+from gateway.domain.calendar import WorkingCalendar, due_at
+from gateway.domain.identifiers import mask, pseudonym
+from gateway.partners import Partner
+from gateway.problems import conflict, forbidden, invalid, not_found
+from gateway.security.signing import canonical_json
+from gateway.security.tokens import Principal
+from gateway.services.inquiry_results import representation
+from gateway.storage import inquiries as store
+from gateway.storage.audit import AuditEntry, append
+from gateway.storage.database import Database
+from gateway.storage.timestamps import now
+from gateway.validation import SchemaCatalog
+
+SERVICE = "assets.inquire"
+MESSAGE_TYPE = "asset.inquiry"
+
+
+class InquiryService:
+    def __init__(
+        self,
+        db: Database,
+        catalog: SchemaCatalog,
+        partners: list[Partner],
+        legal_bases: dict[str, str],
+        calendar: WorkingCalendar,
+        pepper: bytes,
+    ) -> None:
+        self._db = db
+        self._catalog = catalog
+        self._partners = {p.code: p for p in partners}
+        self._refs = [rules.PartnerRef(code=p.code, kind=p.kind) for p in partners]
+        self._legal_bases = legal_bases
+        self._calendar = calendar
+        self._pepper = pepper
+
+    async def create(
+        self,
+        principal: Principal,
+        body: object,
+        idempotency_key: str | None,
+        callback_base: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Validate, authorise, store the inquiry and its partner requests. Returns (view, created)."""
+        client = principal.client
+        if not any(client.allows(g) for g in (SERVICE, *(f"{SERVICE}:{k}" for k in rules.SOURCE_KINDS))):
+            raise forbidden(f"client {client.id} is not granted {SERVICE}")
+        violations = self._catalog.violations(MESSAGE_TYPE, body)
+        if violations:
+            raise invalid(violations)
+        assert isinstance(body, dict)
+        sources, problems = rules.expand_sources(body["sources"], self._refs)
+        problems += rules.precondition_violations(body, set(self._legal_bases))
+        if problems:
+            raise invalid(problems)
+        denied = sorted(g for g in rules.required_grants(sources) if not client.allows(g))
+        if denied:
+            raise forbidden(f"client {client.id} is not granted {', '.join(denied)}")
+
+        digest = hashlib.sha256(canonical_json(body)).hexdigest()
+        if idempotency_key:
+            async with self._db.read() as conn:
+                earlier = await store.by_idempotency_key(conn, client.id, idempotency_key)
+            if earlier is not None:
+                if earlier.request_sha256 != digest:
+                    raise conflict("this Idempotency-Key was used for a different inquiry")
+                return await self.view(principal, earlier.inquiry_id), False
+
+        inquiry_id = str(uuid.uuid4())
+        at = now()
+        urgent = rules.is_urgent(body)
+        debtor = body["debtor"]
+        subject = Subject(
+            id_number=debtor.get("id_number"),
+            enterprise_code=debtor.get("enterprise_code"),
+            full_name=debtor.get("full_name"),
+            date_of_birth=debtor.get("date_of_birth"),
+        )
+        identity = subject.id_number or subject.enterprise_code or ""
+        source_rows: list[dict[str, Any]] = []
+        requests: list[dict[str, Any]] = []
+        deadlines = []
+        for ref in sources:
+            partner = self._partners[ref.partner_code]
+            request_ref = str(uuid.uuid4())
+            lookup = LookupRequest(
+                request_ref=request_ref,
+                inquiry_id=inquiry_id,
+                source_id=ref.source_id,
+                partner_code=ref.partner_code,
+                kind=ref.kind,
+                subject=subject,
+                case_ref=body["case_ref"],
+                purpose=body["purpose"],
+                callback_url=callback_base,
+            )
+            payload = request_payload(lookup)
+            deadline = due_at(at, partner.deadline, self._calendar, urgent)
+            deadlines.append(deadline)
+            source_rows.append(
+                {
+                    "inquiry_id": inquiry_id,
+                    "source_id": ref.source_id,
+                    "partner_code": ref.partner_code,
+                    "kind": ref.kind,
+                    "request_ref": request_ref,
+                    "request_sha256": hashlib.sha256(canonical_json(payload)).hexdigest(),
+                    "status": rules.SourceStatus.PENDING.value,
+                    "attempts": 0,
+                    "due_at": deadline,
+                }
+            )
+            requests.append(
+                {
+                    "message_id": request_ref,
+                    "exchange": "requests",
+                    "routing_key": ref.partner_code,
+                    "priority": 5 if urgent else 0,
+                    "headers": json.dumps(
+                        {
+                            "message_type": "asset.lookup",
+                            "correlation_id": inquiry_id,
+                            "source_id": ref.source_id,
+                        }
+                    ),
+                    "body": json.dumps(payload, ensure_ascii=False),
+                    "created_at": at,
+                    "attempts": 0,
+                }
+            )
+        inquiry = {
+            "inquiry_id": inquiry_id,
+            "client_id": client.id,
+            "idempotency_key": idempotency_key,
+            "request_sha256": digest,
+            "case_ref": body["case_ref"],
+            "officer_id": body["officer_id"],
+            "legal_basis": body["legal_basis"],
+            "purpose": body["purpose"],
+            "priority": body.get("priority", "normal"),
+            "debtor_ref": mask(identity) if subject.id_number else identity,
+            "debtor_pseudonym": pseudonym(identity, self._pepper),
+            "callback_url": body.get("callback_url"),
+            "status": rules.InquiryStatus.PENDING.value,
+            "due_at": max(deadlines),
+            "created_at": at,
+            "updated_at": at,
+        }
+        audit = AuditEntry(
+            actor=client.id,
+            subject=principal.subject,
+            action=SERVICE,
+            outcome="accepted",
+            status_code=202,
+            object_ref=inquiry_id,
+            data={
+                "officer_id": mask(body["officer_id"]),
+                "case_ref": body["case_ref"],
+                "legal_basis": body["legal_basis"],
+                "purpose": body["purpose"],
+                "debtor": inquiry["debtor_pseudonym"],
+                "sources": [r.source_id for r in sources],
+            },
+        )
+        async with self._db.transaction() as conn:
+            await store.create(conn, inquiry, source_rows, requests)
+            await append(conn, audit)
+        return await self.view(principal, inquiry_id), True
+
+    async def view(self, principal: Principal, inquiry_id: str) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            inquiry = await store.get(conn, inquiry_id)
+            if inquiry is None or inquiry.client_id != principal.client.id:
+                raise not_found()
+            return representation(inquiry, await store.sources_of(conn, inquiry_id))
+
+    async def wait(self, principal: Principal, inquiry_id: str, seconds: float) -> dict[str, Any]:
+        """Poll until every source answered or ``seconds`` pass (``Prefer: wait=N``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            view = await self.view(principal, inquiry_id)
+            if view["status"] in ("complete", "expired") or loop.time() >= deadline:
+                return view
+            await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
+
+    async def for_case(self, principal: Principal, case_ref: str) -> list[dict[str, Any]]:
+        async with self._db.read() as conn:
+            rows = await store.by_case(conn, principal.client.id, case_ref)
+            return [representation(r, await store.sources_of(conn, r.inquiry_id)) for r in rows]
+
+
+def request_payload(lookup: LookupRequest) -> dict[str, Any]:
+    """The canonical request as queued for the partner's worker (its hash is kept as evidence)."""
+    data = asdict(lookup)
+    data["subject"] = lookup.subject.as_dict()
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def parse_request(body: bytes) -> LookupRequest:
+    data = json.loads(body)
+    data["subject"] = Subject(**data["subject"])
+    return LookupRequest(**data)

@@ -1,0 +1,148 @@
+"""All five partner simulators as real HTTP servers, one port per kind (banks share one).
+
+``start_partners`` returns a :class:`Partners` whose ``urls`` are the endpoints to configure, keyed by
+partner code like ``config/partners.toml`` (``LAND-REG``, ``BANK-VCB``…, ``TAX``, ``POLICE-VEH``,
+``POP-REG``). ``set_mode`` switches a kind at runtime; ``down`` really stops listening (connection refused)
+and resets connections kept alive from before, and any other mode listens again on the same port.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.simulators.partners import banks, land, population, tax, vehicles
+from gateway.simulators.partners.behaviour import Behaviour
+
+log = logging.getLogger(__name__)
+
+KINDS = ("land", "bank", "tax", "vehicle", "population")
+# Endpoint paths per partner code, under each kind's server.
+PATHS: dict[str, dict[str, str]] = {
+    "land": {land.CODE: land.PATH},
+    "bank": dict(banks.PATHS),
+    "tax": {tax.CODE: "/tax"},
+    "vehicle": {vehicles.CODE: "/vehicles"},
+    "population": {population.CODE: "/population"},
+}
+
+
+@dataclass
+class _Server:
+    runner: web.AppRunner
+    host: str
+    port: int
+    site: web.TCPSite | None = None
+
+    async def listen(self) -> None:
+        if self.site is None:
+            self.site = web.TCPSite(self.runner, self.host, self.port)
+            await self.site.start()
+            # Port 0 asks the system for a free port: keep the real one, to listen there again later.
+            self.port = int(self.runner.addresses[-1][1])
+
+    async def stop_listening(self) -> None:
+        if self.site is not None:
+            site, self.site = self.site, None
+            await site.stop()
+
+
+@dataclass
+class Partners:
+    host: str
+    behaviours: dict[str, Behaviour]
+    _servers: dict[str, _Server] = field(repr=False)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Port per kind (``land``, ``bank``, ``tax``, ``vehicle``, ``population``)."""
+        return {kind: server.port for kind, server in self._servers.items()}
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        """Root URL per kind: where ``/_sim/mode`` is."""
+        return {kind: f"http://{self.host}:{port}" for kind, port in self.ports.items()}
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Endpoint per partner code, shaped like ``config/partners.toml``'s."""
+        return {
+            code: self.base_urls[kind] + path for kind, paths in PATHS.items() for code, path in paths.items()
+        }
+
+    def env(self) -> dict[str, str]:
+        """The ``GATEWAY_PARTNER_<CODE>__ENDPOINT`` overrides pointing the gateway at these servers."""
+        return {f"GATEWAY_PARTNER_{code.replace('-', '_')}__ENDPOINT": url for code, url in self.urls.items()}
+
+    async def set_mode(self, kind: str, mode: str) -> None:
+        behaviour = self.behaviours[kind]
+        behaviour.set_mode(mode)
+        server = self._servers[kind]
+        if mode == "down":
+            await server.stop_listening()
+        else:
+            await server.listen()
+        log.info("partner simulator %s: %s", kind, mode)
+
+    async def close(self) -> None:
+        for server in self._servers.values():
+            await server.runner.cleanup()
+
+
+async def start_partners(
+    host: str = "127.0.0.1",
+    ports: Mapping[str, int] | None = None,
+    modes: Mapping[str, str] | None = None,
+    bank_callback_key: Path | None = None,
+    audience: str = "thads-gateway",
+    callback_delay: float = 3.0,
+    *,
+    error_rate: float = 0.01,
+    latency: tuple[float, float] = (0.005, 0.05),
+    slow_delay: float = 30.0,
+    seed: int = 0,
+) -> Partners:
+    """Start the five simulators. ``ports`` and ``modes`` are keyed by kind; a missing port is 0 (any free
+    port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks (see banks.py)."""
+    ports, modes = dict(ports or {}), dict(modes or {})
+    unknown = (set(ports) | set(modes)) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown partner kinds: {', '.join(sorted(unknown))}")
+    behaviours: dict[str, Behaviour] = {}
+    for n, kind in enumerate(KINDS):
+        behaviours[kind] = Behaviour(
+            latency=latency, error_rate=error_rate, slow_delay=slow_delay, seed=seed + n
+        )
+        behaviours[kind].set_mode(modes.get(kind, "normal"))
+    factories: dict[str, Callable[[Behaviour], web.Application]] = {
+        "land": land.make_app,
+        "bank": lambda b: banks.make_app(
+            b, callback_key=bank_callback_key, audience=audience, callback_delay=callback_delay
+        ),
+        "tax": tax.make_app,
+        "vehicle": vehicles.make_app,
+        "population": population.make_app,
+    }
+    partners = Partners(host, behaviours, {})
+    try:
+        for kind in KINDS:
+            # handler_cancellation: a "slow" answer whose caller gave up stops waiting with it.
+            runner = web.AppRunner(
+                factories[kind](behaviours[kind]), handler_cancellation=True, shutdown_timeout=1.0
+            )
+            await runner.setup()
+            server = partners._servers[kind] = _Server(runner, host, ports.get(kind, 0))
+            if behaviours[kind].mode != "down" or server.port == 0:
+                await server.listen()  # port 0: bind once to learn the port it will use when switched up
+            if behaviours[kind].mode == "down":
+                await server.stop_listening()
+    except BaseException:
+        await partners.close()
+        raise
+    described = (f"{kind} {url} ({behaviours[kind].mode})" for kind, url in partners.base_urls.items())
+    log.info("partner simulators: %s", ", ".join(described))
+    return partners

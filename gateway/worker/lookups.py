@@ -1,0 +1,185 @@
+"""Lookups in the worker: call partners (one queue per partner), record their replies, time out the
+silent ones, and call the caller back when an inquiry is final.
+
+Each step acks only after its effect is stored or published; each is idempotent on ``request_ref``,
+so a redelivered request may call a partner twice, but the inquiry records one answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aiohttp
+from aio_pika.abc import AbstractIncomingMessage
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from gateway.amqp.broker import Publisher
+from gateway.amqp.names import Names
+from gateway.amqp.settle import settle
+from gateway.connectors.resilience import GuardedConnector, Outcome
+from gateway.security.signing import Signer
+from gateway.services.inquiries import parse_request
+from gateway.services.inquiry_results import apply_answer
+from gateway.storage import inquiries as store
+from gateway.storage.database import Database
+from gateway.storage.inquiries import PENDING, Answer
+from gateway.storage.timestamps import now
+from gateway.worker import webhook
+
+log = logging.getLogger(__name__)
+
+
+class LookupWorker:
+    def __init__(
+        self,
+        db: Database,
+        publisher: Publisher,
+        names: Names,
+        connectors: dict[str, GuardedConnector],
+        signer: Signer,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        self._db = db
+        self._publisher = publisher
+        self._names = names
+        self._connectors = connectors
+        self._signer = signer
+        self._http = http
+
+    # -- partner queues ------------------------------------------------------------------------
+
+    async def on_request(self, partner_code: str, message: AbstractIncomingMessage) -> None:
+        try:
+            request = parse_request(message.body)
+        except (ValueError, TypeError, KeyError):
+            log.error("unreadable lookup request on %s: parking it", partner_code)
+            await settle(message.reject(requeue=False))
+            return
+        try:
+            async with self._db.read() as conn:
+                source = await store.source_by_ref(conn, request.request_ref)
+            if source is None or source.status != PENDING:
+                await settle(message.ack())  # answered already (or timed out): nothing to do
+                return
+            outcome = await self._connectors[partner_code].call(request)
+            await self._publisher.publish(
+                self._names.replies,
+                partner_code,
+                json.dumps(reply_body(request.request_ref, outcome), ensure_ascii=False).encode(),
+                message_id=request.request_ref,
+                correlation_id=request.inquiry_id,
+                message_type="asset.lookup.reply",
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lookup %s on %s failed; requeueing", request.request_ref, partner_code)
+            await asyncio.sleep(1)
+            await settle(message.nack(requeue=True))
+            return
+        await settle(message.ack())
+
+    # -- replies -------------------------------------------------------------------------------
+
+    async def on_reply(self, message: AbstractIncomingMessage) -> None:
+        try:
+            data = json.loads(message.body)
+            if data["status"] == PENDING:
+                async with self._db.transaction() as conn:
+                    await store.note_accepted_later(conn, data["request_ref"], data.get("reference"))
+            else:
+                await apply_answer(
+                    self._db, data["request_ref"], answer_from(data), data.get("partner", "partner")
+                )
+        except asyncio.CancelledError:
+            raise
+        except (ValueError, KeyError):
+            log.error("unreadable reply %s: parking it", message.message_id)
+            await settle(message.reject(requeue=False))
+            return
+        except Exception:
+            log.exception("recording reply %s failed; requeueing", message.message_id)
+            await asyncio.sleep(1)
+            await settle(message.nack(requeue=True))
+            return
+        await settle(message.ack())
+
+    # -- deadlines -----------------------------------------------------------------------------
+
+    async def watch_deadlines(self, interval: float = 1.0) -> None:
+        """No inquiry stays pending past its deadline: silent sources become ``timeout``."""
+        while True:
+            try:
+                async with self._db.read() as conn:
+                    overdue = await store.overdue_sources(conn, now())
+                for row in overdue:
+                    await apply_answer(
+                        self._db,
+                        row.request_ref,
+                        Answer(status="timeout", reason="no answer by the deadline"),
+                        "gateway.deadline",
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("deadline pass failed")
+            await asyncio.sleep(interval)
+
+    # -- callbacks -----------------------------------------------------------------------------
+
+    async def on_callback(self, message: AbstractIncomingMessage) -> None:
+        """POST the final inquiry to the caller's callback_url, signed like document webhooks."""
+        url = str((message.headers or {}).get("url", ""))
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(5),
+                wait=wait_random_exponential(multiplier=0.5, max=15),
+                retry=retry_if_exception_type(webhook.WebhookFailed),
+                reraise=True,
+            ):
+                with attempt:
+                    await webhook.post(
+                        self._http,
+                        self._signer,
+                        url,
+                        message.body,
+                        message.message_id or "",
+                        "asset.inquiry.result",
+                        attempt.retry_state.attempt_number,
+                        bool(message.redelivered),
+                        10.0,
+                    )
+        except webhook.WebhookFailed as exc:
+            log.warning("callback to %s failed for good (%s): parking it", url, exc)
+            await settle(message.reject(requeue=False))
+            return
+        await settle(message.ack())
+
+
+def reply_body(request_ref: str, outcome: Outcome) -> dict[str, Any]:
+    answer = outcome.answer
+    return {
+        "request_ref": request_ref,
+        "status": outcome.status,
+        "match_status": answer.match_status if answer else None,
+        "rows": answer.rows if answer and outcome.status in ("found", "not_found") else None,
+        "as_of": answer.as_of if answer else None,
+        "reference": answer.reference if answer else None,
+        "reason": outcome.reason,
+        "attempts": outcome.attempts,
+    }
+
+
+def answer_from(data: dict[str, Any]) -> Answer:
+    return Answer(
+        status=data["status"],
+        match_status=data.get("match_status"),
+        rows=data.get("rows"),
+        as_of=data.get("as_of"),
+        reference=data.get("reference"),
+        reason=data.get("reason"),
+        attempts=int(data.get("attempts") or 0),
+    )

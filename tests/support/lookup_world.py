@@ -1,0 +1,94 @@
+"""An installation wired to the partner simulators: config with partners.toml pointing at them, the
+async bank registered as a client, and the case system granted asset lookups."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from gateway.security.clients import ClientStore
+from gateway.security.keys import public_pem, write_keypair
+from gateway.simulators.partners.servers import Partners, start_partners
+from tests.conftest import ROOT, World, make_world
+from tests.support.gateway_procs import free_port
+
+PARTNER_CODES = {
+    "LAND-REG": ("land", "soap"),
+    "BANK-VCB": ("bank", "rest"),
+    "BANK-BIDV": ("bank", "rest"),
+    "BANK-CTG": ("bank", "rest"),
+    "BANK-AGR": ("bank", "rest"),
+    "BANK-TCB": ("bank", "rest"),
+    "TAX": ("tax", "rest"),
+    "POLICE-VEH": ("vehicle", "rest"),
+    "POP-REG": ("population", "rest"),
+}
+
+
+@dataclass
+class LookupWorld:
+    world: World
+    partners: Partners
+    api_port: int
+
+    @property
+    def settings(self) -> Any:
+        return self.world.settings
+
+
+def write_partners(config: Path, urls: dict[str, str], **policy: Any) -> None:
+    blocks = []
+    for code, (kind, protocol) in PARTNER_CODES.items():
+        block: dict[str, Any] = {
+            "code": code,
+            "kind": kind,
+            "protocol": protocol,
+            "endpoint": urls[code],
+            "timeout_seconds": policy.get("timeout_seconds", 2),
+            "retry": {"attempts": 2, "min_seconds": 0.05, "max_seconds": 0.2},
+            "breaker": policy.get("breaker", {"failures": 5, "recovery_seconds": 10}),
+            "deadline": policy.get("deadlines", {}).get(kind, "60s"),
+            "credentials": f"GATEWAY_SECRET_{code.replace('-', '_')}",
+        }
+        if protocol == "soap":
+            block["wsdl"] = str(ROOT / "config" / "wsdl" / "land-registry.wsdl")
+        blocks.append(block)
+        os.environ[block["credentials"]] = "simulator-token"
+    (config / "partners.toml").write_text(tomli_w.dumps({"partner": blocks}), "utf-8")
+    for name in ("legal_bases.toml", "holidays.toml"):
+        (config / name).write_text((ROOT / "config" / name).read_text("utf-8"), "utf-8")
+
+
+async def make_lookup_world(
+    home: Path, database_url: str, modes: dict[str, str] | None = None, **policy: Any
+) -> LookupWorld:
+    api_port = free_port()
+    world = make_world(
+        home,
+        database_url,
+        api={"public_url": f"http://127.0.0.1:{api_port}", "port": api_port, "max_wait_seconds": 30},
+    )
+    store = ClientStore(world.settings.clients_dir)
+    case = world.case_system
+    store.add(
+        case.id,
+        public_pem(case.key.public_key()),
+        ["messages.read", "messages.confirm", "assets.inquire"],
+        deliver_to=f"amqp:{world.case_queue}",
+    )
+    bank_key, bank_pub = write_keypair(home / "keys", "BANK-TCB")
+    store.add("BANK-TCB", bank_pub.read_bytes(), ["assets.answer"])
+    partners = await start_partners(
+        modes=modes,
+        bank_callback_key=bank_key,
+        audience=world.settings.auth.audience,
+        callback_delay=policy.pop("callback_delay", 0.5),
+        error_rate=0.0,
+        slow_delay=policy.pop("slow_delay", 5.0),
+    )
+    write_partners(world.settings.config_dir, partners.urls, **policy)
+    return LookupWorld(world, partners, api_port)
