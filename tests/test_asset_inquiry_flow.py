@@ -25,7 +25,7 @@ from tests.support.gateway_procs import delete_topology
 from tests.support.lookup_world import PARTNER_CODES, LookupWorld, make_lookup_world
 
 pytestmark = pytest.mark.rabbitmq
-BASE = json.loads((EXAMPLES / "asset.inquiry" / "valid-all-registers.json").read_text("utf-8"))
+BASE = json.loads((EXAMPLES / "asset-inquiry" / "valid-all-registers.json").read_text("utf-8"))
 
 
 def inquiry(id_number: str = "001085012345", **changes: Any) -> dict[str, Any]:

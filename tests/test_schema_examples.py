@@ -27,9 +27,14 @@ SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.schema.json"))
 TWELVE_DIGITS = re.compile(r"[0-9]{12}")
 
 
+def message_type_of(directory: Path) -> str:
+    """Example folders are named after their message type, with '-' for '.' (``asset-inquiry``)."""
+    return directory.name.replace("-", ".")
+
+
 def _examples(prefix: str) -> list[tuple[str, Path]]:
     return [
-        (directory.name, path)
+        (message_type_of(directory), path)
         for directory in sorted(p for p in EXAMPLE_DIR.iterdir() if p.is_dir())
         for path in sorted(directory.glob(f"{prefix}-*.json"))
     ]
@@ -66,7 +71,7 @@ def _json_path(dotted: str) -> str:
 
 
 def test_every_example_directory_is_a_known_message_type() -> None:
-    directories = sorted(p.name for p in EXAMPLE_DIR.iterdir() if p.is_dir())
+    directories = sorted(message_type_of(p) for p in EXAMPLE_DIR.iterdir() if p.is_dir())
     assert directories
     assert set(directories) <= set(catalog().message_types())
     assert len(VALID) >= 4

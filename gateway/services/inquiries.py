@@ -7,6 +7,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import asdict
+from datetime import UTC
 from typing import Any
 
 from gateway.connectors.base import LookupRequest, Subject
@@ -107,7 +108,8 @@ class InquiryService:
                 callback_url=callback_base,
             )
             payload = request_payload(lookup)
-            deadline = due_at(at, partner.deadline, self._calendar, urgent)
+            # Stored in UTC: SQLite keeps no offset, and the calendar answers in Vietnamese local time.
+            deadline = due_at(at, partner.deadline, self._calendar, urgent).astimezone(UTC)
             deadlines.append(deadline)
             source_rows.append(
                 {

@@ -15,6 +15,8 @@ from gateway.storage import messages as store
 from gateway.storage.tables import outbox
 from gateway.storage.timestamps import now
 
+DOCUMENTS = "documents"
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -78,11 +80,14 @@ async def release(conn: AsyncConnection, ids: list[int], owner: str) -> None:
 
 
 async def complete(conn: AsyncConnection, published: list[tuple[Pending, datetime]], actor: str) -> None:
-    """Rows the broker confirmed: delete them, record ``queued`` on their messages."""
+    """Rows the broker confirmed: delete them, record ``queued`` on the documents among them (lookup
+    requests and callbacks have their own records)."""
     if not published:
         return
     await conn.execute(delete(outbox).where(outbox.c.id.in_([p.id for p, _ in published])))
     for item, at in published:
+        if item.exchange != DOCUMENTS:
+            continue
         detail = {"attempts": item.attempts}
         moved = await store.transition(conn, item.message_id, Status.QUEUED, actor, detail, at=at)
         if not moved:

@@ -52,8 +52,6 @@ class Worker:
             channel = await consume_conn.channel()
             await channel.set_qos(prefetch_count=settings.delivery.prefetch)
             await topology.declare_exchanges(channel, self.names)
-            tasks = [asyncio.create_task(relay.run(), name="relay")]
-            tasks.append(asyncio.create_task(self._rescan(channel, clients, deliverer), name="rescan"))
             partners = load_partners(settings.config_dir)
             connectors = await build_connectors(partners, http)
             lookups = LookupWorker(
@@ -65,6 +63,10 @@ class Worker:
                 http,
             )
             await self._consume_lookups(channel, [p.code for p in partners], lookups)
+            # Queues first, relay second: a message published before its queue exists would bounce.
+            await self._scan(channel, clients, deliverer)
+            tasks = [asyncio.create_task(self._rescan(channel, clients, deliverer), name="rescan")]
+            tasks.append(asyncio.create_task(relay.run(), name="relay"))
             tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
             log.info("worker running")
             try:
@@ -89,17 +91,20 @@ class Worker:
         await replies.consume(lookups.on_reply)
         await callbacks.consume(lookups.on_callback)
 
+    async def _scan(self, channel: AbstractChannel, clients: ClientStore, deliverer: Deliverer) -> None:
+        for client in clients.all():
+            await self._ensure_consumer(channel, clients, client, deliverer)
+
     async def _rescan(self, channel: AbstractChannel, clients: ClientStore, deliverer: Deliverer) -> None:
         """Start consuming for every recipient, including ones added while we run."""
         while True:
+            await asyncio.sleep(RESCAN_SECONDS)
             try:
-                for client in clients.all():
-                    await self._ensure_consumer(channel, clients, client, deliverer)
+                await self._scan(channel, clients, deliverer)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("recipient scan failed; retrying")
-            await asyncio.sleep(RESCAN_SECONDS)
 
     async def _ensure_consumer(
         self, channel: AbstractChannel, clients: ClientStore, client: Client, deliverer: Deliverer
