@@ -23,13 +23,27 @@ from gateway.storage.migrate import upgrade_sync
 ROOT = DEFAULT_CONFIG_DIR.parent
 EXAMPLE = "gateway/schemas/examples/judgment.delivery/valid-civil-judgment-two-persons.json"
 CASE_QUEUE = "thads-hn.judgments"
+INQUIRY = "gateway/schemas/examples/asset-inquiry/valid-all-registers.json"
+PARTNER_SECRETS = (
+    "LAND_REG",
+    "BANK_VCB",
+    "BANK_BIDV",
+    "BANK_CTG",
+    "BANK_AGR",
+    "BANK_TCB",
+    "TAX",
+    "POLICE_VEH",
+    "POP_REG",
+)
 
 
 def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     """Config dir, keys and clients for the demo; returns the environment for its processes."""
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
-    shutil.copy(DEFAULT_CONFIG_DIR / "gateway.toml", config / "gateway.toml")
+    for name in ("gateway.toml", "partners.toml", "legal_bases.toml", "holidays.toml"):
+        shutil.copy(DEFAULT_CONFIG_DIR / name, config / name)
+    shutil.copytree(DEFAULT_CONFIG_DIR / "wsdl", config / "wsdl", dirs_exist_ok=True)
     env = {
         **os.environ,
         "GATEWAY_CONFIG_DIR": str(config),
@@ -37,6 +51,8 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
         "GATEWAY_API__PUBLIC_URL": f"http://127.0.0.1:{port}",
         "GATEWAY_DEMO_KEYS": str(home / "keys"),
         "GATEWAY_DEMO_CASE_QUEUE": CASE_QUEUE,
+        # The simulators accept any partner token; real deployments put real ones in these variables.
+        **{f"GATEWAY_SECRET_{code}": "demo-token" for code in PARTNER_SECRETS},
     }
     os.environ.update(env)
     settings = load_settings()
@@ -45,10 +61,12 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     plan = {
         "TAND-HN": (["judgments.push", "messages.read"], None, "Tòa án nhân dân thành phố Hà Nội"),
         "THADS-HN": (
-            ["messages.read", "messages.confirm"],
+            ["messages.read", "messages.confirm", "assets.inquire"],
             f"amqp:{CASE_QUEUE}",
             "Thi hành án dân sự thành phố Hà Nội",
         ),
+        # The bank that answers later calls the gateway back with its own token.
+        "BANK-TCB": (["assets.answer"], None, "Ngân hàng TMCP Kỹ thương Việt Nam"),
     }
     for client_id, (grants, deliver_to, name) in plan.items():
         if not (keys / f"{client_id}.key").exists():
@@ -124,7 +142,8 @@ Gateway demo is running (Ctrl-C stops it). Logs: {home / "logs"}
   Receipt keys   {url}/v1/keys
   SOAP (courts)  {url}/soap/courts?wsdl
   Simulators     court TAND-HN pushes a judgment every 10 s; case system THADS-HN consumes
-                 queue '{CASE_QUEUE}' and confirms each one.
+                 queue '{CASE_QUEUE}' and confirms each one; land registry (SOAP) :9101, banks :9102,
+                 tax :9103, vehicles :9104, population :9105 (python run.py simulate --help for faults)
 
 Court token (TAND-HN, valid 1 h):
   export TOKEN={court_token}
@@ -136,7 +155,12 @@ Push the bundled example judgment:
 Follow it (status and timeline):
   curl -sS {url}/v1/messages/{example_id} -H "Authorization: Bearer $TOKEN"
 
-Case system token (THADS-HN): {case_token}
+Asset lookup by the case system (land over SOAP, five banks — one answers by callback —, tax,
+vehicles, population; every answer within a few seconds):
+  export CASE_TOKEN={case_token}
+  curl -sS -X POST {url}/v1/asset-inquiries -H "Authorization: Bearer $CASE_TOKEN" \\
+       -H 'Content-Type: application/json' -H 'Prefer: wait=10' --data @{INQUIRY}
+
 New tokens: .venv/bin/python run.py token --client TAND-HN --private-key {home / "keys" / "TAND-HN.key"}
   (with GATEWAY_CONFIG_DIR={home / "config"})
 """
