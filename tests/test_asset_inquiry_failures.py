@@ -5,42 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from gateway.amqp.names import Names
-from gateway.web.app import create_app
-from gateway.worker.main import Worker
-from tests.support.gateway_procs import delete_topology
-from tests.support.lookup_world import PARTNER_CODES, LookupWorld, make_lookup_world
+from tests.support.lookup_world import LookupWorld, running_gateway
 from tests.test_asset_inquiry_flow import inquiry, rows_by_source
 
 pytestmark = pytest.mark.rabbitmq
 
 
-@asynccontextmanager
-async def gateway(tmp_path: Path, **options: Any) -> AsyncIterator[tuple[LookupWorld, TestClient[Any, Any]]]:
-    lw = await make_lookup_world(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db", **options)
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(lw.settings), port=lw.api_port))
-    await client.start_server()
-    stop = asyncio.Event()
-    task = asyncio.create_task(Worker(lw.settings).run(stop))
-    try:
-        yield lw, client
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await client.close()
-        await lw.partners.close()
-        names = Names(lw.settings.broker_namespace)
-        queues = [names.partner(c) for c in PARTNER_CODES] + [names.replies_queue, names.callbacks_queue]
-        await delete_topology(lw.world, queues + [names.parking(q) for q in queues])
+def gateway(tmp_path: Path, **options: Any) -> Any:
+    return running_gateway(tmp_path, **options)
 
 
 async def lookup(

@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from gateway.amqp.names import Names
 from gateway.simulators.partners import seed
 from gateway.storage.database import Database
 from gateway.storage.tables import audit_log
-from gateway.web.app import create_app
-from gateway.worker.main import Worker
 from tests.conftest import EXAMPLES
-from tests.support.gateway_procs import delete_topology
-from tests.support.lookup_world import PARTNER_CODES, LookupWorld, make_lookup_world
+from tests.support.lookup_world import PARTNER_CODES, LookupWorld, running_gateway
 
 pytestmark = pytest.mark.rabbitmq
 BASE = json.loads((EXAMPLES / "asset-inquiry" / "valid-all-registers.json").read_text("utf-8"))
@@ -41,22 +37,8 @@ def inquiry(id_number: str = "001085012345", **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, TestClient[Any, Any]]]:
-    lw = await make_lookup_world(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db")
-    server = TestServer(create_app(lw.settings), port=lw.api_port)
-    client: TestClient[Any, Any] = TestClient(server)
-    await client.start_server()
-    stop = asyncio.Event()
-    task = asyncio.create_task(Worker(lw.settings).run(stop))
-    try:
-        yield lw, client
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await client.close()
-        await lw.partners.close()
-        names = Names(lw.settings.broker_namespace)
-        queues = [names.partner(c) for c in PARTNER_CODES] + [names.replies_queue, names.callbacks_queue]
-        await delete_topology(lw.world, queues + [names.parking(q) for q in queues])
+    async with running_gateway(tmp_path) as started:
+        yield started
 
 
 def rows_by_source(view: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -14,12 +14,11 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from gateway.amqp.names import Names
 from gateway.simulators.partners import seed
 from gateway.storage.database import Database
 from gateway.storage.tables import audit_log, inquiries, inquiry_sources
-from tests.support.gateway_procs import GatewayProcesses, delete_topology
-from tests.support.lookup_world import PARTNER_CODES, LookupWorld, make_lookup_world
+from tests.support.gateway_procs import GatewayProcesses
+from tests.support.lookup_world import PARTNER_CODES, LookupWorld, delete_lookup_topology, make_lookup_world
 from tests.test_asset_inquiry_flow import inquiry
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.chaos]
@@ -41,9 +40,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, GatewayPro
     yield lw, procs
     procs.stop_all()
     await lw.partners.close()
-    names = Names(lw.settings.broker_namespace)
-    queues = [names.partner(c) for c in PARTNER_CODES] + [names.replies_queue, names.callbacks_queue]
-    await delete_topology(lw.world, queues + [names.parking(q) for q in queues])
+    await delete_lookup_topology(lw)
 
 
 async def submit_all(lw: LookupWorld, procs: GatewayProcesses) -> dict[str, str]:

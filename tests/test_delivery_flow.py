@@ -14,11 +14,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.amqp.names import Names
 from gateway.security.keys import b64url_decode
 from gateway.worker.main import Worker
 from gateway.worker.webhook import signing_input
 from tests.conftest import World, fresh_judgment, make_world
+from tests.support.gateway_procs import delete_topology
 
 pytestmark = pytest.mark.rabbitmq
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
@@ -32,24 +32,7 @@ async def worker(world: World) -> AsyncIterator[Worker]:
     yield w
     stop.set()
     await asyncio.wait_for(task, 30)
-    await delete_namespace(world)
-
-
-async def delete_namespace(world: World) -> None:
-    """Remove every queue and exchange the test declared (they are durable)."""
-    names = Names(world.settings.broker_namespace)
-    conn = await aio_pika.connect(BROKER)
-    async with conn:
-        ch = await conn.channel()
-        queues = [world.case_queue, names.deliver("THADS-HN")]
-        queues += [
-            names.retry("THADS-HN", int(s * 1000)) for s in world.settings.delivery.retry_delays_seconds
-        ]
-        queues += [names.parking(q) for q in (world.case_queue, names.deliver("THADS-HN"))]
-        for q in queues:
-            await ch.queue_delete(q)
-        await ch.exchange_delete(names.documents)
-        await ch.exchange_delete(names.dlx)
+    await delete_topology(world)
 
 
 async def drain(
@@ -193,4 +176,4 @@ async def test_webhook_delivery_is_signed_and_retried_until_acknowledged(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-        await delete_namespace(world)
+        await delete_topology(world)

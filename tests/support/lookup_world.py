@@ -3,18 +3,25 @@ async bank registered as a client, and the case system granted asset lookups."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.amqp.names import Names
 from gateway.security.clients import ClientStore
 from gateway.security.keys import public_pem, write_keypair
 from gateway.simulators.partners.servers import Partners, start_partners
+from gateway.web.app import create_app
+from gateway.worker.main import Worker
 from tests.conftest import ROOT, World, make_world
-from tests.support.gateway_procs import free_port
+from tests.support.gateway_procs import delete_topology, free_port
 
 PARTNER_CODES = {
     "LAND-REG": ("land", "soap"),
@@ -92,3 +99,29 @@ async def make_lookup_world(
     )
     write_partners(world.settings.config_dir, partners.urls, **policy)
     return LookupWorld(world, partners, api_port)
+
+
+async def delete_lookup_topology(lw: LookupWorld) -> None:
+    names = Names(lw.settings.broker_namespace)
+    queues = [names.partner(c) for c in PARTNER_CODES] + [names.replies_queue, names.callbacks_queue]
+    await delete_topology(lw.world, queues + [names.parking(q) for q in queues])
+
+
+@asynccontextmanager
+async def running_gateway(
+    home: Path, **options: Any
+) -> AsyncIterator[tuple[LookupWorld, TestClient[Any, Any]]]:
+    """The api and a worker in this process, the simulators on loopback, the real broker."""
+    lw = await make_lookup_world(home, f"sqlite+aiosqlite:///{home}/gateway.db", **options)
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(lw.settings), port=lw.api_port))
+    await client.start_server()
+    stop = asyncio.Event()
+    task = asyncio.create_task(Worker(lw.settings).run(stop))
+    try:
+        yield lw, client
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await client.close()
+        await lw.partners.close()
+        await delete_lookup_topology(lw)
