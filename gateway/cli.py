@@ -77,6 +77,37 @@ def _clients(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _parking(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.amqp.broker import connect
+    from gateway.amqp.names import Names
+    from gateway.amqp.parking import depth, replay
+    from gateway.partners import load_partners
+
+    names = Names(settings.broker_namespace)
+
+    async def run() -> int:
+        connection = await connect(settings.broker_url, "gateway-operator")
+        async with connection:
+            if args.action == "replay":
+                moved = await replay(connection, names, args.queue, args.limit)
+                print(f"moved {moved} message(s) from {names.parking(args.queue)} back to {args.queue}")
+                return 0
+            queues = [names.deliver(c.id) for c in ClientStore(settings.clients_dir).all() if c.deliver_to]
+            queues += [
+                str(c.deliver_to.target)
+                for c in ClientStore(settings.clients_dir).all()
+                if c.deliver_to and c.deliver_to.kind == "amqp"
+            ]
+            queues += [names.partner(p.code) for p in load_partners(settings.config_dir)]
+            queues += [names.replies_queue, names.callbacks_queue]
+            for queue in queues:
+                parked = await depth(connection, names.parking(queue))
+                print(f"{names.parking(queue):<56} {'-' if parked is None else parked}")
+            return 0
+
+    return asyncio.run(run())
+
+
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     key = load_private_key(Path(args.private_key).read_bytes())
     print(issue_token(args.client, key, settings.auth.audience, ttl=args.ttl, subject=args.subject))
@@ -146,6 +177,14 @@ def parser() -> argparse.ArgumentParser:
     rev = cl_sub.add_parser("revoke")
     rev.add_argument("--id", required=True)
     cl.set_defaults(func=_clients)
+
+    park = sub.add_parser("parking", help="inspect parking (dead-letter) queues and move messages back")
+    park_sub = park.add_subparsers(dest="action", required=True)
+    park_sub.add_parser("list", help="parked messages per queue")
+    rep = park_sub.add_parser("replay", help="move parked messages back to their queue")
+    rep.add_argument("--queue", required=True, help="the original queue, e.g. gw.deliver.THADS-HN")
+    rep.add_argument("--limit", type=int, default=1000)
+    park.set_defaults(func=_parking)
 
     tok = sub.add_parser("token", help="print a token the gateway accepts for a client")
     tok.add_argument("--client", required=True)
