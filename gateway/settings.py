@@ -29,6 +29,10 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(8_000_000, gt=0)
     max_inline_document_bytes: int = Field(5_000_000, gt=0)
     max_wait_seconds: float = Field(30, ge=0)
+    # Per client, per api process: "<n>/second", "<n>/minute"... (a client file may set its own).
+    rate_limit: str = "200/second"
+    # "memory://" per process; "redis://127.0.0.1:6379" shares the counts between api processes.
+    rate_limit_storage: str = "memory://"
 
 
 class AuthSettings(BaseModel):

@@ -33,7 +33,7 @@ def check_answers(outcome: object, pushes: list[tuple[str, dict[str, object]]]) 
 
     assert isinstance(outcome, PushOutcome)
     assert outcome.other == []
-    assert [st for st in outcome.statuses if st[2] == 503] == []
+    assert [st for st in outcome.statuses if st[2] == 503] == []  # never "storage unavailable"
     originals = {d["message_id"] for k, d in pushes if k == "original"}
     missing = originals - set(outcome.unique)
     assert not missing, [st for st in outcome.statuses if st[1] in missing]

@@ -126,3 +126,17 @@ def test_private_key_pem_roundtrip_is_pkcs8() -> None:
     key = generate_keypair("p256")
     assert private_pem(key).startswith(b"-----BEGIN PRIVATE KEY-----")
     assert serialization.load_pem_private_key(private_pem(key), None) is not None
+
+
+async def test_a_client_over_its_rate_limit_gets_429_with_retry_after(
+    api: TestClient[Any, Any], world: World
+) -> None:
+    path = world.settings.clients_dir / f"{COURT}.toml"
+    path.write_text(path.read_text("utf-8") + 'rate_limit = "2/minute"\n', "utf-8")
+    await asyncio.sleep(1.1)  # the api re-reads client files within a second
+    statuses = [(await push_with(api, world.court.token(world.settings))).status for _ in range(3)]
+    assert statuses == [202, 202, 429]
+    resp = await push_with(api, world.court.token(world.settings))
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert (await resp.json())["type"].endswith("rate-limited")

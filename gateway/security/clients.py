@@ -71,6 +71,7 @@ class Client:
     deliver_to: Delivery | None = None
     revoked: bool = False
     created_at: str = ""
+    rate_limit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def allows(self, service: str) -> bool:
@@ -138,6 +139,7 @@ class ClientStore:
             deliver_to=Delivery.parse(deliver) if deliver else None,
             revoked=bool(data.get("revoked", False)),
             created_at=str(data.get("created_at", "")),
+            rate_limit=data.get("rate_limit"),
         )
 
     # -- writing (operator CLI) ------------------------------------------------------------------

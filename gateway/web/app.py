@@ -22,6 +22,7 @@ from gateway.validation import catalog
 from gateway.web import routes_documents, routes_health, routes_inquiries, soap_courts
 from gateway.web.context import SERVICES, Services
 from gateway.web.middleware import problems
+from gateway.web.rate_limit import ClientRateLimiter
 
 
 def build_services(settings: Settings, db: Database) -> Services:
@@ -50,6 +51,7 @@ def build_services(settings: Settings, db: Database) -> Services:
             pepper=signer.pseudonym_pepper(),
         ),
         answers=AnswerService(db),
+        limiter=ClientRateLimiter(settings.api.rate_limit, settings.api.rate_limit_storage),
     )
 
 

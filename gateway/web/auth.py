@@ -22,6 +22,7 @@ def authenticate(request: web.Request) -> Principal:
     except TokenRejected as exc:
         raise unauthorized(str(exc)) from exc
     request[PRINCIPAL_KEY] = principal
+    request.app[SERVICES].limiter.check(principal.client.id, principal.client.rate_limit)
     return principal
 
 

@@ -15,6 +15,7 @@ from gateway.services.judgments import JudgmentService
 from gateway.services.messages import MessageService
 from gateway.settings import Settings
 from gateway.storage.database import Database
+from gateway.web.rate_limit import ClientRateLimiter
 
 
 @dataclass(slots=True)
@@ -28,6 +29,7 @@ class Services:
     messages: MessageService
     inquiries: InquiryService
     answers: AnswerService
+    limiter: ClientRateLimiter
 
 
 SERVICES = web.AppKey("services", Services)

@@ -55,8 +55,8 @@ async def push_all(base_url: str, world: World, pushes: list[tuple[str, dict[str
                 async with http.post(f"{base_url}/v1/judgments", json=doc, headers=token) as resp:
                     body = await resp.json(content_type=None)
                     outcome.statuses.append((kind, doc["message_id"], resp.status))
-                    if resp.status == 503:  # storage busy: a real client retries the same message
-                        await asyncio.sleep(0.5)
+                    if resp.status in (429, 503):  # a real client waits and resends the same message
+                        await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
                         continue
                     if kind == "invalid":
                         outcome.invalid_answers.append((resp.status, body))
