@@ -10,6 +10,8 @@ from dataclasses import asdict
 from datetime import UTC
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from gateway.connectors.base import LookupRequest, Subject
 from gateway.domain import inquiry as rules
 from gateway.domain.calendar import WorkingCalendar, due_at
@@ -176,9 +178,22 @@ class InquiryService:
                 "sources": [r.source_id for r in sources],
             },
         )
-        async with self._db.transaction() as conn:
-            await store.create(conn, inquiry, source_rows, requests)
-            await append(conn, audit)
+        try:
+            async with self._db.transaction() as conn:
+                await store.create(conn, inquiry, source_rows, requests)
+                await append(conn, audit)
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+            # The same Idempotency-Key arrived twice at once and the other request won: answer with its
+            # inquiry (or 409 if the bodies differ), as if this one had come second.
+            async with self._db.read() as conn:
+                earlier = await store.by_idempotency_key(conn, client.id, idempotency_key)
+            if earlier is None:
+                raise
+            if earlier.request_sha256 != digest:
+                raise conflict("this Idempotency-Key was used for a different inquiry") from None
+            return await self.view(principal, earlier.inquiry_id), False
         return await self.view(principal, inquiry_id), True
 
     async def view(self, principal: Principal, inquiry_id: str) -> dict[str, Any]:
