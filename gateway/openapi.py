@@ -1,10 +1,13 @@
 """The HTTP API as an OpenAPI 3.1 document, served at ``GET /openapi.json``.
 
 Written by hand next to the routes it describes. Request bodies are the message schemas of
-``gateway/schemas`` themselves: every schema file (the shared ``common`` and ``envelope`` too) is
-copied unchanged into ``components.schemas`` with its ``$id``, so the references between the files
-(``common.schema.json#/$defs/uuid``) resolve inside the document, and operations refer to a message
-schema by that ``$id``. OpenAPI 3.1 schemas are JSON Schema Draft 2020-12, the dialect of the files.
+``gateway/schemas`` themselves (OpenAPI 3.1 schemas are JSON Schema Draft 2020-12, the dialect of
+the files): every schema file, the shared ``common`` and ``envelope`` too, is copied into
+``components.schemas`` under a component name (``judgment.delivery`` -> ``JudgmentDelivery``).
+Their ``$ref``s between files are rewritten to the components they point to
+(``common.schema.json#/$defs/uuid`` -> ``#/components/schemas/Common/$defs/uuid``) and their
+``$id`` is kept as ``x-schema-id``: OpenAPI tools resolve ``$ref`` against the document and
+mostly ignore embedded ``$id``s, so references that depend on no ``$id`` work the same everywhere.
 Response shapes are written here.
 """
 
@@ -16,6 +19,7 @@ import re
 from importlib import metadata
 from importlib.resources import files
 from typing import Any, Final
+from urllib.parse import urldefrag, urljoin
 
 from gateway.domain.inquiry import InquiryStatus, SourceStatus
 from gateway.domain.status import Status
@@ -23,16 +27,21 @@ from gateway.problems import PROBLEM_BASE
 from gateway.security.tokens import ACCEPTED_ALGORITHMS, REQUIRED_CLAIMS
 from gateway.services.judgments import SIGNED_FIELDS
 from gateway.settings import Settings
-from gateway.validation import SCHEMA_BASE
+from gateway.validation import SCHEMA_SUFFIX
 
-__all__ = ["OPENAPI_VERSION", "build_document", "component_name", "message_schemas"]
+__all__ = [
+    "OPENAPI_VERSION",
+    "build_document",
+    "component_name",
+    "components_from_files",
+    "message_schemas",
+]
 
 JSON = dict[str, Any]
 
 OPENAPI_VERSION: Final = "3.1.0"
 PACKAGE: Final = "thads-gateway"
 FALLBACK_VERSION: Final = "0.1.0"
-SCHEMA_SUFFIX: Final = ".schema.json"
 SECURITY_SCHEME: Final = "bearer"
 PROBLEM_JSON: Final = "application/problem+json"
 SOAP_PATH: Final = "/soap/courts"
@@ -65,6 +74,7 @@ PROBLEMS: Final[dict[int, tuple[str, str, str]]] = {
     413: ("PayloadTooLarge", "payload-too-large", "Request body too large"),
     415: ("UnsupportedMediaType", "unsupported-media-type", "Unsupported media type"),
     422: ("ValidationFailed", "validation-failed", "The message does not satisfy its schema"),
+    429: ("TooManyRequests", "rate-limited", "Too many requests"),
     503: ("Unavailable", "unavailable", "Temporarily unavailable"),
 }
 
@@ -77,6 +87,8 @@ PROBLEM_WHEN: Final[dict[int, str]] = {
     413: "The body is larger than `api.max_body_bytes`.",
     415: "The body is not `application/json`.",
     422: "Schema or rule violations: every one is listed in `errors` with its JSON path.",
+    429: "Over the client's request rate (`api.rate_limit`, or `rate_limit` in its client file); "
+    "wait `Retry-After` seconds and resend.",
     503: "Storage unavailable; retry after `Retry-After` seconds.",
 }
 
@@ -104,6 +116,46 @@ def message_schemas() -> dict[str, JSON]:
                 raise ValueError(f"{entry.name}: a schema needs a string $id")
             out[entry.name.removesuffix(SCHEMA_SUFFIX)] = contents
     return out
+
+
+def _component_ref(name: str, fragment: str = "") -> str:
+    return f"#/components/schemas/{name}{fragment}"
+
+
+def components_from_files(schemas: dict[str, JSON]) -> dict[str, JSON]:
+    """The schema files as components: ``$ref``s rewritten to components, ``$id`` kept as ``x-schema-id``.
+
+    Raises ``ValueError`` for a reference to no known file or to an anchor, and for keywords that would
+    need ``$id`` semantics (nested ``$id``, ``$anchor``, dynamic references).
+    """
+    names = {str(schema["$id"]): component_name(stem) for stem, schema in schemas.items()}
+
+    def rewrite(node: Any, base: str) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item, base) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out: JSON = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                target, fragment = urldefrag(urljoin(base, value))
+                if target not in names:
+                    raise ValueError(f"{base}: $ref {value!r} points to no schema file")
+                if fragment and not fragment.startswith("/"):
+                    raise ValueError(f"{base}: $ref {value!r} names an anchor; use a JSON pointer")
+                out[key] = _component_ref(names[target], fragment)
+            elif key in ("$id", "$anchor", "$dynamicRef", "$dynamicAnchor") and isinstance(value, str):
+                raise ValueError(f"{base}: {key} inside a schema file is not supported here")
+            else:
+                out[key] = rewrite(value, base)
+        return out
+
+    components: dict[str, JSON] = {}
+    for schema in schemas.values():
+        schema_id = str(schema["$id"])
+        body = {k: v for k, v in schema.items() if k not in ("$id", "$schema")}
+        components[names[schema_id]] = {"x-schema-id": schema_id, **rewrite(body, schema_id)}
+    return components
 
 
 def _example(message_type: str, name: str) -> Any:
@@ -203,7 +255,7 @@ def _response_schemas() -> dict[str, JSON]:
                 "instance": {"type": "string", "description": "The request path."},
                 "errors": {
                     "type": "array",
-                    "description": "Every violation found, not only the first (422, and 400 for a bad header).",
+                    "description": "Every violation found, not only the first.",
                     "items": _ref("Violation"),
                 },
             },
@@ -392,7 +444,7 @@ def _response_schemas() -> dict[str, JSON]:
                 "as_of": DATE_TIME | {"description": "When the register's data was current."},
                 "accounts": {
                     "type": "array",
-                    "items": {"$ref": f"{SCHEMA_BASE}asset.result.bank{SCHEMA_SUFFIX}#/$defs/row"},
+                    "items": {"$ref": _component_ref(component_name("asset.result.bank"), "/$defs/row")},
                 },
             },
         },
@@ -454,7 +506,7 @@ def _components(settings: Settings, schemas: dict[str, JSON]) -> JSON:
         }
         if status == 401:
             response["headers"] = {"WWW-Authenticate": _header_ref("WWW-Authenticate")}
-        if status == 503:
+        if status in (429, 503):
             response["headers"] = {"Retry-After": _header_ref("Retry-After")}
         responses[name] = response
     responses["ValidationFailed"]["content"][PROBLEM_JSON]["example"] = {
@@ -475,11 +527,12 @@ def _components(settings: Settings, schemas: dict[str, JSON]) -> JSON:
             },
         ],
     }
+    from_files, written = components_from_files(schemas), _response_schemas()
+    clashes = sorted(set(from_files) & set(written))
+    if clashes:
+        raise ValueError(f"schema files and response schemas share component names: {clashes}")
     return {
-        "schemas": {
-            **{component_name(stem): copy.deepcopy(schema) for stem, schema in schemas.items()},
-            **_response_schemas(),
-        },
+        "schemas": from_files | written,
         "responses": responses,
         "parameters": {
             "MessageId": {
@@ -524,7 +577,7 @@ def _components(settings: Settings, schemas: dict[str, JSON]) -> JSON:
     }
 
 
-def _paths(settings: Settings, ids: dict[str, str]) -> JSON:
+def _paths(settings: Settings) -> JSON:
     message_id = {"$ref": "#/components/parameters/MessageId"}
     inquiry_id = {"$ref": "#/components/parameters/InquiryId"}
     location = {"Location": _header_ref("Location")}
@@ -532,7 +585,7 @@ def _paths(settings: Settings, ids: dict[str, str]) -> JSON:
     soap_fault = {
         "description": "A SOAP 1.1 Fault whose detail (`GatewayFault`) gives the problem type, the HTTP "
         "status and every violation. The HTTP status is the one the REST API answers for the same "
-        "error (400, 401, 403, 409, 413, 415, 422, 503), never 500.",
+        "error (400, 401, 403, 409, 413, 415, 422, 429, 503), never 500.",
         "content": {"text/xml": {"schema": {"type": "string"}}},
     }
     return {
@@ -553,7 +606,7 @@ def _paths(settings: Settings, ids: dict[str, str]) -> JSON:
                     "required": True,
                     "content": {
                         "application/json": {
-                            "schema": {"$ref": ids["judgment.delivery"]},
+                            "schema": _ref(component_name("judgment.delivery")),
                             "examples": {
                                 "civil-judgment": {
                                     "summary": "A civil judgment between two persons",
@@ -680,7 +733,7 @@ def _paths(settings: Settings, ids: dict[str, str]) -> JSON:
                     "required": True,
                     "content": {
                         "application/json": {
-                            "schema": {"$ref": ids["asset.inquiry"]},
+                            "schema": _ref(component_name("asset.inquiry")),
                             "examples": {
                                 "all-registers": {
                                     "summary": "A person, every register",
@@ -838,7 +891,7 @@ def _paths(settings: Settings, ids: dict[str, str]) -> JSON:
                         "description": "A SOAP envelope holding the receipt.",
                         "content": {"text/xml": {"schema": {"type": "string"}}},
                     },
-                    **{str(status): soap_fault for status in (400, 401, 403, 409, 413, 415, 422, 503)},
+                    **{str(status): soap_fault for status in (400, 401, 403, 409, 413, 415, 422, 429, 503)},
                 },
             },
         },
@@ -891,10 +944,21 @@ def _paths(settings: Settings, ids: dict[str, str]) -> JSON:
     }
 
 
+def _rate_limited(paths: JSON) -> JSON:
+    """Every authenticated request counts against its client's rate: each such operation may answer 429."""
+    for item in paths.values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or operation.get("security") != BEARER:
+                continue
+            responses = operation["responses"]
+            responses.setdefault("429", _response_ref(PROBLEMS[429][0]))
+            operation["responses"] = dict(sorted(responses.items()))
+    return paths
+
+
 def build_document(settings: Settings) -> JSON:
     """The OpenAPI 3.1 document of the gateway's HTTP API, as served to ``settings.api.public_url``."""
     schemas = message_schemas()
-    ids = {stem: str(schema["$id"]) for stem, schema in schemas.items()}
     document: JSON = {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -912,7 +976,7 @@ def build_document(settings: Settings) -> JSON:
             {"name": "SOAP", "description": "The courts' legacy SOAP 1.1 endpoint."},
             {"name": "Operations", "description": "Health, readiness, metrics."},
         ],
-        "paths": _paths(settings, ids),
+        "paths": _rate_limited(_paths(settings)),
         "components": _components(settings, schemas),
     }
     # Shared pieces (the constants above) are copied so a caller can change its document freely.

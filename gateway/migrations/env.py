@@ -21,6 +21,10 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # SQLite's DDL is transactional, but Alembic assumes otherwise and commits after each migration:
+        # another process starting at the same moment could then slip in between and run the same
+        # next migration twice. One transaction for the whole upgrade keeps migrators serialised.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":

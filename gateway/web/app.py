@@ -19,7 +19,7 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.validation import catalog
-from gateway.web import routes_documents, routes_health, routes_inquiries, soap_courts
+from gateway.web import routes_documents, routes_health, routes_inquiries, routes_openapi, soap_courts
 from gateway.web.context import SERVICES, Services
 from gateway.web.middleware import problems
 from gateway.web.rate_limit import ClientRateLimiter
@@ -71,5 +71,6 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
     routes_health.add_routes(app)
     routes_documents.add_routes(app)
     routes_inquiries.add_routes(app)
+    routes_openapi.add_routes(app)
     soap_courts.add_routes(app)
     return app
