@@ -42,7 +42,7 @@ class Worker:
         await upgrade(db.url)
         clients = ClientStore(settings.clients_dir)
         signer = Signer.from_file(settings.path(settings.signing.private_key_file))
-        # The relay must keep accepting work while the broker is down, so it starts before we connect.
+        # Started while the broker is down, the worker waits here; the api keeps accepting into the outbox.
         publish_conn = await connect(settings.broker_url, "gateway-worker-publish")
         consume_conn = await connect(settings.broker_url, "gateway-worker-consume")
         publisher = Publisher(publish_conn)
