@@ -83,7 +83,8 @@ def test_valid_example_has_no_violations(case: tuple[str, Path]) -> None:
     message_type, path = case
     doc = _load(path)
     assert catalog().violations(message_type, doc) == []
-    assert validate_push(doc) == (message_type, [])
+    if message_type in ENVELOPE_TYPES:  # messages, as opposed to API bodies and partner results
+        assert validate_push(doc) == (message_type, [])
 
 
 @pytest.mark.parametrize("case", INVALID, ids=_id)
@@ -111,7 +112,7 @@ def test_expectations_name_existing_invalid_examples(directory: Path) -> None:
 
 def test_examples_have_distinct_message_ids_and_judgment_numbers() -> None:
     docs = [_load(path) for _, path in VALID + INVALID]
-    message_ids = [d["message_id"] for d in docs]
+    message_ids = [d["message_id"] for d in docs if "message_id" in d]
     assert len(message_ids) == len(set(message_ids))
     numbers = [d["body"]["judgment"]["number"] for d in docs if "judgment" in d.get("body", {})]
     assert len(numbers) == len(set(numbers))
@@ -300,7 +301,12 @@ def test_schema_ids_are_unique() -> None:
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("message_type", catalog().message_types())
+ENVELOPE_TYPES = [
+    t for t in catalog().message_types() if catalog().schema(t).get("$ref") == "envelope.schema.json"
+]
+
+
+@pytest.mark.parametrize("message_type", ENVELOPE_TYPES)
 def test_message_type_is_pinned_to_its_file_name(message_type: str) -> None:
     properties = catalog().schema(message_type)["properties"]
     assert properties["message_type"].get("const") == message_type
