@@ -19,6 +19,8 @@ from gateway.security.clients import ClientStore
 from gateway.security.keys import PrivateKey, generate_keypair, public_pem
 from gateway.security.tokens import issue_token
 from gateway.settings import Settings
+from gateway.storage.database import Database
+from gateway.storage.migrate import upgrade
 from gateway.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +97,15 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
         await _drop_pg_database(name)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database, on each backend."""
+    await upgrade(database_url)
+    database = Database(database_url)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from gateway.simulators.partners import seed
 from gateway.storage.database import Database
 from gateway.storage.tables import audit_log, inquiries, inquiry_sources
 from tests.support.gateway_procs import GatewayProcesses
-from tests.support.lookup_world import PARTNER_CODES, LookupWorld, delete_lookup_topology, make_lookup_world
+from tests.support.lookup_world import PARTNER_CODES, LookupWorld, lookup_processes
 from tests.test_asset_inquiry_flow import inquiry
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.chaos]
@@ -28,19 +28,8 @@ IDS = ["001085012345", "001090000000", "001079000001"] + [f"0010{n:08d}" for n i
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, GatewayProcesses]]:
-    # Deadlines long enough that every source answers: this checks correctness, not speed (see bench).
-    deadlines = dict.fromkeys(("land", "bank", "tax", "vehicle", "population"), "900s")
-    lw = await make_lookup_world(
-        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db", callback_delay=1.0, deadlines=deadlines
-    )
-    procs = GatewayProcesses(lw.world, tmp_path / "logs", port=lw.api_port)
-    procs.start("api")
-    procs.start("worker")
-    await procs.wait_api()
-    yield lw, procs
-    procs.stop_all()
-    await lw.partners.close()
-    await delete_lookup_topology(lw)
+    async with lookup_processes(tmp_path) as started:
+        yield started
 
 
 async def submit_all(lw: LookupWorld, procs: GatewayProcesses) -> dict[str, str]:

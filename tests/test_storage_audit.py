@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import delete, select, text
 
 from gateway.storage.audit import GENESIS, AuditEntry, append, verify_chain
 from gateway.storage.database import Database
-from gateway.storage.migrate import upgrade
 from gateway.storage.tables import audit_head, audit_log
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    await upgrade(database_url)
-    database = Database(database_url)
-    yield database
-    await database.dispose()
 
 
 def entry(n: int, reason: str | None = None) -> AuditEntry:

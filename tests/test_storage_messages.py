@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,17 +15,8 @@ from gateway.domain.status import Status
 from gateway.storage import messages as store
 from gateway.storage.database import Database
 from gateway.storage.messages import OutboxItem
-from gateway.storage.migrate import upgrade
 from gateway.storage.tables import evidences, messages, outbox
 from gateway.storage.timestamps import now
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    await upgrade(database_url)
-    database = Database(database_url)
-    yield database
-    await database.dispose()
 
 
 def accepted_message(natural_key: str | None = None, message_id: str | None = None) -> dict[str, Any]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from gateway.domain.status import Status
@@ -16,20 +14,11 @@ from gateway.storage import messages as store
 from gateway.storage import outbox
 from gateway.storage.database import Database
 from gateway.storage.messages import OutboxItem
-from gateway.storage.migrate import upgrade
 from gateway.storage.outbox import Pending
 from gateway.storage.tables import outbox as outbox_table
 from gateway.storage.timestamps import now
 
 LEASE = 60.0
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    await upgrade(database_url)
-    database = Database(database_url)
-    yield database
-    await database.dispose()
 
 
 def accepted_message(n: int) -> tuple[dict[str, Any], OutboxItem]:

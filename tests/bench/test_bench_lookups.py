@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway_procs import GatewayProcesses
-from tests.support.lookup_world import LookupWorld, delete_lookup_topology, make_lookup_world
+from tests.support.lookup_world import LookupWorld, lookup_processes
 from tests.test_chaos_lookups import N, check_results, submit_all, wait_final
 
 pytestmark = [pytest.mark.bench, pytest.mark.rabbitmq]
@@ -18,18 +18,8 @@ pytestmark = [pytest.mark.bench, pytest.mark.rabbitmq]
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, GatewayProcesses]]:
-    deadlines = dict.fromkeys(("land", "bank", "tax", "vehicle", "population"), "900s")
-    lw = await make_lookup_world(
-        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db", callback_delay=1.0, deadlines=deadlines
-    )
-    procs = GatewayProcesses(lw.world, tmp_path / "logs", port=lw.api_port)
-    procs.start("api")
-    procs.start("worker")
-    await procs.wait_api()
-    yield lw, procs
-    procs.stop_all()
-    await lw.partners.close()
-    await delete_lookup_topology(lw)
+    async with lookup_processes(tmp_path) as started:
+        yield started
 
 
 async def test_lookup_throughput(gateway: tuple[LookupWorld, GatewayProcesses]) -> None:

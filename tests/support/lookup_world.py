@@ -21,7 +21,7 @@ from gateway.simulators.partners.servers import Partners, start_partners
 from gateway.web.app import create_app
 from gateway.worker.main import Worker
 from tests.conftest import ROOT, World, make_world
-from tests.support.gateway_procs import delete_topology, free_port
+from tests.support.gateway_procs import GatewayProcesses, delete_topology, free_port
 
 PARTNER_CODES = {
     "LAND-REG": ("land", "soap"),
@@ -123,5 +123,25 @@ async def running_gateway(
         stop.set()
         await asyncio.wait_for(task, 30)
         await client.close()
+        await lw.partners.close()
+        await delete_lookup_topology(lw)
+
+
+@asynccontextmanager
+async def lookup_processes(home: Path) -> AsyncIterator[tuple[LookupWorld, GatewayProcesses]]:
+    """The real api and worker processes against the simulators, with deadlines long enough that
+    every source answers (for correctness and throughput runs, not deadline tests)."""
+    deadlines = dict.fromkeys(("land", "bank", "tax", "vehicle", "population"), "900s")
+    lw = await make_lookup_world(
+        home, f"sqlite+aiosqlite:///{home}/gateway.db", callback_delay=1.0, deadlines=deadlines
+    )
+    procs = GatewayProcesses(lw.world, home / "logs", port=lw.api_port)
+    procs.start("api")
+    procs.start("worker")
+    try:
+        await procs.wait_api()
+        yield lw, procs
+    finally:
+        procs.stop_all()
         await lw.partners.close()
         await delete_lookup_topology(lw)
