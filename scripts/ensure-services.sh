@@ -50,10 +50,22 @@ can_be_root() {
     [[ $(id -u) -eq 0 ]] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }
 }
 
+# An open port is not a working broker: a wedged node accepts TCP but never answers the AMQP
+# protocol header. Send it and wait for the first byte of Connection.Start.
+amqp_answers() {
+    timeout 10 bash -c "exec 3<>/dev/tcp/$1/$2; printf 'AMQP\\0\\0\\011\\001' >&3; head -c 1 <&3 | grep -q ." 2>/dev/null
+}
+
 ensure_rabbitmq() {
     if port_open "$RABBIT_HOST" "$RABBIT_PORT"; then
-        log "RabbitMQ already answering on $RABBIT_HOST:$RABBIT_PORT"
-        return 0
+        if amqp_answers "$RABBIT_HOST" "$RABBIT_PORT"; then
+            log "RabbitMQ already answering on $RABBIT_HOST:$RABBIT_PORT"
+            return 0
+        fi
+        can_be_root || die "RabbitMQ on $RABBIT_HOST:$RABBIT_PORT accepts connections but does not speak AMQP; restart it"
+        warn "RabbitMQ accepts connections but does not answer AMQP: restarting it"
+        as_root pkill -9 -f beam.smp || true
+        sleep 2
     fi
 
     if ! command -v rabbitmq-server >/dev/null 2>&1; then

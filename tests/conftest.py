@@ -3,8 +3,11 @@ databases (SQLite always; PostgreSQL on 127.0.0.1:5432 for tests marked ``postgr
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -152,3 +155,42 @@ async def api(world: World, aiohttp_client: Callable[..., Any]) -> TestClient[An
 @pytest.fixture
 def anyio_backend() -> Iterator[str]:
     yield "asyncio"
+
+
+LEAKED_NAMESPACE = re.compile(r"^t[0-9a-f]{10}\.")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def purge_leaked_test_queues() -> None:
+    """Delete idle queues left by earlier interrupted test runs (random ``t<hex>.`` namespaces): every
+    leaked quorum queue is a Raft log the broker keeps recovering, and hundreds of them slow it down."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        return
+    try:
+        listing = subprocess.run(
+            [ctl, "list_queues", "name", "consumers", "--quiet", "--no-table-headers"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    leaked = [
+        name
+        for name, consumers in (line.split("\t") for line in listing.splitlines() if "\t" in line)
+        if LEAKED_NAMESPACE.match(name) and consumers.strip() == "0"
+    ]
+    if leaked:
+        asyncio.run(_delete_queues(leaked))
+
+
+async def _delete_queues(names: list[str]) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)

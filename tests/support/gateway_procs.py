@@ -138,12 +138,14 @@ async def delete_topology(world: World, extra_queues: list[str] | None = None) -
     conn = await aio_pika.connect(BROKER)
     async with conn:
         ch = await conn.channel()
-        queues = [world.case_queue, names.deliver("THADS-HN"), *(extra_queues or [])]
+        every_worker = [names.replies_queue, names.callbacks_queue]  # declared even with no partners
+        queues = [world.case_queue, names.deliver("THADS-HN"), *every_worker, *(extra_queues or [])]
+        queues += [names.parking(q) for q in every_worker]
         queues += [
             names.retry("THADS-HN", int(s * 1000)) for s in world.settings.delivery.retry_delays_seconds
         ]
         queues += [names.parking(q) for q in (world.case_queue, names.deliver("THADS-HN"))]
         for q in queues:
             await ch.queue_delete(q)
-        await ch.exchange_delete(names.documents)
-        await ch.exchange_delete(names.dlx)
+        for exchange in (names.documents, names.dlx, names.requests, names.replies, names.callbacks):
+            await ch.exchange_delete(exchange)
