@@ -10,22 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.domain.violations import Violation
+
+__all__ = ["PROBLEM_BASE", "Problem", "Violation"]
+
 PROBLEM_BASE = "https://gateway.thads.example/problems/"
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One broken rule in a submitted document, located by RFC 9535 JSON path."""
-
-    path: str
-    message: str
-    rule: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        out = {"path": self.path, "message": self.message}
-        if self.rule:
-            out["rule"] = self.rule
-        return out
 
 
 @dataclass(slots=True)

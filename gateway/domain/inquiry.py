@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from gateway.problems import Violation
+from gateway.domain.violations import Violation
 
 __all__ = [
     "ALL_SOURCES",

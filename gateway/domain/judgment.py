@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.domain.identifiers import mask
-from gateway.problems import Violation
+from gateway.domain.violations import Violation
 
 MESSAGE_TYPE = "judgment.delivery"
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.connectors import bank
-from gateway.connectors.base import ConnectorError
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.domain.lookup import LookupAnswer, PartnerError
 from gateway.problems import Violation, invalid, not_found
 from gateway.security.tokens import Principal
 from gateway.services.inquiry_results import apply_answer
@@ -11,10 +13,14 @@ from gateway.storage import inquiries as store
 from gateway.storage.database import Database
 from gateway.storage.inquiries import Answer
 
+#: Reads a partner's late answer: (request_ref, canonical answer); raises PartnerError when unusable.
+AnswerParser = Callable[[Mapping[str, Any]], tuple[str, LookupAnswer]]
+
 
 class AnswerService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, parse: AnswerParser) -> None:
         self._db = db
+        self._parse = parse
 
     async def accept(self, principal: Principal, body: object) -> bool:
         """Record the answer if its source is still pending; True if this call recorded it.
@@ -22,8 +28,8 @@ class AnswerService:
         if not isinstance(body, dict):
             raise invalid([Violation("$", "must be a JSON object")])
         try:
-            request_ref, answer = bank.parse_callback(body)
-        except ConnectorError as exc:
+            request_ref, answer = self._parse(body)
+        except PartnerError as exc:
             raise invalid([Violation("$", exc.reason)]) from exc
         async with self._db.read() as conn:
             source = await store.source_by_ref(conn, request_ref)

@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from gateway.connectors.base import LookupRequest, Subject
 from gateway.domain import inquiry as rules
 from gateway.domain.calendar import WorkingCalendar, due_at
 from gateway.domain.identifiers import mask, pseudonym
+from gateway.domain.lookup import LookupRequest, Subject
 from gateway.partners import Partner
 from gateway.problems import conflict, forbidden, invalid, not_found
 from gateway.security.signing import canonical_json

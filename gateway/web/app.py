@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.connectors import bank
 from gateway.partners import load_partners
 from gateway.reference_data import load_calendar, load_legal_bases
 from gateway.security.clients import ClientStore
@@ -50,7 +51,7 @@ def build_services(settings: Settings, db: Database) -> Services:
             load_calendar(settings.config_dir),
             pepper=signer.pseudonym_pepper(),
         ),
-        answers=AnswerService(db),
+        answers=AnswerService(db, bank.parse_callback),
         limiter=ClientRateLimiter(settings.api.rate_limit, settings.api.rate_limit_storage),
     )
 
