@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 from aiohttp import web
 
-from gateway.problems import bad_request, too_large, unsupported_media_type
+from gateway.problems import Problem, bad_request, too_large, unsupported_media_type
 from gateway.web.context import SERVICES
 
 JSON_TYPES = ("application/json",)
+
+#: Deepest nesting of arrays and objects a body may have. Every message the gateway takes is under ten
+#: levels; the cap keeps schema validation (recursive) and anything else walking the document well away
+#: from Python's recursion limit, so a hostile body is a 400 instead of a RecursionError.
+MAX_DEPTH = 64
 
 
 async def read_limited(request: web.Request) -> bytes:
@@ -32,18 +38,47 @@ async def _read_chunked(request: web.Request, limit: int) -> bytes:
 
 
 async def read_json(request: web.Request) -> object:
-    """The JSON body: 415 unless ``application/json``, 413 if too large, 400 if not JSON."""
+    """The JSON body: 415 unless ``application/json``, 413 if too large, 400 if not JSON or nested
+    deeper than :data:`MAX_DEPTH`."""
     if request.content_type not in JSON_TYPES:
         raise unsupported_media_type("application/json (UTF-8)")
     raw = await read_limited(request)
     if not raw:
         raise bad_request("the request body is empty")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        document: object = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise bad_request(f"the body is not UTF-8 (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise bad_request(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        # The stdlib parser recurses once per level and gives up near the interpreter's limit (~1,000).
+        raise _too_deep() from exc
+    if deeper_than(document, MAX_DEPTH):
+        raise _too_deep()
+    return document
+
+
+def deeper_than(document: object, limit: int) -> bool:
+    """Whether arrays/objects in ``document`` nest more than ``limit`` levels (``[]`` is one level).
+    Iterative, so the check itself cannot hit the recursion limit it protects against."""
+    pending: list[tuple[object, int]] = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Iterable[object] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth + 1 > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep() -> Problem:
+    return bad_request(f"the JSON is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects")
 
 
 def _reject_constant(name: str) -> object:
