@@ -8,6 +8,7 @@ changes without a restart.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 import tomllib
@@ -16,9 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import limits
 import tomli_w
+from cryptography.exceptions import UnsupportedAlgorithm
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.security.keys import PublicKey, load_public_key, public_pem
+
+log = logging.getLogger(__name__)
 
 CLIENT_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
@@ -81,6 +87,42 @@ class Client:
         return service in self.grants or service.split(":", 1)[0] in self.grants
 
 
+class ClientFile(BaseModel):
+    """What one client file must say. Files are edited by hand too, so each is checked on its own:
+    a mistake in one must cost that client its access, not every client theirs."""
+
+    model_config = ConfigDict(extra="ignore")  # e.g. ``revoked_at``: kept in the file, not needed here
+
+    id: str = Field(pattern=CLIENT_ID.pattern)
+    name: str | None = None
+    grants: list[str] = Field(default_factory=list)
+    public_keys: list[str] = Field(default_factory=list)
+    deliver_to: str | None = None
+    revoked: bool = False
+    created_at: str = ""
+    rate_limit: str | None = None
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _as_text(cls, value: object) -> str:
+        return str(value)  # an unquoted TOML date-time arrives as a datetime
+
+    @field_validator("deliver_to")
+    @classmethod
+    def _delivery(cls, value: str | None) -> str | None:
+        if value:
+            Delivery.parse(value)
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str | None) -> str | None:
+        # Checked here, not at the first request: a bad limit would otherwise fail each of its calls.
+        if value is not None:
+            limits.parse(value)
+        return value
+
+
 def validate_grant(grant: str) -> str:
     family = grant.split(":", 1)[0]
     if family not in KNOWN_SERVICES:
@@ -123,23 +165,44 @@ class ClientStore:
             return
         clients: dict[str, Client] = {}
         for name, _ in signature:
-            client = self._load(self.directory / name)
+            client = self._load_or_skip(self.directory / name)
+            if client is None:
+                continue
+            if client.id in clients:
+                log.warning("client file %s repeats client id %s; the later file wins", name, client.id)
             clients[client.id] = client
         self._clients, self._signature = clients, signature
 
+    def _load_or_skip(self, path: Path) -> Client | None:
+        """The client a file defines, or None (logged) when it cannot be used. A skipped file is read
+        again once the directory changes, so fixing it needs no restart."""
+        try:
+            return self._load(path)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in exc.errors()
+            )
+            log.warning("skipping client file %s: %s", path, problems)
+        except tomllib.TOMLDecodeError as exc:
+            log.warning("skipping client file %s: not valid TOML: %s", path, exc)
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("skipping client file %s: cannot read it or one of its keys: %s", path, exc)
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            log.warning("skipping client file %s: unusable public key: %s", path, exc)
+        return None
+
     def _load(self, path: Path) -> Client:
-        data = tomllib.loads(path.read_text("utf-8"))
-        keys = tuple(load_public_key((self.directory / k).read_bytes()) for k in data.get("public_keys", []))
-        deliver = data.get("deliver_to")
+        data = ClientFile.model_validate(tomllib.loads(path.read_text("utf-8")))
+        keys = tuple(load_public_key((self.directory / k).read_bytes()) for k in data.public_keys)
         return Client(
-            id=data["id"],
-            name=data.get("name", data["id"]),
-            grants=frozenset(data.get("grants", [])),
+            id=data.id,
+            name=data.name or data.id,
+            grants=frozenset(data.grants),
             keys=keys,
-            deliver_to=Delivery.parse(deliver) if deliver else None,
-            revoked=bool(data.get("revoked", False)),
-            created_at=str(data.get("created_at", "")),
-            rate_limit=data.get("rate_limit"),
+            deliver_to=Delivery.parse(data.deliver_to) if data.deliver_to else None,
+            revoked=data.revoked,
+            created_at=data.created_at,
+            rate_limit=data.rate_limit,
         )
 
     # -- writing (operator CLI) ------------------------------------------------------------------
