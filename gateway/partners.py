@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -66,3 +67,11 @@ def load_partners(config_dir: Path) -> list[Partner]:
     if len(set(codes)) != len(codes):
         raise ValueError("partner codes must be unique")
     return partners
+
+
+def missing_credentials(partners: list[Partner], environ: Mapping[str, str] | None = None) -> list[Partner]:
+    """Partners whose ``credentials`` names an environment variable that is unset or empty: every call
+    to them will be refused (401). Partners that need no credentials are never listed. ``environ``
+    defaults to this process's environment."""
+    env = os.environ if environ is None else environ
+    return [p for p in partners if p.credentials and not env.get(p.credentials)]

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.partners import load_partners, missing_credentials
 from gateway.web.context import SERVICES
+
+log = logging.getLogger(__name__)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -16,13 +23,59 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the database answers (the api needs nothing else to accept documents)."""
+    """Ready to take traffic: 200 while the database answers, 503 (naming the failing check) otherwise.
+
+    ``checks`` has one entry per check, each with ``status`` ``pass``, ``warn`` or ``fail``:
+
+    - ``database`` (``fail`` → 503): without it nothing can be accepted.
+    - ``partner_credentials`` (at worst ``warn``, still 200): partners whose ``credentials`` variable
+      is unset or empty in this process's environment, by code under ``partners_without_credentials``.
+      Lookups to them will be refused (401), but documents and inquiries are still accepted, so taking
+      the api out of a load balancer would turn one broken source into a full outage. ``status`` thus
+      stays ``ready`` (probes and the OpenAPI contract know only ``ready``/``unavailable``); alert on
+      any check that says ``warn``. The worker, which makes the calls, logs the same at start-up.
+    """
+    services = request.app[SERVICES]
+    checks: dict[str, dict[str, Any]] = {
+        "database": await _database_check(request),
+        "partner_credentials": _credentials_check(services.settings.config_dir),
+    }
+    failing = [name for name, check in checks.items() if check["status"] == "fail"]
+    body: dict[str, Any] = {
+        "status": "unavailable" if failing else "ready",
+        "database": "down" if "database" in failing else "up",  # for probes older than `checks`
+        "checks": checks,
+    }
+    if failing:
+        body["failing"] = failing
+    return web.json_response(body, status=503 if failing else 200)
+
+
+async def _database_check(request: web.Request) -> dict[str, Any]:
     try:
         async with request.app[SERVICES].db.read() as conn:
             await conn.execute(text("SELECT 1"))
     except SQLAlchemyError:
-        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
-    return web.json_response({"status": "ready", "database": "up"})
+        return {"status": "fail", "detail": "the database does not answer"}
+    return {"status": "pass"}
+
+
+def _credentials_check(config_dir: Path) -> dict[str, Any]:
+    # Read per probe: the answer then matches the file the worker reads at its start, not a stale copy.
+    try:
+        partners = load_partners(config_dir)
+    except (OSError, ValueError):
+        log.warning("readiness: partners.toml cannot be read", exc_info=True)
+        return {"status": "warn", "detail": "partners.toml cannot be read (see the api log)"}
+    missing = [p.code for p in missing_credentials(partners)]
+    if not missing:
+        return {"status": "pass", "partners_without_credentials": []}
+    return {
+        "status": "warn",
+        "partners_without_credentials": missing,
+        "detail": "calls to these partners will be refused: set the environment variables their "
+        "`credentials` names in partners.toml",
+    }
 
 
 async def metrics(_request: web.Request) -> web.Response:
