@@ -12,10 +12,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.security.clients import ClientStore
-from gateway.security.keys import load_private_key, write_keypair
+from gateway.security.keys import load_private_key, public_pem, write_keypair
 from gateway.security.tokens import issue_token
 from gateway.settings import DEFAULT_CONFIG_DIR, Settings, load_settings
 from gateway.storage.migrate import upgrade_sync
@@ -37,6 +38,71 @@ PARTNER_SECRETS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class DemoClient:
+    grants: list[str]
+    deliver_to: str | None  # ``{queue}`` stands for the case system's queue
+    name: str
+
+
+#: Who the demo's simulators sign in as. BANK-TCB answers later and calls the gateway back.
+DEMO_CLIENTS = {
+    "TAND-HN": DemoClient(["judgments.push", "messages.read"], None, "Tòa án nhân dân thành phố Hà Nội"),
+    "THADS-HN": DemoClient(
+        ["messages.read", "messages.confirm", "assets.inquire"],
+        "amqp:{queue}",
+        "Thi hành án dân sự thành phố Hà Nội",
+    ),
+    "BANK-TCB": DemoClient(["assets.answer"], None, "Ngân hàng TMCP Kỹ thương Việt Nam"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoKeys:
+    """What :func:`ensure_demo_clients` did, by client id."""
+
+    created: list[str]  # key pairs generated now
+    registered: list[str]  # clients written to the clients directory now
+    unknown_to_gateway: list[str]  # registered already, but without this key (or revoked): left alone
+
+
+def ensure_demo_clients(
+    keys: Path, clients_dir: Path, case_queue: str = CASE_QUEUE, *, replace: bool = True
+) -> DemoKeys:
+    """A key pair per demo client under ``keys`` (generated when missing) and its registration in
+    ``clients_dir``. ``replace=False`` never changes a client that is already registered: it may be
+    an operator's, and registering would reset its grants and lift a revocation."""
+    store = ClientStore(clients_dir, recheck_seconds=0)
+    created: list[str] = []
+    registered: list[str] = []
+    unknown: list[str] = []
+    for client_id, demo in DEMO_CLIENTS.items():
+        if not (keys / f"{client_id}.key").exists():
+            write_keypair(keys, client_id)
+            created.append(client_id)
+        # From the private key, which is what the simulators sign with (a stray .pub cannot mislead).
+        pem = public_pem(load_private_key((keys / f"{client_id}.key").read_bytes()).public_key())
+        existing = store.get(client_id)
+        if existing is not None and not replace:
+            if existing.revoked or pem not in map(public_pem, existing.keys):
+                unknown.append(client_id)
+            continue
+        deliver_to = demo.deliver_to.format(queue=case_queue) if demo.deliver_to else None
+        store.add(client_id, pem, demo.grants, deliver_to=deliver_to, name=demo.name)
+        registered.append(client_id)
+    return DemoKeys(created, registered, unknown)
+
+
+def register_command(client_id: str, keys: Path, case_queue: str = CASE_QUEUE) -> str:
+    """The operator command that registers a demo client's public key with a gateway."""
+    demo = DEMO_CLIENTS[client_id]
+    command = (
+        f"python run.py clients add --id {client_id} --public-key {keys / f'{client_id}.pub'} "
+        f"--grant {' '.join(demo.grants)}"
+    )
+    return command + (f" --deliver-to {demo.deliver_to.format(queue=case_queue)}" if demo.deliver_to else "")
+
+
 def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     """Config dir, keys and clients for the demo; returns the environment for its processes."""
     config = home / "config"
@@ -56,24 +122,7 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     }
     os.environ.update(env)
     settings = load_settings()
-    keys = home / "keys"
-    store = ClientStore(settings.clients_dir, recheck_seconds=0)
-    plan = {
-        "TAND-HN": (["judgments.push", "messages.read"], None, "Tòa án nhân dân thành phố Hà Nội"),
-        "THADS-HN": (
-            ["messages.read", "messages.confirm", "assets.inquire"],
-            f"amqp:{CASE_QUEUE}",
-            "Thi hành án dân sự thành phố Hà Nội",
-        ),
-        # The bank that answers later calls the gateway back with its own token.
-        "BANK-TCB": (["assets.answer"], None, "Ngân hàng TMCP Kỹ thương Việt Nam"),
-    }
-    for client_id, (grants, deliver_to, name) in plan.items():
-        if not (keys / f"{client_id}.key").exists():
-            write_keypair(keys, client_id)
-        store.add(
-            client_id, (keys / f"{client_id}.pub").read_bytes(), grants, deliver_to=deliver_to, name=name
-        )
+    ensure_demo_clients(home / "keys", settings.clients_dir, CASE_QUEUE)
     upgrade_sync(settings.resolved_database_url)
     return env, settings
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.demo import CASE_QUEUE, ensure_demo_clients, register_command
 from gateway.partners import load_partners
 from gateway.settings import Settings
 from gateway.simulators.case_system import CaseSystemSimulator
@@ -40,10 +41,47 @@ def partner_modes(args: argparse.Namespace) -> dict[str, str]:
     return modes
 
 
+def prepare_keys(settings: Settings, keys: Path, case_queue: str) -> None:
+    """Key pairs for the simulated court, case system and BANK-TCB, generated when missing (a fresh
+    clone has none), and registered as clients in this configuration directory when the gateway does
+    not know them yet. Clients already registered are left alone: they may be an operator's. Every
+    step is logged, because the gateway refuses (401) a simulator whose public key it does not know."""
+    done = ensure_demo_clients(keys, settings.clients_dir, case_queue, replace=False)
+    if done.created:
+        log.warning(
+            "generated simulator key pairs for %s under %s; the gateway accepts the simulators' "
+            "requests only once it knows the matching public keys (registered clients)",
+            ", ".join(done.created),
+            keys,
+        )
+    for client_id in done.registered:
+        log.warning(
+            "registered simulator client %s in %s, enough for a gateway using this configuration "
+            "directory; a gateway using another must know its public key first: %s",
+            client_id,
+            settings.clients_dir,
+            register_command(client_id, keys, case_queue),
+        )
+    for client_id in done.unknown_to_gateway:
+        log.warning(
+            "client %s in %s is revoked or lacks the key in %s; the gateway refuses the simulator's "
+            "requests (401) until its public key is registered: %s",
+            client_id,
+            settings.clients_dir,
+            keys,
+            register_command(client_id, keys, case_queue),
+        )
+
+
 async def serve(settings: Settings, args: argparse.Namespace) -> None:
     """Run the partner simulators and, unless ``--partners-only``, the simulated court and case system.
-    Key files come from the demo's key directory; BANK-TCB signs its callbacks with ``BANK-TCB.key``."""
+    Key files come from the demo's key directory (made there when missing, see :func:`prepare_keys`);
+    BANK-TCB signs its callbacks with ``BANK-TCB.key``."""
     keys = Path(os.environ.get("GATEWAY_DEMO_KEYS", settings.home / "keys"))
+    case_queue = os.environ.get("GATEWAY_DEMO_CASE_QUEUE", CASE_QUEUE)
+    partners_only = bool(getattr(args, "partners_only", False))
+    if not partners_only:
+        prepare_keys(settings, keys, case_queue)  # before the partners: BANK-TCB's key included
     tcb_key = keys / "BANK-TCB.key"
     partners = await start_partners(
         ports={kind: port for kind, port in partner_ports(settings).items() if kind in KINDS},
@@ -52,7 +90,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         audience=settings.auth.audience,
     )
     try:
-        if getattr(args, "partners_only", False):
+        if partners_only:
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
             return
         court = CourtSimulator(
@@ -61,7 +99,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         case_system = CaseSystemSimulator(
             settings.api.public_url,
             "THADS-HN",
-            os.environ.get("GATEWAY_DEMO_CASE_QUEUE", "thads-hn.judgments"),
+            case_queue,
             keys / "THADS-HN.key",
             settings.auth.audience,
             settings.broker_url,
