@@ -43,7 +43,7 @@ __all__ = [
 
 SCHEMA_BASE: Final = "https://gateway.thads.example/schemas/"
 SCHEMA_SUFFIX: Final = ".schema.json"
-SHARED_SCHEMAS: Final = frozenset({"common", "envelope"})
+SHARED_SCHEMAS: Final = frozenset({"common", "envelope", "orders"})
 
 # Without the format-nongpl extras jsonschema silently skips date-time and uri; refuse to start instead.
 REQUIRED_FORMATS: Final = ("date", "date-time", "uuid", "uri", "vn-personal-id")
