@@ -1,4 +1,10 @@
-"""Land registry (SOAP 1.1, document/literal, ``config/wsdl/land-registry.wsdl``)."""
+"""Land registry (SOAP 1.1, document/literal, ``config/wsdl/land-registry.wsdl``).
+
+Lookups are ``QueryLandRights``. Documents: ``order.land_transfer_suspension`` is ``SuspendTransfer``,
+``order.land_suspension_lifting`` is ``LiftSuspension`` (both answered at once, mapped to the canonical
+report body of docs/orders.md) and ``document.revocation`` is ``RevokeOrder`` (acknowledged, no report).
+Every operation's failures are classified alike (:meth:`LandConnector._invoke`).
+"""
 
 from __future__ import annotations
 
@@ -17,13 +23,29 @@ from zeep.exceptions import Fault, TransportError, ValidationError
 from zeep.helpers import serialize_object
 from zeep.proxy import AsyncServiceProxy
 
-from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest
+from gateway.connectors.base import (
+    ConnectorError,
+    LookupAnswer,
+    LookupRequest,
+    PartnerReceipt,
+    Subject,
+    document_id,
+)
 from gateway.connectors.rest import PartnerTimeout, canonical_answer, headers, status_error
 from gateway.connectors.zeep_transport import AiohttpTransport
 from gateway.partners import Partner
 
 KIND: Final = "land"
 OPERATION: Final = "QueryLandRights"
+SUSPEND: Final = "SuspendTransfer"
+LIFT: Final = "LiftSuspension"
+REVOKE: Final = "RevokeOrder"
+# Document type -> the operation that carries it.
+OPERATIONS: Final = {
+    "order.land_transfer_suspension": SUSPEND,
+    "order.land_suspension_lifting": LIFT,
+    "document.revocation": REVOKE,
+}
 # SOAP 1.1 and 1.2 names of "the service failed, the request may be fine".
 SERVER_FAULTS: Final = frozenset({"Server", "Receiver"})
 
@@ -54,14 +76,37 @@ class LandConnector:
         return cls(partner, client, service)
 
     async def lookup(self, request: LookupRequest) -> LookupAnswer:
-        token = _request_ref.set(request.request_ref)
-        try:
-            result = await self._service[OPERATION](
-                RequestRef=request.request_ref,
-                Subject=_subject(request),
-                CaseRef=request.case_ref,
-                Purpose=request.purpose,
+        response = await self._invoke(
+            OPERATION,
+            request.request_ref,
+            RequestRef=request.request_ref,
+            Subject=_subject(request.subject),
+            CaseRef=request.case_ref,
+            Purpose=request.purpose,
+        )
+        return to_answer(response)
+
+    async def deliver(self, document: Mapping[str, Any]) -> PartnerReceipt:
+        message_id = document_id(document)
+        message_type = document.get("message_type")
+        operation = OPERATIONS.get(message_type) if isinstance(message_type, str) else None
+        if operation is None:
+            raise ConnectorError(
+                f"the land registry does not take {str(message_type)[:60]!r} documents", retryable=False
             )
+        response = await self._invoke(operation, message_id, **order_fields(operation, document))
+        if not isinstance(response, Mapping):
+            raise ConnectorError("unusable SOAP answer (no response element)", retryable=False)
+        reference = response.get("Reference")
+        if operation == REVOKE:
+            return PartnerReceipt(report=None, reference=reference)
+        return PartnerReceipt(report=to_report(operation, response), reference=reference)
+
+    async def _invoke(self, operation: str, request_ref: str, **fields: Any) -> Any:
+        """Call one operation; its answer as plain dicts, or ``ConnectorError`` classified as lookups are."""
+        token = _request_ref.set(request_ref)
+        try:
+            result = await self._service[operation](**fields)
         except ConnectorError:
             raise
         except Fault as exc:
@@ -84,7 +129,7 @@ class LandConnector:
             raise ConnectorError(f"connection failed ({type(exc).__name__})", retryable=True) from exc
         finally:
             _request_ref.reset(token)
-        return to_answer(serialize_object(result, dict))  # type: ignore[no-untyped-call]
+        return serialize_object(result, dict)  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
         await self._client.transport.aclose()
@@ -103,8 +148,7 @@ def _binding(client: Any) -> Any:
     raise ValueError(f"the WSDL has no binding with the {OPERATION} operation")
 
 
-def _subject(request: LookupRequest) -> dict[str, str]:
-    subject = request.subject
+def _subject(subject: Subject) -> dict[str, str]:
     fields = {
         "IdNumber": subject.id_number,
         "EnterpriseCode": subject.enterprise_code,
@@ -166,3 +210,97 @@ def to_answer(response: Any) -> LookupAnswer:
     }
     rows = [_parcel(p) for p in _items(response.get("Parcels"), "Parcel") if isinstance(p, Mapping)]
     return canonical_answer(KIND, common, rows)
+
+
+# -- orders ---------------------------------------------------------------------------------------
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _debtor(debtor: Mapping[str, Any]) -> dict[str, str]:
+    """The order's debtor as the WSDL's Subject: a person, or an organisation (its name as FullName)."""
+    return _subject(
+        Subject(
+            id_number=debtor.get("id_number"),
+            enterprise_code=debtor.get("enterprise_code"),
+            full_name=debtor.get("full_name") or debtor.get("name"),
+            date_of_birth=debtor.get("date_of_birth"),
+        )
+    )
+
+
+def _order_parcels(parcels: object) -> dict[str, list[dict[str, Any]]]:
+    rows = parcels if isinstance(parcels, list) else []
+    return {
+        "Parcel": [
+            {
+                name: value
+                for name, value in (
+                    ("MapSheet", parcel.get("map_sheet")),
+                    ("ParcelNumber", parcel.get("parcel_number")),
+                    ("CertificateNumber", parcel.get("certificate_number")),
+                )
+                if value is not None
+            }
+            for parcel in rows
+            if isinstance(parcel, Mapping)
+        ]
+    }
+
+
+def order_fields(operation: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    """The operation's request fields from the canonical document. Whatever is missing is left out, and
+    zeep refuses to build the request (a non-retryable error): the document was validated upstream."""
+    body = _mapping(document.get("body"))
+    if operation == REVOKE:
+        fields = {"MessageId": document.get("message_id"), "Revokes": body.get("revokes")}
+        return fields | ({"Reason": body["reason"]} if body.get("reason") is not None else {})
+    decision = _mapping(body.get("decision"))
+    fields = {
+        "MessageId": document.get("message_id"),
+        "CaseRef": document.get("case_ref"),
+        "OfficerId": document.get("officer_id"),
+        "LegalBasis": document.get("legal_basis"),
+        "Decision": {
+            "Number": decision.get("number"),
+            "Date": decision.get("date"),
+            "IssuingOffice": decision.get("issuing_office"),
+        },
+        "Subject": _debtor(_mapping(body.get("debtor"))),
+    }
+    if operation == SUSPEND:
+        if document.get("replaces") is not None:
+            fields["Replaces"] = document["replaces"]
+        fields["Parcels"] = _order_parcels(body.get("parcels"))
+        if body.get("reason") is not None:
+            fields["Reason"] = body["reason"]
+    else:
+        fields["SuspensionOrder"] = body.get("suspension_order")
+        if body.get("parcels"):
+            fields["Parcels"] = _order_parcels(body["parcels"])
+    return fields
+
+
+def to_report(operation: str, response: Mapping[str, Any]) -> dict[str, Any]:
+    """``SuspendTransferResponse`` / ``LiftSuspensionResponse`` -> the canonical report body of
+    docs/orders.md (a lifting report has no ``registration_ref``)."""
+    parcels = []
+    for parcel in _items(response.get("Parcels"), "Parcel"):
+        if not isinstance(parcel, Mapping):
+            continue
+        row = {
+            "map_sheet": parcel.get("MapSheet"),
+            "parcel_number": parcel.get("ParcelNumber"),
+            "status": parcel.get("Status"),
+            "reason": parcel.get("Reason"),
+        }
+        if operation == SUSPEND:
+            row["registration_ref"] = parcel.get("RegistrationRef")
+        parcels.append({key: value for key, value in row.items() if value is not None})
+    return {
+        "executed_at": _plain(response.get("ExecutedAt")),
+        "outcome": response.get("Outcome"),
+        "parcels": parcels,
+    }

@@ -2,7 +2,9 @@
 a few jittered retries on transient failures, and a circuit breaker that stops calling a partner that
 keeps failing until it has had time to recover.
 
-:meth:`GuardedConnector.call` never raises for partner trouble; it returns an :class:`Outcome`.
+:meth:`GuardedConnector.call` (lookups) and :meth:`GuardedConnector.deliver` (documents) never raise for
+partner trouble; they return an :class:`Outcome` / a :class:`DeliveryOutcome`. Both go through one policy
+(:meth:`GuardedConnector._guarded`): the same slots, timeout, retries and breaker.
 """
 
 from __future__ import annotations
@@ -10,29 +12,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from prometheus_client import Counter, Histogram
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from gateway.connectors.base import Connector, ConnectorError, LookupAnswer, LookupRequest
+from gateway.connectors.base import Connector, ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt
 from gateway.connectors.rest import PartnerTimeout
 from gateway.partners import Partner
 
 log = logging.getLogger(__name__)
 
 OutcomeStatus = Literal["found", "not_found", "pending", "unavailable", "timeout", "error"]
+DeliveryStatus = Literal["delivered", "unavailable", "timeout", "error"]
+FailureStatus = Literal["unavailable", "timeout", "error"]
 BreakerState = Literal["closed", "open", "half-open"]
+T = TypeVar("T")
 
 CALLS = Counter("gateway_partner_calls_total", "Partner lookups by outcome", ["partner", "outcome"])
 CALL_SECONDS = Histogram(
     "gateway_partner_call_seconds",
     "Time for one partner lookup, retries and back-off included",
+    ["partner"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
+)
+DELIVERIES = Counter(
+    "gateway_partner_deliveries_total", "Documents handed to partners by outcome", ["partner", "outcome"]
+)
+DELIVERY_SECONDS = Histogram(
+    "gateway_partner_delivery_seconds",
+    "Time to hand one document to a partner, retries and back-off included",
     ["partner"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
 )
@@ -55,6 +69,31 @@ class Outcome:
     answer: LookupAnswer | None = None
     reason: str | None = None
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What became of handing one document to a partner.
+
+    ``delivered``: the partner took it; ``receipt`` says whether it answered with its report at once or
+    will push it later (``receipt.accepted_later``). ``unavailable``, ``timeout`` and ``error`` as for
+    :class:`Outcome`; an ``error`` will not go better by sending the same document again.
+    """
+
+    status: DeliveryStatus
+    receipt: PartnerReceipt | None = None
+    reason: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Result(Generic[T]):
+    """One guarded operation: its value, or why there is none (``failure`` and ``reason``)."""
+
+    value: T | None
+    attempts: int
+    failure: FailureStatus | None = None
+    reason: str | None = None
 
 
 class BreakerOpen(Exception):
@@ -124,10 +163,35 @@ class GuardedConnector:
         CALL_SECONDS.labels(self.partner.code).observe(time.perf_counter() - started)
         return outcome
 
+    async def deliver(self, document: Mapping[str, Any]) -> DeliveryOutcome:
+        """Hand ``document`` to the partner. Retrying is safe: partners execute each message_id once."""
+        started = time.perf_counter()
+        result = await self._guarded("delivery", lambda: self.connector.deliver(document))
+        if result.failure is not None:
+            outcome = DeliveryOutcome(result.failure, reason=result.reason, attempts=result.attempts)
+        else:
+            outcome = DeliveryOutcome("delivered", result.value, attempts=result.attempts)
+        DELIVERIES.labels(self.partner.code, outcome.status).inc()
+        DELIVERY_SECONDS.labels(self.partner.code).observe(time.perf_counter() - started)
+        return outcome
+
     async def close(self) -> None:
         await self.connector.close()
 
     async def _call(self, request: LookupRequest) -> Outcome:
+        result = await self._guarded("lookup", lambda: self.connector.lookup(request))
+        answer = result.value
+        if result.failure is not None:
+            return Outcome(result.failure, reason=result.reason, attempts=result.attempts)
+        if answer is None:  # a connector that returned nothing: our fault, not the partner's
+            return Outcome("error", reason="gateway fault (no answer)", attempts=result.attempts)
+        if answer.accepted_later:
+            return Outcome("pending", answer, attempts=result.attempts)
+        status: OutcomeStatus = "found" if answer.match_status == "found" else "not_found"
+        return Outcome(status, answer, attempts=result.attempts)
+
+    async def _guarded(self, what: str, operation: Callable[[], Awaitable[T]]) -> _Result[T]:
+        """Run ``operation`` under the partner's retry policy, breaker, slots and timeout."""
         retry = self.partner.retry
         attempts = 0
         try:
@@ -139,29 +203,25 @@ class GuardedConnector:
             ):
                 with attempt:
                     attempts += 1
-                    answer = await self._attempt(request)
+                    value = await self._attempt(operation)
         except BreakerOpen as exc:
-            return Outcome("unavailable", reason=str(exc), attempts=attempts - 1)
+            return _Result(None, attempts - 1, "unavailable", str(exc))
         except PartnerTimeout as exc:
-            return Outcome("timeout", reason=exc.reason, attempts=attempts)
+            return _Result(None, attempts, "timeout", exc.reason)
         except ConnectorError as exc:
-            status: OutcomeStatus = "unavailable" if exc.retryable else "error"
-            return Outcome(status, reason=exc.reason, attempts=attempts)
+            return _Result(None, attempts, "unavailable" if exc.retryable else "error", exc.reason)
         except Exception as exc:
-            # A fault in our own mapping code: the inquiry gets an error, the log gets the trace.
-            log.exception("lookup on %s failed unexpectedly", self.partner.code)
-            return Outcome("error", reason=f"gateway fault ({type(exc).__name__})", attempts=attempts)
-        if answer.accepted_later:
-            return Outcome("pending", answer, attempts=attempts)
-        status = "found" if answer.match_status == "found" else "not_found"
-        return Outcome(status, answer, attempts=attempts)
+            # A fault in our own mapping code: the caller gets an error, the log gets the trace.
+            log.exception("%s on %s failed unexpectedly", what, self.partner.code)
+            return _Result(None, attempts, "error", f"gateway fault ({type(exc).__name__})")
+        return _Result(value, attempts)
 
-    async def _attempt(self, request: LookupRequest) -> LookupAnswer:
+    async def _attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
         # Breaker first, so an open circuit answers at once even when every slot is busy; the
         # timeout covers the partner only, not the wait for a slot.
         async with self._breaker.guard(), self._slots:
             try:
                 async with asyncio.timeout(self.partner.timeout_seconds):
-                    return await self.connector.lookup(request)
+                    return await operation()
             except TimeoutError as exc:
                 raise PartnerTimeout(f"no answer within {self.partner.timeout_seconds:g} s") from exc

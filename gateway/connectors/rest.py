@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
 
-from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest
+from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt
 from gateway.partners import Partner
 from gateway.problems import Violation
 from gateway.validation import catalog
@@ -53,6 +54,15 @@ async def read_limited(response: aiohttp.ClientResponse) -> bytes:
     return bytes(body)
 
 
+@dataclass(frozen=True, slots=True)
+class RestReply:
+    """A 2xx answer as received: status, the one header the contracts use, and the raw body."""
+
+    status: int
+    body: bytes
+    reference: str | None = None  # the X-Reference header, when the partner sets one
+
+
 class RestClient:
     """POSTs JSON to one partner; the session belongs to the application and outlives this client."""
 
@@ -61,16 +71,25 @@ class RestClient:
         self._session = session
         self._base = partner.endpoint.rstrip("/")
 
-    async def post(
-        self, path: str, payload: Mapping[str, Any], request_ref: str
-    ) -> tuple[int, dict[str, Any]]:
-        """Returns the 2xx status and the JSON object answered; raises ``ConnectorError`` otherwise."""
+    async def send(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        request_ref: str,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> RestReply:
+        """POST ``payload``; returns a 2xx answer unparsed and raises ``ConnectorError`` for anything else:
+        retryable for 5xx, 429, timeouts and connection failures, not retryable for other statuses."""
         timeout = aiohttp.ClientTimeout(total=self.partner.timeout_seconds)
         try:
             async with self._session.post(
                 self._base + path,
                 json=payload,
-                headers={**headers(self.partner, request_ref), "Accept": "application/json"},
+                headers={
+                    **headers(self.partner, request_ref),
+                    **(extra_headers or {}),
+                    "Accept": "application/json",
+                },
                 timeout=timeout,
                 # A redirected POST would resend the subject to a host nobody configured.
                 allow_redirects=False,
@@ -78,12 +97,18 @@ class RestClient:
                 if not 200 <= response.status < 300:
                     raise status_error(response.status)
                 body = await read_limited(response)
-                status = response.status
+                return RestReply(response.status, body, response.headers.get("X-Reference"))
         except TimeoutError as exc:
             raise PartnerTimeout(f"no answer within {self.partner.timeout_seconds:g} s") from exc
         except aiohttp.ClientError as exc:
             raise ConnectorError(f"connection failed ({type(exc).__name__})", retryable=True) from exc
-        return status, parse_object(body)
+
+    async def post(
+        self, path: str, payload: Mapping[str, Any], request_ref: str
+    ) -> tuple[int, dict[str, Any]]:
+        """Returns the 2xx status and the JSON object answered; raises ``ConnectorError`` otherwise."""
+        reply = await self.send(path, payload, request_ref)
+        return reply.status, parse_object(reply.body)
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
@@ -158,6 +183,11 @@ class RestConnector:
     async def lookup(self, request: LookupRequest) -> LookupAnswer:
         _, data = await self.client.post(self.path, self.payload(request), request.request_ref)
         return canonical_answer(self.kind, data, self.rows(data))
+
+    async def deliver(self, document: Mapping[str, Any]) -> PartnerReceipt:
+        raise ConnectorError(
+            f"{self.kind} partner {self.partner.code} does not take documents", retryable=False
+        )
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session is the application's."""

@@ -4,15 +4,32 @@ Synchronous banks answer at once. An asynchronous bank (BANK-TCB by default) ans
 then ``callback_delay`` seconds later POSTs the answer to the request's ``callback_url``, authenticated as
 the gateway's client of that bank (a JWT it signs with its own key), retrying a few times if the gateway
 does not take it.
+
+Orders (docs/orders.md): ``POST /<bank>/api/v1/orders`` with the whole order document, a bearer token and
+``Idempotency-Key: <message_id>`` (it must equal the document's). Each message_id is executed once against
+the bank's :class:`.ledger.Ledger`; a repeat gets the first answer again (409 if its document differs).
+A synchronous bank answers ``200`` with the report body (its reference in ``X-Reference``); the
+asynchronous bank answers ``202 {"status": "processing", "reference"}`` and pushes the report document to
+``POST {gateway_url}/v1/documents`` (message_id: uuid5 of the order's, so a repeated push is a duplicate).
+A ``document.revocation`` (body ``revokes``, ``reason``) is acknowledged with ``200``. A blocking order that
+``replaces`` an earlier one frees what the earlier one holds before it blocks.
+
+Test switches: ``GET /<bank>/_sim/orders`` -> ``{message_id: times executed}``;
+``POST /<bank>/_sim/orders/silent {"silent": true}`` makes the bank take orders with ``202`` and never
+answer them (nothing executed; ``silent_banks`` at start-up does the same).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
@@ -25,19 +42,27 @@ from gateway.simulators.partners import (
     Refused,
     answer,
     as_of,
+    check_bearer,
     dumps,
     reference,
     rest_app,
     seed,
 )
-from gateway.simulators.partners.behaviour import Behaviour
+from gateway.simulators.partners.behaviour import ADMIN_PREFIX, Behaviour
+from gateway.simulators.partners.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
 PATHS = {"BANK-VCB": "/vcb", "BANK-BIDV": "/bidv", "BANK-CTG": "/ctg", "BANK-AGR": "/agr", "BANK-TCB": "/tcb"}
 ASYNC_BANKS = frozenset({"BANK-TCB"})
 INQUIRY_PATH = "/api/v1/account-inquiries"
+ORDERS_PATH = "/api/v1/orders"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # between callback attempts
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080"
+REVOCATION: Final = "document.revocation"
+ORDER_TYPES: Final = frozenset({"order.account_blocking", "order.funds_transfer", "order.account_release"})
+# A report's message_id is uuid5(REPORT_IDS, <the order's message_id>): the same report every time.
+REPORT_IDS: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:thads:simulators:bank-report")
 
 
 class Callbacks:
@@ -51,20 +76,24 @@ class Callbacks:
         self._session: aiohttp.ClientSession | None = None
         self.delivered = 0
 
-    def schedule(self, bank: str, url: str, payload: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(bank, url, payload))
+    def schedule(
+        self, bank: str, url: str, ref: str, body: Callable[[], dict[str, Any]]
+    ) -> asyncio.Task[None]:
+        """POST ``body()`` (built afresh per attempt) to ``url`` after the delay; retry transient refusals."""
+        task = asyncio.get_running_loop().create_task(self._deliver(bank, url, ref, body))
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _deliver(self, bank: str, url: str, payload: dict[str, Any]) -> None:
+    async def _deliver(self, bank: str, url: str, ref: str, make_body: Callable[[], dict[str, Any]]) -> None:
         await asyncio.sleep(self._delay)
         session = self._session
         if session is None:
             return
         for attempt, pause in enumerate((*RETRY_DELAYS, None), start=1):
             token = issue_token(bank, self._key, self._audience, ttl=300)
-            headers = {"Authorization": f"Bearer {token}", "X-Request-Ref": str(payload["request_ref"])}
-            body = {**payload, "as_of": as_of()}
+            headers = {"Authorization": f"Bearer {token}", "X-Request-Ref": ref}
+            body = make_body()
             try:
                 async with session.post(
                     url, data=dumps(body), headers=headers | {"Content-Type": "application/json"}
@@ -79,7 +108,7 @@ class Callbacks:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("%s callback attempt %d failed: %s", bank, attempt, exc)
             if pause is None:
-                log.error("%s gave up calling back %s for %s", bank, url, payload["request_ref"])
+                log.error("%s gave up calling back %s for %s", bank, url, ref)
                 return
             await asyncio.sleep(pause)
 
@@ -107,11 +136,250 @@ def _inquiry_handler(bank: str, asynchronous: bool) -> Answerer:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise Refused(400, "invalid_request", "callback_url (http or https) is required by this bank")
         ref = reference(bank, inquiry.request_ref)
-        payload = {"request_ref": inquiry.request_ref, "reference": ref, "match_status": status}
-        request.app[CALLBACKS].schedule(bank, url, payload | {"accounts": accounts})
+        payload: dict[str, Any] = {"request_ref": inquiry.request_ref, "reference": ref}
+        payload |= {"match_status": status, "accounts": accounts}
+        request.app[CALLBACKS].schedule(bank, url, inquiry.request_ref, lambda: payload | {"as_of": as_of()})
         return web.json_response({"reference": ref, "status": "processing"}, status=202)
 
     return inquire
+
+
+# -- orders ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Executed:
+    """An order (or revocation) executed once, and what the bank answers every time it is sent again."""
+
+    fingerprint: str
+    reference: str
+    report: dict[str, Any] | None  # the full report document; None for a revocation
+
+
+@dataclass
+class OrderDesk:
+    """One bank's order desk: executes each message_id once and remembers its answer."""
+
+    bank: str
+    asynchronous: bool
+    silent: bool = False
+    ledger: Ledger = field(init=False)
+    done: dict[str, Executed] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # message_id -> times executed
+    revoked: dict[str, str] = field(default_factory=dict)  # revoked order -> the revocation's message_id
+    pushes: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # message_id -> report push
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(self.bank)
+
+    def execute(self, document: Mapping[str, Any]) -> Executed:
+        """Execute a checked document (see :func:`_check_order`) and remember the answer."""
+        message_id = str(document["message_id"])
+        body = document["body"]
+        executed_at = as_of()
+        report_body: dict[str, Any] | None = None
+        message_type = document["message_type"]
+        if message_type == REVOCATION:
+            self.revoked[str(body["revokes"])] = message_id
+        elif message_type == "order.account_blocking":
+            if isinstance(document.get("replaces"), str):
+                # A replacing order blocks afresh: what the replaced one holds is freed first.
+                self.ledger.release(document["replaces"], "full", None, None, executed_at)
+            wanted = None if body.get("all_accounts") is True else list(body["accounts"])
+            debtor = seed.subject_key(body["debtor"])
+            report_body = self.ledger.block(message_id, debtor, body["amount"], wanted, executed_at)
+        elif message_type == "order.funds_transfer":
+            report_body = self.ledger.transfer(
+                body["blocking_order"], body["amount"], body["to_account"], _numbers(body), executed_at
+            )
+        else:
+            report_body = self.ledger.release(
+                body["blocking_order"], body["scope"], body.get("amount"), _numbers(body), executed_at
+            )
+        report = None
+        if report_body is not None:
+            report = {
+                "message_id": str(uuid.uuid5(REPORT_IDS, message_id)),
+                "message_type": "report." + message_type.removeprefix("order."),
+                "schema_version": "1",
+                "created_at": executed_at,
+                "sender": self.bank,
+                "recipient": document["sender"],
+                "in_reply_to": message_id,
+                "case_ref": document["case_ref"],
+                "body": report_body,
+            }
+        executed = Executed(_fingerprint(document), reference(self.bank, message_id), report)
+        self.done[message_id] = executed
+        self.counts[message_id] = self.counts.get(message_id, 0) + 1
+        return executed
+
+
+DESKS = web.AppKey("order_desks", dict[str, OrderDesk])
+
+
+def _numbers(body: Mapping[str, Any]) -> list[str] | None:
+    accounts = body.get("accounts")
+    if not isinstance(accounts, list):
+        return None
+    return [str(a.get("account_number")) for a in accounts if isinstance(a, dict)]
+
+
+def _fingerprint(document: Mapping[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _invalid(message: str) -> Refused:
+    # Messages name fields only: nothing of the debtor goes back.
+    return Refused(400, "invalid_order", message)
+
+
+def _check_order(bank: str, document: object, idempotency_key: str | None) -> dict[str, Any]:
+    """What the bank insists on before it executes anything; raises :class:`Refused`."""
+    if not isinstance(document, dict):
+        raise _invalid("the body must be a JSON object (the order document)")
+    message_id = document.get("message_id")
+    if not _text(message_id):
+        raise _invalid("message_id is required")
+    if idempotency_key is None:
+        raise Refused(400, "invalid_request", "the Idempotency-Key header is required")
+    if idempotency_key != message_id:
+        raise Refused(400, "invalid_request", "Idempotency-Key must equal the document's message_id")
+    message_type = document.get("message_type")
+    if message_type not in ORDER_TYPES and message_type != REVOCATION:
+        raise Refused(400, "unsupported_document", "this endpoint takes bank orders and revocations only")
+    if document.get("recipient") != bank:
+        raise Refused(400, "wrong_recipient", f"this is {bank}; the document is addressed elsewhere")
+    body = document.get("body")
+    if not isinstance(body, dict):
+        raise _invalid("body must be an object")
+    if message_type == REVOCATION:
+        if not _text(body.get("revokes")):
+            raise _invalid("body.revokes (the revoked order's message_id) is required")
+        return document
+    for name in ("sender", "case_ref"):
+        if not _text(document.get(name)):
+            raise _invalid(f"{name} is required")
+    debtor = body.get("debtor")
+    if not isinstance(debtor, dict):
+        raise _invalid("body.debtor is required")
+    try:
+        key = seed.subject_key(debtor)
+    except ValueError:
+        raise _invalid("body.debtor needs an id_number or an enterprise_code") from None
+    if not seed.is_well_formed(key):
+        raise _invalid("body.debtor: id_number (12 digits) or enterprise_code (10 digits[-3 digits])")
+    accounts = body.get("accounts")
+    if accounts is not None and (
+        not isinstance(accounts, list)
+        or not all(isinstance(a, dict) and _text(a.get("account_number")) for a in accounts)
+    ):
+        raise _invalid("body.accounts must be a list of {account_number, currency?}")
+    amount = body.get("amount")
+    if message_type == "order.account_blocking":
+        if not _positive(amount):
+            raise _invalid("body.amount must be a positive integer (VND)")
+        if (accounts is None) == (body.get("all_accounts") is not True):
+            raise _invalid("body needs either accounts or all_accounts: true")
+        return document
+    if not _text(body.get("blocking_order")):
+        raise _invalid("body.blocking_order is required")
+    if message_type == "order.funds_transfer":
+        if not _positive(amount):
+            raise _invalid("body.amount must be a positive integer (VND)")
+        if not isinstance(body.get("to_account"), dict):
+            raise _invalid("body.to_account is required")
+        return document
+    scope = body.get("scope")
+    if scope not in ("full", "partial"):
+        raise _invalid("body.scope must be full or partial")
+    if scope == "partial" and not _positive(amount):
+        raise _invalid("body.amount must be a positive integer (VND) for a partial release")
+    if scope == "full" and amount is not None and not _positive(amount):
+        raise _invalid("body.amount must be a positive integer (VND)")
+    return document
+
+
+def _order_handler(bank: str, gateway_url: str) -> Callable[[web.Request], Any]:
+    documents_url = gateway_url.rstrip("/") + "/v1/documents"
+
+    async def take(request: web.Request) -> web.Response:
+        desk = request.app[DESKS][bank]
+        try:
+            check_bearer(request.headers.get("Authorization"))
+            try:
+                raw = await request.json()
+            except ValueError as exc:
+                raise Refused(400, "invalid_json", f"the body is not JSON: {exc}") from exc
+            document = _check_order(bank, raw, request.headers.get("Idempotency-Key"))
+        except Refused as exc:
+            return exc.response
+        message_id = str(document["message_id"])
+        executed = desk.done.get(message_id)
+        if executed is not None and executed.fingerprint != _fingerprint(document):
+            return json_conflict()
+        if executed is None:
+            if desk.silent and document["message_type"] != REVOCATION:
+                # Taken, never executed, never answered: what the gateway sees of a bank that lost it.
+                body = {"status": "processing", "reference": reference(bank, message_id)}
+                return web.json_response(body, status=202)
+            executed = desk.execute(document)
+        headers = {"X-Reference": executed.reference}
+        report = executed.report
+        if report is None:  # a revocation
+            return web.json_response(
+                {"status": "acknowledged", "reference": executed.reference}, headers=headers
+            )
+        if not desk.asynchronous:
+            return web.json_response(report["body"], headers=headers, dumps=dumps)
+        push = desk.pushes.get(message_id)
+        if push is None or push.done():
+            # The first time, or the gateway asks again: (re)send the one report, a duplicate if it has it.
+            desk.pushes[message_id] = request.app[CALLBACKS].schedule(
+                bank, documents_url, report["message_id"], lambda: report
+            )
+        body = {"status": "processing", "reference": executed.reference}
+        return web.json_response(body, status=202, headers=headers)
+
+    return take
+
+
+def json_conflict() -> web.Response:
+    return web.json_response(
+        {"error": "idempotency_conflict", "message": "this message_id was executed with another document"},
+        status=409,
+    )
+
+
+def _counts_handler(bank: str) -> Callable[[web.Request], Any]:
+    async def counts(request: web.Request) -> web.Response:
+        return web.json_response(request.app[DESKS][bank].counts)
+
+    return counts
+
+
+def _silent_handler(bank: str) -> Callable[[web.Request], Any]:
+    async def silent(request: web.Request) -> web.Response:
+        desk = request.app[DESKS][bank]
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("silent"), bool):
+            return web.json_response({"error": 'the body must be {"silent": true|false}'}, status=400)
+        desk.silent = body["silent"]
+        return web.json_response({"silent": desk.silent})
+
+    return silent
 
 
 def make_app(
@@ -121,10 +389,17 @@ def make_app(
     audience: str = "thads-gateway",
     callback_delay: float = 3.0,
     async_banks: frozenset[str] = ASYNC_BANKS,
+    gateway_url: str = DEFAULT_GATEWAY_URL,
+    silent_banks: Iterable[str] = (),
 ) -> web.Application:
-    """``callback_key``: PEM private key the asynchronous bank signs its callbacks with (the public half
-    registered at the gateway for that bank's client). Without one, an ephemeral key is used: callbacks are
-    still sent, but a gateway that checks tokens refuses them."""
+    """``callback_key``: PEM private key the asynchronous bank signs its callbacks and pushed reports with
+    (the public half registered at the gateway for that bank's client). Without one, an ephemeral key is
+    used: callbacks are still sent, but a gateway that checks tokens refuses them. ``gateway_url``: where
+    the asynchronous bank pushes report documents. ``silent_banks``: banks that take orders and never
+    answer them."""
+    silent = frozenset(silent_banks)
+    if silent - PATHS.keys():
+        raise ValueError(f"unknown banks: {', '.join(sorted(silent - PATHS.keys()))}")
     if callback_key is None:
         key: PrivateKey = generate_keypair()
         log.warning("no callback key for %s: signing callbacks with an ephemeral key", ", ".join(async_banks))
@@ -134,6 +409,13 @@ def make_app(
         path + INQUIRY_PATH: _inquiry_handler(bank, bank in async_banks) for bank, path in PATHS.items()
     }
     app = rest_app(behaviour, routes)
+    app[DESKS] = {
+        bank: OrderDesk(bank, asynchronous=bank in async_banks, silent=bank in silent) for bank in PATHS
+    }
+    for bank, path in PATHS.items():
+        app.router.add_post(path + ORDERS_PATH, _order_handler(bank, gateway_url))
+        app.router.add_get(path + ADMIN_PREFIX + "orders", _counts_handler(bank))
+        app.router.add_post(path + ADMIN_PREFIX + "orders/silent", _silent_handler(bank))
     callbacks = Callbacks(key, audience, callback_delay)
     app[CALLBACKS] = callbacks
     app.cleanup_ctx.append(callbacks.context)

@@ -7,7 +7,8 @@ Modes: ``normal`` (small random latency, a few transient 503s), ``slow`` (every 
 request (SO_LINGER 0, then abort), so clients see the connection reset before any byte of an answer.
 
 ``GET /_sim/mode`` and ``POST /_sim/mode {"mode": ..., "slow_delay"?: s, "error_rate"?: p}`` read and switch
-the mode of a running simulator from another process; ``/_sim/`` itself is never slowed down or failed.
+the mode of a running simulator from another process. Nothing under a ``/_sim/`` segment (``/_sim/mode``,
+a partner's own ``/<partner>/_sim/...``) is ever slowed down or failed.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ BEHAVIOUR = web.AppKey("behaviour", Behaviour)
 def middleware(behaviour: Behaviour, unavailable: Reply, garbage: Reply) -> Middleware:
     @web.middleware
     async def misbehave(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(ADMIN_PREFIX):
+        if ADMIN_PREFIX in request.path:
             return await handler(request)
         if behaviour.mode == "down":
             return _reset(request)

@@ -1,16 +1,27 @@
-"""The land registry: ``QueryLandRights`` over SOAP 1.1, document/literal (config/wsdl/land-registry.wsdl).
+"""The land registry over SOAP 1.1, document/literal (config/wsdl/land-registry.wsdl): ``QueryLandRights``,
+and the orders ``SuspendTransfer``, ``LiftSuspension`` and ``RevokeOrder``.
 
 ``GET /land/soap?wsdl`` serves the WSDL with its address rewritten to the URL the caller reached;
 ``POST /land/soap`` reads the envelope with the hardened parser, checks SOAPAction and the payload against
-the WSDL's schema, and answers ``QueryLandRightsResponse`` or a Fault: ``soap:Client`` with HTTP 500 (401
+the WSDL's schema, and answers the operation's response or a Fault: ``soap:Client`` with HTTP 500 (401
 without a bearer token) for a request it refuses, ``soap:Server`` with HTTP 503 when unavailable.
+
+Orders run against the seeded parcels (:func:`seed.land_parcels`) and are executed once per MessageId: a
+repeat gets the first answer again (a Client fault if the request differs). A parcel the debtor does not
+own is ``not_owned_by_debtor`` when the registry knows it (the seeded parcels of ``seed.RICH`` and of a
+fixed sample of derived subjects), ``not_found`` otherwise; a parcel another order suspended is
+``already_suspended`` (unless the new order ``Replaces`` that one: the suspension passes to it). Lifting
+without Parcels lifts what the suspension order suspended; a parcel held by another suspension is
+``suspended_by_another_order``. ``GET /land/_sim/orders`` -> ``{MessageId: times executed}``.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import xmlschema
 from aiohttp import web
@@ -25,7 +36,16 @@ from gateway.soap.xml_safety import XmlRejected, parse_untrusted
 CODE = "LAND-REG"
 NS = "urn:vn:gov:land:registry:1"
 PATH = "/land/soap"
-ACTION = f"{NS}#QueryLandRights"
+ORDERS_PATH = "/land/_sim/orders"
+QUERY: Final = "QueryLandRights"
+SUSPEND: Final = "SuspendTransfer"
+LIFT: Final = "LiftSuspension"
+REVOKE: Final = "RevokeOrder"
+OPERATIONS: Final = (QUERY, SUSPEND, LIFT, REVOKE)
+ACTION = f"{NS}#{QUERY}"
+ACTIONS: Final = {f"{NS}#{operation}": operation for operation in OPERATIONS}
+# Subjects whose seeded parcels the registry knows besides the debtor's own (derived IDs as in the tests).
+KNOWN_SUBJECTS: Final = (seed.RICH, *(f"0010{n:08d}" for n in range(300)))
 WSDL = DEFAULT_CONFIG_DIR / "wsdl" / "land-registry.wsdl"
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
@@ -121,16 +141,193 @@ def answer_xml(request_ref: str, identifier: str) -> bytes:
     return envelope(root)
 
 
-def _read_query(payload: etree._Element, schema: Any) -> tuple[str, str]:
-    if payload.tag != _q("QueryLandRightsRequest"):
+def _operation(payload: etree._Element, action: str, schema: Any) -> str:
+    """The operation a valid request payload asks for; raises :class:`SoapFault`."""
+    operation = next((op for op in OPERATIONS if payload.tag == _q(f"{op}Request")), None)
+    if operation is None:
         raise SoapFault("Client", "INVALID_REQUEST", f"unknown operation {payload.tag}")
+    if action and ACTIONS[action] != operation:
+        raise SoapFault("Client", "INVALID_REQUEST", f"SOAPAction {action!r} does not match {operation}")
     errors = [f"{error.path}: {error.reason}" for error in schema.iter_errors(payload)]
     if errors:
         raise SoapFault("Client", "INVALID_REQUEST", "; ".join(errors[:5]))
+    return operation
+
+
+def _identifier(payload: etree._Element) -> str:
     # The schema guarantees a Subject holding exactly one of the two identifiers.
     identifier = payload.findtext(f"{_q('Subject')}/{_q('IdNumber')}")
-    identifier = identifier or payload.findtext(f"{_q('Subject')}/{_q('EnterpriseCode')}")
-    return payload.findtext(_q("RequestRef")) or "", identifier or ""
+    return identifier or payload.findtext(f"{_q('Subject')}/{_q('EnterpriseCode')}") or ""
+
+
+# -- orders ---------------------------------------------------------------------------------------
+
+Key = tuple[str, str]  # (map sheet, parcel number), leading zeros dropped
+
+
+def parcel_key(map_sheet: str, parcel_number: str) -> Key:
+    sheet, number = map_sheet.strip(), parcel_number.strip()
+    return (str(int(sheet)) if sheet.isdigit() else sheet, str(int(number)) if number.isdigit() else number)
+
+
+def seeded_key(parcel: dict[str, Any]) -> Key:
+    """A seeded parcel's key: its map sheet and the last part of ``<ward>-<sheet>-<number>``."""
+    return parcel_key(str(parcel["map_sheet"]), str(parcel["parcel_id"]).rsplit("-", 1)[-1])
+
+
+def owned_by(identifier: str) -> frozenset[Key]:
+    return frozenset(seeded_key(parcel) for parcel in seed.land_parcels(identifier)[1])
+
+
+@cache
+def known_parcels() -> frozenset[Key]:
+    return frozenset().union(*(owned_by(subject) for subject in KNOWN_SUBJECTS))
+
+
+@dataclass
+class ParcelResult:
+    map_sheet: str
+    parcel_number: str
+    status: str
+    reason: str | None = None
+    registration_ref: str | None = None
+
+
+def _order_parcels(payload: etree._Element) -> list[tuple[str, str]] | None:
+    container = payload.find(_q("Parcels"))
+    if container is None:
+        return None
+    return [
+        (parcel.findtext(_q("MapSheet")) or "", parcel.findtext(_q("ParcelNumber")) or "")
+        for parcel in container.iterfind(_q("Parcel"))
+    ]
+
+
+def _outcome(results: list[ParcelResult], done: str) -> str:
+    succeeded = sum(result.status == done for result in results)
+    if succeeded == 0:
+        return "not_executed"
+    return "executed" if succeeded == len(results) else "partially_executed"
+
+
+def _result_xml(operation: str, message_id: str, outcome: str, results: list[ParcelResult]) -> etree._Element:
+    root = etree.Element(_q(f"{operation}Response"), nsmap={"lr": NS})
+    for name, value in (
+        ("Reference", reference(CODE, message_id)),
+        ("ExecutedAt", as_of()),
+        ("Outcome", outcome),
+    ):
+        etree.SubElement(root, _q(name)).text = value
+    container = etree.SubElement(root, _q("Parcels"))
+    for result in results:
+        element = etree.SubElement(container, _q("Parcel"))
+        for name, text in (
+            ("MapSheet", result.map_sheet),
+            ("ParcelNumber", result.parcel_number),
+            ("Status", result.status),
+            ("Reason", result.reason),
+            ("RegistrationRef", result.registration_ref),
+        ):
+            if text is not None:
+                etree.SubElement(element, _q(name)).text = text
+    return root
+
+
+@dataclass
+class Register:
+    """What the registry executed: answers per MessageId, and which order suspends which parcel."""
+
+    answers: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # MessageId -> (fingerprint, reply)
+    counts: dict[str, int] = field(default_factory=dict)  # MessageId -> times executed
+    suspended: dict[Key, str] = field(default_factory=dict)  # parcel -> the suspension order holding it
+    # Suspension order -> the parcels (as the order named them) it suspended, lifted since or not.
+    suspensions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    revoked: dict[str, str] = field(default_factory=dict)  # revoked order -> the revocation
+
+    def execute(self, operation: str, payload: etree._Element) -> bytes:
+        message_id = payload.findtext(_q("MessageId")) or ""
+        fingerprint = hashlib.sha256(etree.tostring(payload, method="c14n")).hexdigest()
+        known = self.answers.get(message_id)
+        if known is not None:
+            if known[0] != fingerprint:
+                raise SoapFault("Client", "INVALID_REQUEST", "MessageId already used for another request")
+            return known[1]
+        if operation == SUSPEND:
+            answer = self._suspend(message_id, payload)
+        elif operation == LIFT:
+            answer = self._lift(message_id, payload)
+        else:
+            answer = self._revoke(message_id, payload)
+        reply = envelope(answer)
+        self.answers[message_id] = (fingerprint, reply)
+        self.counts[message_id] = self.counts.get(message_id, 0) + 1
+        return reply
+
+    def _suspend(self, message_id: str, payload: etree._Element) -> etree._Element:
+        owned = owned_by(_identifier(payload))
+        replaces = payload.findtext(_q("Replaces"))
+        results: list[ParcelResult] = []
+        seen: set[Key] = set()
+        for sheet, number in _order_parcels(payload) or []:
+            key = parcel_key(sheet, number)
+            if key in seen:
+                continue
+            seen.add(key)
+            holder = self.suspended.get(key)
+            if key not in owned:
+                reason = "not_owned_by_debtor" if key in known_parcels() else "not_found"
+                results.append(ParcelResult(sheet, number, "not_suspended", reason))
+            elif holder is not None and holder != replaces:
+                results.append(ParcelResult(sheet, number, "not_suspended", "already_suspended"))
+            else:
+                self.suspended[key] = message_id
+                self.suspensions.setdefault(message_id, []).append((sheet, number))
+                ref = reference(CODE, f"{message_id}|{key[0]}|{key[1]}")
+                results.append(ParcelResult(sheet, number, "suspended", registration_ref=ref))
+        if replaces is not None:  # what the replaced order held and this one does not name is free again
+            for key in [k for k, order in self.suspended.items() if order == replaces]:
+                del self.suspended[key]
+        return _result_xml(SUSPEND, message_id, _outcome(results, "suspended"), results)
+
+    def _lift(self, message_id: str, payload: etree._Element) -> etree._Element:
+        suspension = payload.findtext(_q("SuspensionOrder")) or ""
+        named = _order_parcels(payload)
+        if named is None:  # every parcel that suspension suspended
+            if suspension not in self.suspensions:
+                raise SoapFault("Client", "INVALID_REQUEST", "unknown SuspensionOrder: name the parcels")
+            named = self.suspensions[suspension]
+        owned = owned_by(_identifier(payload))
+        results: list[ParcelResult] = []
+        seen: set[Key] = set()
+        for sheet, number in named:
+            key = parcel_key(sheet, number)
+            if key in seen:
+                continue
+            seen.add(key)
+            holder = self.suspended.get(key)
+            if holder == suspension:
+                del self.suspended[key]
+                results.append(ParcelResult(sheet, number, "lifted"))
+            elif holder is not None:
+                results.append(ParcelResult(sheet, number, "not_lifted", "suspended_by_another_order"))
+            else:
+                reason = "not_suspended" if key in owned or key in known_parcels() else "not_found"
+                results.append(ParcelResult(sheet, number, "not_lifted", reason))
+        return _result_xml(LIFT, message_id, _outcome(results, "lifted"), results)
+
+    def _revoke(self, message_id: str, payload: etree._Element) -> etree._Element:
+        self.revoked[payload.findtext(_q("Revokes")) or ""] = message_id
+        root = etree.Element(_q("RevokeOrderResponse"), nsmap={"lr": NS})
+        for name, value in (
+            ("Reference", reference(CODE, message_id)),
+            ("Status", "acknowledged"),
+            ("ReceivedAt", as_of()),
+        ):
+            etree.SubElement(root, _q(name)).text = value
+        return root
+
+
+REGISTER = web.AppKey("land_register", Register)
 
 
 def make_app(behaviour: Behaviour | None = None, wsdl: Path = WSDL) -> web.Application:
@@ -147,11 +344,15 @@ def make_app(behaviour: Behaviour | None = None, wsdl: Path = WSDL) -> web.Appli
             check_bearer(request.headers.get("Authorization"))
             if request.content_type != "text/xml":
                 raise SoapFault("Client", "INVALID_REQUEST", "SOAP 1.1 requires Content-Type text/xml")
-            action = request.headers.get("SOAPAction")
-            if action is None or action.strip().strip('"') not in ("", ACTION):
-                raise SoapFault("Client", "INVALID_REQUEST", f"SOAPAction must be {ACTION!r}")
+            action = (request.headers.get("SOAPAction") or "").strip().strip('"')
+            if "SOAPAction" not in request.headers or (action and action not in ACTIONS):
+                raise SoapFault("Client", "INVALID_REQUEST", f"SOAPAction must be one of {sorted(ACTIONS)}")
             payload = body_payload(parse_untrusted(await request.read()))
-            request_ref, identifier = _read_query(payload, _wsdl_and_schema(wsdl)[1])
+            operation = _operation(payload, action, _wsdl_and_schema(wsdl)[1])
+            if operation == QUERY:
+                body = answer_xml(payload.findtext(_q("RequestRef")) or "", _identifier(payload))
+            else:
+                body = request.app[REGISTER].execute(operation, payload)
         except Refused as exc:
             return fault_response("Client", "UNAUTHORIZED", str(exc), 401)
         except XmlRejected as exc:
@@ -160,10 +361,14 @@ def make_app(behaviour: Behaviour | None = None, wsdl: Path = WSDL) -> web.Appli
             return fault_response(exc.code, "INVALID_REQUEST", str(exc), 500)
         except SoapFault as exc:
             return fault_response(exc.code, exc.detail_code, str(exc), exc.status)
-        body = answer_xml(request_ref, identifier)
         return web.Response(body=body, headers={"Content-Type": XML_TYPE})
 
+    async def orders(request: web.Request) -> web.Response:
+        return web.json_response(request.app[REGISTER].counts)
+
     app = simulator_app(behaviour or Behaviour(), unavailable, garbage)
+    app[REGISTER] = Register()
     app.router.add_get(PATH, describe)
     app.router.add_post(PATH, query)
+    app.router.add_get(ORDERS_PATH, orders)
     return app

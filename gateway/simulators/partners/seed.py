@@ -106,6 +106,17 @@ RICH_ACCOUNTS = {
         _account("19034567891029/Chi nhánh Hội sở/USD/term/2024-06-30/2025-06-30"),
     ],
 }
+# What the rich debtor's accounts hold (VND; foreign-currency accounts as their VND equivalent) and the
+# rank of a seizure another agency made earlier, if any: a rich account, a small one (a block is partial),
+# one already seized, an empty loan account and a closed one.
+RICH_BALANCES: dict[str, tuple[int, int | None]] = {
+    "0011004123456": (850_000_000, None),
+    "0011038765432": (12_500_000, None),
+    "12510000987654": (230_000_000, 1),
+    "12510001234567": (0, None),
+    "19034567891011": (150_000_000, None),
+    "19034567891029": (0, None),
+}
 RICH_VEHICLE = {"plate": "30A-123.45", "class": "car", "make": "Toyota", "model": "Vios"}
 RICH_EMPLOYER = {"enterprise_code": "0101234567", "name": COMPANIES[0][1], "since": "2015-04-01"}
 RICH_RESIDENCE = {
@@ -200,6 +211,37 @@ def bank_accounts(bank_code: str, identifier: str) -> tuple[str, list[Row]]:
             closed = "/" + _day(rng, date.fromisoformat(opened) + timedelta(days=30), date(2026, 1, 31))
         rows.append(_account(f"{number}/{rng.choice(branches)}/{currency}/{kind}/{opened}{closed}"))
     return _status(rows), rows
+
+
+def bank_balances(bank_code: str, identifier: str) -> list[Row]:
+    """What each of :func:`bank_accounts`' accounts holds, for orders: ``account_number``, ``currency``,
+    ``balance`` (VND, or the VND equivalent), ``closed`` and ``earlier_seizure_rank`` (``None`` unless
+    another agency seized the account first). Deterministic, and drawn from streams of their own: the
+    accounts themselves stay what lookups have always answered."""
+    _, accounts = bank_accounts(bank_code, identifier)
+    rows = []
+    for account in accounts:
+        number = account["account_number"]
+        closed = "closed_on" in account
+        rank: int | None = None
+        if identifier == RICH:
+            balance, rank = RICH_BALANCES.get(number, (0, None))
+        elif closed or account["type"] == "loan":
+            balance = 0  # nothing to block on a closed account or on a debt
+        else:
+            rng = _rng(identifier, f"{bank_code}|{number}|balance")
+            draw = rng.random()
+            if draw < 0.1:  # seized earlier by another agency
+                balance, rank = rng.randint(1, 500) * 1_000_000, rng.randint(1, 3)
+            elif draw < 0.25:
+                balance = 0
+            elif draw < 0.6:  # a small balance: blocking it is partial
+                balance = rng.randint(1, 200) * 100_000
+            else:
+                balance = rng.randint(50, 2_000) * 1_000_000
+        row: Row = {"account_number": number, "currency": account["currency"], "balance": balance}
+        rows.append(row | {"closed": closed, "earlier_seizure_rank": rank})
+    return rows
 
 
 def income_sources(identifier: str) -> tuple[str, dict[str, list[Row]]]:

@@ -9,7 +9,7 @@ and resets connections kept alive from before, and any other mode listens again 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,10 +105,13 @@ async def start_partners(
     latency: tuple[float, float] = (0.005, 0.05),
     slow_delay: float = 30.0,
     seed: int = 0,
+    gateway_url: str = banks.DEFAULT_GATEWAY_URL,
+    silent_banks: Iterable[str] = (),
 ) -> Partners:
     """Start the five simulators. ``ports`` and ``modes`` are keyed by kind; a missing port is 0 (any free
-    port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks (see banks.py)."""
-    ports, modes = dict(ports or {}), dict(modes or {})
+    port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks and pushed reports,
+    which go to ``gateway_url``; ``silent_banks`` take orders and never answer them (see banks.py)."""
+    ports, modes, silent = dict(ports or {}), dict(modes or {}), frozenset(silent_banks)
     unknown = (set(ports) | set(modes)) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown partner kinds: {', '.join(sorted(unknown))}")
@@ -121,7 +124,12 @@ async def start_partners(
     factories: dict[str, Callable[[Behaviour], web.Application]] = {
         "land": land.make_app,
         "bank": lambda b: banks.make_app(
-            b, callback_key=bank_callback_key, audience=audience, callback_delay=callback_delay
+            b,
+            callback_key=bank_callback_key,
+            audience=audience,
+            callback_delay=callback_delay,
+            gateway_url=gateway_url,
+            silent_banks=silent,
         ),
         "tax": tax.make_app,
         "vehicle": vehicles.make_app,
