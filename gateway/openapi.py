@@ -25,7 +25,7 @@ from gateway.domain.inquiry import InquiryStatus, SourceStatus
 from gateway.domain.status import Status
 from gateway.problems import PROBLEM_BASE
 from gateway.security.tokens import ACCEPTED_ALGORITHMS, REQUIRED_CLAIMS
-from gateway.services.judgments import SIGNED_FIELDS
+from gateway.services.documents import SIGNED_FIELDS
 from gateway.settings import Settings
 from gateway.validation import SCHEMA_SUFFIX
 
@@ -633,6 +633,49 @@ def _paths(settings: Settings) -> JSON:
                     **_problems(413, 415, 422, 503),
                 },
             }
+        },
+        "/v1/documents": {
+            "post": {
+                "operationId": "sendDocument",
+                "tags": ["Documents"],
+                "summary": "Send any document the client is granted (orders, reports, judgments...)",
+                "description": (
+                    "Grant `documents.send:<message_type>` (or `documents.send` for every type); `sender` "
+                    "must be the authenticated client. The envelope's `message_type` selects the schema. "
+                    "Same duplicate and conflict rules as `POST /v1/judgments`."
+                ),
+                "security": BEARER,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Envelope")}},
+                },
+                "responses": {
+                    "202": _json(_ref("Receipt"), "Accepted: stored, to be delivered.", location),
+                    "200": _json(
+                        _ref("Receipt"),
+                        "Already accepted: the original receipt.",
+                        location | {"Gateway-Duplicate": _header_ref("Gateway-Duplicate")},
+                    ),
+                    **_problems(400, 401, 403, 409, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/v1/messages/{message_id}/revocation": {
+            "parameters": [message_id],
+            "post": {
+                "operationId": "revokeMessage",
+                "tags": ["Messages"],
+                "summary": "Withdraw a document (its sender only)",
+                "security": BEARER,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("RevocationRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("MessageStatus"), "Revoked (or a revocation is on its way)."),
+                    **_problems(400, 401, 403, 404, 409, 413, 415, 422, 503),
+                },
+            },
         },
         "/v1/messages/{message_id}": {
             "parameters": [message_id],

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     broker_namespace: str = Field("gw", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
     database_url: str = "sqlite+aiosqlite:///var/gateway.db"
+    # The gateway's own agency code: the sender of what it issues itself (deadline events, revocations).
+    agency_code: str = Field("GW-THADS", pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+    # How often the worker looks for documents nearing or past their deadline.
+    deadline_scan_seconds: float = Field(30.0, gt=0)
     config_dir: Path = Field(default_factory=config_dir)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

@@ -56,7 +56,7 @@ async def test_the_same_judgment_pushed_at_once_is_stored_once(services: Service
     doc = fresh_judgment()
 
     results = await asyncio.gather(
-        *(services.judgments.push(court, copy.deepcopy(doc)) for _ in range(PUSHES))
+        *(services.documents.submit(court, copy.deepcopy(doc)) for _ in range(PUSHES))
     )
 
     [original] = [r for r in results if not r.duplicate]
@@ -81,7 +81,7 @@ async def test_the_same_judgment_resent_under_new_message_ids_is_stored_once(
         copy_["message_id"] = f"{doc['message_id'][:-4]}{n:04d}"
         return copy_
 
-    results = await asyncio.gather(*(services.judgments.push(court, resent(n)) for n in range(PUSHES)))
+    results = await asyncio.gather(*(services.documents.submit(court, resent(n)) for n in range(PUSHES)))
 
     [original] = [r for r in results if not r.duplicate]
     assert all(r.receipt == original.receipt for r in results)
@@ -94,7 +94,7 @@ async def test_distinct_judgments_pushed_at_once_are_all_accepted(
 ) -> None:
     docs = [fresh_judgment() for _ in range(PUSHES)]
 
-    results = await asyncio.gather(*(services.judgments.push(court, doc) for doc in docs))
+    results = await asyncio.gather(*(services.documents.submit(court, doc) for doc in docs))
 
     assert not any(r.duplicate for r in results)
     assert {r.receipt["message_id"] for r in results} == {d["message_id"] for d in docs}

@@ -140,7 +140,7 @@ async def test_the_same_judgment_under_another_message_id_is_refused(db: Databas
     assert await count(db, outbox) == 1
     assert await count(db, evidences) == 1
     async with db.read() as conn:
-        row = await store.get_by_natural_key(conn, "TAND-HN|12/2026/DS-ST|2026-03-01")
+        row = await store.get_by_natural_key(conn, "judgment.delivery", "TAND-HN|12/2026/DS-ST|2026-03-01")
     assert row is not None
     assert row.message_id == first
 

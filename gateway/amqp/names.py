@@ -56,9 +56,11 @@ class Names:
         """Gateway-internal queue feeding delivery to one recipient (de-duplicated, retried)."""
         return f"{self.ns}.deliver.{client_id}"
 
-    def retry(self, client_id: str, delay_ms: int) -> str:
-        """Holding queue: messages wait ``delay_ms`` here, then return to the delivery queue."""
-        return f"{self.ns}.retry.{client_id}.{delay_ms}ms"
+    def retry(self, delay_ms: int) -> str:
+        """Retry tier shared by every recipient: an exchange and a holding queue of the same name.
+        Published with the recipient as routing key, a message waits ``delay_ms`` there, then
+        dead-letters back through ``documents`` (routing key kept) to its recipient's delivery queue."""
+        return f"{self.ns}.retry.{delay_ms}ms"
 
     def parking(self, queue: str) -> str:
         """Where messages from ``queue`` end when they exhausted their deliveries or attempts."""
@@ -66,3 +68,8 @@ class Names:
 
     def dead_key(self, queue: str) -> str:
         return f"dead.{queue}"
+
+    def recipient_queues(self, recipient: str) -> list[str]:
+        """Every queue declared for one recipient's deliveries (its own AMQP queue aside)."""
+        deliver = self.deliver(recipient)
+        return [deliver, self.parking(deliver)]

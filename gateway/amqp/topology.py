@@ -59,27 +59,34 @@ async def declare_queue_with_parking(
     )
 
 
+async def declare_retry_tiers(
+    channel: AbstractChannel, names: Names, delivery_limit: int, retry_delays_ms: list[int]
+) -> None:
+    """One holding queue per back-off delay, shared by every recipient (a few queues in all, not a
+    few per recipient: each quorum queue is a Raft log the broker keeps)."""
+    for delay in sorted(set(retry_delays_ms)):
+        name = names.retry(delay)
+        exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.FANOUT, durable=True)
+        args = quorum_args(names, name, delivery_limit)
+        # Expired messages go back through `documents` with their routing key (the recipient) kept.
+        args["x-dead-letter-exchange"] = names.documents
+        del args["x-dead-letter-routing-key"]
+        args["x-message-ttl"] = delay
+        queue = await channel.declare_queue(name, durable=True, arguments=args)
+        await queue.bind(exchange)
+
+
 async def declare_recipient(
     channel: AbstractChannel,
     names: Names,
     client_id: str,
     delivery_limit: int,
-    retry_delays_ms: list[int],
     amqp_queue: str | None,
 ) -> AbstractQueue:
-    """Everything one recipient needs: its delivery queue bound to documents, retry tiers, and (for
-    AMQP recipients) the queue it consumes from."""
+    """Everything one recipient needs: its delivery queue bound to documents and (for AMQP
+    recipients) the queue it consumes from. Retries go through the shared tiers."""
     deliver = await declare_queue_with_parking(channel, names, names.deliver(client_id), delivery_limit)
     await deliver.bind(names.documents, routing_key=client_id)
-    for delay in sorted(set(retry_delays_ms)):
-        args = quorum_args(names, names.retry(client_id, delay), delivery_limit)
-        # Expired messages go back to the delivery queue through the default exchange.
-        args |= {
-            "x-message-ttl": delay,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": names.deliver(client_id),
-        }
-        await channel.declare_queue(names.retry(client_id, delay), durable=True, arguments=args)
     if amqp_queue:
         await declare_queue_with_parking(channel, names, amqp_queue, delivery_limit)
     return deliver

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import Any
 
 PERSONAL_ID = re.compile(r"^[0-9]{12}$")
 _ANY_PERSONAL_ID = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
@@ -29,3 +30,30 @@ def pseudonym(value: str, pepper: bytes) -> str:
 def scrub(text: str) -> str:
     """Mask any 12-digit run in free text (error messages, log lines)."""
     return _ANY_PERSONAL_ID.sub(lambda m: mask(m.group(0)), text)
+
+
+# One definition of each identifier, shared by code and schemas (a test compares them with
+# ``common.schema.json``): a second, slightly different pattern is how an accepted message becomes
+# unreadable.
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+AGENCY_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+CASE_REF = re.compile(r"^[A-Z0-9][A-Z0-9/-]{2,63}$")
+
+#: Envelope fields holding message ids.
+_ID_FIELDS = ("message_id", "in_reply_to", "correlation_id", "process_id", "replaces")
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The one spelling the gateway stores and looks up (lower case, RFC 9562), or None if not a UUID."""
+    return value.lower() if UUID.match(value) else None
+
+
+def canonical_ids(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with its envelope's message ids in lower case: UUIDs compare case-insensitively, so
+    ``ABC…`` and ``abc…`` are the same message (its idempotency key, its address in the API)."""
+    out = dict(document)
+    for name in _ID_FIELDS:
+        value = out.get(name)
+        if isinstance(value, str):
+            out[name] = value.lower()
+    return out

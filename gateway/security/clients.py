@@ -32,6 +32,7 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
 #: Services a client can be granted. ``family:detail`` grants are covered by a grant of ``family``.
 KNOWN_SERVICES = frozenset(
     {
+        "documents.send",
         "judgments.push",
         "messages.read",
         "messages.confirm",

@@ -1,33 +1,58 @@
-"""Following a message (status and timeline) and confirming its processing."""
+"""Following a message (status, timeline, replies), confirming its processing, revoking it."""
 
 from __future__ import annotations
 
 import json
-import re
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from gateway.domain.status import Status
-from gateway.problems import Violation, conflict, forbidden, invalid, not_found
+from gateway.domain.doctypes import DocumentType
+from gateway.domain.identifiers import canonical_uuid
+from gateway.domain.status import Status, is_delivered
+from gateway.domain.violations import Violation
+from gateway.problems import conflict, forbidden, invalid, not_found
 from gateway.security.tokens import Principal
+from gateway.services.documents import DocumentService
 from gateway.storage import messages as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
-from gateway.storage.timestamps import iso
+from gateway.storage.timestamps import iso, now
+from gateway.validation import SchemaCatalog
 
-CASE_REF = re.compile(r"^[A-Z0-9][A-Z0-9/-]{2,63}$")
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+REVOCATION = "document.revocation"
+#: Revocations are issued under a name derived from what they revoke: asking twice gives one revocation.
+_REVOCATION_NS = uuid.UUID("6f1c2a52-3f0e-4a4b-9d7e-0c6a4c1f7e21")
 
 
 class MessageService:
-    def __init__(self, db: Database, keep_payload_after_confirmation: bool = False) -> None:
+    def __init__(
+        self,
+        db: Database,
+        catalog: SchemaCatalog,
+        documents: DocumentService,
+        keep_payload_after_confirmation: bool = False,
+    ) -> None:
         self._db = db
+        self._catalog = catalog
+        self._documents = documents
+        self._types: Mapping[str, DocumentType] = documents.registry
         self._keep_payload = keep_payload_after_confirmation
 
     async def status(self, principal: Principal, message_id: str) -> dict[str, Any]:
-        """Status and timeline, for the sender or the recipient only (others get 404, not 403)."""
+        """Status, timeline and replies, for the sender or the recipient only (others get 404, not 403)."""
         async with self._db.read() as conn:
             row = await self._visible(conn, principal, message_id)
-            events = await store.timeline(conn, message_id)
+            events = await store.timeline(conn, row.message_id)
+            replies = await store.replies(conn, row.message_id)
+        optional = {
+            "reason": row.status_reason,
+            "case_ref": row.case_ref,
+            "in_reply_to": row.in_reply_to,
+            "replaces": row.replaces,
+            "correlation_id": row.correlation_id,
+            "due_at": iso(row.due_at),
+        }
         return {
             "message_id": row.message_id,
             "message_type": row.message_type,
@@ -35,70 +60,152 @@ class MessageService:
             "recipient": row.recipient,
             "priority": row.priority,
             "status": row.status,
-            **({"reason": row.status_reason} if row.status_reason else {}),
-            **({"case_ref": row.case_ref} if row.case_ref else {}),
+            **{k: v for k, v in optional.items() if v},
             "received_at": iso(row.received_at),
             "updated_at": iso(row.updated_at),
             "sha256": row.sha256,
             "receipt": json.loads(row.receipt),
             "timeline": events,
+            "replies": replies,
         }
 
     async def confirm(
         self, principal: Principal, message_id: str, document: object
     ) -> tuple[dict[str, Any], bool]:
-        """Record the recipient's processing confirmation. Returns (status view, first time?)."""
-        if not isinstance(document, dict) or not isinstance(document.get("case_ref"), str):
-            raise invalid([Violation("$.case_ref", "is a required string (the enforcement case number)")])
-        case_ref = document["case_ref"]
-        violations = [] if CASE_REF.match(case_ref) else [Violation("$.case_ref", "is not a case number")]
-        unknown = sorted(set(document) - {"case_ref", "note"})
-        violations += [
-            Violation(f"$.{k}", "is not an allowed property", "additionalProperties") for k in unknown
-        ]
-        note = document.get("note")
-        if note is not None and (not isinstance(note, str) or len(note) > 1000):
-            violations.append(Violation("$.note", "must be a string of at most 1000 characters"))
+        """Record a processing confirmation. Returns (status view, first time?).
+
+        A document is confirmed by its recipient once delivered (a judgment, a report), or, for a type
+        confirmed by its sender (an order), by the sender once answered. Confirming an answer also
+        confirms the document it answers when that one is confirmed by its sender.
+        """
+        violations = self._catalog.violations("confirmation.request", document)
         if violations:
             raise invalid(violations)
-
+        assert isinstance(document, dict)
+        case_ref, note = document.get("case_ref"), document.get("note")
+        who = principal.client.id
         async with self._db.transaction() as conn:
             row = await self._visible(conn, principal, message_id)
-            if row.recipient != principal.client.id:
-                raise forbidden("only the recipient confirms processing")
+            doc_type = self._types.get(row.message_type)
+            by = doc_type.confirmed_by if doc_type else "recipient"
+            confirmer = row.recipient if by == "recipient" else row.sender
+            if by == "nobody" or who != confirmer:
+                raise forbidden(f"only the {by} confirms a {row.message_type}")
+            if doc_type and doc_type.confirmation_needs_case_ref and not case_ref:
+                raise invalid([_case_ref_required()])
             if row.status == Status.CONFIRMED:
-                if row.case_ref != case_ref:
+                if case_ref and row.case_ref != case_ref:
                     raise conflict(f"already confirmed with case number {row.case_ref}")
                 first = False
-            elif row.status != Status.DELIVERED:
-                raise conflict(f"cannot confirm a message whose status is {row.status}")
             else:
-                extra: dict[str, Any] = {"case_ref": case_ref}
-                if not self._keep_payload:
-                    # The case system has the document now; the gateway keeps metadata and evidence only.
-                    extra["payload"] = None
-                detail = {"case_ref": case_ref} | ({"note": note} if note else {})
-                first = await store.transition(
-                    conn, message_id, Status.CONFIRMED, principal.client.id, detail, extra=extra
-                )
+                ready = Status.DELIVERED if by == "recipient" else Status.ANSWERED
+                if row.status != ready and not (by == "recipient" and row.status == Status.ANSWERED):
+                    raise conflict(f"cannot confirm a message whose status is {row.status}")
+                first = await self._confirm(conn, row, who, case_ref, note)
                 if not first:
                     raise conflict("the message changed status meanwhile; read it and retry")
+                await self._confirm_original(conn, row, who)
                 await append(
                     conn,
                     AuditEntry(
-                        actor=principal.client.id,
+                        actor=who,
                         subject=principal.subject,
                         action="messages.confirm",
                         outcome="confirmed",
                         status_code=200,
-                        message_id=message_id,
+                        message_id=row.message_id,
                         object_ref=case_ref,
                     ),
                 )
-        return await self.status(principal, message_id), first
+        return await self.status(principal, row.message_id), first
+
+    async def _confirm(self, conn: Any, row: Any, who: str, case_ref: str | None, note: str | None) -> bool:
+        extra: dict[str, Any] = {"case_ref": case_ref} if case_ref else {}
+        if not self._keep_payload:
+            # The other side has the document now; the gateway keeps metadata and evidence only.
+            extra["payload"] = None
+        detail = {k: v for k, v in {"case_ref": case_ref, "note": note}.items() if v}
+        return await store.transition(
+            conn, row.message_id, Status.CONFIRMED, who, detail or None, extra=extra
+        )
+
+    async def _confirm_original(self, conn: Any, row: Any, who: str) -> None:
+        if not row.in_reply_to:
+            return
+        original = await store.get(conn, row.in_reply_to)
+        original_type = self._types.get(original.message_type) if original else None
+        if original is None or original_type is None or original_type.confirmed_by != "sender":
+            return
+        if original.sender == who and original.status == Status.ANSWERED:
+            await self._confirm(conn, original, who, None, None)
+
+    async def revoke(self, principal: Principal, message_id: str, document: object) -> dict[str, Any]:
+        """Withdraw a document: before delivery it is never delivered; after, a revocation goes to its
+        recipient. An answered document stays: an executed measure is undone by a release instead."""
+        violations = self._catalog.violations("revocation.request", document)
+        if violations:
+            raise invalid(violations)
+        assert isinstance(document, dict)
+        reason = str(document["reason"])
+        async with self._db.read() as conn:
+            row = await self._visible(conn, principal, message_id)
+        if row.sender != principal.client.id:
+            raise forbidden("only the sender revokes a document")
+        if row.message_type == REVOCATION:
+            raise conflict("a revocation cannot itself be revoked")
+        status = Status(row.status)
+        if status in (Status.ANSWERED, Status.CONFIRMED):
+            raise conflict(f"the document is already {status}: it cannot be revoked any more")
+        if status == Status.REVOKED:
+            return await self.status(principal, row.message_id)
+        reached = is_delivered(status) or row.delivery_count > 0
+        revocation_id = str(uuid.uuid5(_REVOCATION_NS, row.message_id)) if reached else None
+        if revocation_id:
+            await self._documents.issue(_revocation(row, revocation_id, reason))
+        async with self._db.transaction() as conn:
+            detail = {"reason": reason} | ({"revocation": revocation_id} if revocation_id else {})
+            moved = await store.transition(
+                conn, row.message_id, Status.REVOKED, principal.client.id, detail, reason=reason
+            )
+            if not moved:
+                raise conflict("the message changed status meanwhile; read it and retry")
+            await append(
+                conn,
+                AuditEntry(
+                    actor=principal.client.id,
+                    subject=principal.subject,
+                    action="messages.revoke",
+                    outcome="revoked",
+                    status_code=200,
+                    message_id=row.message_id,
+                    reason=reason,
+                ),
+            )
+        return await self.status(principal, row.message_id)
 
     async def _visible(self, conn: Any, principal: Principal, message_id: str) -> Any:
-        row = await store.get(conn, message_id) if UUID.match(message_id) else None
+        canonical = canonical_uuid(message_id)
+        row = await store.get(conn, canonical) if canonical else None
         if row is None or principal.client.id not in (row.sender, row.recipient):
             raise not_found()
         return row
+
+
+def _case_ref_required() -> Violation:
+    return Violation("$.case_ref", "is required: the enforcement case number opened for it", "required")
+
+
+def _revocation(row: Any, revocation_id: str, reason: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "message_id": revocation_id,
+        "message_type": REVOCATION,
+        "schema_version": "1",
+        "created_at": iso(now()),
+        "sender": row.sender,
+        "recipient": row.recipient,
+        "correlation_id": row.correlation_id or row.message_id,
+        "body": {"revokes": row.message_id, "reason": reason},
+    }
+    if row.case_ref:
+        doc["case_ref"] = row.case_ref
+    return doc

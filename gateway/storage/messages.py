@@ -29,8 +29,28 @@ async def get(conn: AsyncConnection, message_id: str) -> Row[Any] | None:
     return (await conn.execute(select(messages).where(messages.c.message_id == message_id))).first()
 
 
-async def get_by_natural_key(conn: AsyncConnection, key: str) -> Row[Any] | None:
-    return (await conn.execute(select(messages).where(messages.c.natural_key == key))).first()
+async def get_by_natural_key(conn: AsyncConnection, message_type: str, key: str) -> Row[Any] | None:
+    """Natural keys are unique per type: the same decision number may name an order and its report."""
+    query = select(messages).where(messages.c.message_type == message_type, messages.c.natural_key == key)
+    return (await conn.execute(query)).first()
+
+
+async def replies(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]]:
+    """Documents that answer ``message_id``, oldest first."""
+    rows = await conn.execute(
+        select(messages).where(messages.c.in_reply_to == message_id).order_by(messages.c.received_at)
+    )
+    return [
+        {
+            "message_id": r.message_id,
+            "message_type": r.message_type,
+            "sender": r.sender,
+            "status": r.status,
+            "received_at": iso(r.received_at),
+            "href": f"/v1/messages/{r.message_id}",
+        }
+        for r in rows
+    ]
 
 
 async def insert_accepted(

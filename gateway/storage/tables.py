@@ -40,10 +40,13 @@ messages = Table(
     Column("sender", String(32), nullable=False, index=True),
     Column("recipient", String(32), nullable=False, index=True),
     Column("correlation_id", String(36)),
+    # The document this one answers (a report answers an order), and the one it replaces.
+    Column("in_reply_to", String(36), index=True),
+    Column("replaces", String(36)),
     Column("priority", String(8), nullable=False),
-    # Business identity of the document (court code | judgment number | judgment date): a resend of the
-    # same judgment under a new message_id gets the original receipt.
-    Column("natural_key", String(200), unique=True),
+    # Business identity of the document within its type (a judgment: court code | number | date): a
+    # resend of the same document under a new message_id gets the original receipt.
+    Column("natural_key", String(200)),
     Column("sha256", String(64), nullable=False),
     Column("payload", Text),
     Column("receipt", Text, nullable=False),
@@ -53,6 +56,11 @@ messages = Table(
     Column("delivery_count", Integer, nullable=False, default=0),
     Column("received_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    # Deadline of the awaited step (delivery, or the answer); reminded_at once the reminder went out.
+    Column("due_at", TS),
+    Column("reminded_at", TS),
+    UniqueConstraint("message_type", "natural_key"),
+    Index("ix_messages_open_due", "status", "due_at"),
 )
 
 #: The timeline of a message: accepted, queued, delivered, confirmed, failed, duplicate pushes...

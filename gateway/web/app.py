@@ -13,8 +13,8 @@ from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
 from gateway.services.answers import AnswerService
+from gateway.services.factory import build_document_service
 from gateway.services.inquiries import InquiryService
-from gateway.services.judgments import JudgmentService
 from gateway.services.messages import MessageService
 from gateway.settings import Settings
 from gateway.storage.database import Database
@@ -35,14 +35,15 @@ def build_services(settings: Settings, db: Database) -> Services:
         leeway=settings.auth.leeway_seconds,
         max_lifetime=settings.auth.max_token_lifetime_seconds,
     )
+    documents = build_document_service(settings, db, clients, signer)
     return Services(
         settings=settings,
         db=db,
         clients=clients,
         verifier=verifier,
         signer=signer,
-        judgments=JudgmentService(db, catalog(), signer, clients, settings),
-        messages=MessageService(db),
+        documents=documents,
+        messages=MessageService(db, catalog(), documents),
         inquiries=InquiryService(
             db,
             catalog(),

@@ -10,8 +10,8 @@ from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
 from gateway.services.answers import AnswerService
+from gateway.services.documents import DocumentService
 from gateway.services.inquiries import InquiryService
-from gateway.services.judgments import JudgmentService
 from gateway.services.messages import MessageService
 from gateway.settings import Settings
 from gateway.storage.database import Database
@@ -25,7 +25,7 @@ class Services:
     clients: ClientStore
     verifier: TokenVerifier
     signer: Signer
-    judgments: JudgmentService
+    documents: DocumentService
     messages: MessageService
     inquiries: InquiryService
     answers: AnswerService

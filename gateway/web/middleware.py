@@ -18,7 +18,15 @@ log = logging.getLogger(__name__)
 
 #: Routes whose every rejection is written to the audit log (accepts are audited by the service).
 AUDITED_ROUTES = frozenset(
-    {"judgments.push", "judgments.push.soap", "messages.confirm", "assets.inquire", "assets.answer"}
+    {
+        "documents.send",
+        "judgments.push",
+        "judgments.push.soap",
+        "messages.confirm",
+        "messages.revoke",
+        "assets.inquire",
+        "assets.answer",
+    }
 )
 
 _REASONS = {

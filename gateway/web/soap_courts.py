@@ -15,6 +15,7 @@ from functools import cache
 from aiohttp import web
 from lxml import etree
 
+from gateway.domain import judgment
 from gateway.problems import Problem, bad_request, invalid, unavailable, unsupported_media_type
 from gateway.soap import CONTENT_TYPE, COURTS_NS, EnvelopeError, body_payload, faults
 from gateway.soap.courts_mapping import (
@@ -103,7 +104,9 @@ async def _push(request: web.Request) -> web.Response:
     if violations:
         raise invalid(violations, f"{len(violations)} XSD violation(s); fix all of them and send again.")
     document = xml_to_message(payload)
-    result = await request.app[SERVICES].judgments.push(principal, document)
+    result = await request.app[SERVICES].documents.submit(
+        principal, document, only_type=judgment.MESSAGE_TYPE, action="judgments.push"
+    )
     return _xml(receipt_to_xml(result.receipt, result.duplicate))
 
 

@@ -1,15 +1,20 @@
 """Delivery to recipients: consume the recipient's internal queue, pass each document on exactly once
-in effect (to the recipient's own AMQP queue, or its webhook), record it, then ack.
+in effect (to the recipient's own AMQP queue, its webhook, or a partner's own API through its
+connector), record it, then ack.
 
-Order of effects per message: check "already delivered?" -> forward -> record -> ack. A crash between
-forward and record can repeat the forward on redelivery (same message_id, counted); everything else
-that repeats is suppressed by the status check.
+Order of effects per message: check "already delivered or revoked?" -> forward -> [store the partner's
+synchronous answer] -> record -> ack. A crash between forward and record can repeat the forward on
+redelivery (same message_id, counted; partners de-duplicate on it); everything else that repeats is
+suppressed by the status check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -19,12 +24,20 @@ from prometheus_client import Counter
 from gateway.amqp.broker import Publisher
 from gateway.amqp.names import Names
 from gateway.amqp.settle import settle
-from gateway.domain.status import Status, is_delivered
+from gateway.connectors.resilience import GuardedConnector
+from gateway.domain.answers import answer_document
+from gateway.domain.delivery import PartnerReceipt
+from gateway.domain.doctypes import DocumentType
+from gateway.domain.identifiers import scrub
+from gateway.domain.status import Status, must_not_deliver
+from gateway.problems import Problem
 from gateway.security.clients import Client
 from gateway.security.signing import Signer
+from gateway.services.documents import DocumentService
 from gateway.settings import DeliverySettings
 from gateway.storage import messages as store
 from gateway.storage.database import Database
+from gateway.storage.timestamps import iso, now
 from gateway.worker import webhook
 
 log = logging.getLogger(__name__)
@@ -45,6 +58,19 @@ PARKED = Counter("gateway_delivery_parked_total", "Deliveries given up and parke
 ATTEMPT_HEADER = "x-delivery-attempt"
 
 
+class PartnerRefused(Exception):
+    """The partner answered that it will not take this document: sending it again would not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Where one recipient's documents go: a client (AMQP queue or webhook) or a partner's connector."""
+
+    id: str
+    client: Client | None = None
+    partner: GuardedConnector | None = None
+
+
 def retry_delay_ms(delays_seconds: list[float], attempt: int) -> int:
     """Back-off for the ``attempt``-th failure: tiers in order, the last one repeating."""
     return int(delays_seconds[min(attempt, len(delays_seconds)) - 1] * 1000)
@@ -59,8 +85,11 @@ class Deliverer:
         signer: Signer,
         http: aiohttp.ClientSession,
         settings: DeliverySettings,
+        documents: DocumentService,
     ) -> None:
         self._db = db
+        self._documents = documents
+        self._types: Mapping[str, DocumentType] = documents.registry
         self._publisher = publisher
         self._names = names
         self._signer = signer
@@ -68,31 +97,34 @@ class Deliverer:
         self._settings = settings
         self.actor = "gateway.delivery"
 
-    async def handle(self, client: Client, message: AbstractIncomingMessage) -> None:
-        """Consumer callback for ``names.deliver(client.id)``."""
+    async def handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
+        """Consumer callback for ``names.deliver(recipient.id)``."""
         try:
-            await self._handle(client, message)
+            await self._handle(recipient, message)
         except asyncio.CancelledError:
             raise
         except Exception:
             # Storage or broker trouble: leave the message to the broker (redelivered; the delivery limit
             # parks it if this never clears).
-            log.exception("delivery of %s to %s failed; requeueing", message.message_id, client.id)
+            log.exception("delivery of %s to %s failed; requeueing", message.message_id, recipient.id)
             await asyncio.sleep(1)
             await settle(message.nack(requeue=True))
 
-    async def _handle(self, client: Client, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
         message_id = message.message_id or ""
         async with self._db.read() as conn:
             row = await store.get(conn, message_id) if message_id else None
         if row is None:
-            log.error("unknown message %r on %s: parking it", message_id, client.id)
+            log.error("unknown message %r on %s: parking it", message_id, recipient.id)
             await settle(message.reject(requeue=False))
             return
-        if is_delivered(Status(row.status)):
-            SUPPRESSED.labels(client.id).inc()
+        if must_not_deliver(Status(row.status)):
+            # Delivered already (a redelivered copy), or revoked by its sender before it got here.
+            revoked = row.status == Status.REVOKED
+            SUPPRESSED.labels(recipient.id).inc()
             async with self._db.transaction() as conn:
-                await store.add_evidence(conn, message_id, "duplicate_suppressed", self.actor)
+                event = "not_delivered_revoked" if revoked else "duplicate_suppressed"
+                await store.add_evidence(conn, message_id, event, self.actor)
             await settle(message.ack())
             return
 
@@ -102,22 +134,29 @@ class Deliverer:
             # A previous holder of this delivery died before acking, or a previous attempt failed in a
             # way that does not prove the recipient got nothing: the forward may have happened already.
             # Count it; the copy carries the same message_id and says it may be a repeat.
-            REDELIVERED.labels(client.id).inc()
+            REDELIVERED.labels(recipient.id).inc()
             async with self._db.transaction() as conn:
                 detail = {"attempt": attempt, "broker_redelivery": bool(message.redelivered)}
                 await store.add_evidence(conn, message_id, "redelivered", self.actor, detail)
+        receipt: PartnerReceipt | None = None
         try:
-            channel = await self._forward(client, message, attempt, repeat)
+            if recipient.partner is not None:
+                channel, receipt = "connector", await self._to_partner(recipient.partner, message)
+            else:
+                assert recipient.client is not None
+                channel = await self._forward(recipient.client, message, attempt, repeat)
+        except PartnerRefused as exc:
+            await self._park(recipient, message, attempt, str(exc))
+            return
         except (webhook.WebhookFailed, ConnectionError, TimeoutError, OSError) as exc:
-            await self._retry_or_park(client, message, attempt, str(exc))
+            await self._retry_or_park(recipient, message, attempt, str(exc))
             return
 
-        async with self._db.transaction() as conn:
-            await store.transition(
-                conn, message_id, Status.DELIVERED, self.actor, {"channel": channel, "attempt": attempt}
-            )
-            await store.count_delivery(conn, message_id)
-        DELIVERED.labels(client.id, channel).inc()
+        delivered_at = now()
+        if receipt is not None and receipt.report is not None:
+            await self._store_answer(recipient.id, row.message_type, message, receipt.report)
+        await self._record_delivery(row, channel, attempt, receipt, delivered_at)
+        DELIVERED.labels(recipient.id, channel).inc()
         await settle(message.ack())
 
     async def _forward(
@@ -151,22 +190,85 @@ class Deliverer:
         )
         return "webhook"
 
+    async def _to_partner(
+        self, partner: GuardedConnector, message: AbstractIncomingMessage
+    ) -> PartnerReceipt | None:
+        outcome = await partner.deliver(json.loads(message.body))
+        if outcome.status == "delivered":
+            return outcome.receipt
+        reason = outcome.reason or outcome.status
+        if outcome.status == "error":
+            raise PartnerRefused(reason)
+        raise ConnectionError(reason)
+
+    async def _store_answer(
+        self, partner: str, message_type: str, message: AbstractIncomingMessage, report: dict[str, Any]
+    ) -> None:
+        """The partner answered at once: its answer enters the pipeline like a pushed one would."""
+        doc_type = self._types.get(message_type)
+        original = json.loads(message.body)
+        if doc_type is None or doc_type.answer_type is None:
+            return
+        answer = answer_document(original, doc_type.answer_type, report, iso(now()) or "")
+        try:
+            await self._documents.accept_from_partner(partner, answer)
+        except Problem as problem:
+            # The partner executed the order but its answer is unusable: keep the evidence, let the
+            # deadline escalate, never drop what the partner said.
+            detail = {
+                "answer_type": doc_type.answer_type,
+                "errors": [scrub(f"{v.path}: {v.message}") for v in problem.violations][:20],
+            }
+            async with self._db.transaction() as conn:
+                await store.add_evidence(conn, original["message_id"], "answer_rejected", partner, detail)
+
+    async def _record_delivery(
+        self, row: Any, channel: str, attempt: int, receipt: PartnerReceipt | None, at: Any
+    ) -> None:
+        detail: dict[str, Any] = {"channel": channel, "attempt": attempt}
+        if receipt is not None:
+            detail |= {"answer": "later" if receipt.accepted_later else "at_once"}
+            if receipt.reference:
+                detail["partner_reference"] = receipt.reference
+        doc_type = self._types.get(row.message_type)
+        async with self._db.transaction() as conn:
+            moved = await store.transition(conn, row.message_id, Status.DELIVERED, self.actor, detail, at=at)
+            if not moved:
+                # The partner's answer was stored first (status answered): keep the delivery evidence.
+                await store.add_evidence(conn, row.message_id, "delivered", self.actor, detail, at)
+            await store.count_delivery(conn, row.message_id)
+            if doc_type is not None and doc_type.delivered_event:
+                await self._note_on_references(conn, doc_type, row, at)
+
+    async def _note_on_references(self, conn: Any, doc_type: DocumentType, row: Any, at: Any) -> None:
+        body = (json.loads(row.payload) if row.payload else {}).get("body", {})
+        for ref in doc_type.references:
+            target = body.get(ref.field)
+            if isinstance(target, str) and doc_type.delivered_event:
+                detail = {"by": row.message_id}
+                await store.add_evidence(conn, target, doc_type.delivered_event, self.actor, detail, at)
+
+    async def _park(
+        self, recipient: Recipient, message: AbstractIncomingMessage, attempt: int, reason: str
+    ) -> None:
+        async with self._db.transaction() as conn:
+            await store.transition(
+                conn,
+                message.message_id or "",
+                Status.FAILED,
+                self.actor,
+                {"attempts": attempt, "error": reason},
+                reason=f"not delivered after {attempt} attempt(s): {reason}",
+            )
+        PARKED.labels(recipient.id).inc()
+        await settle(message.reject(requeue=False))  # dead-letter -> parking queue
+
     async def _retry_or_park(
-        self, client: Client, message: AbstractIncomingMessage, attempt: int, reason: str
+        self, recipient: Recipient, message: AbstractIncomingMessage, attempt: int, reason: str
     ) -> None:
         message_id = message.message_id or ""
         if attempt >= self._settings.max_attempts:
-            async with self._db.transaction() as conn:
-                await store.transition(
-                    conn,
-                    message_id,
-                    Status.FAILED,
-                    self.actor,
-                    {"attempts": attempt, "error": reason},
-                    reason=f"not acknowledged after {attempt} attempts: {reason}",
-                )
-            PARKED.labels(client.id).inc()
-            await settle(message.reject(requeue=False))  # dead-letter -> parking queue
+            await self._park(recipient, message, attempt, reason)
             return
         delay = retry_delay_ms(self._settings.retry_delays_seconds, attempt)
         async with self._db.transaction() as conn:
@@ -178,15 +280,15 @@ class Deliverer:
                 {"attempt": attempt, "error": reason, "retry_in_ms": delay},
             )
         await self._publisher.publish(
-            "",
-            self._names.retry(client.id, delay),
+            self._names.retry(delay),
+            recipient.id,
             message.body,
             message_id=message_id,
             correlation_id=message.correlation_id,
             message_type=message.type,
             headers={**(message.headers or {}), ATTEMPT_HEADER: attempt + 1},
         )
-        RETRIED.labels(client.id).inc()
+        RETRIED.labels(recipient.id).inc()
         await settle(message.ack())
 
 

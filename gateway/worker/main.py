@@ -16,13 +16,17 @@ from gateway.amqp.broker import Publisher, connect
 from gateway.amqp.names import Names
 from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
-from gateway.partners import load_partners
+from gateway.domain.registry import partner_kinds_receiving_documents
+from gateway.partners import Partner, load_partners, missing_credentials
+from gateway.reference_data import load_reminder_lead
 from gateway.security.clients import Client, ClientStore
 from gateway.security.signing import Signer
+from gateway.services.factory import build_document_service
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
-from gateway.worker.delivery import Deliverer
+from gateway.worker.deadlines import DeadlineWatcher
+from gateway.worker.delivery import Deliverer, Recipient
 from gateway.worker.lookups import LookupWorker
 from gateway.worker.relay import Relay
 
@@ -46,28 +50,39 @@ class Worker:
         publish_conn = await connect(settings.broker_url, "gateway-worker-publish")
         consume_conn = await connect(settings.broker_url, "gateway-worker-consume")
         publisher = Publisher(publish_conn)
+        documents = build_document_service(settings, db, clients, signer)
+        partners = load_partners(settings.config_dir)
+        _warn_missing_credentials(partners)
         async with aiohttp.ClientSession() as http:
-            deliverer = Deliverer(db, publisher, self.names, signer, http, settings.delivery)
+            deliverer = Deliverer(db, publisher, self.names, signer, http, settings.delivery, documents)
             relay = Relay(db, publisher, self.names, settings.relay)
             channel = await consume_conn.channel()
             await channel.set_qos(prefetch_count=settings.delivery.prefetch)
             await topology.declare_exchanges(channel, self.names)
-            partners = load_partners(settings.config_dir)
-            connectors = await build_connectors(partners, http)
-            lookups = LookupWorker(
-                db,
-                publisher,
-                self.names,
-                {p.code: GuardedConnector(p, connectors[p.code]) for p in partners},
-                signer,
-                http,
+            d = settings.delivery
+            await topology.declare_retry_tiers(
+                channel, self.names, d.delivery_limit, [int(s * 1000) for s in d.retry_delays_seconds]
             )
+            connectors = await build_connectors(partners, http)
+            # One guard per partner: lookups and document deliveries share its breaker and concurrency.
+            guarded = {p.code: GuardedConnector(p, connectors[p.code]) for p in partners}
+            lookups = LookupWorker(db, publisher, self.names, guarded, signer, http)
             await self._consume_lookups(channel, [p.code for p in partners], lookups)
             # Queues first, relay second: a message published before its queue exists would bounce.
+            await self._consume_partner_deliveries(channel, partners, guarded, deliverer)
             await self._scan(channel, clients, deliverer)
+            watcher = DeadlineWatcher(
+                db,
+                documents,
+                clients,
+                settings.agency_code,
+                load_reminder_lead(settings.config_dir),
+                settings.deadline_scan_seconds,
+            )
             tasks = [asyncio.create_task(self._rescan(channel, clients, deliverer), name="rescan")]
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
             tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
+            tasks.append(asyncio.create_task(watcher.run(), name="document-deadlines"))
             log.info("worker running")
             try:
                 await stop.wait()
@@ -90,6 +105,29 @@ class Worker:
             await queue.consume(functools.partial(lookups.on_request, code))
         await replies.consume(lookups.on_reply)
         await callbacks.consume(lookups.on_callback)
+
+    async def _consume_partner_deliveries(
+        self,
+        channel: AbstractChannel,
+        partners: list[Partner],
+        guarded: dict[str, GuardedConnector],
+        deliverer: Deliverer,
+    ) -> None:
+        """Partners that receive documents through their own API (banks, the land registry)."""
+        kinds = partner_kinds_receiving_documents()
+        d = self.settings.delivery
+        for partner in partners:
+            if partner.kind not in kinds:
+                continue
+            queue = await topology.declare_recipient(
+                channel,
+                self.names,
+                partner.code,
+                d.delivery_limit,
+                None,
+            )
+            recipient = Recipient(partner.code, partner=guarded[partner.code])
+            await queue.consume(functools.partial(deliverer.handle, recipient))
 
     async def _scan(self, channel: AbstractChannel, clients: ClientStore, deliverer: Deliverer) -> None:
         for client in clients.all():
@@ -120,7 +158,6 @@ class Worker:
             self.names,
             client.id,
             d.delivery_limit,
-            [int(s * 1000) for s in d.retry_delays_seconds],
             client.deliver_to.target if client.deliver_to.kind == "amqp" else None,
         )
         if client.id not in self._consuming:
@@ -132,11 +169,21 @@ class Worker:
                     await message.nack(requeue=True)
                     await asyncio.sleep(1)
                     return
-                await deliverer.handle(current, message)
+                await deliverer.handle(Recipient(client_id, client=current), message)
 
             await queue.consume(on_message)
         self._consuming[client.id] = target
         log.info("delivering to %s via %s", client.id, target)
+
+
+def _warn_missing_credentials(partners: list[Partner]) -> None:
+    for partner in missing_credentials(partners):
+        log.warning(
+            "partner %s: environment variable %s is not set; calls to it go without credentials "
+            "and will likely be refused (401)",
+            partner.code,
+            partner.credentials,
+        )
 
 
 async def serve(settings: Settings) -> None:

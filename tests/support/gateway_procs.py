@@ -133,19 +133,31 @@ class CaseSystemQueue:
 
 async def delete_topology(world: World, extra_queues: list[str] | None = None) -> None:
     from gateway.amqp.names import Names
+    from gateway.domain.registry import partner_kinds_receiving_documents
+    from gateway.partners import load_partners
 
     names = Names(world.settings.broker_namespace)
+    delays = [int(s * 1000) for s in world.settings.delivery.retry_delays_seconds]
+    kinds = partner_kinds_receiving_documents()
+    recipients = ["THADS-HN"] + [p.code for p in load_partners(world.settings.config_dir) if p.kind in kinds]
     conn = await aio_pika.connect(BROKER)
     async with conn:
         ch = await conn.channel()
         every_worker = [names.replies_queue, names.callbacks_queue]  # declared even with no partners
-        queues = [world.case_queue, names.deliver("THADS-HN"), *every_worker, *(extra_queues or [])]
+        queues = [world.case_queue, *every_worker, *(extra_queues or [])]
         queues += [names.parking(q) for q in every_worker]
-        queues += [
-            names.retry("THADS-HN", int(s * 1000)) for s in world.settings.delivery.retry_delays_seconds
-        ]
-        queues += [names.parking(q) for q in (world.case_queue, names.deliver("THADS-HN"))]
+        queues += [q for r in recipients for q in names.recipient_queues(r)]
+        queues += [names.retry(d) for d in delays]
+        queues += [names.parking(world.case_queue)]
         for q in queues:
             await ch.queue_delete(q)
-        for exchange in (names.documents, names.dlx, names.requests, names.replies, names.callbacks):
+        retry_exchanges = [names.retry(d) for d in delays]
+        for exchange in (
+            names.documents,
+            names.dlx,
+            names.requests,
+            names.replies,
+            names.callbacks,
+            *retry_exchanges,
+        ):
             await ch.exchange_delete(exchange)

@@ -1,0 +1,20 @@
+"""What a partner said when the gateway handed it a document (an order, a revocation). Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerReceipt:
+    """The partner took the document.
+
+    ``report``: the body of its answer (e.g. a ``report.account_blocking`` body) when it executed the
+    document at once; ``None`` when it will push its answer later (``accepted_later``) or when the
+    document needs no answer (a revocation). ``reference``: the partner's own reference, if it gave one.
+    """
+
+    report: dict[str, Any] | None = None
+    reference: str | None = None
+    accepted_later: bool = False

@@ -1,0 +1,93 @@
+"""What the gateway knows about a kind of document: one :class:`DocumentType` per ``message_type``.
+
+Pure data and functions, no I/O. The pipeline (``services/documents.py``, the delivery worker, the
+deadline watcher) reads everything type-specific from here, so a new document family is a schema,
+examples, rules and one entry in ``gateway/domain/registry.py`` — not new endpoints or services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.domain.violations import Violation
+
+Document = dict[str, Any]
+
+#: Who may receive a type: a registered client (its AMQP queue or webhook), or a partner reached through
+#: its connector (config/partners.toml), limited to some partner kinds.
+RecipientKind = Literal["client", "partner", "any"]
+#: Who confirms a document once it reached its end of the exchange.
+ConfirmedBy = Literal["recipient", "sender", "nobody"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """Limits the rules need that come from configuration, not from the document."""
+
+    max_inline_document_bytes: int = 5_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A body field naming an earlier document: it must exist, be of one of ``types``, have been sent
+    by the same sender to the same recipient (a transfer refers to the sender's own blocking order)."""
+
+    field: str  # top-level key of ``body``
+    types: frozenset[str] = frozenset()  # empty: any type
+
+
+def _no_rules(_doc: Document, _ctx: RuleContext) -> list[Violation]:
+    return []
+
+
+def _no_debtors(_doc: Document) -> tuple[str, ...]:
+    return ()
+
+
+def envelope_priority(doc: Document) -> str:
+    return str(doc.get("priority", "normal"))
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentType:
+    message_type: str
+    #: Business identity, unique per type: a resend under a new message_id gets the original receipt.
+    natural_key: Callable[[Document], str]
+    recipients: RecipientKind
+    #: Partner kinds (``bank``, ``land``) that may receive it when ``recipients == "partner"``.
+    partner_kinds: frozenset[str] = frozenset()
+    rules: Callable[[Document, RuleContext], list[Violation]] = _no_rules
+    #: Masked debtor references for the audit log (never a clear ID).
+    debtor_refs: Callable[[Document], tuple[str, ...]] = _no_debtors
+    priority: Callable[[Document], str] = envelope_priority
+    #: The type that answers this one (its ``in_reply_to`` names this document).
+    answer_type: str | None = None
+    #: Types this one answers: ``in_reply_to`` is then required and must name one of them.
+    answers: frozenset[str] = frozenset()
+    references: tuple[Reference, ...] = ()
+    #: Deadline for the awaited step (delivery, or the answer when ``answer_type`` is set):
+    #: ``"15m"``, ``"2h"``, ``"3wd"``; ``None``: no deadline. Overridden by ``config/documents.toml``.
+    deadline: str | None = None
+    confirmed_by: ConfirmedBy = "recipient"
+    #: Confirmation must carry the enforcement case number (judgments: the case opened for them).
+    confirmation_needs_case_ref: bool = False
+    #: Noted in the timeline of the documents it references once this one is delivered
+    #: (a revocation: ``revocation_delivered`` on the document it revokes).
+    delivered_event: str | None = None
+    #: Grants that also allow sending it, besides ``documents.send:<message_type>`` (older names).
+    extra_grants: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def grant(self) -> str:
+        return f"documents.send:{self.message_type}"
+
+    def violations(self, doc: Document, ctx: RuleContext) -> list[Violation]:
+        """Rules beyond the schema, including the envelope's answer rules. Schema-valid ``doc`` only."""
+        out = list(self.rules(doc, ctx))
+        if self.answers and not doc.get("in_reply_to"):
+            out.append(Violation("$.in_reply_to", "is required: name the document this answers", "required"))
+        if not self.answers and doc.get("in_reply_to"):
+            out.append(Violation("$.in_reply_to", f"a {self.message_type} answers no document", "answer"))
+        return out

@@ -1,0 +1,352 @@
+"""Accepting any document: validate, authorise, de-duplicate, store with its outbox entry, sign a receipt.
+
+One path for every type in the registry (``gateway/domain/registry.py``) and every door: the generic
+``POST /v1/documents``, the type-specific ``POST /v1/judgments`` and ``/soap/courts``, a partner's answer
+returned synchronously by its connector, and the gateway's own documents (deadline events, revocations).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from gateway.domain.calendar import WorkingCalendar, due_at
+from gateway.domain.doctypes import Document, DocumentType, RuleContext
+from gateway.domain.identifiers import canonical_ids
+from gateway.domain.registry import REGISTRY
+from gateway.domain.status import Status
+from gateway.domain.violations import Violation
+from gateway.partners import Partner
+from gateway.problems import conflict, forbidden, invalid
+from gateway.security.clients import ClientStore
+from gateway.security.signing import Signer, canonical_json
+from gateway.storage import messages as store
+from gateway.storage.audit import AuditEntry, append
+from gateway.storage.database import Database
+from gateway.storage.messages import OutboxItem
+from gateway.storage.timestamps import iso, now
+from gateway.validation import SchemaCatalog
+
+SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
+DOCUMENTS_EXCHANGE = "documents"
+GENERIC_SERVICE = "documents.send"
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    receipt: dict[str, Any]
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who hands a document in: a client (authenticated), a partner through its connector, or the gateway."""
+
+    id: str
+    subject: str | None = None
+
+
+class DocumentService:
+    def __init__(
+        self,
+        db: Database,
+        catalog: SchemaCatalog,
+        signer: Signer,
+        clients: ClientStore,
+        partners: list[Partner],
+        calendar: WorkingCalendar,
+        deadlines: Mapping[str, str],
+        rule_context: RuleContext,
+        clock: Callable[[], datetime] = now,
+        registry: Mapping[str, DocumentType] = REGISTRY,
+    ) -> None:
+        self._db = db
+        self._catalog = catalog
+        self._signer = signer
+        self._clients = clients
+        self._partners = {p.code: p for p in partners}
+        self._calendar = calendar
+        self._deadlines = deadlines
+        self._ctx = rule_context
+        self._clock = clock
+        self.registry = registry
+
+    # -- doors -------------------------------------------------------------------------------------
+
+    async def submit(
+        self, principal: Any, document: object, only_type: str | None = None, action: str | None = None
+    ) -> PushResult:
+        """A client's document. ``only_type``: the door takes one type only (``/v1/judgments``).
+
+        Raises :class:`Problem` (403, 409, 422). Nothing is written unless the whole document is good.
+        """
+        client = principal.client
+        doc_type = self._type_of(document, only_type)
+        granted = client.allows(doc_type.grant) or any(client.allows(g) for g in doc_type.extra_grants)
+        if not granted:
+            raise forbidden(f"client {client.id} is not granted {doc_type.grant}")
+        doc = self._schema_valid(doc_type, document)
+        if doc["sender"] != client.id:
+            raise forbidden(f"client {client.id} may only send messages whose sender is {client.id}")
+        return await self._accept(doc_type, doc, Actor(client.id, principal.subject), action, trusted=False)
+
+    async def accept_from_partner(self, partner_code: str, document: Document) -> PushResult:
+        """A partner's answer returned by its connector (built by the gateway from the partner's reply)."""
+        doc_type = self._type_of(document, None)
+        doc = self._schema_valid(doc_type, document)
+        return await self._accept(doc_type, doc, Actor(partner_code), None, trusted=True)
+
+    async def issue(self, document: Document) -> PushResult:
+        """A document the gateway itself sends (deadline events, revocations)."""
+        doc_type = self._type_of(document, None)
+        doc = self._schema_valid(doc_type, document)
+        return await self._accept(doc_type, doc, Actor(doc["sender"]), None, trusted=True)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _type_of(self, document: object, only_type: str | None) -> DocumentType:
+        if only_type is not None:
+            return self.registry[only_type]
+        known = ", ".join(sorted(self.registry))
+        if not isinstance(document, dict):
+            raise invalid([Violation("$", f"must be a JSON object; known message types: {known}", "type")])
+        message_type = document.get("message_type")
+        if message_type not in self.registry:
+            shown = repr(message_type)[:60] if message_type is not None else "missing"
+            raise invalid(
+                [Violation("$.message_type", f"{shown} is not a known message type; known: {known}", "enum")]
+            )
+        return self.registry[str(message_type)]
+
+    def _schema_valid(self, doc_type: DocumentType, document: object) -> Document:
+        violations = self._catalog.violations(doc_type.message_type, document)
+        if violations:
+            raise invalid(violations)
+        assert isinstance(document, dict)
+        return canonical_ids(document)
+
+    async def _accept(
+        self, doc_type: DocumentType, doc: Document, actor: Actor, action: str | None, trusted: bool
+    ) -> PushResult:
+        original = await self._answered(doc_type, doc)
+        violations = doc_type.violations(doc, self._ctx)
+        violations += self._recipient_violations(doc_type, doc, original)
+        violations += await self._reference_violations(doc_type, doc)
+        if violations:
+            raise invalid(violations)
+
+        action = action or doc_type.grant
+        digest = hashlib.sha256(canonical_json(doc)).hexdigest()
+        natural_key = doc_type.natural_key(doc)
+        if doc.get("replaces"):
+            # A replacement restates the same decision: it is a new document, not a resend of the old.
+            natural_key = f"{natural_key}|replaces:{doc['replaces']}"
+        earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)
+        if earlier is not None:
+            return await self._duplicate(actor, action, earlier, doc["message_id"])
+
+        received_at = self._clock()
+        priority = doc_type.priority(doc)
+        receipt = self._receipt(doc, digest, iso(received_at) or "")
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        row = {
+            "message_id": doc["message_id"],
+            "message_type": doc["message_type"],
+            "schema_version": doc["schema_version"],
+            "sender": doc["sender"],
+            "recipient": doc["recipient"],
+            "correlation_id": doc.get("correlation_id") or (original.correlation_id if original else None),
+            "in_reply_to": doc.get("in_reply_to"),
+            "replaces": doc.get("replaces"),
+            "case_ref": doc.get("case_ref"),
+            "priority": priority,
+            "natural_key": natural_key,
+            "sha256": digest,
+            "payload": body,
+            "receipt": json.dumps(receipt),
+            "received_at": received_at,
+            "due_at": self._due_at(doc_type, priority, received_at),
+        }
+        item = OutboxItem(
+            exchange=DOCUMENTS_EXCHANGE,
+            routing_key=doc["recipient"],
+            priority=5 if priority == "urgent" else 0,
+            headers={
+                "message_type": doc["message_type"],
+                "sender": doc["sender"],
+                "recipient": doc["recipient"],
+                "correlation_id": row["correlation_id"] or doc["message_id"],
+                "sha256": digest,
+                "receipt_id": receipt["receipt_id"],
+                "received_at": receipt["received_at"],
+                "priority": priority,
+                **({"in_reply_to": doc["in_reply_to"]} if doc.get("in_reply_to") else {}),
+            },
+            body=body,
+        )
+        audit = AuditEntry(
+            actor=actor.id,
+            subject=actor.subject,
+            action=action,
+            outcome="accepted",
+            status_code=202,
+            message_id=doc["message_id"],
+            object_ref=natural_key[:200],
+            data={
+                "message_type": doc["message_type"],
+                "debtors": list(doc_type.debtor_refs(doc)),
+                "recipient": doc["recipient"],
+                **({"case_ref": doc["case_ref"]} if doc.get("case_ref") else {}),
+                **({"legal_basis": doc["legal_basis"]} if doc.get("legal_basis") else {}),
+            },
+        )
+        try:
+            async with self._db.transaction() as conn:
+                await store.insert_accepted(conn, row, item, actor.id, {"receipt_id": receipt["receipt_id"]})
+                await append(conn, audit)
+                if original is not None:
+                    await self._record_answer(conn, original, doc, actor.id, received_at)
+                if doc.get("replaces"):
+                    detail = {"replaced_by": doc["message_id"]}
+                    await store.add_evidence(conn, doc["replaces"], "replaced", actor.id, detail, received_at)
+        except IntegrityError:
+            # A concurrent push of the same message or document won the race: answer as a duplicate.
+            earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)
+            if earlier is None:
+                raise
+            return await self._duplicate(actor, action, earlier, doc["message_id"])
+        return PushResult(receipt, duplicate=False)
+
+    async def _answered(self, doc_type: DocumentType, doc: Document) -> Any:
+        """The document ``doc`` answers, if it exists (checked in ``_recipient_violations``)."""
+        ref = doc.get("in_reply_to")
+        if not doc_type.answers or not isinstance(ref, str):
+            return None
+        async with self._db.read() as conn:
+            return await store.get(conn, ref)
+
+    def _recipient_violations(self, doc_type: DocumentType, doc: Document, original: Any) -> list[Violation]:
+        recipient = doc["recipient"]
+        out: list[Violation] = []
+        if doc_type.answers and doc.get("in_reply_to"):
+            if original is None or original.message_type not in doc_type.answers:
+                wanted = " or ".join(sorted(doc_type.answers))
+                return [Violation("$.in_reply_to", f"names no {wanted} known to the gateway", "reference")]
+            if original.recipient != doc["sender"]:
+                out.append(
+                    Violation("$.in_reply_to", "only the recipient of a document answers it", "answer")
+                )
+            if original.sender != recipient:
+                out.append(
+                    Violation("$.recipient", f"must be {original.sender}, who sent the original", "answer")
+                )
+            return out
+        partner = self._partners.get(recipient)
+        if partner is not None and (
+            doc_type.recipients == "any"
+            or (doc_type.recipients == "partner" and partner.kind in doc_type.partner_kinds)
+        ):
+            return []
+        if doc_type.recipients == "partner":
+            kinds = ", ".join(sorted(doc_type.partner_kinds))
+            message = f"{recipient!r} is not a configured partner ({kinds})"
+            return [Violation("$.recipient", message, "recipient")]
+        target = self._clients.get(recipient)
+        if target is None or target.revoked or target.deliver_to is None:
+            return [Violation("$.recipient", f"{recipient!r} is not a registered recipient", "recipient")]
+        return []
+
+    async def _reference_violations(self, doc_type: DocumentType, doc: Document) -> list[Violation]:
+        out: list[Violation] = []
+        body = doc.get("body") or {}
+        for ref in doc_type.references:
+            value = body.get(ref.field)
+            if not isinstance(value, str):
+                continue
+            async with self._db.read() as conn:
+                earlier = await store.get(conn, value.lower())
+            path = f"$.body.{ref.field}"
+            if earlier is None or (ref.types and earlier.message_type not in ref.types):
+                wanted = " or ".join(sorted(ref.types)) or "document"
+                out.append(Violation(path, f"names no {wanted} known to the gateway", "reference"))
+            elif earlier.sender != doc["sender"] or earlier.recipient != doc["recipient"]:
+                out.append(
+                    Violation(path, "must be an earlier order of this sender to this recipient", "reference")
+                )
+        return out
+
+    def _due_at(self, doc_type: DocumentType, priority: str, at: datetime) -> datetime | None:
+        """When the awaited step is due, in UTC (SQLite keeps no offset; the calendar speaks local time)."""
+        spec = self._deadlines.get(doc_type.message_type, doc_type.deadline)
+        if spec is None:
+            return None
+        deadline = due_at(at, spec, self._calendar, urgent=False)
+        urgent_spec = self._deadlines.get("urgent")
+        if priority == "urgent" and urgent_spec:
+            deadline = min(deadline, due_at(at, urgent_spec, self._calendar, urgent=False))
+        return deadline.astimezone(UTC)
+
+    async def _record_answer(self, conn: Any, original: Any, doc: Document, actor: str, at: datetime) -> None:
+        detail = {"reply": doc["message_id"], "message_type": doc["message_type"]}
+        moved = await store.transition(conn, original.message_id, Status.ANSWERED, actor, detail, at=at)
+        if not moved:
+            await store.add_evidence(conn, original.message_id, "answered", actor, detail, at)
+
+    async def _earlier(
+        self, doc_type: DocumentType, doc: Document, digest: str, natural_key: str, trusted: bool
+    ) -> Any:
+        async with self._db.read() as conn:
+            same_id = await store.get(conn, doc["message_id"])
+            if same_id is not None:
+                # The gateway rebuilds a partner's synchronous answer on every redelivery (new created_at):
+                # for what it builds itself, the same message_id is the same document.
+                if same_id.sha256 != digest and not trusted:
+                    raise conflict(
+                        "this message_id was already used for a different message; "
+                        "use a new message_id for a new message"
+                    )
+                return same_id
+            return await store.get_by_natural_key(conn, doc_type.message_type, natural_key)
+
+    async def _duplicate(self, actor: Actor, action: str, earlier: Any, pushed_id: str) -> PushResult:
+        async with self._db.transaction() as conn:
+            await store.add_evidence(
+                conn, earlier.message_id, "duplicate_push", actor.id, {"pushed_message_id": pushed_id}
+            )
+            await append(
+                conn,
+                AuditEntry(
+                    actor=actor.id,
+                    subject=actor.subject,
+                    action=action,
+                    outcome="duplicate",
+                    status_code=200,
+                    message_id=earlier.message_id,
+                    object_ref=earlier.natural_key,
+                    reason=None if pushed_id == earlier.message_id else f"resent as {pushed_id}",
+                ),
+            )
+        return PushResult(json.loads(earlier.receipt), duplicate=True)
+
+    def _receipt(self, doc: Document, digest: str, received_at: str) -> dict[str, Any]:
+        fields = {
+            "receipt_id": str(uuid.uuid4()),
+            "message_id": doc["message_id"],
+            "received_at": received_at,
+            "sha256": digest,
+            "sender": doc["sender"],
+            "recipient": doc["recipient"],
+            "key_id": self._signer.key_id,
+        }
+        return fields | {
+            "alg": "EdDSA",
+            "signed_fields": list(SIGNED_FIELDS),
+            "signature": self._signer.sign(fields),
+        }

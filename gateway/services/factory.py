@@ -1,0 +1,29 @@
+"""Building the services from settings: the api and the worker assemble the same pipeline."""
+
+from __future__ import annotations
+
+from gateway.domain.doctypes import RuleContext
+from gateway.partners import load_partners
+from gateway.reference_data import load_calendar, load_deadlines
+from gateway.security.clients import ClientStore
+from gateway.security.signing import Signer
+from gateway.services.documents import DocumentService
+from gateway.settings import Settings
+from gateway.storage.database import Database
+from gateway.validation import catalog
+
+
+def build_document_service(
+    settings: Settings, db: Database, clients: ClientStore, signer: Signer
+) -> DocumentService:
+    """The one document pipeline, as the api and the worker both build it."""
+    return DocumentService(
+        db,
+        catalog(),
+        signer,
+        clients,
+        load_partners(settings.config_dir),
+        load_calendar(settings.config_dir),
+        load_deadlines(settings.config_dir),
+        RuleContext(max_inline_document_bytes=settings.api.max_inline_document_bytes),
+    )
