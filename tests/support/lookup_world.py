@@ -71,24 +71,30 @@ def write_partners(config: Path, urls: dict[str, str], **policy: Any) -> None:
 
 
 async def make_lookup_world(
-    home: Path, database_url: str, modes: dict[str, str] | None = None, **policy: Any
+    home: Path,
+    database_url: str,
+    modes: dict[str, str] | None = None,
+    settings: dict[str, Any] | None = None,
+    silent_banks: frozenset[str] = frozenset(),
+    **policy: Any,
 ) -> LookupWorld:
     api_port = free_port()
     world = make_world(
         home,
         database_url,
         api={"public_url": f"http://127.0.0.1:{api_port}", "port": api_port, "max_wait_seconds": 30},
+        **(settings or {}),
     )
     store = ClientStore(world.settings.clients_dir)
     case = world.case_system
     store.add(
         case.id,
         public_pem(case.key.public_key()),
-        ["messages.read", "messages.confirm", "assets.inquire"],
+        ["messages.read", "messages.confirm", "assets.inquire", "documents.send"],
         deliver_to=f"amqp:{world.case_queue}",
     )
     bank_key, bank_pub = write_keypair(home / "keys", "BANK-TCB")
-    store.add("BANK-TCB", bank_pub.read_bytes(), ["assets.answer"])
+    store.add("BANK-TCB", bank_pub.read_bytes(), ["assets.answer", "documents.send", "messages.read"])
     partners = await start_partners(
         modes=modes,
         bank_callback_key=bank_key,
@@ -96,6 +102,8 @@ async def make_lookup_world(
         callback_delay=policy.pop("callback_delay", 0.5),
         error_rate=0.0,
         slow_delay=policy.pop("slow_delay", 5.0),
+        gateway_url=world.settings.api.public_url,
+        silent_banks=silent_banks,
     )
     write_partners(world.settings.config_dir, partners.urls, **policy)
     return LookupWorld(world, partners, api_port)

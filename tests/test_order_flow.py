@@ -1,0 +1,249 @@
+"""Orders end to end: the case system sends an order through POST /v1/documents, the worker hands it to
+the bank (REST) or the land registry (SOAP) through its connector, the partner's report comes back as a
+reply, reaches the case system once, and the case system's confirmation closes the exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.support import orders
+from tests.support.lookup_world import LookupWorld, running_gateway
+
+pytestmark = pytest.mark.rabbitmq
+
+Client = TestClient[Any, Any]
+
+
+def fresh(document: dict[str, Any]) -> dict[str, Any]:
+    """A unique decision per test order: the same decision to the same bank is the same order."""
+    document["body"]["decision"] = dict(
+        document["body"]["decision"], number=f"{uuid.uuid4().int % 99999}/QĐ-CCTHADS"
+    )
+    return document
+
+
+async def send(api: Client, lw: LookupWorld, document: dict[str, Any], expect: int = 202) -> dict[str, Any]:
+    resp = await api.post("/v1/documents", json=document, headers=lw.world.case_headers())
+    body: dict[str, Any] = await resp.json()
+    assert resp.status == expect, body
+    return body
+
+
+async def view(api: Client, lw: LookupWorld, message_id: str) -> dict[str, Any]:
+    resp = await api.get(f"/v1/messages/{message_id}", headers=lw.world.case_headers())
+    assert resp.status == 200, await resp.text()
+    result: dict[str, Any] = await resp.json()
+    return result
+
+
+async def wait_for(
+    api: Client, lw: LookupWorld, message_id: str, *statuses: str, timeout: float = 30
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        current = await view(api, lw, message_id)
+        if current["status"] in statuses:
+            return current
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"still {current['status']}: {current['timeline']}"
+        )
+        await asyncio.sleep(0.1)
+
+
+async def received(queue: str, expect: int, timeout: float = 15) -> list[dict[str, Any]]:
+    """What the case system finds on its queue: exactly ``expect`` documents (then a short quiet time)."""
+    out: list[dict[str, Any]] = []
+    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+    async with connection:
+        channel = await connection.channel()
+        q = await channel.get_queue(queue)
+        deadline = asyncio.get_running_loop().time() + timeout
+        quiet_until = None
+        while True:
+            message = await q.get(fail=False)
+            now = asyncio.get_running_loop().time()
+            if message is not None:
+                await message.ack()
+                out.append(json.loads(message.body))
+                continue
+            if len(out) >= expect:
+                quiet_until = quiet_until or now + 1.0
+                if now >= quiet_until:
+                    return out
+            assert now < deadline, f"{len(out)} of {expect} documents arrived"
+            await asyncio.sleep(0.1)
+
+
+async def sim_counts(lw: LookupWorld, path: str) -> dict[str, int]:
+    url = f"{lw.partners.urls[path]}/_sim/orders"
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        counts: dict[str, int] = await resp.json()
+        return counts
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, Client]]:
+    async with running_gateway(tmp_path, silent_banks=frozenset({"BANK-AGR"})) as (lw, api):
+        yield lw, api
+
+
+async def confirm(api: Client, lw: LookupWorld, message_id: str) -> dict[str, Any]:
+    resp = await api.post(
+        f"/v1/messages/{message_id}/confirmation",
+        json={"note": "report filed"},
+        headers=lw.world.case_headers(),
+    )
+    body: dict[str, Any] = await resp.json()
+    assert resp.status == 200, body
+    return body
+
+
+def events(status_view: dict[str, Any]) -> list[str]:
+    return [e["event"] for e in status_view["timeline"]]
+
+
+async def test_blocking_order_is_executed_reported_once_and_confirmed(
+    gateway: tuple[LookupWorld, Client],
+) -> None:
+    lw, api = gateway
+    order = fresh(orders.blocking("BANK-VCB", 500_000_000))
+    await send(api, lw, order)
+
+    answered = await wait_for(api, lw, order["message_id"], "answered")
+    [reply] = answered["replies"]
+    assert reply["message_type"] == "report.account_blocking" and reply["sender"] == "BANK-VCB"
+
+    [report] = await received(lw.world.case_queue, expect=1)
+    assert report["message_id"] == reply["message_id"]
+    assert report["in_reply_to"] == order["message_id"] and report["case_ref"] == order["case_ref"]
+    assert report["body"]["total_blocked"] == 500_000_000
+
+    await wait_for(api, lw, reply["message_id"], "delivered")
+    await confirm(api, lw, reply["message_id"])
+    done = await wait_for(api, lw, order["message_id"], "confirmed")
+    assert {"accepted", "queued", "delivered", "answered", "confirmed"} <= set(events(done))
+    assert (await sim_counts(lw, "BANK-VCB")) == {order["message_id"]: 1}
+
+
+async def test_async_bank_pushes_its_report_later_through_the_documents_endpoint(
+    gateway: tuple[LookupWorld, Client],
+) -> None:
+    lw, api = gateway
+    order = fresh(orders.blocking("BANK-TCB", 10_000_000))
+    await send(api, lw, order)
+    delivered = await wait_for(api, lw, order["message_id"], "delivered", "answered")
+    answered = await wait_for(api, lw, order["message_id"], "answered")
+    assert answered["replies"][0]["sender"] == "BANK-TCB"
+    delivery = next(e for e in delivered["timeline"] if e["event"] == "delivered")
+    assert delivery["detail"]["answer"] == "later"
+    [report] = await received(lw.world.case_queue, expect=1)
+    assert report["in_reply_to"] == order["message_id"]
+
+
+async def test_transfer_and_release_follow_the_blocking_order(gateway: tuple[LookupWorld, Client]) -> None:
+    lw, api = gateway
+    block = fresh(orders.blocking("BANK-BIDV", 100_000_000))
+    await send(api, lw, block)
+    await wait_for(api, lw, block["message_id"], "answered")
+
+    transfer = fresh(orders.transfer("BANK-BIDV", block["message_id"], 40_000_000))
+    await send(api, lw, transfer)
+    done = await wait_for(api, lw, transfer["message_id"], "answered")
+    assert done["replies"][0]["message_type"] == "report.funds_transfer"
+
+    release = fresh(orders.release("BANK-BIDV", block["message_id"], "full"))
+    await send(api, lw, release)
+    released = await wait_for(api, lw, release["message_id"], "answered")
+    assert released["replies"][0]["message_type"] == "report.account_release"
+    reports = await received(lw.world.case_queue, expect=3)
+    assert sorted(r["message_type"] for r in reports) == [
+        "report.account_blocking",
+        "report.account_release",
+        "report.funds_transfer",
+    ]
+
+
+async def test_a_transfer_must_follow_a_blocking_order_of_the_same_bank(
+    gateway: tuple[LookupWorld, Client],
+) -> None:
+    lw, api = gateway
+    block = fresh(orders.blocking("BANK-CTG", 1_000_000))
+    await send(api, lw, block)
+    problem = await send(api, lw, fresh(orders.transfer("BANK-VCB", block["message_id"], 1_000)), expect=422)
+    assert [e["path"] for e in problem["errors"]] == ["$.body.blocking_order"]
+    unknown = await send(api, lw, fresh(orders.transfer("BANK-VCB", str(uuid.uuid4()), 1_000)), expect=422)
+    assert [e["path"] for e in unknown["errors"]] == ["$.body.blocking_order"]
+
+
+async def test_land_suspension_and_lifting_go_over_soap(gateway: tuple[LookupWorld, Client]) -> None:
+    lw, api = gateway
+    suspension = fresh(orders.suspension(orders.RICH_PARCELS))
+    await send(api, lw, suspension)
+    answered = await wait_for(api, lw, suspension["message_id"], "answered")
+    assert answered["replies"][0]["message_type"] == "report.land_transfer_suspension"
+
+    lifting = fresh(orders.lifting(suspension["message_id"]))
+    await send(api, lw, lifting)
+    lifted = await wait_for(api, lw, lifting["message_id"], "answered")
+    assert lifted["replies"][0]["message_type"] == "report.land_suspension_lifting"
+    reports = await received(lw.world.case_queue, expect=2)
+    assert {r["body"]["outcome"] for r in reports} == {"executed"}
+
+
+async def test_an_order_to_an_unknown_or_wrong_partner_is_refused(
+    gateway: tuple[LookupWorld, Client],
+) -> None:
+    lw, api = gateway
+    to_land = fresh(orders.blocking("LAND-REG", 1_000))
+    problem = await send(api, lw, to_land, expect=422)
+    assert [e["path"] for e in problem["errors"]] == ["$.recipient"]
+
+
+async def test_an_order_revoked_before_delivery_never_reaches_the_bank(
+    gateway: tuple[LookupWorld, Client],
+) -> None:
+    lw, api = gateway
+    await lw.partners.set_mode("bank", "down")
+    order = fresh(orders.blocking("BANK-CTG", 1_000_000))
+    await send(api, lw, order)
+    await wait_for(api, lw, order["message_id"], "queued")
+    resp = await api.post(
+        f"/v1/messages/{order['message_id']}/revocation",
+        json={"reason": "Quyết định bị hủy"},
+        headers=lw.world.case_headers(),
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["status"] == "revoked"
+    await lw.partners.set_mode("bank", "normal")
+    await asyncio.sleep(3)  # the retry comes back and is dropped
+    revoked = await view(api, lw, order["message_id"])
+    assert revoked["status"] == "revoked"
+    assert order["message_id"] not in await sim_counts(lw, "BANK-CTG")
+
+
+async def test_an_order_revoked_after_delivery_gets_a_revocation(gateway: tuple[LookupWorld, Client]) -> None:
+    lw, api = gateway
+    order = fresh(orders.blocking("BANK-AGR", 1_000_000))  # a bank that never answers
+    await send(api, lw, order)
+    await wait_for(api, lw, order["message_id"], "delivered")
+    resp = await api.post(
+        f"/v1/messages/{order['message_id']}/revocation",
+        json={"reason": "Đương sự đã tự nguyện thi hành"},
+        headers=lw.world.case_headers(),
+    )
+    assert resp.status == 200, await resp.text()
+    deadline = asyncio.get_running_loop().time() + 20
+    while "revocation_delivered" not in events(await view(api, lw, order["message_id"])):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.1)
+    assert (await view(api, lw, order["message_id"]))["status"] == "revoked"
