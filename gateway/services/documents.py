@@ -31,7 +31,7 @@ from gateway.storage import messages as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
 from gateway.storage.messages import OutboxItem
-from gateway.storage.timestamps import iso, now
+from gateway.storage.timestamps import as_utc, iso, now
 from gateway.validation import SchemaCatalog
 
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
@@ -152,7 +152,7 @@ class DocumentService:
         if earlier is not None:
             return await self._duplicate(actor, action, earlier, doc["message_id"])
 
-        received_at = self._clock()
+        received_at = as_utc(self._clock())  # SQLite compares timestamps as text: always UTC
         priority = doc_type.priority(doc)
         receipt = self._receipt(doc, digest, iso(received_at) or "")
         body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))

@@ -66,7 +66,7 @@ class DeadlineWatcher:
 
     async def scan_once(self) -> tuple[int, int]:
         """One pass: (reminders, escalations) issued."""
-        at = self._clock()
+        at = as_utc(self._clock())  # SQLite compares timestamps as text: always UTC
         async with self._db.read() as conn:
             upcoming = await store.due_for_reminder(conn, at + self._lead)
             overdue = await store.past_due(conn, at)
@@ -116,7 +116,9 @@ class DeadlineWatcher:
         try:
             await self._documents.issue(event)
         except Problem as problem:
-            log.error("could not issue the %s for %s: %s", kind, row.message_id, problem)
+            log.error(
+                "could not issue the %s for %s: %s %s", kind, row.message_id, problem, problem.violations
+            )
         return 1
 
 
