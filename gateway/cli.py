@@ -152,6 +152,13 @@ def parser() -> argparse.ArgumentParser:
             help=f"{meaning}; KIND is one of {', '.join(partner_kinds)}",
         )
     sim.add_argument(
+        "--silent",
+        nargs="*",
+        default=[],
+        metavar="BANK",
+        help="banks that accept orders and never report (to watch deadlines escalate), e.g. BANK-AGR",
+    )
+    sim.add_argument(
         "--partners-only", action="store_true", help="only the asset partners, no court/case system"
     )
     sim.set_defaults(func=_simulate)

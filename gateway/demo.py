@@ -25,6 +25,7 @@ ROOT = DEFAULT_CONFIG_DIR.parent
 EXAMPLE = "gateway/schemas/examples/judgment.delivery/valid-civil-judgment-two-persons.json"
 CASE_QUEUE = "thads-hn.judgments"
 INQUIRY = "gateway/schemas/examples/asset-inquiry/valid-all-registers.json"
+BLOCKING = "gateway/schemas/examples/order.account_blocking/valid-demo-rich-debtor-all-accounts.json"
 PARTNER_SECRETS = (
     "LAND_REG",
     "BANK_VCB",
@@ -49,11 +50,14 @@ class DemoClient:
 DEMO_CLIENTS = {
     "TAND-HN": DemoClient(["judgments.push", "messages.read"], None, "Tòa án nhân dân thành phố Hà Nội"),
     "THADS-HN": DemoClient(
-        ["messages.read", "messages.confirm", "assets.inquire"],
+        ["messages.read", "messages.confirm", "assets.inquire", "documents.send"],
         "amqp:{queue}",
         "Thi hành án dân sự thành phố Hà Nội",
     ),
-    "BANK-TCB": DemoClient(["assets.answer"], None, "Ngân hàng TMCP Kỹ thương Việt Nam"),
+    # Pushes its late answers: lookup results and order reports.
+    "BANK-TCB": DemoClient(
+        ["assets.answer", "documents.send", "messages.read"], None, "Ngân hàng TMCP Kỹ thương Việt Nam"
+    ),
 }
 
 
@@ -107,7 +111,7 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     """Config dir, keys and clients for the demo; returns the environment for its processes."""
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
-    for name in ("gateway.toml", "partners.toml", "legal_bases.toml", "holidays.toml"):
+    for name in ("gateway.toml", "partners.toml", "legal_bases.toml", "holidays.toml", "documents.toml"):
         shutil.copy(DEFAULT_CONFIG_DIR / name, config / name)
     shutil.copytree(DEFAULT_CONFIG_DIR / "wsdl", config / "wsdl", dirs_exist_ok=True)
     env = {
@@ -184,6 +188,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def banner(url: str, home: Path, court_token: str, case_token: str) -> str:
     example_id = json.loads((ROOT / EXAMPLE).read_text("utf-8"))["message_id"]
+    blocking_id = json.loads((ROOT / BLOCKING).read_text("utf-8"))["message_id"]
     return f"""
 Gateway demo is running (Ctrl-C stops it). Logs: {home / "logs"}
 
@@ -209,6 +214,12 @@ vehicles, population; every answer within a few seconds):
   export CASE_TOKEN={case_token}
   curl -sS -X POST {url}/v1/asset-inquiries -H "Authorization: Bearer $CASE_TOKEN" \\
        -H 'Content-Type: application/json' -H 'Prefer: wait=10' --data @{INQUIRY}
+
+Block the debtor's accounts at a bank (an order through the generic documents endpoint; the bank
+executes it once and its report comes back among the order's replies):
+  curl -sS -X POST {url}/v1/documents -H "Authorization: Bearer $CASE_TOKEN" \\
+       -H 'Content-Type: application/json' --data @{BLOCKING}
+  curl -sS {url}/v1/messages/{blocking_id} -H "Authorization: Bearer $CASE_TOKEN"
 
 New tokens: .venv/bin/python run.py token --client TAND-HN --private-key {home / "keys" / "TAND-HN.key"}
   (with GATEWAY_CONFIG_DIR={home / "config"})

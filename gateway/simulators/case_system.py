@@ -60,12 +60,19 @@ class CaseSystemSimulator:
         if self.received[message_id] > 1:
             log.info("case system: %s seen again, ignored", message_id)
             return
-        case_ref = f"THA-HN-2026-{self._next_case:06d}"
-        self._next_case += 1
+        kind = message.type or ""
+        if kind.startswith("event."):
+            log.info("case system: %s %s noted", kind, message_id)  # events are not confirmed
+            return
+        if kind == "judgment.delivery":
+            confirmation = {"case_ref": f"THA-HN-2026-{self._next_case:06d}", "note": "Đã thụ lý"}
+            self._next_case += 1
+        else:
+            confirmation = {"note": "Đã nhận báo cáo"}  # a report: filed with its case
         token = issue_token(self.client_id, self._key, self._audience, ttl=300)
         async with http.post(
             f"{self.gateway_url}/v1/messages/{message_id}/confirmation",
-            json={"case_ref": case_ref, "note": "Đã thụ lý"},
+            json=confirmation,
             headers={"Authorization": f"Bearer {token}"},
         ) as resp:
-            log.info("case system: judgment %s opened as %s (HTTP %s)", message_id, case_ref, resp.status)
+            log.info("case system: %s %s confirmed (HTTP %s)", kind, message_id, resp.status)

@@ -88,6 +88,9 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         modes=partner_modes(args),
         bank_callback_key=tcb_key if tcb_key.exists() else None,
         audience=settings.auth.audience,
+        # The asynchronous bank pushes its order reports to the gateway's documents endpoint.
+        gateway_url=settings.api.public_url,
+        silent_banks=getattr(args, "silent", None) or (),
     )
     try:
         if partners_only:
