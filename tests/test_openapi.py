@@ -1,5 +1,6 @@
-"""GET /openapi.json: a valid OpenAPI 3.1 document that describes every route the app serves, whose
-request schemas are the message schemas and whose response schemas match what the gateway answers."""
+"""GET /openapi.json: a valid OpenAPI 3.1 document generated from the operation declarations, that
+describes every route the app serves, whose request and response schemas are the schema files and match
+what the gateway accepts and answers."""
 
 from __future__ import annotations
 
@@ -16,39 +17,45 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from gateway.domain.inquiry import InquiryStatus, SourceStatus
+from gateway.domain.registry import REGISTRY
+from gateway.domain.status import Status
 from gateway.openapi import build_document, component_name, message_schemas
+from gateway.problems import PROBLEM_BASE
 from gateway.security.clients import ClientStore
-from gateway.security.keys import public_pem
+from gateway.security.keys import generate_keypair, public_pem
 from gateway.security.tokens import ACCEPTED_ALGORITHMS, REQUIRED_CLAIMS
+from gateway.services.documents import SIGNED_FIELDS
 from gateway.validation import catalog, format_checker
 from gateway.web import routes_openapi
 from gateway.web.app import create_app
-from tests.conftest import CASE_SYSTEM, EXAMPLES, ROOT, World, example, fresh_judgment
+from gateway.web.operation import ANY_CLIENT
+from gateway.web.operations import OPERATIONS
+from tests.conftest import CASE_SYSTEM, EXAMPLES, ROOT, Party, World, example, fresh_judgment
 
 DOCUMENT_URI = "urn:thads-gateway:openapi"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PROBLEM_JSON = "application/problem+json"
 CASE_GRANTS = ["messages.read", "messages.confirm"]
+NO_GRANTS = Party("NO-GRANTS", generate_keypair("ed25519"))
 
 
 @pytest.fixture
 async def gateway_api(world: World, aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
-    """The full app with the bundled partners and reference data, and ``/openapi.json`` routed (added
-    here if the app does not route it yet). The case system may also look up assets."""
+    """The full app with the bundled partners and reference data. The case system may also look up
+    assets; ``NO-GRANTS`` is a registered client granted nothing."""
     for name in ("partners.toml", "legal_bases.toml", "holidays.toml"):
         shutil.copy(ROOT / "config" / name, world.settings.config_dir / name)
     store = ClientStore(world.settings.clients_dir)
     store.add(CASE_SYSTEM, public_pem(world.case_system.key.public_key()), [*CASE_GRANTS, "assets.inquire"])
-    app = create_app(world.settings)
-    if routes_openapi.ROUTE not in app.router.named_resources():
-        routes_openapi.add_routes(app)
-    client: TestClient[Any, Any] = await aiohttp_client(app)
+    store.add(NO_GRANTS.id, public_pem(NO_GRANTS.key.public_key()), [])
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(world.settings))
     return client
 
 
 @pytest.fixture
 def document(world: World) -> dict[str, Any]:
-    return build_document(world.settings)
+    return build_document(world.settings, OPERATIONS)
 
 
 def pointer(*segments: str) -> str:
@@ -308,3 +315,79 @@ async def test_answers_match_the_documented_responses(
     resp = await gateway_api.post("/v1/asset-inquiries", json=inquiry, headers=world.court_headers())
     assert resp.status == 403
     check(403, await resp.json(), "/v1/asset-inquiries", "post", PROBLEM_JSON)
+
+
+def test_every_route_is_declared_and_every_declaration_routed(gateway_api: TestClient[Any, Any]) -> None:
+    routed = {
+        (route.method, route.resource.canonical, route.name)
+        for route in gateway_api.app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    declared = {(operation.method, operation.path, operation.name) for operation in OPERATIONS}
+    assert routed == declared
+    assert len({operation.name for operation in OPERATIONS}) == len(OPERATIONS)
+    assert len({operation.operation_id for operation in OPERATIONS}) == len(OPERATIONS)
+
+
+def test_every_declared_body_has_its_schema_file() -> None:
+    stems = set(message_schemas())
+    for operation in OPERATIONS:
+        responses = operation.responses.values()
+        for stem in [*operation.request_schemas, *(r.schema for r in responses if r.schema)]:
+            assert stem in stems, (operation.name, stem)
+        for response in responses:
+            assert response.schema or response.media_type != "application/json", operation.name
+        if operation.method == "POST" and operation.request_media == "application/json":
+            assert operation.request_schemas, operation.name
+
+
+def test_documents_body_is_one_of_every_registered_type(document: dict[str, Any]) -> None:
+    content = document["paths"]["/v1/documents"]["post"]["requestBody"]["content"]["application/json"]
+    union = resolve(document, content["schema"]["$ref"])
+    assert [branch["$ref"] for branch in union["oneOf"]] == [
+        f"#/components/schemas/{component_name(message_type)}" for message_type in REGISTRY
+    ]
+    assert [e["value"]["message_type"] for e in content["examples"].values()] == list(REGISTRY)
+    body = validator(document, body_schema("/v1/documents"))
+    for message_type in REGISTRY:
+        files = sorted((EXAMPLES / message_type).glob("valid-*.json"))
+        assert files, message_type
+        for file in files:
+            assert list(body.iter_errors(json.loads(file.read_text("utf-8")))) == [], file.name
+
+
+def test_response_schemas_name_every_value_the_domain_has() -> None:
+    schemas = message_schemas()
+    assert schemas["message.status"]["$defs"]["status"]["enum"] == [s.value for s in Status]
+    inquiry = schemas["inquiry"]
+    assert inquiry["properties"]["status"]["enum"] == [s.value for s in InquiryStatus]
+    assert inquiry["$defs"]["source"]["properties"]["status"]["enum"] == [s.value for s in SourceStatus]
+    assert schemas["receipt"]["properties"]["signed_fields"]["examples"] == [list(SIGNED_FIELDS)]
+    assert schemas["problem"]["properties"]["type"]["examples"][0].startswith(PROBLEM_BASE)
+
+
+async def test_grants_are_enforced_as_declared(gateway_api: TestClient[Any, Any], world: World) -> None:
+    """A registered client granted nothing is refused (403) wherever a grant is declared, before or once
+    the body is read, and is let through (then answered by the handler) where any client may call."""
+    values = {"message_id": str(uuid.uuid4()), "inquiry_id": str(uuid.uuid4())}
+    checked = 0
+    for operation in OPERATIONS:
+        if operation.grant is None or operation.errors == "soap-fault":
+            continue
+        body = None
+        if operation.grant_check == "service" and operation.examples:
+            declared = operation.examples[0]
+            name = declared.file or sorted((EXAMPLES / declared.directory).glob("valid-*.json"))[0].name
+            body = example(declared.directory, name)
+        resp = await gateway_api.request(
+            operation.method,
+            operation.path.format(**values),
+            json=body,
+            headers=NO_GRANTS.headers(world.settings),
+        )
+        await resp.read()
+        expected_refused = operation.grant != ANY_CLIENT
+        assert (resp.status == 403) is expected_refused, (operation.name, resp.status)
+        assert resp.status != 401, operation.name
+        checked += 1
+    assert checked >= 9

@@ -20,9 +20,9 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.validation import catalog
-from gateway.web import routes_documents, routes_health, routes_inquiries, routes_openapi, soap_courts
 from gateway.web.context import SERVICES, Services
 from gateway.web.middleware import problems
+from gateway.web.operations import add_routes
 from gateway.web.rate_limit import ClientRateLimiter
 
 
@@ -70,9 +70,5 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
         await db.dispose()
 
     app.cleanup_ctx.append(lifecycle)
-    routes_health.add_routes(app)
-    routes_documents.add_routes(app)
-    routes_inquiries.add_routes(app)
-    routes_openapi.add_routes(app)
-    soap_courts.add_routes(app)
+    add_routes(app)
     return app

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from aiohttp import web
 
 from gateway.domain import judgment
+from gateway.domain.registry import REGISTRY
 from gateway.services.documents import PushResult
-from gateway.web.auth import authenticate, require
+from gateway.web.auth import PRINCIPAL_KEY
 from gateway.web.body import read_json
 from gateway.web.context import SERVICES
+from gateway.web.operation import ANY_CLIENT, Example, Operation, Response
+
+__all__ = ["OPERATIONS"]
 
 
 def _receipt_response(result: PushResult) -> web.Response:
@@ -22,40 +28,40 @@ def _receipt_response(result: PushResult) -> web.Response:
 
 async def send_document(request: web.Request) -> web.Response:
     """Any document type the client is granted (``documents.send:<message_type>``)."""
-    principal = authenticate(request)
     document = await read_json(request)
-    return _receipt_response(await request.app[SERVICES].documents.submit(principal, document))
+    result = await request.app[SERVICES].documents.submit(request[PRINCIPAL_KEY], document)
+    return _receipt_response(result)
 
 
 async def push_judgment(request: web.Request) -> web.Response:
     """The courts' door: judgments only, under the older grant name ``judgments.push`` too."""
-    principal = authenticate(request)
     document = await read_json(request)
     result = await request.app[SERVICES].documents.submit(
-        principal, document, only_type=judgment.MESSAGE_TYPE, action="judgments.push"
+        request[PRINCIPAL_KEY], document, only_type=judgment.MESSAGE_TYPE, action="judgments.push"
     )
     return _receipt_response(result)
 
 
 async def get_message(request: web.Request) -> web.Response:
-    principal = require(request, "messages.read")
-    view = await request.app[SERVICES].messages.status(principal, request.match_info["message_id"])
+    view = await request.app[SERVICES].messages.status(
+        request[PRINCIPAL_KEY], request.match_info["message_id"]
+    )
     return web.json_response(view)
 
 
 async def confirm_message(request: web.Request) -> web.Response:
-    principal = require(request, "messages.confirm")
     document = await read_json(request)
     view, _first = await request.app[SERVICES].messages.confirm(
-        principal, request.match_info["message_id"], document
+        request[PRINCIPAL_KEY], request.match_info["message_id"], document
     )
     return web.json_response(view)
 
 
 async def revoke_message(request: web.Request) -> web.Response:
-    principal = authenticate(request)
     document = await read_json(request)
-    view = await request.app[SERVICES].messages.revoke(principal, request.match_info["message_id"], document)
+    view = await request.app[SERVICES].messages.revoke(
+        request[PRINCIPAL_KEY], request.match_info["message_id"], document
+    )
     return web.json_response(view)
 
 
@@ -66,10 +72,126 @@ async def keys(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/documents", send_document, name="documents.send")
-    app.router.add_post("/v1/judgments", push_judgment, name="judgments.push")
-    app.router.add_get("/v1/messages/{message_id}", get_message, name="messages.read")
-    app.router.add_post("/v1/messages/{message_id}/confirmation", confirm_message, name="messages.confirm")
-    app.router.add_post("/v1/messages/{message_id}/revocation", revoke_message, name="messages.revoke")
-    app.router.add_get("/v1/keys", keys, name="keys")
+_ACCEPTED: Final = {
+    202: Response("Accepted: stored, to be delivered.", "receipt", headers=("Location",)),
+    200: Response(
+        "Already accepted: the original receipt.", "receipt", headers=("Location", "Gateway-Duplicate")
+    ),
+}
+
+OPERATIONS: Final = (
+    Operation(
+        "POST",
+        "/v1/documents",
+        send_document,
+        name="documents.send",
+        operation_id="sendDocument",
+        tag="Documents",
+        summary="Send any document the client is granted (orders, reports, judgments...)",
+        description=(
+            "Grant `documents.send:<message_type>` (or `documents.send` for every type); `sender` must be "
+            "the authenticated client. The envelope's `message_type` selects the schema. Same duplicate and "
+            "conflict rules as `POST /v1/judgments`."
+        ),
+        grant="documents.send:<message_type>",
+        grant_check="service",
+        request=tuple(REGISTRY),
+        responses=_ACCEPTED,
+        problems=(400, 403, 409, 413, 415, 422, 503),
+        examples=tuple(Example(message_type) for message_type in REGISTRY),
+    ),
+    Operation(
+        "POST",
+        "/v1/judgments",
+        push_judgment,
+        name="judgments.push",
+        operation_id="pushJudgment",
+        tag="Judgments",
+        summary="Push a legally effective judgment (courts)",
+        description=(
+            "Grant `judgments.push`; `sender` must be the authenticated client. The envelope fields sit at "
+            "the top level, the judgment in `body`. Accepted messages are stored with their outgoing "
+            "delivery before the answer is sent. The same `message_id` again, or the same judgment (court "
+            "code + number + date) under a new `message_id`, answers `200` with the **original** receipt: "
+            "nothing is delivered twice."
+        ),
+        grant="judgments.push",
+        grant_check="service",
+        request=judgment.MESSAGE_TYPE,
+        responses=_ACCEPTED,
+        problems=(400, 403, 409, 413, 415, 422, 503),
+        problem_notes={409: "The `message_id` was already used for a different message."},
+        examples=(
+            Example(
+                judgment.MESSAGE_TYPE,
+                "valid-civil-judgment-two-persons.json",
+                "A civil judgment between two persons",
+            ),
+        ),
+    ),
+    Operation(
+        "GET",
+        "/v1/messages/{message_id}",
+        get_message,
+        name="messages.read",
+        operation_id="getMessage",
+        tag="Messages",
+        summary="Follow a message: status, receipt, timeline and replies",
+        description="Grant `messages.read`; the sender and the recipient only (anyone else: 404).",
+        grant="messages.read",
+        responses={200: Response("The message's status.", "message.status")},
+        problems=(403, 404, 503),
+    ),
+    Operation(
+        "POST",
+        "/v1/messages/{message_id}/confirmation",
+        confirm_message,
+        name="messages.confirm",
+        operation_id="confirmMessage",
+        tag="Messages",
+        summary="Confirm processing (the recipient; the sender of an order once it has its report)",
+        description=(
+            "Grant `messages.confirm`. A judgment is confirmed by its recipient with its enforcement case "
+            "number; an order by its sender once answered. Repeating it with the same case number is "
+            "harmless; another number is `409`. Once confirmed, the gateway drops the payload and keeps "
+            "metadata and evidence."
+        ),
+        grant="messages.confirm",
+        request="confirmation.request",
+        responses={200: Response("Confirmed: the message's status.", "message.status")},
+        problems=(400, 403, 404, 409, 413, 415, 422, 503),
+        problem_notes={409: "Confirmed earlier with another case number, or not delivered yet."},
+        examples=(
+            Example("confirmation.request", "valid-judgment-case-ref.json", "A judgment's case number"),
+        ),
+    ),
+    Operation(
+        "POST",
+        "/v1/messages/{message_id}/revocation",
+        revoke_message,
+        name="messages.revoke",
+        operation_id="revokeMessage",
+        tag="Messages",
+        summary="Withdraw a document (its sender only)",
+        description=(
+            "Before delivery it is never delivered; after, a `document.revocation` goes to its recipient. "
+            "An answered or confirmed document cannot be revoked (`409`)."
+        ),
+        grant=ANY_CLIENT,
+        request="revocation.request",
+        responses={200: Response("Revoked (or a revocation is on its way).", "message.status")},
+        problems=(400, 403, 404, 409, 413, 415, 422, 503),
+        examples=(Example("revocation.request"),),
+    ),
+    Operation(
+        "GET",
+        "/v1/keys",
+        keys,
+        name="keys",
+        operation_id="getKeys",
+        tag="Keys",
+        summary="The gateway's public signing keys (JWKS)",
+        description="To verify receipts and webhook signatures (`Gateway-Signature`).",
+        responses={200: Response("RFC 7517 JSON Web Key Set.", "jwks", headers=("Cache-Control",))},
+    ),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,6 +13,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.partners import load_partners, missing_credentials
 from gateway.web.context import SERVICES
+from gateway.web.operation import Operation, Response
+
+__all__ = ["OPERATIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,45 @@ async def metrics(_request: web.Request) -> web.Response:
     return resp
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz, name="healthz")
-    app.router.add_get("/readyz", readyz, name="readyz")
-    app.router.add_get("/metrics", metrics, name="metrics")
+OPERATIONS: Final = (
+    Operation(
+        "GET",
+        "/healthz",
+        healthz,
+        name="healthz",
+        operation_id="healthz",
+        tag="Operations",
+        summary="Alive",
+        responses={200: Response("The process serves.", "health")},
+    ),
+    Operation(
+        "GET",
+        "/readyz",
+        readyz,
+        name="readyz",
+        operation_id="readyz",
+        tag="Operations",
+        summary="Ready: the database answers",
+        description=(
+            "`checks` has one entry per check, each `pass`, `warn` or `fail`: `database` (`fail`: 503) and "
+            "`partner_credentials` (at worst `warn`, still 200: partners whose credentials variable is unset "
+            "will refuse lookups, but documents and inquiries are still accepted). Alert on any `warn`."
+        ),
+        responses={
+            200: Response("Ready.", "readiness"),
+            503: Response("A check failed (named in `failing`): the database does not answer.", "readiness"),
+        },
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        metrics,
+        name="metrics",
+        operation_id="metrics",
+        tag="Operations",
+        summary="Prometheus metrics",
+        description="Outbox backlog and publishes, deliveries, retries, redeliveries, parked messages, "
+        "partner calls.",
+        responses={200: Response("Prometheus text exposition format.", media_type="text/plain")},
+    ),
+)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Final
 
 from aiohttp import web
 
 from gateway.openapi import build_document
 from gateway.web.context import SERVICES
+from gateway.web.operation import OPERATIONS_KEY, Operation, Response
 
-PATH = "/openapi.json"
-ROUTE = "openapi"
+__all__ = ["OPERATIONS", "PATH", "ROUTE"]
+
+PATH: Final = "/openapi.json"
+ROUTE: Final = "openapi"
 
 
 @dataclass(slots=True)
@@ -23,10 +27,11 @@ OPENAPI_CACHE = web.AppKey("openapi_cache", _Cached)
 
 
 async def openapi(request: web.Request) -> web.Response:
-    """The document, built on first use from the application's settings and kept for its lifetime."""
+    """The document of the operations the app routes, built on first use and kept for its lifetime."""
     cached = request.app[OPENAPI_CACHE]
     if cached.body is None:
-        document = build_document(request.app[SERVICES].settings)
+        operations = request.app[OPERATIONS_KEY]
+        document = build_document(request.app[SERVICES].settings, operations)
         cached.body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return web.Response(
         body=cached.body,
@@ -36,6 +41,20 @@ async def openapi(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
+def _setup(app: web.Application) -> None:
     app[OPENAPI_CACHE] = _Cached()
-    app.router.add_get(PATH, openapi, name=ROUTE)
+
+
+OPERATIONS: Final = (
+    Operation(
+        "GET",
+        PATH,
+        openapi,
+        name=ROUTE,
+        operation_id="openapi",
+        tag="Operations",
+        summary="This document",
+        responses={200: Response("OpenAPI 3.1.", "openapi.document", headers=("Cache-Control",))},
+        setup=_setup,
+    ),
+)

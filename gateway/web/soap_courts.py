@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from functools import cache
+from typing import Final
 
 from aiohttp import web
 from lxml import etree
@@ -32,16 +33,19 @@ from gateway.web.auth import authenticate
 from gateway.web.body import read_limited
 from gateway.web.context import SERVICES
 from gateway.web.middleware import audit_rejection
+from gateway.web.operation import Operation, Parameter, Response
+
+__all__ = ["OPERATIONS", "PATH", "ROUTE"]
 
 log = logging.getLogger(__name__)
 
-PATH = "/soap/courts"
-ROUTE = "judgments.push.soap"
+PATH: Final = "/soap/courts"
+ROUTE: Final = "judgments.push.soap"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 XS = "http://www.w3.org/2001/XMLSchema"
 
 #: The allow-list: the only Body elements accepted, each with the SOAPAction its WSDL operation declares.
-OPERATIONS = {REQUEST: f"{COURTS_NS}#PushJudgment"}
+SOAP_ACTIONS: Final = {REQUEST: f"{COURTS_NS}#PushJudgment"}
 
 
 async def describe(request: web.Request) -> web.Response:
@@ -94,7 +98,7 @@ async def _push(request: web.Request) -> web.Response:
     except XmlRejected as exc:
         raise bad_request(str(exc)) from exc
     payload = body_payload(root)
-    expected = OPERATIONS.get(payload.tag)
+    expected = SOAP_ACTIONS.get(payload.tag)
     if expected is None:
         raise bad_request(f"unknown operation: {payload.tag} is not a request of this service")
     # An empty SOAPAction means "the URI says it" (SOAP 1.1 section 6.1.1): the Body element decides.
@@ -112,9 +116,9 @@ async def _push(request: web.Request) -> web.Response:
 
 def _soap_action(request: web.Request) -> str:
     if "SOAPAction" not in request.headers:
-        raise bad_request(f"the SOAPAction header is required; send {next(iter(OPERATIONS.values()))!r}")
+        raise bad_request(f"the SOAPAction header is required; send {next(iter(SOAP_ACTIONS.values()))!r}")
     action = request.headers["SOAPAction"].strip().strip('"').strip()
-    if action and action not in OPERATIONS.values():
+    if action and action not in SOAP_ACTIONS.values():
         raise bad_request(f"unknown SOAPAction {action!r}")
     return action
 
@@ -133,6 +137,49 @@ def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) 
     return web.Response(body=body, status=status, headers=headers, content_type=CONTENT_TYPE, charset="utf-8")
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(PATH, describe, name="judgments.soap.describe")
-    app.router.add_post(PATH, push_judgment, name=ROUTE)
+OPERATIONS: Final = (
+    Operation(
+        "GET",
+        PATH,
+        describe,
+        name="judgments.soap.describe",
+        operation_id="describeSoapCourts",
+        tag="SOAP",
+        summary="The WSDL (`?wsdl`) or the XSD it imports (`?xsd=courts.xsd`)",
+        parameters=(
+            Parameter("wsdl", "query", "Present (any value): the WSDL.", allow_empty=True),
+            Parameter("xsd", "query", "`courts.xsd`: the XML Schema of the messages.", {"const": XSD_NAME}),
+        ),
+        responses={200: Response("WSDL 1.1 or XSD.", media_type=CONTENT_TYPE)},
+        problems=(400,),
+    ),
+    Operation(
+        "POST",
+        PATH,
+        push_judgment,
+        name=ROUTE,
+        operation_id="pushJudgmentSoap",
+        tag="SOAP",
+        summary="Push a judgment over SOAP 1.1 (legacy courts)",
+        description=(
+            "SOAP 1.1, document/literal, operation `PushJudgment`, described by the WSDL at "
+            f"`GET {PATH}?wsdl`. The same token in `Authorization`, the same rules and the same receipt as "
+            "`POST /v1/judgments`; a new and a duplicate push both answer `200` (`Duplicate` in the response "
+            "tells them apart). Errors are SOAP Faults. DOCTYPEs and entities are refused."
+        ),
+        # Authenticated inside the handler, so that a refused token is a SOAP Fault too.
+        grant="judgments.push",
+        grant_check="service",
+        errors="soap-fault",
+        parameters=(
+            Parameter(
+                "SOAPAction", "header", "The operation's SOAPAction from the WSDL, or empty.", required=True
+            ),
+        ),
+        request_media=CONTENT_TYPE,
+        request_description="A SOAP 1.1 envelope holding a `PushJudgmentRequest` (see the WSDL).",
+        responses={200: Response("A SOAP envelope holding the receipt.", media_type=CONTENT_TYPE)},
+        problems=(400, 403, 409, 413, 415, 422, 503),
+        external_docs=("WSDL", f"{PATH}?wsdl"),
+    ),
+)

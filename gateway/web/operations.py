@@ -1,0 +1,62 @@
+"""Every HTTP operation of the api, and :func:`add_routes`, the one place that routes them.
+
+Each ``routes_*`` module declares its operations next to their handlers; ``GET /openapi.json`` is
+generated from the same declarations (:mod:`gateway.openapi`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.web import routes_documents, routes_health, routes_inquiries, routes_openapi, soap_courts
+from gateway.web.auth import authenticate, require
+from gateway.web.operation import ANY_CLIENT, OPERATIONS_KEY, Operation
+
+__all__ = ["OPERATIONS", "Operation", "add_routes"]
+
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    *routes_documents.OPERATIONS,
+    *routes_inquiries.OPERATIONS,
+    *soap_courts.OPERATIONS,
+    *routes_health.OPERATIONS,
+    *routes_openapi.OPERATIONS,
+)
+
+
+def add_routes(app: web.Application, operations: Sequence[Operation] = OPERATIONS) -> None:
+    """Route every operation, behind the check of its grant, and remember them for ``/openapi.json``."""
+    app[OPERATIONS_KEY] = tuple(operations)
+    for operation in operations:
+        if operation.setup is not None:
+            operation.setup(app)
+        handler = _guarded(operation)
+        if operation.method == "GET":
+            app.router.add_get(operation.path, handler, name=operation.name)  # HEAD too, as aiohttp does
+        else:
+            app.router.add_route(operation.method, operation.path, handler, name=operation.name)
+
+
+def _guarded(operation: Operation) -> Handler:
+    """The handler, after authentication and the operation's grant; handlers read ``PRINCIPAL_KEY``."""
+    grant = operation.grant
+    # A SOAP operation answers every error as a Fault, so its handler authenticates inside its own
+    # error handling rather than letting a 401 problem+json escape here.
+    if grant is None or operation.errors == "soap-fault":
+        return operation.handler
+    target = operation.handler
+    only_authenticate = grant == ANY_CLIENT or operation.grant_check == "service"
+
+    @functools.wraps(target)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if only_authenticate:
+            authenticate(request)
+        else:
+            require(request, grant)
+        return await target(request)
+
+    return guarded
