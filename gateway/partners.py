@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gateway.domain.identifiers import AGENCY_CODE
+
 Kind = Literal["land", "bank", "tax", "vehicle", "population"]
 
 
@@ -25,7 +27,7 @@ class BreakerPolicy(BaseModel):
 
 
 class Partner(BaseModel):
-    code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+    code: str = Field(pattern=AGENCY_CODE.pattern)
     name: str = ""
     kind: Kind
     protocol: Literal["rest", "soap"]

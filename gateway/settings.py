@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.domain.identifiers import AGENCY_CODE
+
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
@@ -69,7 +71,7 @@ class Settings(BaseSettings):
     broker_namespace: str = Field("gw", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
     database_url: str = "sqlite+aiosqlite:///var/gateway.db"
     # The gateway's own agency code: the sender of what it issues itself (deadline events, revocations).
-    agency_code: str = Field("GW-THADS", pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+    agency_code: str = Field("GW-THADS", pattern=AGENCY_CODE.pattern)
     # How often the worker looks for documents nearing or past their deadline.
     deadline_scan_seconds: float = Field(30.0, gt=0)
     config_dir: Path = Field(default_factory=config_dir)

@@ -28,7 +28,7 @@ from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from gateway.domain.identifiers import mask
+from gateway.domain.identifiers import UUID, is_personal_id, mask
 from gateway.problems import Violation
 
 __all__ = [
@@ -50,10 +50,6 @@ REQUIRED_FORMATS: Final = ("date", "date-time", "uuid", "uri", "vn-personal-id")
 
 MAX_SHOWN_CHARS: Final = 40
 
-_PERSONAL_ID: Final = re.compile(r"[0-9]{12}")
-_CANONICAL_UUID: Final = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
 _LONG_DIGIT_RUN: Final = re.compile(r"[0-9]{12,}")
 
 _FORMAT_NAMES: Final = {
@@ -78,7 +74,7 @@ def is_vn_personal_id(value: str) -> bool:
     digits and the province range are checked: the birth-year digits cannot be verified without
     the date of birth.
     """
-    return _PERSONAL_ID.fullmatch(value) is not None and 1 <= int(value[:3]) <= 96
+    return is_personal_id(value)
 
 
 def is_canonical_uuid(value: str) -> bool:
@@ -87,7 +83,7 @@ def is_canonical_uuid(value: str) -> bool:
     Stricter than :class:`uuid.UUID`, which also takes braces, ``urn:uuid:`` prefixes and stray
     hyphens; message IDs double as idempotency keys, so only one spelling per UUID is wanted.
     """
-    return _CANONICAL_UUID.fullmatch(value) is not None
+    return UUID.fullmatch(value) is not None
 
 
 def _check_personal_id(instance: object) -> bool:

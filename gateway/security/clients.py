@@ -22,11 +22,12 @@ import tomli_w
 from cryptography.exceptions import UnsupportedAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.domain.identifiers import AGENCY_CODE
 from gateway.security.keys import PublicKey, load_public_key, public_pem
 
 log = logging.getLogger(__name__)
 
-CLIENT_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+CLIENT_ID = AGENCY_CODE  # a client id is its agency code
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
 
 #: Services a client can be granted. ``family:detail`` grants are covered by a grant of ``family``.

@@ -37,6 +37,7 @@ from gateway.validation import SchemaCatalog
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
 DOCUMENTS_EXCHANGE = "documents"
 GENERIC_SERVICE = "documents.send"
+NATURAL_KEY_MAX = 200  # messages.natural_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,9 @@ class DocumentService:
         if doc.get("replaces"):
             # A replacement restates the same decision: it is a new document, not a resend of the old.
             natural_key = f"{natural_key}|replaces:{doc['replaces']}"
+        if len(natural_key) > NATURAL_KEY_MAX:
+            # The column is bounded; a long business key is kept as its digest (still unique per type).
+            natural_key = "sha256:" + hashlib.sha256(natural_key.encode()).hexdigest()
         earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)
         if earlier is not None:
             return await self._duplicate(actor, action, earlier, doc["message_id"])
