@@ -30,8 +30,7 @@ ACTION = f'"{COURTS_NS}#PushJudgment"'
 @pytest.fixture
 async def soap(world: World, aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
     app = create_app(world.settings)
-    if soap_courts.ROUTE not in app.router.named_resources():
-        soap_courts.add_routes(app)
+    assert soap_courts.ROUTE in app.router.named_resources()
     client: TestClient[Any, Any] = await aiohttp_client(app)
     return client
 
