@@ -20,6 +20,7 @@ from gateway.connectors.resilience import GuardedConnector
 from gateway.partners import Partner, RetryPolicy, load_partners
 from gateway.simulators.partners import seed
 from gateway.simulators.partners.servers import start_partners
+from tests.support.lookup_requests import STATED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,6 +112,7 @@ def lookup_request(n: int = 1) -> LookupRequest:
         subject=Subject(id_number="001085012345"),
         case_ref="THA-2026-001",
         purpose="civil_judgment_enforcement",
+        **STATED,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,9 @@ from gateway.connectors.land import LandConnector
 from gateway.connectors.resilience import GuardedConnector
 from gateway.partners import Partner
 from gateway.simulators.partners import seed
+from gateway.simulators.partners.land import as_json
 from gateway.simulators.partners.servers import start_partners
+from tests.support.lookup_requests import STATED, STATED_SOAP
 
 ROOT = Path(__file__).resolve().parent.parent
 WSDL = ROOT / "config" / "wsdl" / "land-registry.wsdl"
@@ -126,7 +128,18 @@ def lookup_request(**subject: str) -> LookupRequest:
         subject=Subject(**(subject or {"id_number": ID_NUMBER, "full_name": "Nguyễn Văn An"})),
         case_ref="THA-2026-001",
         purpose="civil_judgment_enforcement",
+        **STATED,
     )
+
+
+def stated(request: etree._Element) -> dict[str, Any]:
+    """The request's stated fields as JSON under their element names."""
+    out: dict[str, Any] = {}
+    for name in ("OfficerId", "LegalBasis", "Title", "DueAt"):
+        element = request.find(f"{{{NS}}}{name}")
+        if element is not None:
+            out[name] = as_json(element)
+    return out
 
 
 @pytest.fixture
@@ -190,6 +203,35 @@ async def test_request_carries_the_contract_headers_and_fields(
     assert request.findtext(f"{{{NS}}}Subject/{{{NS}}}FullName") == "Nguyễn Văn An"
     assert request.findtext(f"{{{NS}}}CaseRef") == "THA-2026-001"
     assert request.findtext(f"{{{NS}}}Purpose") == "civil_judgment_enforcement"
+    assert stated(request) == STATED_SOAP
+    # In the order the WSDL's sequence prescribes.
+    assert [etree.QName(child).localname for child in request] == [
+        "RequestRef",
+        "Subject",
+        "CaseRef",
+        "Purpose",
+        "OfficerId",
+        "LegalBasis",
+        "Title",
+        "DueAt",
+    ]
+    title = request.find(f"{{{NS}}}Title")
+    assert title is not None
+    assert [etree.QName(child).localname for child in title] == ["Judgment", "EnforcementDecision"]
+
+
+async def test_a_request_queued_before_the_stated_fields_goes_without_them(
+    connector: LandConnector, registry: tuple[FakeRegistry, str]
+) -> None:
+    legacy = replace(lookup_request(), officer_id=None, legal_basis=None, title=None, due_at=None)
+
+    answer = await connector.lookup(legacy)
+
+    assert answer.match_status == "found"
+    request = etree.fromstring(registry[0].seen[0][1]).find(f".//{{{NS}}}QueryLandRightsRequest")
+    assert request is not None
+    assert stated(request) == {}  # the elements are optional in the WSDL: left out, not empty
+    assert request.findtext(f"{{{NS}}}CaseRef") == "THA-2026-001"
 
 
 async def test_organisation_subject(connector: LandConnector, registry: tuple[FakeRegistry, str]) -> None:
@@ -285,6 +327,39 @@ async def test_against_the_simulator(
     assert answer.match_status == expected["match_status"]
     assert answer.rows == expected["parcels"]
     assert answer.reference and answer.as_of
+    await land.close()
+
+
+async def test_the_simulator_is_told_case_officer_legal_basis_title_purpose_and_deadline(
+    simulated_land: str, session: aiohttp.ClientSession
+) -> None:
+    land = await LandConnector.create(land_partner(simulated_land), session)
+
+    await land.lookup(lookup_request())
+
+    async with session.get(simulated_land.removesuffix("/soap") + "/_sim/last-request") as response:
+        assert response.status == 200
+        seen = await response.json()
+    assert seen == {
+        "RequestRef": "req-land-1",
+        "Subject": {"IdNumber": "001*******45", "FullName": "Nguyễn Văn An"},
+        "CaseRef": "THA-2026-001",
+        "Purpose": "civil_judgment_enforcement",
+        **STATED_SOAP,
+        "OfficerId": "001*******01",
+    }
+    await land.close()
+
+
+async def test_the_simulator_refuses_a_query_that_does_not_state_its_title(
+    simulated_land: str, session: aiohttp.ClientSession
+) -> None:
+    land = await LandConnector.create(land_partner(simulated_land), session)
+
+    with pytest.raises(ConnectorError) as caught:
+        await land.lookup(replace(lookup_request(), title=None))
+
+    assert (caught.value.reason, caught.value.retryable) == ("SOAP fault Client", False)
     await land.close()
 
 

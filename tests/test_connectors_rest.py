@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,14 @@ from gateway.connectors.rest import RestConnector
 from gateway.partners import Partner, load_partners
 from gateway.simulators.partners import seed
 from gateway.simulators.partners.servers import start_partners
+from tests.support.lookup_requests import (
+    DUE_AT,
+    LEGAL_BASIS,
+    OFFICER_ID,
+    STATED,
+    STATED_JSON,
+    TITLE_JSON,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,6 +135,7 @@ def lookup_request(kind: str, callback_url: str | None = None) -> LookupRequest:
         case_ref="THA-2026-001",
         purpose="civil_judgment_enforcement",
         callback_url=callback_url,
+        **STATED,
     )
 
 
@@ -164,6 +174,7 @@ async def test_bank_found_maps_accounts(
         "case_ref": "THA-2026-001",
         "purpose": "civil_judgment_enforcement",
         "callback_url": "https://gw.example/cb",
+        **STATED_JSON,
     }
 
 
@@ -238,8 +249,63 @@ async def test_tax_merges_employers_and_businesses(
     ]
     path, _, body = partner.seen[0]
     assert path == "/p" + PATHS["tax"]
-    # Only what the contract asks of the tax authority.
-    assert set(body) == {"request_ref", "subject"}
+    # What every lookup states, and nothing more about the case.
+    assert set(body) == {"request_ref", "subject", "case_ref", "purpose", *STATED_JSON}
+
+
+@pytest.mark.parametrize("kind", ["bank", "tax", "vehicle", "population"])
+async def test_every_lookup_states_case_officer_legal_basis_title_purpose_and_deadline(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession, kind: str
+) -> None:
+    partner, url = fake
+    partner.body = {"reference": "REF-2", "match_status": "not_found", "as_of": AS_OF}
+    connector = await connector_for(kind, url, session)
+
+    await connector.lookup(lookup_request(kind))
+
+    _, _, body = partner.seen[0]
+    assert body == {
+        "request_ref": f"req-{kind}-1",
+        "subject": {"id_number": ID_NUMBER, "full_name": "Nguyễn Văn An", "date_of_birth": "1985-02-14"},
+        "case_ref": "THA-2026-001",
+        "officer_id": OFFICER_ID,
+        "legal_basis": LEGAL_BASIS,
+        "title": TITLE_JSON,
+        "purpose": "civil_judgment_enforcement",
+        "due_at": DUE_AT,
+    }
+
+
+@pytest.mark.parametrize("kind", ["bank", "tax", "vehicle", "population"])
+async def test_a_request_queued_before_the_stated_fields_goes_without_them(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession, kind: str
+) -> None:
+    partner, url = fake
+    partner.body = {"reference": "REF-2", "match_status": "not_found", "as_of": AS_OF}
+    connector = await connector_for(kind, url, session)
+    legacy = replace(lookup_request(kind), officer_id=None, legal_basis=None, title=None, due_at=None)
+
+    await connector.lookup(legacy)
+
+    body = partner.seen[0][2]
+    assert set(body) == {"request_ref", "subject", "case_ref", "purpose"}  # left out, not sent as nulls
+
+
+async def test_the_officer_id_is_never_logged(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    partner, url = fake
+    caplog.set_level(logging.DEBUG)
+    connector = await connector_for("bank", url, session)
+    partner.body = found(accounts=ACCOUNTS)
+    await connector.lookup(lookup_request("bank"))
+    partner.status, partner.body = 400, {"error": f"officer {OFFICER_ID} unknown"}
+
+    with pytest.raises(ConnectorError) as caught:
+        await connector.lookup(lookup_request("bank"))
+
+    assert OFFICER_ID not in caught.value.reason
+    assert OFFICER_ID not in caplog.text
 
 
 async def test_vehicle_found(fake: tuple[FakePartner, str], session: aiohttp.ClientSession) -> None:

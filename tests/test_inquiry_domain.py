@@ -41,6 +41,10 @@ REQUEST: dict[str, Any] = {
     "case_ref": "THA-HN-2026-000123",
     "officer_id": "001080000001",
     "legal_basis": "LTHADS-44",
+    "title": {
+        "judgment": {"court_code": "TAND-HN", "number": "123/2025/DS-PT", "date": "2025-11-14"},
+        "enforcement_decision": {"number": "152/QĐ-THADS", "date": "2026-01-08"},
+    },
     "purpose": "Verify enforcement conditions",
     "priority": "normal",
     "preconditions": {"enforceable_title": True, "voluntary_period_expired": True, "data_necessary": True},

@@ -23,6 +23,7 @@ from zeep.helpers import serialize_object
 from gateway.security.keys import PrivateKey, generate_keypair, private_pem, public_pem
 from gateway.simulators.partners import seed
 from gateway.simulators.partners.servers import Partners, start_partners
+from tests.support.lookup_requests import OFFICER_ID, STATED_JSON, STATED_SOAP
 
 ROOT = Path(__file__).resolve().parent.parent
 WSDL = ROOT / "config" / "wsdl" / "land-registry.wsdl"
@@ -60,6 +61,7 @@ def inquiry(identifier: str, ref: str = "req-1", **extra: Any) -> dict[str, Any]
         "subject": subject,
         "case_ref": "123/QĐ-THADS",
         "purpose": "enforcement",
+        **STATED_JSON,
         **extra,
     }
 
@@ -149,6 +151,178 @@ async def test_rest_refuses_malformed_inquiries(env: Env, session: aiohttp.Clien
         assert resp.status == 400  # an asynchronous bank needs somewhere to answer
 
 
+# ----------------------------------------------------------------------------- what a lookup must state
+
+ALL_REST = [*REST, "BANK-TCB"]
+TITLE_PARTS = STATED_JSON["title"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("case_ref", None),
+        ("case_ref", " "),
+        ("officer_id", None),
+        ("officer_id", "00108000001"),
+        ("legal_basis", None),
+        ("purpose", None),
+        ("title", None),
+        ("title", {"judgment": TITLE_PARTS["judgment"]}),
+        ("title", {**TITLE_PARTS, "judgment": {**TITLE_PARTS["judgment"], "court_code": ""}}),
+        ("title", {**TITLE_PARTS, "enforcement_decision": {"number": "152/QĐ-THADS", "date": "2026-02-30"}}),
+        ("due_at", None),
+        ("due_at", "2026-03-05T23:59:59"),
+        ("due_at", "2026-03-05"),
+    ],
+    ids=[
+        "no-case",
+        "blank-case",
+        "no-officer",
+        "officer-11-digits",
+        "no-legal-basis",
+        "no-purpose",
+        "no-title",
+        "title-without-decision",
+        "title-without-court",
+        "title-bad-date",
+        "no-due-at",
+        "due-at-without-offset",
+        "due-at-a-date",
+    ],
+)
+async def test_rest_refuses_a_lookup_that_does_not_state_its_reasons(
+    env: Env, session: aiohttp.ClientSession, field: str, value: object
+) -> None:
+    body = inquiry(seed.RICH, callback_url="http://127.0.0.1:1/cb")
+    if value is None:
+        del body[field]
+    else:
+        body[field] = value
+    for code in ALL_REST:
+        url = env.partners.urls[code] + (REST[code][1] if code in REST else TCB_INQUIRY)
+        async with session.post(url, json=body, headers=HEADERS) as resp:
+            assert resp.status == 400, code
+            refusal = await resp.json()
+        assert refusal["error"] == "invalid_request"
+        assert field in refusal["message"], code
+        assert OFFICER_ID not in refusal["message"]
+
+
+async def test_rest_simulators_show_the_last_request_masked(env: Env, session: aiohttp.ClientSession) -> None:
+    for code in ALL_REST:
+        async with session.get(env.partners.last_request_url(code)) as resp:
+            assert resp.status == 404, code
+    for code in REST:
+        async with session.post(
+            env.url(code), json=inquiry(seed.RICH, ref=f"req-{code}"), headers=HEADERS
+        ) as resp:
+            assert resp.status == 200
+    refused = {k: v for k, v in inquiry(seed.RICH, ref="req-refused").items() if k != "title"}
+    async with session.post(env.url("TAX"), json=refused, headers=HEADERS) as resp:
+        assert resp.status == 400
+
+    for code in REST:
+        async with session.get(env.partners.last_request_url(code)) as resp:
+            assert resp.status == 200
+            seen = await resp.json()
+        expected = inquiry(seed.RICH, ref="req-refused" if code == "TAX" else f"req-{code}")
+        expected["subject"]["id_number"] = "001*******45"
+        expected["officer_id"] = "001*******01"
+        if code == "TAX":  # refused, and remembered as it came
+            del expected["title"]
+        assert seen == expected, code
+        assert seed.RICH not in json.dumps(seen) and OFFICER_ID not in json.dumps(seen)
+    async with session.get(env.partners.last_request_url("BANK-TCB")) as resp:
+        assert resp.status == 404  # banks on one server keep their own
+
+
+LAND_SOAP = {
+    "Content-Type": "text/xml; charset=utf-8",
+    "SOAPAction": '"urn:vn:gov:land:registry:1#QueryLandRights"',
+}
+STATED_XML = {
+    "OfficerId": f"<OfficerId>{OFFICER_ID}</OfficerId>",
+    "LegalBasis": "<LegalBasis>LTHADS-44</LegalBasis>",
+    "Title": (
+        "<Title><Judgment><CourtCode>TAND-HN</CourtCode><Number>123/2025/DS-PT</Number><Date>2025-11-14</Date>"
+        "</Judgment><EnforcementDecision><Number>152/QĐ-THADS</Number><Date>2026-01-08</Date>"
+        "</EnforcementDecision></Title>"
+    ),
+    "DueAt": "<DueAt>2026-03-05T23:59:59+07:00</DueAt>",
+}
+
+
+def land_query(**stated: str | None) -> bytes:
+    """A QueryLandRights envelope stating everything, but for the fields given (None leaves one out)."""
+    parts = {**STATED_XML, **stated}
+    return (
+        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+        '<QueryLandRightsRequest xmlns="urn:vn:gov:land:registry:1"><RequestRef>r-land</RequestRef>'
+        f"<Subject><IdNumber>{seed.RICH}</IdNumber></Subject><CaseRef>THA-2026-001</CaseRef>"
+        "<Purpose>enforcement</Purpose>"
+        + "".join(part for part in parts.values() if part is not None)
+        + "</QueryLandRightsRequest></soap:Body></soap:Envelope>"
+    ).encode()
+
+
+async def test_land_registry_answers_a_query_that_states_its_reasons(
+    env: Env, session: aiohttp.ClientSession
+) -> None:
+    last = env.partners.last_request_url("LAND-REG")
+    async with session.get(last) as resp:
+        assert resp.status == 404
+    async with session.post(
+        env.partners.urls["LAND-REG"], data=land_query(), headers=HEADERS | LAND_SOAP
+    ) as resp:
+        assert resp.status == 200
+        assert "<lr:MatchStatus>found</lr:MatchStatus>" in await resp.text()
+    async with session.get(last) as resp:
+        seen = await resp.json()
+    assert seen == {
+        "RequestRef": "r-land",
+        "Subject": {"IdNumber": "001*******45"},
+        "CaseRef": "THA-2026-001",
+        "Purpose": "enforcement",
+        **STATED_SOAP,
+        "OfficerId": "001*******01",
+    }
+
+
+@pytest.mark.parametrize(
+    ("stated", "named"),
+    [
+        ({"OfficerId": None}, "OfficerId"),
+        ({"LegalBasis": None}, "LegalBasis"),
+        ({"Title": None}, "Title"),
+        ({"DueAt": None}, "DueAt"),
+        ({"OfficerId": None, "Title": None}, "OfficerId, Title"),
+        ({"DueAt": "<DueAt>2026-03-05T23:59:59</DueAt>"}, "DueAt"),
+        ({"Title": "<Title><Judgment><CourtCode>TAND-HN</CourtCode></Judgment></Title>"}, "Title"),
+    ],
+    ids=[
+        "no-officer",
+        "no-legal-basis",
+        "no-title",
+        "no-due-at",
+        "two-missing",
+        "due-at-no-offset",
+        "bad-title",
+    ],
+)
+async def test_land_registry_refuses_a_query_that_does_not_state_its_reasons(
+    env: Env, session: aiohttp.ClientSession, stated: dict[str, str | None], named: str
+) -> None:
+    async with session.post(
+        env.partners.urls["LAND-REG"], data=land_query(**stated), headers=HEADERS | LAND_SOAP
+    ) as resp:
+        assert resp.status == 500
+        text = await resp.text()
+    assert "<faultcode>soap:Client</faultcode>" in text
+    assert named in text
+    async with session.get(env.partners.last_request_url("LAND-REG")) as resp:
+        assert (await resp.json())["RequestRef"] == "r-land"  # remembered even when refused
+
+
 # ------------------------------------------------------------------------------------------------- SOAP
 
 
@@ -180,7 +354,7 @@ def query_with_zeep(
         client.transport.session.headers.update(HEADERS)
         binding = "{urn:vn:gov:land:registry:1}LandRegistrySoap11Binding"
         service = client.create_service(binding, address) if address else client.service
-        query = {"CaseRef": "123/QĐ-THADS", "Purpose": "enforcement"}
+        query = {"CaseRef": "123/QĐ-THADS", "Purpose": "enforcement", **STATED_SOAP}
         answers = [
             land_answer(service.QueryLandRights(RequestRef=f"req-{i}", Subject={"IdNumber": i}, **query))
             for i in identifiers

@@ -24,7 +24,14 @@ from gateway.connectors.base import (
     PartnerReceipt,
     document_id,
 )
-from gateway.connectors.rest import RestConnector, as_list, canonical_answer, parse_object, pick
+from gateway.connectors.rest import (
+    RestConnector,
+    as_list,
+    canonical_answer,
+    lookup_payload,
+    parse_object,
+    pick,
+)
 
 KIND: Final = "bank"
 ACCEPTED: Final = "accepted"
@@ -42,12 +49,7 @@ class BankConnector(RestConnector):
     path = "/api/v1/account-inquiries"
 
     def payload(self, request: LookupRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "request_ref": request.request_ref,
-            "subject": request.subject.as_dict(),
-            "case_ref": request.case_ref,
-            "purpose": request.purpose,
-        }
+        body = lookup_payload(request)
         if request.callback_url:
             body["callback_url"] = request.callback_url
         return body

@@ -1,9 +1,10 @@
 """Land registry (SOAP 1.1, document/literal, ``config/wsdl/land-registry.wsdl``).
 
-Lookups are ``QueryLandRights``. Documents: ``order.land_transfer_suspension`` is ``SuspendTransfer``,
-``order.land_suspension_lifting`` is ``LiftSuspension`` (both answered at once, mapped to the canonical
-report body of docs/orders.md) and ``document.revocation`` is ``RevokeOrder`` (acknowledged, no report).
-Every operation's failures are classified alike (:meth:`LandConnector._invoke`).
+Lookups are ``QueryLandRights``: the subject, and what the law requires a request to state (case,
+officer, legal basis, the title it rests on, purpose, due date). Documents: ``order.land_transfer_suspension``
+is ``SuspendTransfer``, ``order.land_suspension_lifting`` is ``LiftSuspension`` (both answered at once,
+mapped to the canonical report body of docs/orders.md) and ``document.revocation`` is ``RevokeOrder``
+(acknowledged, no report). Every operation's failures are classified alike (:meth:`LandConnector._invoke`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gateway.connectors.base import (
 )
 from gateway.connectors.rest import PartnerTimeout, canonical_answer, headers, status_error
 from gateway.connectors.zeep_transport import AiohttpTransport
+from gateway.domain.lookup import Title
 from gateway.partners import Partner
 
 KIND: Final = "land"
@@ -83,6 +85,11 @@ class LandConnector:
             Subject=_subject(request.subject),
             CaseRef=request.case_ref,
             Purpose=request.purpose,
+            # Optional in the WSDL for older callers; None (a request queued before they existed) omits them.
+            OfficerId=request.officer_id,
+            LegalBasis=request.legal_basis,
+            Title=_title(request.title),
+            DueAt=request.due_at,
         )
         return to_answer(response)
 
@@ -156,6 +163,16 @@ def _subject(subject: Subject) -> dict[str, str]:
         "DateOfBirth": subject.date_of_birth,
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def _title(title: Title | None) -> dict[str, dict[str, str]] | None:
+    if title is None:
+        return None
+    judgment, decision = title.judgment, title.enforcement_decision
+    return {
+        "Judgment": {"CourtCode": judgment.court_code, "Number": judgment.number, "Date": judgment.date},
+        "EnforcementDecision": {"Number": decision.number, "Date": decision.date},
+    }
 
 
 def _fault_error(fault: Fault) -> ConnectorError:

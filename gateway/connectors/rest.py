@@ -163,6 +163,27 @@ def canonical_answer(kind: str, data: Mapping[str, Any], rows: list[dict[str, An
     )
 
 
+def lookup_payload(request: LookupRequest) -> dict[str, Any]:
+    """What every REST lookup states, as the law requires of a request for information: whose data, for
+    which case, by which officer, on which legal basis, resting on which judgment and enforcement
+    decision (``title``), for what purpose, and by when the answer is due. Nothing more about the case.
+
+    A request queued before ``officer_id``, ``legal_basis``, ``title`` and ``due_at`` existed goes without
+    them rather than with nulls. The payload holds the officer's personal ID: it is never logged.
+    """
+    body: dict[str, Any] = {
+        "request_ref": request.request_ref,
+        "subject": request.subject.as_dict(),
+        "case_ref": request.case_ref,
+        "officer_id": request.officer_id,
+        "legal_basis": request.legal_basis,
+        "title": request.title.as_dict() if request.title is not None else None,
+        "purpose": request.purpose,
+        "due_at": request.due_at,
+    }
+    return {key: value for key, value in body.items() if value is not None}
+
+
 class RestConnector:
     """One REST partner kind: what to POST where, and how its answer becomes canonical rows."""
 
@@ -174,8 +195,7 @@ class RestConnector:
         self.client = RestClient(partner, session)
 
     def payload(self, request: LookupRequest) -> dict[str, Any]:
-        # Only what the contract asks for: the partner learns no more about the case than it needs.
-        return {"request_ref": request.request_ref, "subject": request.subject.as_dict()}
+        return lookup_payload(request)
 
     def rows(self, data: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError

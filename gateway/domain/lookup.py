@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,62 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class JudgmentRef:
+    """The judgment enforced: court (agency code), number as printed, date (YYYY-MM-DD)."""
+
+    court_code: str
+    number: str
+    date: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRef:
+    """The decision to enforce the judgment: number as printed, date (YYYY-MM-DD)."""
+
+    number: str
+    date: str
+
+
+@dataclass(frozen=True, slots=True)
+class Title:
+    """What a lookup rests on: the judgment and the enforcement decision (``title`` of the inquiry)."""
+
+    judgment: JudgmentRef
+    enforcement_decision: DecisionRef
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Title:
+        """From the inquiry's ``title`` object; raises ``KeyError``/``TypeError`` when it is malformed."""
+        judgment, decision = data["judgment"], data["enforcement_decision"]
+        return cls(
+            judgment=JudgmentRef(
+                court_code=judgment["court_code"], number=judgment["number"], date=judgment["date"]
+            ),
+            enforcement_decision=DecisionRef(number=decision["number"], date=decision["date"]),
+        )
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        return {
+            "judgment": {
+                "court_code": self.judgment.court_code,
+                "number": self.judgment.number,
+                "date": self.judgment.date,
+            },
+            "enforcement_decision": {
+                "number": self.enforcement_decision.number,
+                "date": self.enforcement_decision.date,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class LookupRequest:
-    """One source of one inquiry, as the worker hands it to a connector."""
+    """One source of one inquiry, as the worker hands it to a connector.
+
+    The partner is told why it is asked: the case, the officer, the legal basis, the title the lookup rests
+    on, the purpose and the deadline. ``officer_id``, ``legal_basis``, ``title`` and ``due_at`` are ``None``
+    only in requests queued before they existed; connectors then leave them out.
+    """
 
     request_ref: str  # unique per (inquiry, source); partners echo it; idempotency key on their side
     inquiry_id: str
@@ -38,6 +93,10 @@ class LookupRequest:
     case_ref: str
     purpose: str
     callback_url: str | None = None  # where an asynchronous partner posts its late answer
+    officer_id: str | None = field(default=None, repr=False)  # personal ID: told the partner, never logged
+    legal_basis: str | None = None  # code from config/legal_bases.toml
+    title: Title | None = None
+    due_at: str | None = None  # ISO 8601 with offset: when the partner's answer is due
 
 
 @dataclass(frozen=True, slots=True)

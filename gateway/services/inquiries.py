@@ -7,7 +7,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import asdict
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.domain import inquiry as rules
 from gateway.domain.calendar import WorkingCalendar, due_at
 from gateway.domain.identifiers import mask, pseudonym
-from gateway.domain.lookup import LookupRequest, Subject
+from gateway.domain.lookup import LookupRequest, Subject, Title
 from gateway.partners import Partner
 from gateway.problems import conflict, forbidden, invalid, not_found
 from gateway.security.signing import canonical_json
@@ -92,12 +92,15 @@ class InquiryService:
             date_of_birth=debtor.get("date_of_birth"),
         )
         identity = subject.id_number or subject.enterprise_code or ""
+        title = Title.from_dict(body["title"])
         source_rows: list[dict[str, Any]] = []
         requests: list[dict[str, Any]] = []
         deadlines = []
         for ref in sources:
             partner = self._partners[ref.partner_code]
             request_ref = str(uuid.uuid4())
+            # The partner is told its deadline in Vietnamese local time, as the calendar answers it.
+            local_deadline = whole_second(due_at(at, partner.deadline, self._calendar, urgent))
             lookup = LookupRequest(
                 request_ref=request_ref,
                 inquiry_id=inquiry_id,
@@ -108,10 +111,14 @@ class InquiryService:
                 case_ref=body["case_ref"],
                 purpose=body["purpose"],
                 callback_url=callback_base,
+                officer_id=body["officer_id"],
+                legal_basis=body["legal_basis"],
+                title=title,
+                due_at=local_deadline.isoformat(),
             )
             payload = request_payload(lookup)
-            # Stored in UTC: SQLite keeps no offset, and the calendar answers in Vietnamese local time.
-            deadline = due_at(at, partner.deadline, self._calendar, urgent).astimezone(UTC)
+            # Stored in UTC: SQLite keeps no offset.
+            deadline = local_deadline.astimezone(UTC)
             deadlines.append(deadline)
             source_rows.append(
                 {
@@ -219,14 +226,31 @@ class InquiryService:
             return [representation(r, await store.sources_of(conn, r.inquiry_id)) for r in rows]
 
 
+def whole_second(at: datetime) -> datetime:
+    """``at`` rounded up to a whole second: what partners are told and what is stored are the same instant,
+    and never earlier than the deadline computed."""
+    if at.microsecond == 0:
+        return at
+    return at.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def request_payload(lookup: LookupRequest) -> dict[str, Any]:
     """The canonical request as queued for the partner's worker (its hash is kept as evidence)."""
     data = asdict(lookup)
     data["subject"] = lookup.subject.as_dict()
+    if lookup.title is not None:
+        data["title"] = lookup.title.as_dict()
     return {k: v for k, v in data.items() if v is not None}
 
 
 def parse_request(body: bytes) -> LookupRequest:
+    """A queued request. One queued before ``officer_id``, ``legal_basis``, ``title`` and ``due_at`` existed
+    lacks them and is still read (they stay ``None``); anything else malformed raises ``ValueError``,
+    ``TypeError`` or ``KeyError``."""
     data = json.loads(body)
+    if not isinstance(data, dict):
+        raise TypeError("a lookup request is a JSON object")
     data["subject"] = Subject(**data["subject"])
+    if data.get("title") is not None:
+        data["title"] = Title.from_dict(data["title"])
     return LookupRequest(**data)

@@ -3,6 +3,12 @@
 Land registry (SOAP), banks, tax, vehicles and population (REST JSON), answering from the seeded data of
 :mod:`.seed`. Start them all with :func:`.servers.start_partners`. This module holds what the REST
 simulators share: reading an inquiry, the partner's reference and the answer's timestamp.
+
+Like a partner bound by the law on requests for information, every simulator refuses a lookup that does
+not state its case (``case_ref``), officer (``officer_id``), legal basis (``legal_basis``), title (the
+judgment and the enforcement decision), purpose and deadline (``due_at``). Each remembers the last lookup
+it was sent, personal IDs masked: ``GET /<partner>/_sim/last-request`` (404 before the first), e.g.
+``/tax/_sim/last-request``, ``/vcb/_sim/last-request``, ``/land/_sim/last-request``.
 """
 
 from __future__ import annotations
@@ -11,13 +17,20 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.domain.identifiers import PERSONAL_ID, mask
 from gateway.simulators.partners import seed
-from gateway.simulators.partners.behaviour import Behaviour, json_garbage, json_unavailable, simulator_app
+from gateway.simulators.partners.behaviour import (
+    ADMIN_PREFIX,
+    Behaviour,
+    json_garbage,
+    json_unavailable,
+    simulator_app,
+)
 
 ICT = timezone(timedelta(hours=7), "ICT")  # partners stamp their answers in Vietnam's time
 
@@ -52,8 +65,100 @@ def check_bearer(authorization: str | None) -> None:
         raise Refused(401, "unauthorized", "Authorization: Bearer <token> is required")
 
 
-async def read_inquiry(request: web.Request) -> Inquiry:
-    """The request's body, checked as docs/partners.md describes it; raises :class:`Refused`."""
+#: Members holding a personal ID, in a REST body and in a SOAP request read by ``land.as_json``.
+PERSONAL_ID_MEMBERS: Final = frozenset({"id_number", "officer_id", "IdNumber", "OfficerId"})
+
+
+def masked(value: Any) -> Any:
+    """``value`` (JSON) with the personal IDs it holds masked (``001*******45``), at any depth."""
+    if isinstance(value, dict):
+        return {
+            key: mask(item) if key in PERSONAL_ID_MEMBERS and isinstance(item, str) else masked(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [masked(item) for item in value]
+    return value
+
+
+#: The last lookup each partner was sent (personal IDs masked), keyed by the partner's path prefix.
+LAST_REQUESTS = web.AppKey("last_requests", dict[str, Any])
+LAST_REQUEST = ADMIN_PREFIX + "last-request"
+
+
+def prefix_of(path: str) -> str:
+    """A partner's path prefix: ``/tax`` of ``/tax/api/v1/income-sources/search``."""
+    return "/" + path.strip("/").split("/", 1)[0]
+
+
+def last_request_handler(prefix: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def last(request: web.Request) -> web.Response:
+        seen = request.app[LAST_REQUESTS].get(prefix)
+        if seen is None:
+            return json_error(404, "no_request", "no lookup received yet")
+        return web.json_response(seen, dumps=dumps)
+
+    return last
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _date(value: object) -> bool:
+    """A date as YYYY-MM-DD."""
+    if not isinstance(value, str) or len(value) != 10:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _date_time(value: object) -> bool:
+    """An ISO 8601 date and time with its offset."""
+    if not isinstance(value, str) or "T" not in value:
+        return False
+    try:
+        return datetime.fromisoformat(value).utcoffset() is not None
+    except ValueError:
+        return False
+
+
+def stated_reasons(body: Mapping[str, Any]) -> None:
+    """What a lookup must state besides its subject; raises :class:`Refused` naming the first field missing
+    or malformed (never its value)."""
+    for name in ("case_ref", "legal_basis", "purpose"):
+        if not _text(body.get(name)):
+            raise Refused(400, "invalid_request", f"{name} is required")
+    officer = body.get("officer_id")
+    if not isinstance(officer, str) or not PERSONAL_ID.fullmatch(officer):
+        raise Refused(400, "invalid_request", "officer_id (the officer's 12-digit personal ID) is required")
+    title = body.get("title")
+    judgment = title.get("judgment") if isinstance(title, dict) else None
+    decision = title.get("enforcement_decision") if isinstance(title, dict) else None
+    if not (
+        isinstance(judgment, dict)
+        and _text(judgment.get("court_code"))
+        and _text(judgment.get("number"))
+        and _date(judgment.get("date"))
+        and isinstance(decision, dict)
+        and _text(decision.get("number"))
+        and _date(decision.get("date"))
+    ):
+        raise Refused(
+            400,
+            "invalid_request",
+            "title is required: judgment {court_code, number, date} and enforcement_decision {number, date}",
+        )
+    if not _date_time(body.get("due_at")):
+        raise Refused(400, "invalid_request", "due_at (ISO 8601 date and time with offset) is required")
+
+
+async def read_inquiry(request: web.Request, prefix: str | None = None) -> Inquiry:
+    """The request's body, checked as docs/partners.md describes it; raises :class:`Refused`. Under
+    ``prefix`` the body is remembered (masked) as that partner's last request, even when refused."""
     check_bearer(request.headers.get("Authorization"))
     try:
         body = await request.json()
@@ -61,6 +166,8 @@ async def read_inquiry(request: web.Request) -> Inquiry:
         raise Refused(400, "invalid_json", f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise Refused(400, "invalid_request", "the body must be a JSON object")
+    if prefix is not None:
+        request.app[LAST_REQUESTS][prefix] = masked(body)
     request_ref = body.get("request_ref")
     if not isinstance(request_ref, str) or not request_ref.strip():
         raise Refused(400, "invalid_request", "request_ref is required")
@@ -74,6 +181,7 @@ async def read_inquiry(request: web.Request) -> Inquiry:
             "invalid_subject",
             "subject needs exactly one of id_number (12 digits) or enterprise_code (10 digits[-3 digits])",
         )
+    stated_reasons(body)
     return Inquiry(request_ref=request_ref, identifier=keys[0], body=body)
 
 
@@ -96,17 +204,21 @@ Answerer = Callable[[web.Request, Inquiry], Awaitable[web.Response]]
 
 
 def rest_app(behaviour: Behaviour | None, routes: Mapping[str, Answerer]) -> web.Application:
-    """A REST simulator: ``POST path`` → answerer, behind the misbehaving middleware."""
+    """A REST simulator: ``POST path`` → answerer, behind the misbehaving middleware, and
+    ``GET <prefix>/_sim/last-request`` per partner prefix (the first segment of its paths)."""
     app = simulator_app(behaviour or Behaviour(), json_unavailable, json_garbage)
+    app[LAST_REQUESTS] = {}
     for path, answerer in routes.items():
-        app.router.add_post(path, _endpoint(answerer))
+        app.router.add_post(path, _endpoint(answerer, prefix_of(path)))
+    for prefix in sorted({prefix_of(path) for path in routes}):
+        app.router.add_get(prefix + LAST_REQUEST, last_request_handler(prefix))
     return app
 
 
-def _endpoint(answerer: Answerer) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _endpoint(answerer: Answerer, prefix: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         try:
-            return await answerer(request, await read_inquiry(request))
+            return await answerer(request, await read_inquiry(request, prefix))
         except Refused as exc:
             return exc.response
 

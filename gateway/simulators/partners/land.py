@@ -13,6 +13,11 @@ fixed sample of derived subjects), ``not_found`` otherwise; a parcel another ord
 ``already_suspended`` (unless the new order ``Replaces`` that one: the suspension passes to it). Lifting
 without Parcels lifts what the suspension order suspended; a parcel held by another suspension is
 ``suspended_by_another_order``. ``GET /land/_sim/orders`` -> ``{MessageId: times executed}``.
+
+A ``QueryLandRights`` without OfficerId, LegalBasis, Title or DueAt (optional in the WSDL for older callers)
+is refused with a ``soap:Client`` fault, as a registry bound by the law on requests for information would.
+``GET /land/_sim/last-request`` -> the last ``QueryLandRightsRequest`` received, as JSON under its element
+names, personal IDs masked (404 before the first).
 """
 
 from __future__ import annotations
@@ -28,7 +33,16 @@ from aiohttp import web
 from lxml import etree
 
 from gateway.settings import DEFAULT_CONFIG_DIR
-from gateway.simulators.partners import Refused, as_of, check_bearer, reference, seed
+from gateway.simulators.partners import (
+    Refused,
+    as_of,
+    check_bearer,
+    dumps,
+    json_error,
+    masked,
+    reference,
+    seed,
+)
 from gateway.simulators.partners.behaviour import Behaviour, simulator_app
 from gateway.soap import SOAP_ENV, EnvelopeError, body_payload, envelope
 from gateway.soap.xml_safety import XmlRejected, parse_untrusted
@@ -37,6 +51,9 @@ CODE = "LAND-REG"
 NS = "urn:vn:gov:land:registry:1"
 PATH = "/land/soap"
 ORDERS_PATH = "/land/_sim/orders"
+LAST_REQUEST_PATH = "/land/_sim/last-request"
+# What a query must state besides CaseRef and Purpose (which the WSDL requires).
+STATED: Final = ("OfficerId", "LegalBasis", "Title", "DueAt")
 QUERY: Final = "QueryLandRights"
 SUSPEND: Final = "SuspendTransfer"
 LIFT: Final = "LiftSuspension"
@@ -152,6 +169,22 @@ def _operation(payload: etree._Element, action: str, schema: Any) -> str:
     if errors:
         raise SoapFault("Client", "INVALID_REQUEST", "; ".join(errors[:5]))
     return operation
+
+
+def as_json(element: etree._Element) -> Any:
+    """An element as JSON under its local names: text for a leaf, an object for a container (the
+    request's elements never repeat)."""
+    children = [child for child in element if isinstance(child.tag, str)]
+    if not children:
+        return element.text
+    return {etree.QName(child).localname: as_json(child) for child in children}
+
+
+def check_stated(payload: etree._Element) -> None:
+    """Refuse a query that does not state what the law requires of it; raises :class:`SoapFault`."""
+    missing = [name for name in STATED if payload.find(_q(name)) is None]
+    if missing:
+        raise SoapFault("Client", "INVALID_REQUEST", f"the query must state {', '.join(missing)}")
 
 
 def _identifier(payload: etree._Element) -> str:
@@ -328,6 +361,8 @@ class Register:
 
 
 REGISTER = web.AppKey("land_register", Register)
+#: The last QueryLandRightsRequest received (see :func:`as_json`), personal IDs masked.
+LAST_LOOKUP = web.AppKey("land_last_lookup", dict[str, Any])
 
 
 def make_app(behaviour: Behaviour | None = None, wsdl: Path = WSDL) -> web.Application:
@@ -348,8 +383,13 @@ def make_app(behaviour: Behaviour | None = None, wsdl: Path = WSDL) -> web.Appli
             if "SOAPAction" not in request.headers or (action and action not in ACTIONS):
                 raise SoapFault("Client", "INVALID_REQUEST", f"SOAPAction must be one of {sorted(ACTIONS)}")
             payload = body_payload(parse_untrusted(await request.read()))
+            if payload.tag == _q(f"{QUERY}Request"):
+                last = request.app[LAST_LOOKUP]
+                last.clear()
+                last.update(masked(as_json(payload)))
             operation = _operation(payload, action, _wsdl_and_schema(wsdl)[1])
             if operation == QUERY:
+                check_stated(payload)
                 body = answer_xml(payload.findtext(_q("RequestRef")) or "", _identifier(payload))
             else:
                 body = request.app[REGISTER].execute(operation, payload)
@@ -366,9 +406,17 @@ def make_app(behaviour: Behaviour | None = None, wsdl: Path = WSDL) -> web.Appli
     async def orders(request: web.Request) -> web.Response:
         return web.json_response(request.app[REGISTER].counts)
 
+    async def last_request(request: web.Request) -> web.Response:
+        last = request.app[LAST_LOOKUP]
+        if not last:
+            return json_error(404, "no_request", "no lookup received yet")
+        return web.json_response(last, dumps=dumps)
+
     app = simulator_app(behaviour or Behaviour(), unavailable, garbage)
     app[REGISTER] = Register()
+    app[LAST_LOOKUP] = {}
     app.router.add_get(PATH, describe)
     app.router.add_post(PATH, query)
     app.router.add_get(ORDERS_PATH, orders)
+    app.router.add_get(LAST_REQUEST_PATH, last_request)
     return app

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.simulators.partners import banks, land, population, tax, vehicles
+from gateway.simulators.partners import LAST_REQUEST, banks, land, population, prefix_of, tax, vehicles
 from gateway.simulators.partners.behaviour import Behaviour
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,13 @@ class Partners:
         return {
             code: self.base_urls[kind] + path for kind, paths in PATHS.items() for code, path in paths.items()
         }
+
+    def last_request_url(self, code: str) -> str:
+        """Where partner ``code`` shows the last lookup it was sent (personal IDs masked)."""
+        for kind, paths in PATHS.items():
+            if code in paths:
+                return self.base_urls[kind] + prefix_of(paths[code]) + LAST_REQUEST
+        raise KeyError(code)
 
     def env(self) -> dict[str, str]:
         """The ``GATEWAY_PARTNER_<CODE>__ENDPOINT`` overrides pointing the gateway at these servers."""
