@@ -8,6 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.domain.revocation import revocation_id
 from tests.support import orders
 from tests.support.lookup_world import LookupWorld, running_gateway
 
@@ -91,9 +93,17 @@ async def sim_counts(lw: LookupWorld, path: str) -> dict[str, int]:
         return counts
 
 
+async def last_request(lw: LookupWorld, code: str) -> dict[str, Any]:
+    """What the partner was told last (personal IDs masked by the simulator)."""
+    url = f"{lw.partners.urls[code]}/_sim/last-request"
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        told: dict[str, Any] = await resp.json()
+        return told
+
+
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, Client]]:
-    async with running_gateway(tmp_path, silent_banks=frozenset({"BANK-AGR"})) as (lw, api):
+    async with running_gateway(tmp_path, silent_banks=frozenset({"BANK-AGR"}), slow_delay=1.0) as (lw, api):
         yield lw, api
 
 
@@ -127,6 +137,15 @@ async def test_blocking_order_is_executed_reported_once_and_confirmed(
     assert report["message_id"] == reply["message_id"]
     assert report["in_reply_to"] == order["message_id"] and report["case_ref"] == order["case_ref"]
     assert report["body"]["total_blocked"] == 500_000_000
+
+    told = await last_request(lw, "BANK-VCB")
+    assert {"case_ref", "officer_id", "legal_basis", "purpose", "due_at"} <= set(told)
+    assert {"decision", "title", "debtor"} <= set(told["body"])
+    # The gateway's deadline, in the partner's local time.
+    assert datetime.fromisoformat(told["due_at"]) == datetime.fromisoformat(answered["due_at"]).replace(
+        microsecond=0
+    )
+    assert told["due_at"].endswith("+07:00")
 
     await wait_for(api, lw, reply["message_id"], "delivered")
     await confirm(api, lw, reply["message_id"])
@@ -216,19 +235,39 @@ async def test_an_order_revoked_before_delivery_never_reaches_the_bank(
     await lw.partners.set_mode("bank", "down")
     order = fresh(orders.blocking("BANK-CTG", 1_000_000))
     await send(api, lw, order)
-    await wait_for(api, lw, order["message_id"], "queued")
-    resp = await api.post(
-        f"/v1/messages/{order['message_id']}/revocation",
-        json={"reason": "Quyết định bị hủy"},
-        headers=lw.world.case_headers(),
-    )
-    assert resp.status == 200, await resp.text()
-    assert (await resp.json())["status"] == "revoked"
+    # Two failed attempts: the order now waits in the 5 s retry tier, not in a hand-over.
+    deadline = asyncio.get_running_loop().time() + 20
+    while events(current := await view(api, lw, order["message_id"])).count("delivery_failed") < 2:
+        assert asyncio.get_running_loop().time() < deadline, current["timeline"]
+        await asyncio.sleep(0.05)
+    await revoke(api, lw, order["message_id"], "Quyết định bị hủy")
     await lw.partners.set_mode("bank", "normal")
-    await asyncio.sleep(3)  # the retry comes back and is dropped
-    revoked = await view(api, lw, order["message_id"])
-    assert revoked["status"] == "revoked"
+    deadline = asyncio.get_running_loop().time() + 20
+    while "not_delivered_revoked" not in events(await view(api, lw, order["message_id"])):
+        assert asyncio.get_running_loop().time() < deadline, "the retry never came back"
+        await asyncio.sleep(0.2)
+    assert (await view(api, lw, order["message_id"]))["status"] == "revoked"
     assert order["message_id"] not in await sim_counts(lw, "BANK-CTG")
+
+
+async def revoke(api: Client, lw: LookupWorld, message_id: str, reason: str) -> dict[str, Any]:
+    resp = await api.post(
+        f"/v1/messages/{message_id}/revocation", json={"reason": reason}, headers=lw.world.case_headers()
+    )
+    body: dict[str, Any] = await resp.json()
+    assert resp.status == 200, body
+    assert body["status"] == "revoked"
+    return body
+
+
+async def wait_event(api: Client, lw: LookupWorld, message_id: str, event: str) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        current = await view(api, lw, message_id)
+        if event in events(current):
+            return current
+        assert asyncio.get_running_loop().time() < deadline, f"no {event}: {events(current)}"
+        await asyncio.sleep(0.1)
 
 
 async def test_an_order_revoked_after_delivery_gets_a_revocation(gateway: tuple[LookupWorld, Client]) -> None:
@@ -236,14 +275,25 @@ async def test_an_order_revoked_after_delivery_gets_a_revocation(gateway: tuple[
     order = fresh(orders.blocking("BANK-AGR", 1_000_000))  # a bank that never answers
     await send(api, lw, order)
     await wait_for(api, lw, order["message_id"], "delivered")
-    resp = await api.post(
-        f"/v1/messages/{order['message_id']}/revocation",
-        json={"reason": "Đương sự đã tự nguyện thi hành"},
-        headers=lw.world.case_headers(),
-    )
-    assert resp.status == 200, await resp.text()
-    deadline = asyncio.get_running_loop().time() + 20
-    while "revocation_delivered" not in events(await view(api, lw, order["message_id"])):
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.1)
-    assert (await view(api, lw, order["message_id"]))["status"] == "revoked"
+    await revoke(api, lw, order["message_id"], "Đương sự đã tự nguyện thi hành")
+    revoked = await wait_event(api, lw, order["message_id"], "revocation_delivered")
+    assert revoked["status"] == "revoked"
+    # A silent bank executes nothing; it took the revocation once.
+    assert await sim_counts(lw, "BANK-AGR") == {revocation_id(order["message_id"]): 1}
+
+
+async def test_an_order_revoked_while_it_is_handed_over_still_gets_its_revocation(
+    gateway: tuple[LookupWorld, Client],
+) -> None:
+    """The revocation lands between the check and the hand-over: the bank has the order, so the
+    worker sends the revocation when it records the delivery."""
+    lw, api = gateway
+    await lw.partners.set_mode("bank", "slow")  # the hand-over takes ~1 s
+    order = fresh(orders.blocking("BANK-VCB", 1_000_000))
+    await send(api, lw, order)
+    await wait_for(api, lw, order["message_id"], "queued")
+    await asyncio.sleep(0.3)  # inside the slow hand-over
+    await revoke(api, lw, order["message_id"], "Quyết định bị hủy")
+    await lw.partners.set_mode("bank", "normal")
+    revoked = await wait_event(api, lw, order["message_id"], "revocation_delivered")
+    assert revoked["status"] == "revoked"

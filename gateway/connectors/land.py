@@ -287,6 +287,17 @@ def order_fields(operation: str, document: Mapping[str, Any]) -> dict[str, Any]:
         },
         "Subject": _debtor(_mapping(body.get("debtor"))),
     }
+    title = _mapping(body.get("title"))
+    if title:
+        judgment, enforcement = _mapping(title.get("judgment")), _mapping(title.get("enforcement_decision"))
+        fields["Title"] = {
+            "Judgment": {
+                k.title().replace("_", ""): judgment.get(k) for k in ("court_code", "number", "date")
+            },
+            "EnforcementDecision": {"Number": enforcement.get("number"), "Date": enforcement.get("date")},
+        }
+    if document.get("due_at") is not None:
+        fields["DueAt"] = document["due_at"]
     if operation == SUSPEND:
         if document.get("replaces") is not None:
             fields["Replaces"] = document["replaces"]

@@ -192,6 +192,7 @@ class DocumentService:
                 "received_at": receipt["received_at"],
                 "priority": priority,
                 **({"in_reply_to": doc["in_reply_to"]} if doc.get("in_reply_to") else {}),
+                **({"due_at": _local_iso(row["due_at"], self._calendar)} if row["due_at"] else {}),
             },
             body=body,
         )
@@ -354,3 +355,8 @@ class DocumentService:
             "signed_fields": list(SIGNED_FIELDS),
             "signature": self._signer.sign(fields),
         }
+
+
+def _local_iso(at: datetime, calendar: WorkingCalendar) -> str:
+    """A deadline as partners read it: local time with its offset, to the second."""
+    return at.astimezone(calendar.tz).replace(microsecond=0).isoformat()

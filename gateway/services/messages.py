@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from gateway.domain.doctypes import DocumentType
 from gateway.domain.identifiers import canonical_uuid
+from gateway.domain.revocation import REVOCATION, revocation_document
 from gateway.domain.status import Status, is_delivered
 from gateway.domain.violations import Violation
 from gateway.problems import conflict, forbidden, invalid, not_found
@@ -19,10 +19,6 @@ from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
 from gateway.storage.timestamps import iso, now
 from gateway.validation import SchemaCatalog
-
-REVOCATION = "document.revocation"
-#: Revocations are issued under a name derived from what they revoke: asking twice gives one revocation.
-_REVOCATION_NS = uuid.UUID("6f1c2a52-3f0e-4a4b-9d7e-0c6a4c1f7e21")
 
 
 class MessageService:
@@ -158,14 +154,9 @@ class MessageService:
             raise conflict(f"the document is already {status}: it cannot be revoked any more")
         if status == Status.REVOKED:
             return await self.status(principal, row.message_id)
-        reached = is_delivered(status) or row.delivery_count > 0
-        revocation_id = str(uuid.uuid5(_REVOCATION_NS, row.message_id)) if reached else None
-        if revocation_id:
-            await self._documents.issue(_revocation(row, revocation_id, reason))
         async with self._db.transaction() as conn:
-            detail = {"reason": reason} | ({"revocation": revocation_id} if revocation_id else {})
             moved = await store.transition(
-                conn, row.message_id, Status.REVOKED, principal.client.id, detail, reason=reason
+                conn, row.message_id, Status.REVOKED, principal.client.id, {"reason": reason}, reason=reason
             )
             if not moved:
                 raise conflict("the message changed status meanwhile; read it and retry")
@@ -181,6 +172,11 @@ class MessageService:
                     reason=reason,
                 ),
             )
+            current = await store.get(conn, row.message_id)
+        # Read after the change: a delivery recorded in between counts. One still in flight finds the
+        # document revoked when it records itself, and sends the revocation then (same revocation id).
+        if current is not None and (is_delivered(status) or current.delivery_count > 0):
+            await self._documents.issue(revocation_document(current, reason, iso(now()) or ""))
         return await self.status(principal, row.message_id)
 
     async def _visible(self, conn: Any, principal: Principal, message_id: str) -> Any:
@@ -193,19 +189,3 @@ class MessageService:
 
 def _case_ref_required() -> Violation:
     return Violation("$.case_ref", "is required: the enforcement case number opened for it", "required")
-
-
-def _revocation(row: Any, revocation_id: str, reason: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "message_id": revocation_id,
-        "message_type": REVOCATION,
-        "schema_version": "1",
-        "created_at": iso(now()),
-        "sender": row.sender,
-        "recipient": row.recipient,
-        "correlation_id": row.correlation_id or row.message_id,
-        "body": {"revokes": row.message_id, "reason": reason},
-    }
-    if row.case_ref:
-        doc["case_ref"] = row.case_ref
-    return doc

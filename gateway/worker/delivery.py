@@ -29,6 +29,7 @@ from gateway.domain.answers import answer_document
 from gateway.domain.delivery import PartnerReceipt
 from gateway.domain.doctypes import DocumentType
 from gateway.domain.identifiers import scrub
+from gateway.domain.revocation import revocation_document
 from gateway.domain.status import Status, must_not_deliver
 from gateway.problems import Problem
 from gateway.security.clients import Client
@@ -193,7 +194,12 @@ class Deliverer:
     async def _to_partner(
         self, partner: GuardedConnector, message: AbstractIncomingMessage
     ) -> PartnerReceipt | None:
-        outcome = await partner.deliver(json.loads(message.body))
+        document = json.loads(message.body)
+        # The law wants the partner told the deadline: the gateway's own, when the sender gave none.
+        due_at = (message.headers or {}).get("due_at")
+        if isinstance(due_at, str) and "due_at" not in document:
+            document["due_at"] = due_at
+        outcome = await partner.deliver(document)
         if outcome.status == "delivered":
             return outcome.receipt
         reason = outcome.reason or outcome.status
@@ -234,11 +240,17 @@ class Deliverer:
         async with self._db.transaction() as conn:
             moved = await store.transition(conn, row.message_id, Status.DELIVERED, self.actor, detail, at=at)
             if not moved:
-                # The partner's answer was stored first (status answered): keep the delivery evidence.
+                # The partner's answer was stored first (answered), or the sender revoked it while it was
+                # being handed over: keep the delivery evidence either way.
                 await store.add_evidence(conn, row.message_id, "delivered", self.actor, detail, at)
             await store.count_delivery(conn, row.message_id)
             if doc_type is not None and doc_type.delivered_event:
                 await self._note_on_references(conn, doc_type, row, at)
+            current = await store.get(conn, row.message_id)
+        if not moved and current is not None and current.status == Status.REVOKED:
+            # Revoked during the hand-over: the recipient has it, so it must hear of the revocation.
+            reason = current.status_reason or "revoked by its sender"
+            await self._documents.issue(revocation_document(current, reason, iso(now()) or ""))
 
     async def _note_on_references(self, conn: Any, doc_type: DocumentType, row: Any, at: Any) -> None:
         body = (json.loads(row.payload) if row.payload else {}).get("body", {})

@@ -69,8 +69,9 @@ class Worker:
             lookups = LookupWorker(db, publisher, self.names, guarded, signer, http)
             await self._consume_lookups(channel, [p.code for p in partners], lookups)
             # Queues first, relay second: a message published before its queue exists would bounce.
-            await self._consume_partner_deliveries(channel, partners, guarded, deliverer)
+            # Clients' queues before partners' deliveries: a partner's synchronous report goes to a client.
             await self._scan(channel, clients, deliverer)
+            await self._consume_partner_deliveries(channel, partners, guarded, deliverer)
             watcher = DeadlineWatcher(
                 db,
                 documents,

@@ -37,6 +37,7 @@ from aiohttp import web
 from gateway.security.keys import PrivateKey, generate_keypair, load_private_key
 from gateway.security.tokens import issue_token
 from gateway.simulators.partners import (
+    LAST_REQUESTS,
     Answerer,
     Inquiry,
     Refused,
@@ -44,6 +45,7 @@ from gateway.simulators.partners import (
     as_of,
     check_bearer,
     dumps,
+    masked,
     reference,
     rest_app,
     seed,
@@ -320,6 +322,8 @@ def _order_handler(bank: str, gateway_url: str) -> Callable[[web.Request], Any]:
                 raw = await request.json()
             except ValueError as exc:
                 raise Refused(400, "invalid_json", f"the body is not JSON: {exc}") from exc
+            if isinstance(raw, dict):
+                request.app[LAST_REQUESTS][PATHS[bank]] = masked(raw)  # what the bank was told
             document = _check_order(bank, raw, request.headers.get("Idempotency-Key"))
         except Refused as exc:
             return exc.response
