@@ -58,7 +58,7 @@ async def _database_check(request: web.Request) -> dict[str, Any]:
     try:
         async with request.app[SERVICES].db.read() as conn:
             await conn.execute(text("SELECT 1"))
-    except SQLAlchemyError:
+    except (SQLAlchemyError, OSError):  # asyncpg raises a refused connection as OSError
         return {"status": "fail", "detail": "the database does not answer"}
     return {"status": "pass"}
 
