@@ -81,6 +81,7 @@ def _parking(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.amqp.broker import connect
     from gateway.amqp.names import Names
     from gateway.amqp.parking import depth, replay
+    from gateway.domain.registry import partner_kinds_receiving_documents
     from gateway.partners import load_partners
 
     names = Names(settings.broker_namespace)
@@ -98,7 +99,11 @@ def _parking(settings: Settings, args: argparse.Namespace) -> int:
                 for c in ClientStore(settings.clients_dir).all()
                 if c.deliver_to and c.deliver_to.kind == "amqp"
             ]
-            queues += [names.partner(p.code) for p in load_partners(settings.config_dir)]
+            partners = load_partners(settings.config_dir)
+            queues += [names.partner(p.code) for p in partners]
+            # Documents delivered through a partner's own API (orders to banks, the land registry).
+            kinds = partner_kinds_receiving_documents()
+            queues += [names.deliver(p.code) for p in partners if p.kind in kinds]
             queues += [names.replies_queue, names.callbacks_queue]
             for queue in queues:
                 parked = await depth(connection, names.parking(queue))

@@ -148,11 +148,6 @@ async def test_a_parked_order_is_replayed_by_the_operator_and_answered_once(tmp_
         await wait_status(api, lw, reply["message_id"], "delivered")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`run.py parking list` does not list the delivery queues of partners that take documents "
-    "(gateway/cli.py _parking): a parked order is invisible to the operator",
-)
 async def test_parking_list_shows_a_parked_order(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, settings=FAST_GIVE_UP) as (lw, api):
         names = Names(lw.settings.broker_namespace)
