@@ -135,5 +135,5 @@ def test_full_simulate_starts_on_a_fresh_home_and_keeps_running(tmp_path: Path) 
     log = output.decode("utf-8", "replace")
     assert still_running, log
     assert "No such file" not in log
-    assert (tmp_path / "keys" / "TAND-HN.key").exists()
+    assert (tmp_path / "var" / "keys" / "TAND-HN.key").exists()
     assert "generated simulator key pairs" in log

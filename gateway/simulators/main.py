@@ -77,7 +77,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     """Run the partner simulators and, unless ``--partners-only``, the simulated court and case system.
     Key files come from the demo's key directory (made there when missing, see :func:`prepare_keys`);
     BANK-TCB signs its callbacks with ``BANK-TCB.key``."""
-    keys = Path(os.environ.get("GATEWAY_DEMO_KEYS", settings.home / "keys"))
+    keys = Path(os.environ.get("GATEWAY_DEMO_KEYS", settings.home / "var" / "keys"))
     case_queue = os.environ.get("GATEWAY_DEMO_CASE_QUEUE", CASE_QUEUE)
     partners_only = bool(getattr(args, "partners_only", False))
     if not partners_only:
