@@ -118,6 +118,20 @@ async def confirm(api: Client, lw: LookupWorld, message_id: str) -> dict[str, An
     return body
 
 
+async def confirm_all(
+    api: Client, lw: LookupWorld, reports: list[dict[str, Any]], sent: list[dict[str, Any]]
+) -> None:
+    """The case system confirms each report it received; each order is then confirmed, with every step
+    an evidence in its timeline."""
+    for report in reports:
+        await wait_for(api, lw, report["message_id"], "delivered")
+        await confirm(api, lw, report["message_id"])
+    for order in sent:
+        done = await wait_for(api, lw, order["message_id"], "confirmed")
+        assert {"accepted", "queued", "delivered", "answered", "confirmed"} <= set(events(done))
+        assert len(done["replies"]) == 1
+
+
 def events(status_view: dict[str, Any]) -> list[str]:
     return [e["event"] for e in status_view["timeline"]]
 
@@ -190,6 +204,7 @@ async def test_transfer_and_release_follow_the_blocking_order(gateway: tuple[Loo
         "report.account_release",
         "report.funds_transfer",
     ]
+    await confirm_all(api, lw, reports, [block, transfer, release])
 
 
 async def test_a_transfer_must_follow_a_blocking_order_of_the_same_bank(
@@ -217,6 +232,7 @@ async def test_land_suspension_and_lifting_go_over_soap(gateway: tuple[LookupWor
     assert lifted["replies"][0]["message_type"] == "report.land_suspension_lifting"
     reports = await received(lw.world.case_queue, expect=2)
     assert {r["body"]["outcome"] for r in reports} == {"executed"}
+    await confirm_all(api, lw, reports, [suspension, lifting])
 
 
 async def test_an_order_to_an_unknown_or_wrong_partner_is_refused(
