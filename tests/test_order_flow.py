@@ -5,33 +5,21 @@ reply, reaches the case system once, and the case system's confirmation closes t
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
 from gateway.domain.revocation import revocation_id
 from tests.support import orders
 from tests.support.lookup_world import LookupWorld, running_gateway
+from tests.support.order_flow import Client, fresh, received, sim_counts, view, wait_for
 
 pytestmark = pytest.mark.rabbitmq
-
-Client = TestClient[Any, Any]
-
-
-def fresh(document: dict[str, Any]) -> dict[str, Any]:
-    """A unique decision per test order: the same decision to the same bank is the same order."""
-    document["body"]["decision"] = dict(
-        document["body"]["decision"], number=f"{uuid.uuid4().int % 99999}/QĐ-CCTHADS"
-    )
-    return document
 
 
 async def send(api: Client, lw: LookupWorld, document: dict[str, Any], expect: int = 202) -> dict[str, Any]:
@@ -39,58 +27,6 @@ async def send(api: Client, lw: LookupWorld, document: dict[str, Any], expect: i
     body: dict[str, Any] = await resp.json()
     assert resp.status == expect, body
     return body
-
-
-async def view(api: Client, lw: LookupWorld, message_id: str) -> dict[str, Any]:
-    resp = await api.get(f"/v1/messages/{message_id}", headers=lw.world.case_headers())
-    assert resp.status == 200, await resp.text()
-    result: dict[str, Any] = await resp.json()
-    return result
-
-
-async def wait_for(
-    api: Client, lw: LookupWorld, message_id: str, *statuses: str, timeout: float = 30
-) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        current = await view(api, lw, message_id)
-        if current["status"] in statuses:
-            return current
-        assert asyncio.get_running_loop().time() < deadline, (
-            f"still {current['status']}: {current['timeline']}"
-        )
-        await asyncio.sleep(0.1)
-
-
-async def received(queue: str, expect: int, timeout: float = 15) -> list[dict[str, Any]]:
-    """What the case system finds on its queue: exactly ``expect`` documents (then a short quiet time)."""
-    out: list[dict[str, Any]] = []
-    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-    async with connection:
-        channel = await connection.channel()
-        q = await channel.get_queue(queue)
-        deadline = asyncio.get_running_loop().time() + timeout
-        quiet_until = None
-        while True:
-            message = await q.get(fail=False)
-            now = asyncio.get_running_loop().time()
-            if message is not None:
-                await message.ack()
-                out.append(json.loads(message.body))
-                continue
-            if len(out) >= expect:
-                quiet_until = quiet_until or now + 1.0
-                if now >= quiet_until:
-                    return out
-            assert now < deadline, f"{len(out)} of {expect} documents arrived"
-            await asyncio.sleep(0.1)
-
-
-async def sim_counts(lw: LookupWorld, path: str) -> dict[str, int]:
-    url = f"{lw.partners.urls[path]}/_sim/orders"
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
-        counts: dict[str, int] = await resp.json()
-        return counts
 
 
 async def last_request(lw: LookupWorld, code: str) -> dict[str, Any]:

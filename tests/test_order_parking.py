@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aio_pika
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
 from gateway.amqp.names import Names
 from gateway.amqp.parking import depth
@@ -22,40 +19,12 @@ from tests.conftest import ROOT
 from tests.support import orders
 from tests.support.gateway_procs import BROKER, GatewayProcesses
 from tests.support.lookup_world import LookupWorld, running_gateway
+from tests.support.order_flow import fresh, sim_counts, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
-Client = TestClient[Any, Any]
 BANK = "BANK-VCB"
 FAST_GIVE_UP = {"delivery": {"retry_delays_seconds": [0.2], "max_attempts": 2}}
-
-
-def unique(document: dict[str, Any]) -> dict[str, Any]:
-    """A decision of its own: the same decision to the same bank is the same order."""
-    number = f"{uuid.uuid4().int % 999_999}/QĐ-CCTHADS-{uuid.uuid4().hex[:8]}"
-    document["body"]["decision"] = dict(document["body"]["decision"], number=number)
-    return document
-
-
-async def status_of(api: Client, lw: LookupWorld, message_id: str) -> dict[str, Any]:
-    resp = await api.get(f"/v1/messages/{message_id}", headers=lw.world.case_headers())
-    assert resp.status == 200, await resp.text()
-    result: dict[str, Any] = await resp.json()
-    return result
-
-
-async def wait_status(
-    api: Client, lw: LookupWorld, message_id: str, status: str, timeout: float = 20
-) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        current = await status_of(api, lw, message_id)
-        if current["status"] == status:
-            return current
-        assert asyncio.get_running_loop().time() < deadline, (
-            f"still {current['status']}, waited for {status}: {current['timeline']}"
-        )
-        await asyncio.sleep(0.1)
 
 
 async def wait_depth(queue: str, expected: int, timeout: float = 10) -> None:
@@ -105,13 +74,6 @@ async def drain(queue: str, quiet: float = 1.5, timeout: float = 15) -> list[dic
     return out
 
 
-async def executed(lw: LookupWorld, bank: str) -> dict[str, int]:
-    async with aiohttp.ClientSession() as http, http.get(f"{lw.partners.urls[bank]}/_sim/orders") as resp:
-        assert resp.status == 200
-        counts: dict[str, int] = await resp.json()
-        return counts
-
-
 async def test_a_parked_order_is_replayed_by_the_operator_and_answered_once(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, settings=FAST_GIVE_UP) as (lw, api):
         names = Names(lw.settings.broker_namespace)
@@ -119,33 +81,33 @@ async def test_a_parked_order_is_replayed_by_the_operator_and_answered_once(tmp_
         parking = names.parking(queue)
         await lw.partners.set_mode("bank", "down")
 
-        order = unique(orders.blocking(BANK, 250_000_000))
+        order = fresh(orders.blocking(BANK, 250_000_000))
         resp = await api.post("/v1/documents", json=order, headers=lw.world.case_headers())
         assert resp.status == 202, await resp.text()
-        failed = await wait_status(api, lw, order["message_id"], "failed")
+        failed = await wait_for(api, lw, order["message_id"], "failed")
         assert "delivery_failed" in [e["event"] for e in failed["timeline"]]
         await wait_depth(parking, 1)
 
         await lw.partners.set_mode("bank", "normal")
-        assert order["message_id"] not in await executed(lw, BANK)
+        assert order["message_id"] not in await sim_counts(lw, BANK)
         moved = await operator(lw, tmp_path, "parking", "replay", "--queue", queue)
         assert f"moved 1 message(s) from {parking} back to {queue}" in moved
         await wait_depth(parking, 0)
 
-        answered = await wait_status(api, lw, order["message_id"], "answered")
+        answered = await wait_for(api, lw, order["message_id"], "answered")
         events = [e["event"] for e in answered["timeline"]]
         assert events.count("failed") == 1 and "delivered" in events, events
         [reply] = answered["replies"]
         assert reply["message_type"] == "report.account_blocking" and reply["sender"] == BANK
 
-        assert await executed(lw, BANK) == {order["message_id"]: 1}
+        assert await sim_counts(lw, BANK) == {order["message_id"]: 1}
         received = await drain(lw.world.case_queue)
         reports = [d for d in received if d["message_type"].startswith("report.")]
         assert [(r["_message_id"], r["in_reply_to"]) for r in reports] == [
             (reply["message_id"], order["message_id"])
         ], Counter(d["message_type"] for d in received)
         assert reports[0]["body"]["total_blocked"] == 250_000_000
-        await wait_status(api, lw, reply["message_id"], "delivered")
+        await wait_for(api, lw, reply["message_id"], "delivered")
 
 
 async def test_parking_list_shows_a_parked_order(tmp_path: Path) -> None:
@@ -153,10 +115,10 @@ async def test_parking_list_shows_a_parked_order(tmp_path: Path) -> None:
         names = Names(lw.settings.broker_namespace)
         parking = names.parking(names.deliver(BANK))
         await lw.partners.set_mode("bank", "down")
-        order = unique(orders.blocking(BANK, 1_000_000))
+        order = fresh(orders.blocking(BANK, 1_000_000))
         resp = await api.post("/v1/documents", json=order, headers=lw.world.case_headers())
         assert resp.status == 202, await resp.text()
-        await wait_status(api, lw, order["message_id"], "failed")
+        await wait_for(api, lw, order["message_id"], "failed")
         await wait_depth(parking, 1)
 
         listing = await operator(lw, tmp_path, "parking", "list")
