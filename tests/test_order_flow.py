@@ -249,3 +249,21 @@ async def test_an_order_revoked_while_it_is_handed_over_still_gets_its_revocatio
     await lw.partners.set_mode("bank", "normal")
     revoked = await wait_event(api, lw, order["message_id"], "revocation_delivered")
     assert revoked["status"] == "revoked"
+
+
+async def test_a_replacement_is_a_new_document_and_the_replaced_one_shows_it(
+    gateway: tuple[LookupWorld, Client],
+) -> None:
+    lw, api = gateway
+    first = fresh(orders.blocking("BANK-CTG", 1_000_000))
+    await send(api, lw, first)
+    # The same decision, corrected: not a resend of the first (that would be a duplicate).
+    second = orders.blocking("BANK-CTG", 2_000_000)
+    second["replaces"] = first["message_id"]
+    second["body"]["decision"] = first["body"]["decision"]
+    receipt = await send(api, lw, second)
+    assert receipt["message_id"] == second["message_id"]
+    replaced = await view(api, lw, first["message_id"])
+    [evidence] = [e for e in replaced["timeline"] if e["event"] == "replaced"]
+    assert evidence["detail"] == {"replaced_by": second["message_id"]}
+    assert (await view(api, lw, second["message_id"]))["replaces"] == first["message_id"]
