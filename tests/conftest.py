@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ def make_world(home: Path, database_url: str, deliver_to: str | None = None, **o
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "config" / "gateway.toml", config / "gateway.toml")
-    namespace = f"t{uuid.uuid4().hex[:10]}"
+    namespace = fresh_namespace()
     settings = Settings(
         config_dir=config,
         database_url=database_url,
@@ -157,7 +158,20 @@ def anyio_backend() -> Iterator[str]:
     yield "asyncio"
 
 
-LEAKED_NAMESPACE = re.compile(r"^t[0-9a-f]{10}\.")
+LEAKED_NAMESPACE = re.compile(r"^t([0-9a-f]{8})[0-9a-f]{6}\.")
+#: A namespace younger than this may belong to a test session running beside this one: keep it.
+LEAK_AGE_SECONDS = 3600
+
+
+def fresh_namespace() -> str:
+    """``t`` + creation time (8 hex digits of Unix seconds) + 6 random hex digits: old ones can be told
+    from ones another session is still using."""
+    return f"t{int(time.time()):08x}{uuid.uuid4().hex[:6]}"
+
+
+def is_leaked(name: str, now: float) -> bool:
+    match = LEAKED_NAMESPACE.match(name)
+    return match is not None and now - int(match.group(1), 16) > LEAK_AGE_SECONDS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -180,7 +194,7 @@ def purge_leaked_test_queues() -> None:
     leaked = [
         name
         for name, consumers in (line.split("\t") for line in listing.splitlines() if "\t" in line)
-        if LEAKED_NAMESPACE.match(name) and consumers.strip() == "0"
+        if is_leaked(name, time.time()) and consumers.strip() == "0"
     ]
     if leaked:
         asyncio.run(_delete_queues(leaked))

@@ -10,13 +10,14 @@ import pytest
 from gateway.amqp import topology
 from gateway.amqp.names import Names
 from gateway.amqp.parking import depth, replay
+from tests.conftest import fresh_namespace
 
 pytestmark = pytest.mark.rabbitmq
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 async def test_replay_moves_parked_messages_back_with_their_identity() -> None:
-    names = Names(f"t{uuid.uuid4().hex[:10]}")
+    names = Names(fresh_namespace())
     queue = names.deliver("THADS-HN")
     connection = await aio_pika.connect_robust(BROKER)
     async with connection:
