@@ -106,11 +106,6 @@ _TYPES: list[DocumentType] = [
 REGISTRY: Mapping[str, DocumentType] = MappingProxyType({t.message_type: t for t in _TYPES})
 
 
-def answer_types(message_type: str) -> frozenset[str]:
-    """Types that may answer a document of ``message_type``."""
-    return frozenset(t.message_type for t in REGISTRY.values() if message_type in t.answers)
-
-
 def partner_kinds_receiving_documents() -> frozenset[str]:
     """Partner kinds some document type is delivered to through their connector."""
     return frozenset(kind for t in REGISTRY.values() for kind in t.partner_kinds)

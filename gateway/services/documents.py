@@ -36,7 +36,6 @@ from gateway.validation import SchemaCatalog
 
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
 DOCUMENTS_EXCHANGE = "documents"
-GENERIC_SERVICE = "documents.send"
 NATURAL_KEY_MAX = 200  # messages.natural_key
 
 
