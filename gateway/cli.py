@@ -25,9 +25,13 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.worker.main import serve
 
+    if args.metrics_port is not None:
+        settings = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update={"metrics_port": args.metrics_port})}
+        )
     asyncio.run(serve(settings))
     return 0
 
@@ -135,7 +139,11 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--host")
     api.set_defaults(func=_api)
 
-    sub.add_parser("worker", help="outbox relay and delivery consumers").set_defaults(func=_worker)
+    worker = sub.add_parser("worker", help="outbox relay, deliveries, lookups, deadlines")
+    worker.add_argument(
+        "--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (default: worker.metrics_port)"
+    )
+    worker.set_defaults(func=_worker)
 
     sim = sub.add_parser(
         "simulate", help="partner simulators (court, case system, land, banks, tax, vehicles, population)"

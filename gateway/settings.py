@@ -47,6 +47,12 @@ class SigningSettings(BaseModel):
     private_key_file: str = "var/keys/receipt-signing.pem"
 
 
+class WorkerSettings(BaseModel):
+    # The worker's own HTTP listener: /metrics, /healthz, /readyz. Port 0 takes a free port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9180, ge=0, le=65535)
+
+
 class RelaySettings(BaseModel):
     poll_interval_seconds: float = Field(0.2, gt=0)
     batch_size: int = Field(200, gt=0)
@@ -79,6 +85,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
 
     @classmethod

@@ -123,6 +123,7 @@ def make_world(home: Path, database_url: str, deliver_to: str | None = None, **o
     config.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "config" / "gateway.toml", config / "gateway.toml")
     namespace = fresh_namespace()
+    overrides.setdefault("worker", {"metrics_port": 0})  # several workers run at once in tests
     settings = Settings(
         config_dir=config,
         database_url=database_url,

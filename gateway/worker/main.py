@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import signal
+from typing import Any
 
 import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -25,6 +26,7 @@ from gateway.services.factory import build_document_service
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
+from gateway.worker import http as http_listener
 from gateway.worker.deadlines import DeadlineWatcher
 from gateway.worker.delivery import Deliverer, Recipient
 from gateway.worker.lookups import LookupWorker
@@ -39,6 +41,7 @@ class Worker:
         self.settings = settings
         self.names = Names(settings.broker_namespace)
         self._consuming: dict[str, str] = {}  # client id -> delivery target it is consumed for
+        self.metrics_port: int | None = None  # bound port of /metrics, /healthz, /readyz once running
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -46,9 +49,25 @@ class Worker:
         await upgrade(db.url)
         clients = ClientStore(settings.clients_dir)
         signer = Signer.from_file(settings.path(settings.signing.private_key_file))
-        # Started while the broker is down, the worker waits here; the api keeps accepting into the outbox.
-        publish_conn = await connect(settings.broker_url, "gateway-worker-publish")
-        consume_conn = await connect(settings.broker_url, "gateway-worker-consume")
+        # Up before the broker connections: while the broker is down, /readyz says so.
+        connections: list[Any] = []
+        metrics = await http_listener.start(
+            http_listener.make_app(
+                db, lambda: len(connections) == 2 and not any(c.is_closed for c in connections)
+            ),
+            settings.worker.metrics_host,
+            settings.worker.metrics_port,
+        )
+        self.metrics_port = int(metrics.addresses[0][1]) if metrics is not None else None
+        try:
+            # Started while the broker is down, the worker waits here; the api keeps accepting.
+            publish_conn = await connect(settings.broker_url, "gateway-worker-publish")
+            consume_conn = await connect(settings.broker_url, "gateway-worker-consume")
+        except BaseException:
+            if metrics is not None:
+                await metrics.cleanup()
+            raise
+        connections += [publish_conn, consume_conn]
         publisher = Publisher(publish_conn)
         documents = build_document_service(settings, db, clients, signer)
         partners = load_partners(settings.config_dir)
@@ -92,6 +111,8 @@ class Worker:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await close_all(connectors)
+                if metrics is not None:
+                    await metrics.cleanup()
                 await consume_conn.close()
                 await publish_conn.close()
                 await db.dispose()

@@ -49,6 +49,7 @@ class GatewayProcesses:
             "GATEWAY_BROKER_URL": self.broker_url,
             "GATEWAY_BROKER_NAMESPACE": s.broker_namespace,
             "GATEWAY_API__PORT": str(self.port),
+            "GATEWAY_WORKER__METRICS_PORT": "0",
             "GATEWAY_API__PUBLIC_URL": self.url,
             "GATEWAY_LOG_LEVEL": "WARNING",
         }
