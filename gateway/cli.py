@@ -57,6 +57,34 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(settings: Settings, _args: argparse.Namespace) -> int:
+    """Walk the hash chain of the audit log: 0 when intact, 1 naming the first record that is not."""
+    from sqlalchemy import func, select
+
+    from gateway.storage.audit import verify_chain
+    from gateway.storage.database import Database
+    from gateway.storage.tables import audit_log
+
+    async def run() -> tuple[int | None, int]:
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.read() as conn:
+                count = int((await conn.execute(select(func.count()).select_from(audit_log))).scalar_one())
+                return await verify_chain(conn), count
+        finally:
+            await db.dispose()
+
+    broken, count = asyncio.run(run())
+    if broken is None:
+        print(f"audit chain intact: {count} record(s)")
+        return 0
+    if broken == -1:
+        print("audit chain broken: its head does not match the last record (records cut from the end)")
+    else:
+        print(f"audit chain broken at record {broken}: edited, deleted or reordered from there on")
+    return 1
+
+
 def _clients(settings: Settings, args: argparse.Namespace) -> int:
     store = ClientStore(settings.clients_dir, recheck_seconds=0)
     if args.action == "add":
@@ -184,6 +212,10 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade"])
     db.add_argument("--revision", default="head")
     db.set_defaults(func=_db)
+
+    audit = sub.add_parser("audit", help="the audit log")
+    audit.add_argument("action", choices=["verify"], help="walk the hash chain; exit 1 if it is broken")
+    audit.set_defaults(func=_audit)
 
     cl = sub.add_parser("clients", help="manage API clients (stored under the config directory)")
     cl_sub = cl.add_subparsers(dest="action", required=True)
