@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := gateway tests run.py
 PYTEST_ARGS ?=
 
-.PHONY: help venv services lint test chaos bench demo db-upgrade fmt clean
+.PHONY: help venv services browser lint test chaos contract bench demo db-upgrade fmt clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -26,16 +26,22 @@ $(STAMP): pyproject.toml
 services: ## Make sure RabbitMQ (and PostgreSQL if installed) are running
 	bash scripts/ensure-services.sh
 
+browser: ## Make sure Debian's chromium is installed for the browser tests
+	bash scripts/ensure-browser.sh
+
 lint: venv ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
-test: venv services ## Run the test suite (without chaos and bench)
-	$(BIN)/python -m pytest -m "not chaos and not bench" -q $(PYTEST_ARGS)
+test: venv services browser ## Run the test suite, browser tests included (without chaos, contract, bench)
+	$(BIN)/python -m pytest -m "not chaos and not bench and not contract" -q $(PYTEST_ARGS)
 
 chaos: venv services ## Run the chaos tests (slow: kills processes, cuts the broker)
 	$(BIN)/python -m pytest -m chaos -q $(PYTEST_ARGS)
+
+contract: venv services ## Schemathesis over /openapi.json: the document says exactly what the API does
+	$(BIN)/python -m pytest -m contract -q $(PYTEST_ARGS)
 
 bench: venv services ## Run the benchmarks and print their figures
 	$(BIN)/python -m pytest -m bench -q -s $(PYTEST_ARGS)

@@ -70,6 +70,26 @@ class DeliverySettings(BaseModel):
     max_attempts: int = Field(60, gt=0)
 
 
+class AuditSettings(BaseModel):
+    # The head of the audit chain is signed (Ed25519, the receipt key) every N records or M minutes,
+    # whichever comes first; a checkpoint makes a cut tail or a recomputed chain detectable.
+    checkpoint_every_records: int = Field(100, gt=0)
+    checkpoint_every_minutes: float = Field(5, gt=0)
+
+
+class OpsSettings(BaseModel):
+    # Operator accounts of the console at /ops: a TOML file of argon2 hashes (see docs/console.md).
+    # No file, no console sign-in: there is no default account or password.
+    operators_file: str = "config/operators.toml"
+    session_minutes: float = Field(30, gt=0)
+    # Anything in a non-final status for longer than this is listed as stuck.
+    stuck_after_minutes: float = Field(60, gt=0)
+    # RabbitMQ management API (queue rates); when it does not answer, depths come over AMQP.
+    management_url: str = "http://127.0.0.1:15672"
+    management_user: str = "guest"
+    management_password: str = "guest"  # noqa: S105 - the broker's own default, overridable
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore")
 
@@ -87,6 +107,8 @@ class Settings(BaseSettings):
     relay: RelaySettings = Field(default_factory=RelaySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
 
     @classmethod
     def settings_customise_sources(

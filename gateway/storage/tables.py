@@ -175,3 +175,34 @@ inquiry_sources = Table(
     UniqueConstraint("inquiry_id", "source_id"),
     Index("ix_inquiry_sources_pending", "status", "due_at"),
 )
+
+#: Signed anchors of the audit chain: every N records or M minutes the head is signed with the receipt
+#: key, so cutting the tail or recomputing every hash after an edit no longer goes unnoticed.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("audit_id", BigInteger, nullable=False, index=True),
+    Column("head_hash", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+)
+
+#: What each worker sees of each partner (breaker, success rate, latency, last error), refreshed every
+#: few seconds, so the console in an api process can show partners whatever worker makes the calls.
+partner_health = Table(
+    "partner_health",
+    metadata,
+    Column("partner", String(32), primary_key=True),
+    Column("worker", String(64), primary_key=True),
+    Column("updated_at", TS, nullable=False),
+    Column("breaker", String(16), nullable=False),
+    Column("calls", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("p50_ms", Integer),
+    Column("p95_ms", Integer),
+    Column("in_flight", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("last_error_at", TS),
+)

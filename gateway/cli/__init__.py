@@ -57,34 +57,6 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit(settings: Settings, _args: argparse.Namespace) -> int:
-    """Walk the hash chain of the audit log: 0 when intact, 1 naming the first record that is not."""
-    from sqlalchemy import func, select
-
-    from gateway.storage.audit import verify_chain
-    from gateway.storage.database import Database
-    from gateway.storage.tables import audit_log
-
-    async def run() -> tuple[int | None, int]:
-        db = Database(settings.resolved_database_url)
-        try:
-            async with db.read() as conn:
-                count = int((await conn.execute(select(func.count()).select_from(audit_log))).scalar_one())
-                return await verify_chain(conn), count
-        finally:
-            await db.dispose()
-
-    broken, count = asyncio.run(run())
-    if broken is None:
-        print(f"audit chain intact: {count} record(s)")
-        return 0
-    if broken == -1:
-        print("audit chain broken: its head does not match the last record (records cut from the end)")
-    else:
-        print(f"audit chain broken at record {broken}: edited, deleted or reordered from there on")
-    return 1
-
-
 def _clients(settings: Settings, args: argparse.Namespace) -> int:
     store = ClientStore(settings.clients_dir, recheck_seconds=0)
     if args.action == "add":
@@ -107,42 +79,6 @@ def _clients(settings: Settings, args: argparse.Namespace) -> int:
             state = "revoked" if c.revoked else "active"
             print(f"{c.id:<16} {state:<8} {','.join(sorted(c.grants)):<48} {c.deliver_to or '-'}")
     return 0
-
-
-def _parking(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.amqp.broker import connect
-    from gateway.amqp.names import Names
-    from gateway.amqp.parking import depth, replay
-    from gateway.domain.registry import partner_kinds_receiving_documents
-    from gateway.partners import load_partners
-
-    names = Names(settings.broker_namespace)
-
-    async def run() -> int:
-        connection = await connect(settings.broker_url, "gateway-operator")
-        async with connection:
-            if args.action == "replay":
-                moved = await replay(connection, names, args.queue, args.limit)
-                print(f"moved {moved} message(s) from {names.parking(args.queue)} back to {args.queue}")
-                return 0
-            queues = [names.deliver(c.id) for c in ClientStore(settings.clients_dir).all() if c.deliver_to]
-            queues += [
-                str(c.deliver_to.target)
-                for c in ClientStore(settings.clients_dir).all()
-                if c.deliver_to and c.deliver_to.kind == "amqp"
-            ]
-            partners = load_partners(settings.config_dir)
-            queues += [names.partner(p.code) for p in partners]
-            # Documents delivered through a partner's own API (orders to banks, the land registry).
-            kinds = partner_kinds_receiving_documents()
-            queues += [names.deliver(p.code) for p in partners if p.kind in kinds]
-            queues += [names.replies_queue, names.callbacks_queue]
-            for queue in queues:
-                parked = await depth(connection, names.parking(queue))
-                print(f"{names.parking(queue):<56} {'-' if parked is None else parked}")
-            return 0
-
-    return asyncio.run(run())
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
@@ -213,10 +149,6 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--revision", default="head")
     db.set_defaults(func=_db)
 
-    audit = sub.add_parser("audit", help="the audit log")
-    audit.add_argument("action", choices=["verify"], help="walk the hash chain; exit 1 if it is broken")
-    audit.set_defaults(func=_audit)
-
     cl = sub.add_parser("clients", help="manage API clients (stored under the config directory)")
     cl_sub = cl.add_subparsers(dest="action", required=True)
     add = cl_sub.add_parser("add", help="register a client or add a key / change grants")
@@ -230,14 +162,6 @@ def parser() -> argparse.ArgumentParser:
     rev.add_argument("--id", required=True)
     cl.set_defaults(func=_clients)
 
-    park = sub.add_parser("parking", help="inspect parking (dead-letter) queues and move messages back")
-    park_sub = park.add_subparsers(dest="action", required=True)
-    park_sub.add_parser("list", help="parked messages per queue")
-    rep = park_sub.add_parser("replay", help="move parked messages back to their queue")
-    rep.add_argument("--queue", required=True, help="the original queue, e.g. gw.deliver.THADS-HN")
-    rep.add_argument("--limit", type=int, default=1000)
-    park.set_defaults(func=_parking)
-
     tok = sub.add_parser("token", help="print a token the gateway accepts for a client")
     tok.add_argument("--client", required=True)
     tok.add_argument("--private-key", required=True)
@@ -250,6 +174,12 @@ def parser() -> argparse.ArgumentParser:
     keys.add_argument("--name", required=True)
     keys.add_argument("--kind", choices=["ed25519", "p256"], default="ed25519")
     keys.set_defaults(func=_keys)
+
+    # Operator and evidence commands live beside this module, one file per concern.
+    from gateway.cli import evidence, operations
+
+    operations.register(sub)
+    evidence.register(sub)
     return p
 
 
