@@ -59,7 +59,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             raise
         converted = Problem(exc.status, _REASONS.get(exc.status, "http-error"), exc.reason, exc.text or "")
         await audit_rejection(request, converted)
-        return problem_response(converted, request.path)
+        response = problem_response(converted, request.path)
+        if "Allow" in exc.headers:  # RFC 9110: a 405 names the methods the resource supports
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except SQLAlchemyError:
         incident = str(uuid.uuid4())
         log.exception("database error", extra={"incident": incident})
