@@ -71,13 +71,56 @@ def _clients(settings: Settings, args: argparse.Namespace) -> int:
             f"client {client.id}: grants {', '.join(sorted(client.grants))}; keys {len(client.keys)}; "
             f"delivery {client.deliver_to or '-'}"
         )
+        change = {
+            "grants": sorted(client.grants),
+            "keys": len(client.keys),
+            "deliver_to": str(client.deliver_to or ""),
+        }
+        return _audit_client_change(settings, args, client.id, change)
     elif args.action == "revoke":
         store.revoke(args.id)
         print(f"client {args.id} revoked")
+        return _audit_client_change(settings, args, args.id, None)
     else:
         for c in store.all():
             state = "revoked" if c.revoked else "active"
             print(f"{c.id:<16} {state:<8} {','.join(sorted(c.grants)):<48} {c.deliver_to or '-'}")
+    return 0
+
+
+def _audit_client_change(
+    settings: Settings, args: argparse.Namespace, client_id: str, change: dict[str, object] | None
+) -> int:
+    """Record a client change in the audit log (actor: --actor or the login name)."""
+    from gateway.cli.evidence import operator
+    from gateway.storage.audit import AuditEntry, append
+    from gateway.storage.database import Database
+    from gateway.storage.migrate import upgrade
+
+    entry = AuditEntry(
+        actor=operator(args)[:64],
+        action=f"clients.{args.action}",
+        outcome="changed",
+        object_ref=client_id,
+        data=change,
+    )
+
+    async def run() -> None:
+        await upgrade(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.transaction() as conn:
+                await append(conn, entry)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        print(
+            f"error: client {client_id} changed, but its audit record was not written: {exc}", file=sys.stderr
+        )
+        return 1
     return 0
 
 
@@ -157,9 +200,11 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--grant", nargs="+", required=True, metavar="SERVICE")
     add.add_argument("--deliver-to", help="amqp:QUEUE or https://… webhook for documents addressed to it")
     add.add_argument("--name")
+    add.add_argument("--actor", help="who makes the change, for the audit log (default: $USER)")
     cl_sub.add_parser("list")
     rev = cl_sub.add_parser("revoke")
     rev.add_argument("--id", required=True)
+    rev.add_argument("--actor", help="who makes the change, for the audit log (default: $USER)")
     cl.set_defaults(func=_clients)
 
     tok = sub.add_parser("token", help="print a token the gateway accepts for a client")

@@ -82,3 +82,19 @@ def verify(public_key: ed25519.Ed25519PublicKey, fields: dict[str, Any], signatu
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def public_key_from_jwk(jwk: dict[str, Any]) -> ed25519.Ed25519PublicKey:
+    """The Ed25519 public key of a JWK as ``GET /v1/keys`` serves it; ``ValueError`` for anything else."""
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("x"), str):
+        raise ValueError("not an Ed25519 JWK")
+    return ed25519.Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"]))
+
+
+def keys_by_id(jwks: dict[str, Any]) -> dict[str, ed25519.Ed25519PublicKey]:
+    """``{kid: key}`` of a JWKS; the kid is recomputed from the key (RFC 7638), never taken on trust."""
+    found: dict[str, ed25519.Ed25519PublicKey] = {}
+    for jwk in jwks.get("keys", []):
+        key = public_key_from_jwk(jwk)
+        found[public_jwk(key)["kid"]] = key
+    return found

@@ -40,6 +40,32 @@ def _digest(prev_hash: str, at: datetime, entry: AuditEntry) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+#: The fields of a record its hash covers, besides ``at`` and ``prev_hash``.
+HASHED_FIELDS = tuple(AuditEntry.__dataclass_fields__)
+
+
+def record(row: Any) -> dict[str, Any]:
+    """An audit row as plain JSON: ``id``, ``hash`` and exactly the fields its hash covers, ``at`` in the
+    form that was hashed. What evidence bundles carry and :func:`record_digest` recomputes."""
+    return {
+        "id": int(row.id),
+        "at": as_utc(row.at).isoformat(),
+        **{name: getattr(row, name) for name in HASHED_FIELDS if name != "data"},
+        "data": json.loads(row.data) if row.data is not None else None,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
+def record_digest(rec: dict[str, Any]) -> str:
+    """The hash a record should have: SHA-256 of the sorted JSON of its covered fields and ``prev_hash``."""
+    fields = {name: rec.get(name) for name in HASHED_FIELDS} | {
+        "at": rec["at"],
+        "prev_hash": rec["prev_hash"],
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
 async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
     """Write one audit row inside the caller's transaction; returns its hash."""
     entry = AuditEntry(**(asdict(entry) | {"reason": scrub(entry.reason) if entry.reason else entry.reason}))

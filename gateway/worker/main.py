@@ -26,6 +26,7 @@ from gateway.services.factory import build_document_service
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
+from gateway.worker import checkpoints as audit_checkpoints
 from gateway.worker import http as http_listener
 from gateway.worker.deadlines import DeadlineWatcher
 from gateway.worker.delivery import Deliverer, Recipient
@@ -103,6 +104,7 @@ class Worker:
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
             tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
             tasks.append(asyncio.create_task(watcher.run(), name="document-deadlines"))
+            tasks.append(asyncio.create_task(audit_checkpoints.run(db, signer, settings.audit), name="audit"))
             log.info("worker running")
             try:
                 await stop.wait()
