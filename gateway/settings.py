@@ -45,12 +45,19 @@ class AuthSettings(BaseModel):
 
 class SigningSettings(BaseModel):
     private_key_file: str = "var/keys/receipt-signing.pem"
+    # Rotate the key this long after its file was written (gateway_signing_key_expiry_timestamp_seconds).
+    rotate_after_days: float = Field(365, gt=0)
 
 
 class WorkerSettings(BaseModel):
     # The worker's own HTTP listener: /metrics, /healthz, /readyz. Port 0 takes a free port.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9180, ge=0, le=65535)
+    # How often the worker reads queue depths from the broker and counts inquiries/overdue documents.
+    queue_poll_seconds: float = Field(10, gt=0)
+    database_poll_seconds: float = Field(15, gt=0)
+    # How often each worker writes its view of every partner to partner_health (and on breaker changes).
+    partner_health_seconds: float = Field(2, gt=0)
 
 
 class RelaySettings(BaseModel):

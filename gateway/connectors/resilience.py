@@ -10,20 +10,23 @@ partner trouble; they return an :class:`Outcome` / a :class:`DeliveryOutcome`. B
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, Generic, Literal, TypeVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from gateway.connectors.base import Connector, ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt
 from gateway.connectors.rest import PartnerTimeout
+from gateway.domain.identifiers import scrub
 from gateway.partners import Partner
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,19 @@ DELIVERY_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
 )
 
+BREAKER_STATE = Gauge(
+    "gateway_partner_breaker_state",
+    "Circuit breaker of a partner: 0 closed, 1 half-open, 2 open",
+    ["partner"],
+)
+IN_FLIGHT = Gauge("gateway_partner_in_flight", "Partner calls and deliveries under way now", ["partner"])
+
 _STATES: Final[dict[str, BreakerState]] = {"closed": "closed", "opened": "open", "half-opened": "half-open"}
+_STATE_VALUES: Final[dict[BreakerState, int]] = {"closed": 0, "half-open": 1, "open": 2}
+#: How far back :class:`PartnerStats` looks (calls, failures, latency percentiles).
+WINDOW_SECONDS: Final = 300.0
+#: Most calls kept per partner in that window (latencies beyond it are dropped oldest first).
+WINDOW_CALLS: Final = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +119,16 @@ class CircuitBreaker:
     """A consecutive-failure breaker for one partner (purgatory, in memory: per process on purpose,
     each worker judges the partner by what it sees itself)."""
 
-    def __init__(self, name: str, failures: int, recovery_seconds: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        failures: int,
+        recovery_seconds: float,
+        on_change: Callable[[BreakerState], None] | None = None,
+    ) -> None:
         self._name = name
         self._state: BreakerState = "closed"
+        self._on_change = on_change
         self._factory = AsyncCircuitBreakerFactory(
             default_threshold=failures,
             default_ttl=recovery_seconds,
@@ -118,7 +140,11 @@ class CircuitBreaker:
 
     def _on_event(self, name: str, event_type: str, event: object) -> None:
         if event_type == "state_changed":
-            self._state = _STATES.get(str(getattr(event, "state", "")), "closed")
+            state = _STATES.get(str(getattr(event, "state", "")), "closed")
+            changed = state != self._state
+            self._state = state
+            if changed and self._on_change is not None:
+                self._on_change(state)
 
     def state(self) -> BreakerState:
         return self._state
@@ -137,6 +163,69 @@ class CircuitBreaker:
             raise BreakerOpen(f"circuit open for {self._name}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """One partner as this process sees it now: what the operators' console shows."""
+
+    partner: str
+    breaker: BreakerState
+    calls: int
+    failures: int
+    p50_ms: int | None
+    p95_ms: int | None
+    in_flight: int
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+class PartnerStats:
+    """A rolling window of one partner's guarded operations (lookups and deliveries alike)."""
+
+    def __init__(self, window_seconds: float = WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._window = window_seconds
+        self._clock = clock
+        # (finished at, milliseconds, failed); milliseconds None when the partner was not reached
+        self._calls: collections.deque[tuple[float, float | None, bool]] = collections.deque(
+            maxlen=WINDOW_CALLS
+        )
+        self.in_flight = 0
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+
+    def record(self, seconds: float | None, failure: str | None) -> None:
+        """One finished operation; ``seconds`` None if it never reached the partner (breaker open)."""
+        self._calls.append((self._clock(), None if seconds is None else seconds * 1000, failure is not None))
+        if failure is not None and seconds is not None:  # a refusal by the open breaker is no news
+            # Partner and library messages may quote what was sent: never a personal ID in clear.
+            self.last_error = scrub(failure)[:500]
+            self.last_error_at = datetime.now(UTC)
+
+    def snapshot(self, partner: str, breaker: BreakerState) -> HealthSnapshot:
+        horizon = self._clock() - self._window
+        while self._calls and self._calls[0][0] < horizon:
+            self._calls.popleft()
+        latencies = sorted(ms for _, ms, _ in self._calls if ms is not None)
+        return HealthSnapshot(
+            partner=partner,
+            breaker=breaker,
+            calls=len(self._calls),
+            failures=sum(1 for _, _, failed in self._calls if failed),
+            p50_ms=_percentile(latencies, 0.50),
+            p95_ms=_percentile(latencies, 0.95),
+            in_flight=self.in_flight,
+            last_error=self.last_error,
+            last_error_at=self.last_error_at,
+        )
+
+
+def _percentile(ordered: list[float], q: float) -> int | None:
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not ordered:
+        return None
+    rank = max(1, -(-len(ordered) * q // 1))  # ceil(n * q), at least the first
+    return round(ordered[int(rank) - 1])
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.retryable
 
@@ -148,13 +237,28 @@ class GuardedConnector:
         self.partner = partner
         self.connector = connector
         self._breaker = CircuitBreaker(
-            partner.code, partner.breaker.failures, partner.breaker.recovery_seconds
+            partner.code, partner.breaker.failures, partner.breaker.recovery_seconds, self._breaker_changed
         )
         self._slots = asyncio.Semaphore(partner.concurrency)
+        self.stats = PartnerStats()
+        #: Called (synchronously) with the partner's code whenever its breaker changes state.
+        self.on_breaker_change: Callable[[str], None] | None = None
+        BREAKER_STATE.labels(partner.code).set(0)
+        IN_FLIGHT.labels(partner.code).set(0)
 
     def breaker_state(self) -> BreakerState:
         """As of the last call: an open breaker past its recovery time reads "open" until a call probes."""
         return self._breaker.state()
+
+    def health(self) -> HealthSnapshot:
+        """This process's view of the partner: breaker, recent calls and failures, latency, in flight."""
+        return self.stats.snapshot(self.partner.code, self._breaker.state())
+
+    def _breaker_changed(self, state: BreakerState) -> None:
+        BREAKER_STATE.labels(self.partner.code).set(_STATE_VALUES[state])
+        log.warning("partner %s: circuit breaker %s", self.partner.code, state)
+        if self.on_breaker_change is not None:
+            self.on_breaker_change(self.partner.code)
 
     async def call(self, request: LookupRequest) -> Outcome:
         started = time.perf_counter()
@@ -192,6 +296,14 @@ class GuardedConnector:
 
     async def _guarded(self, what: str, operation: Callable[[], Awaitable[T]]) -> _Result[T]:
         """Run ``operation`` under the partner's retry policy, breaker, slots and timeout."""
+        started = time.perf_counter()
+        result = await self._retrying(what, operation)
+        reached = result.attempts > 0
+        failure = None if result.failure is None else f"{result.failure}: {result.reason or what}"
+        self.stats.record(time.perf_counter() - started if reached else None, failure)
+        return result
+
+    async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> _Result[T]:
         retry = self.partner.retry
         attempts = 0
         try:
@@ -220,8 +332,13 @@ class GuardedConnector:
         # Breaker first, so an open circuit answers at once even when every slot is busy; the
         # timeout covers the partner only, not the wait for a slot.
         async with self._breaker.guard(), self._slots:
+            self.stats.in_flight += 1
+            IN_FLIGHT.labels(self.partner.code).inc()
             try:
                 async with asyncio.timeout(self.partner.timeout_seconds):
                     return await operation()
             except TimeoutError as exc:
                 raise PartnerTimeout(f"no answer within {self.partner.timeout_seconds:g} s") from exc
+            finally:
+                self.stats.in_flight -= 1
+                IN_FLIGHT.labels(self.partner.code).dec()

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.aiohttp import make_aiohttp_handler
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.metrics import observe_signing_key
 from gateway.partners import load_partners, missing_credentials
 from gateway.web.context import SERVICES
 from gateway.web.operation import Operation, Response
@@ -81,10 +82,13 @@ def _credentials_check(config_dir: Path) -> dict[str, Any]:
     }
 
 
-async def metrics(_request: web.Request) -> web.Response:
-    resp = web.Response(body=generate_latest())
-    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    return resp
+_EXPOSITION = make_aiohttp_handler()
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """prometheus-client's own handler (content negotiation, gzip); the key's expiry read per scrape."""
+    observe_signing_key(request.app[SERVICES].settings)
+    return await _EXPOSITION(request)
 
 
 OPERATIONS: Final = (
@@ -124,8 +128,8 @@ OPERATIONS: Final = (
         operation_id="metrics",
         tag="Operations",
         summary="Prometheus metrics",
-        description="Outbox backlog and publishes, deliveries, retries, redeliveries, parked messages, "
-        "partner calls.",
+        description="HTTP requests by route and status with latency, and the receipt-signing key's "
+        "rotation date (docs/metrics.md lists every series).",
         responses={200: Response("Prometheus text exposition format.", media_type="text/plain")},
     ),
 )

@@ -21,6 +21,7 @@ import aiohttp
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter
 
+from gateway import logs
 from gateway.amqp.broker import Publisher
 from gateway.amqp.names import Names
 from gateway.amqp.settle import settle
@@ -100,16 +101,17 @@ class Deliverer:
 
     async def handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
         """Consumer callback for ``names.deliver(recipient.id)``."""
-        try:
-            await self._handle(recipient, message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Storage or broker trouble: leave the message to the broker (redelivered; the delivery limit
-            # parks it if this never clears).
-            log.exception("delivery of %s to %s failed; requeueing", message.message_id, recipient.id)
-            await asyncio.sleep(1)
-            await settle(message.nack(requeue=True))
+        with logs.consuming(message, recipient=recipient.id):
+            try:
+                await self._handle(recipient, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Storage or broker trouble: leave the message to the broker (redelivered; the delivery
+                # limit parks it if this never clears).
+                log.exception("delivery of %s to %s failed; requeueing", message.message_id, recipient.id)
+                await asyncio.sleep(1)
+                await settle(message.nack(requeue=True))
 
     async def _handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
         message_id = message.message_id or ""

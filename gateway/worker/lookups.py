@@ -16,10 +16,12 @@ import aiohttp
 from aio_pika.abc import AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from gateway import logs
 from gateway.amqp.broker import Publisher
 from gateway.amqp.names import Names
 from gateway.amqp.settle import settle
 from gateway.connectors.resilience import GuardedConnector, Outcome
+from gateway.domain.identifiers import scrub
 from gateway.security.signing import Signer
 from gateway.services.inquiries import parse_request
 from gateway.services.inquiry_results import apply_answer
@@ -52,6 +54,10 @@ class LookupWorker:
     # -- partner queues ------------------------------------------------------------------------
 
     async def on_request(self, partner_code: str, message: AbstractIncomingMessage) -> None:
+        with logs.consuming(message, partner=partner_code):
+            await self._on_request(partner_code, message)
+
+    async def _on_request(self, partner_code: str, message: AbstractIncomingMessage) -> None:
         try:
             request = parse_request(message.body)
         except (ValueError, TypeError, KeyError):
@@ -85,6 +91,10 @@ class LookupWorker:
     # -- replies -------------------------------------------------------------------------------
 
     async def on_reply(self, message: AbstractIncomingMessage) -> None:
+        with logs.consuming(message):
+            await self._on_reply(message)
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         try:
             data = json.loads(message.body)
             if data["status"] == PENDING:
@@ -132,6 +142,10 @@ class LookupWorker:
 
     async def on_callback(self, message: AbstractIncomingMessage) -> None:
         """POST the final inquiry to the caller's callback_url, signed like document webhooks."""
+        with logs.consuming(message):
+            await self._on_callback(message)
+
+    async def _on_callback(self, message: AbstractIncomingMessage) -> None:
         url = str((message.headers or {}).get("url", ""))
         try:
             async for attempt in AsyncRetrying(
@@ -153,7 +167,7 @@ class LookupWorker:
                         10.0,
                     )
         except webhook.WebhookFailed as exc:
-            log.warning("callback to %s failed for good (%s): parking it", url, exc)
+            log.warning("callback to %s failed for good (%s): parking it", scrub(url), scrub(str(exc)))
             await settle(message.reject(requeue=False))
             return
         await settle(message.ack())

@@ -18,6 +18,7 @@ from gateway.amqp.names import Names
 from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.registry import partner_kinds_receiving_documents
+from gateway.metrics import observe_signing_key
 from gateway.partners import Partner, load_partners, missing_credentials
 from gateway.reference_data import load_reminder_lead
 from gateway.security.clients import Client, ClientStore
@@ -30,7 +31,9 @@ from gateway.worker import checkpoints as audit_checkpoints
 from gateway.worker import http as http_listener
 from gateway.worker.deadlines import DeadlineWatcher
 from gateway.worker.delivery import Deliverer, Recipient
+from gateway.worker.gauges import pollers
 from gateway.worker.lookups import LookupWorker
+from gateway.worker.partner_health import PartnerHealthWriter
 from gateway.worker.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class Worker:
         await upgrade(db.url)
         clients = ClientStore(settings.clients_dir)
         signer = Signer.from_file(settings.path(settings.signing.private_key_file))
+        observe_signing_key(settings)
         # Up before the broker connections: while the broker is down, /readyz says so.
         connections: list[Any] = []
         metrics = await http_listener.start(
@@ -105,6 +109,10 @@ class Worker:
             tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
             tasks.append(asyncio.create_task(watcher.run(), name="document-deadlines"))
             tasks.append(asyncio.create_task(audit_checkpoints.run(db, signer, settings.audit), name="audit"))
+            health = PartnerHealthWriter(db, guarded, interval_seconds=settings.worker.partner_health_seconds)
+            tasks.append(asyncio.create_task(health.run(), name="partner-health"))
+            for poller in pollers(settings, db, consume_conn):
+                tasks.append(asyncio.create_task(poller.run(), name=f"gauges-{poller.name}"))
             log.info("worker running")
             try:
                 await stop.wait()

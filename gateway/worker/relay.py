@@ -12,9 +12,11 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from datetime import datetime
 
 from prometheus_client import Counter, Gauge
+from sqlalchemy import func, select
 
 from gateway.amqp.broker import Publisher
 from gateway.amqp.names import Names
@@ -22,7 +24,8 @@ from gateway.settings import RelaySettings
 from gateway.storage import outbox
 from gateway.storage.database import Database
 from gateway.storage.outbox import Pending
-from gateway.storage.timestamps import now
+from gateway.storage.tables import outbox as outbox_table
+from gateway.storage.timestamps import as_utc, now
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,11 @@ REPUBLISHED = Counter(
 )
 FAILED = Counter("gateway_outbox_publish_failures_total", "Publish attempts that failed (will be retried)")
 BACKLOG = Gauge("gateway_outbox_backlog", "Rows waiting in the outbox")
+OLDEST_AGE = Gauge(
+    "gateway_outbox_oldest_age_seconds", "Age of the oldest row waiting in the outbox (0 when it is empty)"
+)
+#: While the relay is busy, backlog and lag are still measured this often.
+REPORT_SECONDS = 2.0
 
 
 class Relay:
@@ -44,6 +52,7 @@ class Relay:
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
         self._wake = asyncio.Event()
+        self._reported = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -61,8 +70,9 @@ class Relay:
                 log.exception("relay pass failed; retrying")
                 moved = 0
                 backoff = min(backoff * 2, 5.0)
-            if moved == 0:
+            if moved == 0 or time.monotonic() - self._reported >= REPORT_SECONDS:
                 await self._report_backlog()
+            if moved == 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=backoff)
@@ -88,9 +98,12 @@ class Relay:
         return len(done)
 
     async def _report_backlog(self) -> None:
+        self._reported = time.monotonic()
         try:
             async with self._db.read() as conn:
                 BACKLOG.set(await outbox.backlog(conn))
+                oldest = (await conn.execute(select(func.min(outbox_table.c.created_at)))).scalar()
+            OLDEST_AGE.set(max(0.0, (now() - as_utc(oldest)).total_seconds()) if oldest else 0.0)
         except Exception:  # metrics must never stop the relay
             log.debug("backlog query failed", exc_info=True)
 
