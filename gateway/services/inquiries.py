@@ -201,9 +201,16 @@ class InquiryService:
             if earlier.request_sha256 != digest:
                 raise conflict("this Idempotency-Key was used for a different inquiry") from None
             return await self.view(principal, earlier.inquiry_id), False
-        return await self.view(principal, inquiry_id), True
+        return await self._view(principal, inquiry_id), True
 
     async def view(self, principal: Principal, inquiry_id: str) -> dict[str, Any]:
+        """The inquiry and its results, for the client that created it (others get 404). The read is
+        audited before it is answered."""
+        view = await self._view(principal, inquiry_id)
+        await self._audit_reads(principal, [view])
+        return view
+
+    async def _view(self, principal: Principal, inquiry_id: str) -> dict[str, Any]:
         async with self._db.read() as conn:
             inquiry = await store.get(conn, inquiry_id)
             if inquiry is None or inquiry.client_id != principal.client.id:
@@ -211,19 +218,48 @@ class InquiryService:
             return representation(inquiry, await store.sources_of(conn, inquiry_id))
 
     async def wait(self, principal: Principal, inquiry_id: str, seconds: float) -> dict[str, Any]:
-        """Poll until every source answered or ``seconds`` pass (``Prefer: wait=N``)."""
+        """Poll until every source answered or ``seconds`` pass (``Prefer: wait=N``); what is answered
+        is audited as one read."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:
-            view = await self.view(principal, inquiry_id)
+            view = await self._view(principal, inquiry_id)
             if view["status"] in ("complete", "expired") or loop.time() >= deadline:
+                await self._audit_reads(principal, [view])
                 return view
             await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
 
     async def for_case(self, principal: Principal, case_ref: str) -> list[dict[str, Any]]:
+        """The client's inquiries for a case; each one listed is audited as read."""
         async with self._db.read() as conn:
             rows = await store.by_case(conn, principal.client.id, case_ref)
-            return [representation(r, await store.sources_of(conn, r.inquiry_id)) for r in rows]
+            views = [representation(r, await store.sources_of(conn, r.inquiry_id)) for r in rows]
+        await self._audit_reads(principal, views)
+        return views
+
+    async def _audit_reads(self, principal: Principal, views: list[dict[str, Any]]) -> None:
+        """One ``assets.read`` record per inquiry shown: who, for which officer or user, which inquiry,
+        and which sources' rows were shown (never the rows)."""
+        if not views:
+            return
+        async with self._db.transaction() as conn:
+            for view in views:
+                await append(
+                    conn,
+                    AuditEntry(
+                        actor=principal.client.id,
+                        subject=principal.subject,
+                        action="assets.read",
+                        outcome="read",
+                        status_code=200,
+                        object_ref=view["inquiry_id"],
+                        data={
+                            "case_ref": view["case_ref"],
+                            "status": view["status"],
+                            "sources_shown": [s["source"] for s in view["sources"] if "rows" in s],
+                        },
+                    ),
+                )
 
 
 def whole_second(at: datetime) -> datetime:

@@ -36,7 +36,27 @@ class MessageService:
         self._keep_payload = keep_payload_after_confirmation
 
     async def status(self, principal: Principal, message_id: str) -> dict[str, Any]:
-        """Status, timeline and replies, for the sender or the recipient only (others get 404, not 403)."""
+        """Status, timeline and replies, for the sender or the recipient only (others get 404, not 403).
+
+        A read of a message is audited (who, for which officer or user, which message) before it is
+        answered: no record, no answer."""
+        view = await self._status(principal, message_id)
+        async with self._db.transaction() as conn:
+            await append(
+                conn,
+                AuditEntry(
+                    actor=principal.client.id,
+                    subject=principal.subject,
+                    action="messages.read",
+                    outcome="read",
+                    status_code=200,
+                    message_id=view["message_id"],
+                    data={"message_type": view["message_type"], "status": view["status"]},
+                ),
+            )
+        return view
+
+    async def _status(self, principal: Principal, message_id: str) -> dict[str, Any]:
         async with self._db.read() as conn:
             row = await self._visible(conn, principal, message_id)
             events = await store.timeline(conn, row.message_id)
@@ -113,7 +133,7 @@ class MessageService:
                         object_ref=case_ref,
                     ),
                 )
-        return await self.status(principal, row.message_id), first
+        return await self._status(principal, row.message_id), first
 
     async def _confirm(self, conn: Any, row: Any, who: str, case_ref: str | None, note: str | None) -> bool:
         extra: dict[str, Any] = {"case_ref": case_ref} if case_ref else {}
@@ -153,7 +173,7 @@ class MessageService:
         if status in (Status.ANSWERED, Status.CONFIRMED):
             raise conflict(f"the document is already {status}: it cannot be revoked any more")
         if status == Status.REVOKED:
-            return await self.status(principal, row.message_id)
+            return await self._status(principal, row.message_id)
         async with self._db.transaction() as conn:
             moved = await store.transition(
                 conn, row.message_id, Status.REVOKED, principal.client.id, {"reason": reason}, reason=reason
@@ -177,7 +197,7 @@ class MessageService:
         # document revoked when it records itself, and sends the revocation then (same revocation id).
         if current is not None and (is_delivered(status) or current.delivery_count > 0):
             await self._documents.issue(revocation_document(current, reason, iso(now()) or ""))
-        return await self.status(principal, row.message_id)
+        return await self._status(principal, row.message_id)
 
     async def _visible(self, conn: Any, principal: Principal, message_id: str) -> Any:
         canonical = canonical_uuid(message_id)
