@@ -6,6 +6,7 @@ read over AMQP (a passive declare gives ready messages and consumers only) and `
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
@@ -141,11 +142,13 @@ async def _from_management(settings: Settings, queues: list[tuple[str, str]]) ->
         "name": f"^{prefix}",
         "use_regex": "true",
     }
-    auth = aiohttp.BasicAuth(ops.management_user, ops.management_password)
+    # aiohttp.BasicAuth is deprecated; the header is simple enough to build here.
+    credentials = base64.b64encode(f"{ops.management_user}:{ops.management_password}".encode()).decode()
+    headers = {"Authorization": f"Basic {credentials}"}
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session,
-            session.get(url, params=params, auth=auth) as resp,
+            session.get(url, params=params, headers=headers) as resp,
         ):
             if resp.status != 200:
                 return None

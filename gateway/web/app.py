@@ -20,6 +20,7 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.validation import catalog
+from gateway.web import console
 from gateway.web.context import SERVICES, Services
 from gateway.web.middleware import problems
 from gateway.web.operations import add_routes
@@ -71,4 +72,5 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     add_routes(app)
+    console.mount(app, settings)  # the operators' console at /ops
     return app

@@ -1,0 +1,221 @@
+"""Finding messages and reading one as an operator: envelope, timeline, replies, deliveries, payload.
+
+Every string that leaves this module has its 12-digit identifiers masked (:func:`scrub`), payload
+included; whether the payload is shown at all is the caller's decision (the operator's role).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.domain.identifiers import canonical_uuid, scrub
+from gateway.storage import messages as store
+from gateway.storage.tables import messages
+from gateway.storage.timestamps import as_utc, iso
+
+#: Events of a timeline that are about handing the document over.
+DELIVERY_EVENTS: Final = frozenset(
+    {
+        "queued",
+        "delivered",
+        "delivery_failed",
+        "redelivered",
+        "duplicate_suppressed",
+        "failed",
+        "not_delivered_revoked",
+        "replayed_from_parking",
+        "discarded_from_parking",
+    }
+)
+SEARCH_LIMIT: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    message_id: str = ""
+    case_ref: str = ""
+    sender: str = ""
+    recipient: str = ""
+    message_type: str = ""
+    status: str = ""
+    received_from: date | None = None
+    received_to: date | None = None  # inclusive: the whole day
+
+    @property
+    def empty(self) -> bool:
+        return not any(
+            (
+                self.message_id,
+                self.case_ref,
+                self.sender,
+                self.recipient,
+                self.message_type,
+                self.status,
+                self.received_from,
+                self.received_to,
+            )
+        )
+
+
+def parse_day(value: str | None) -> date | None:
+    """``2026-12-02`` → a date; anything else → None (the form then ignores the field)."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLine:
+    message_id: str
+    message_type: str
+    sender: str
+    recipient: str
+    status: str
+    case_ref: str
+    received_at: str
+    due_at: str
+    updated_at: str
+
+
+def line(row: Row[Any]) -> MessageLine:
+    return MessageLine(
+        message_id=row.message_id,
+        message_type=row.message_type,
+        sender=row.sender,
+        recipient=row.recipient,
+        status=row.status,
+        case_ref=scrub(row.case_ref or ""),
+        received_at=iso(row.received_at) or "",
+        due_at=iso(row.due_at) or "",
+        updated_at=iso(row.updated_at) or "",
+    )
+
+
+async def search(conn: AsyncConnection, query: MessageQuery, limit: int = SEARCH_LIMIT) -> list[MessageLine]:
+    """Newest first. ``message_id`` matches the id exactly, or the start of it (8+ characters), or
+    the documents answering or correlated with it."""
+    where = []
+    if query.message_id:
+        wanted = query.message_id.strip().lower()
+        exact = canonical_uuid(wanted)
+        if exact:
+            where.append(
+                or_(
+                    messages.c.message_id == exact,
+                    messages.c.in_reply_to == exact,
+                    messages.c.correlation_id == exact,
+                )
+            )
+        else:
+            where.append(messages.c.message_id.startswith(wanted, autoescape=True))
+    for column, value in (
+        (messages.c.case_ref, query.case_ref),
+        (messages.c.sender, query.sender),
+        (messages.c.recipient, query.recipient),
+        (messages.c.message_type, query.message_type),
+        (messages.c.status, query.status),
+    ):
+        if value:
+            where.append(column == value.strip())
+    if query.received_from:
+        where.append(messages.c.received_at >= datetime.combine(query.received_from, time(), UTC))
+    if query.received_to:
+        end = datetime.combine(query.received_to, time(), UTC) + timedelta(days=1)
+        where.append(messages.c.received_at < end)
+    stmt = select(messages).order_by(messages.c.received_at.desc()).limit(limit)
+    if where:
+        stmt = stmt.where(and_(*where))
+    return [line(r) for r in (await conn.execute(stmt)).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDetail:
+    summary: MessageLine
+    envelope: list[tuple[str, str]]
+    timeline: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    replies: list[dict[str, Any]]
+    payload: str | None  # pretty JSON, scrubbed; None once dropped (after confirmation)
+    receipt: dict[str, Any] = field(default_factory=dict)
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None:
+    canonical = canonical_uuid(message_id)
+    row = await store.get(conn, canonical) if canonical else None
+    if row is None:
+        return None
+    events = [
+        {
+            "event": e["event"],
+            "at": e["at"],
+            "actor": e["actor"],
+            "detail": json.dumps(_scrub_value(e["detail"]), ensure_ascii=False, sort_keys=True)
+            if e.get("detail")
+            else "",
+        }
+        for e in await store.timeline(conn, row.message_id)
+    ]
+    replies = [_scrub_value(r) for r in await store.replies(conn, row.message_id)]
+    envelope = [
+        ("message_id", row.message_id),
+        ("message_type", row.message_type),
+        ("schema_version", row.schema_version),
+        ("sender", row.sender),
+        ("recipient", row.recipient),
+        ("priority", row.priority),
+        ("status", row.status),
+        ("status_reason", row.status_reason or ""),
+        ("case_ref", row.case_ref or ""),
+        ("correlation_id", row.correlation_id or ""),
+        ("in_reply_to", row.in_reply_to or ""),
+        ("replaces", row.replaces or ""),
+        ("received_at", iso(row.received_at) or ""),
+        ("updated_at", iso(row.updated_at) or ""),
+        ("due_at", iso(row.due_at) or ""),
+        ("delivery_count", str(row.delivery_count)),
+        ("sha256", row.sha256),
+    ]
+    payload = None
+    if row.payload:
+        try:
+            payload = json.dumps(json.loads(row.payload), indent=2, ensure_ascii=False)
+        except ValueError:
+            payload = row.payload
+        payload = scrub(payload)
+    try:
+        receipt = json.loads(row.receipt)
+    except ValueError:
+        receipt = {}
+    return MessageDetail(
+        summary=line(row),
+        envelope=[(k, scrub(v)) for k, v in envelope],
+        timeline=events,
+        deliveries=[e for e in events if e["event"] in DELIVERY_EVENTS],
+        replies=replies,
+        payload=payload,
+        receipt=_scrub_value(receipt) if isinstance(receipt, dict) else {},
+    )
+
+
+def is_overdue(row_due_at: datetime | None, at: datetime) -> bool:
+    return row_due_at is not None and as_utc(row_due_at) < at

@@ -1,0 +1,121 @@
+"""One picture of the gateway for operators: queues, outbox, partners, overdue and stuck counts.
+
+Shared by the console's overview (``/ops/``, ``/ops/api/overview``) and ``run.py status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
+from gateway.ops import backlog, partners, queues
+from gateway.partners import load_partners
+from gateway.settings import Settings
+from gateway.storage.database import Database
+from gateway.storage.timestamps import iso, now
+
+log = logging.getLogger(__name__)
+
+BROKER_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    at: datetime
+    queues: queues.QueueOverview | None  # None: the broker could not be reached
+    broker_error: str
+    outbox: backlog.OutboxState
+    partners: list[partners.PartnerHealth]
+    counts: dict[str, int]
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``GET /ops/api/overview`` returns (the page refreshes itself from it)."""
+        q = self.queues
+        return {
+            "at": iso(self.at),
+            "source": q.source if q else "unavailable",
+            "broker_error": self.broker_error,
+            "queues": [
+                {
+                    "name": r.name,
+                    "role": r.role,
+                    "exists": r.exists,
+                    "depth": r.depth,
+                    "ready": r.ready,
+                    "unacked": r.unacked,
+                    "consumers": r.consumers,
+                    "publish_rate": r.publish_rate,
+                    "deliver_rate": r.deliver_rate,
+                    "parking": r.parking,
+                    "parked": r.parked,
+                }
+                for r in (q.rows if q else [])
+            ],
+            "parked_total": q.parked_total if q else None,
+            "outbox": {
+                "backlog": self.outbox.backlog,
+                "oldest_at": iso(self.outbox.oldest_at),
+                "oldest_age_seconds": self.outbox.oldest_age_seconds(self.at),
+            },
+            "partners": [
+                {
+                    "code": p.code,
+                    "breaker": p.breaker,
+                    "state_class": p.state_class,
+                    "success_rate": p.success_rate,
+                    "p50_ms": p.p50_ms,
+                    "p95_ms": p.p95_ms,
+                    "in_flight": p.in_flight,
+                }
+                for p in self.partners
+            ],
+            "counts": self.counts,
+        }
+
+
+async def broker_connection(settings: Settings) -> AbstractRobustConnection:
+    """A connection for operator reads, failing fast (the workers' connect waits forever instead)."""
+    return await asyncio.wait_for(
+        aio_pika.connect_robust(settings.broker_url, client_properties={"connection_name": "gateway-ops"}),
+        timeout=BROKER_TIMEOUT_SECONDS,
+    )
+
+
+async def queue_overview(
+    settings: Settings, connection: AbstractRobustConnection | None
+) -> tuple[queues.QueueOverview | None, str]:
+    try:
+        if connection is None:
+            connection = await broker_connection(settings)
+            async with connection:
+                return await queues.overview(settings, connection), ""
+        return await queues.overview(settings, connection), ""
+    except (TimeoutError, OSError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
+        log.warning("queue overview: broker unreachable: %s", exc)
+        return None, f"broker unreachable: {type(exc).__name__}"
+
+
+async def snapshot(
+    settings: Settings,
+    db: Database,
+    connection: AbstractRobustConnection | None = None,
+    reach_broker: bool = True,
+) -> Snapshot:
+    """``connection`` None: one is opened for this call, unless ``reach_broker`` is False (the caller
+    knows the broker is unreachable: the queues are then reported unavailable at once)."""
+    at = now()
+    if reach_broker:
+        overview, error = await queue_overview(settings, connection)
+    else:
+        overview, error = None, "broker unreachable"
+    async with db.read() as conn:
+        outbox = await backlog.outbox_state(conn)
+        health = await partners.health(conn, load_partners(settings.config_dir), at)
+        counts = await backlog.counts(conn, settings.ops.stuck_after_minutes, at)
+    return Snapshot(at, overview, error, outbox, health, counts)
