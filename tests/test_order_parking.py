@@ -90,7 +90,9 @@ async def test_a_parked_order_is_replayed_by_the_operator_and_answered_once(tmp_
 
         await lw.partners.set_mode("bank", "normal")
         assert order["message_id"] not in await sim_counts(lw, BANK)
-        moved = await operator(lw, tmp_path, "parking", "replay", "--queue", queue)
+        moved = await operator(
+            lw, tmp_path, "parking", "replay", "--queue", queue, "--reason", "bank is back"
+        )
         assert f"moved 1 message(s) from {parking} back to {queue}" in moved
         await wait_depth(parking, 0)
 

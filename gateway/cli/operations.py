@@ -1,56 +1,309 @@
-"""``run.py parking``: what operators look at and fix from a shell."""
+"""``run.py status``, ``run.py parking`` and ``run.py operators``: what operators look at and fix
+from a shell. Replays and discards are audited like the console's (actor, queue, message, reason)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Sequence
 from typing import Any
 
-from gateway.security.clients import ClientStore
 from gateway.settings import Settings
 
 
-def _parking(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.amqp.broker import connect
-    from gateway.amqp.names import Names
-    from gateway.amqp.parking import depth, replay
-    from gateway.domain.registry import partner_kinds_receiving_documents
-    from gateway.partners import load_partners
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
+    """A plain text table; columns in ``right`` are right-aligned (numbers)."""
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
-    names = Names(settings.broker_namespace)
+    def fmt(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if i in right else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    lines = [fmt(headers), fmt(["-" * w for w in widths])]
+    lines += [fmt(r) for r in cells]
+    return "\n".join(lines)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.ops.status import snapshot
+    from gateway.storage.database import Database
 
     async def run() -> int:
-        connection = await connect(settings.broker_url, "gateway-operator")
-        async with connection:
-            if args.action == "replay":
-                moved = await replay(connection, names, args.queue, args.limit)
-                print(f"moved {moved} message(s) from {names.parking(args.queue)} back to {args.queue}")
-                return 0
-            queues = [names.deliver(c.id) for c in ClientStore(settings.clients_dir).all() if c.deliver_to]
-            queues += [
-                str(c.deliver_to.target)
-                for c in ClientStore(settings.clients_dir).all()
-                if c.deliver_to and c.deliver_to.kind == "amqp"
-            ]
-            partners = load_partners(settings.config_dir)
-            queues += [names.partner(p.code) for p in partners]
-            # Documents delivered through a partner's own API (orders to banks, the land registry).
-            kinds = partner_kinds_receiving_documents()
-            queues += [names.deliver(p.code) for p in partners if p.kind in kinds]
-            queues += [names.replies_queue, names.callbacks_queue]
-            for queue in queues:
-                parked = await depth(connection, names.parking(queue))
-                print(f"{names.parking(queue):<56} {'-' if parked is None else parked}")
+        db = Database(settings.resolved_database_url)
+        try:
+            snap = await snapshot(settings, db)
+        finally:
+            await db.dispose()
+        if args.json:
+            print(json.dumps(snap.as_json(), indent=2))
             return 0
+        q = snap.queues
+        print(f"Queues ({q.source if q else 'unavailable: ' + snap.broker_error})")
+        if q:
+            print(
+                _table(
+                    ["queue", "role", "ready", "unacked", "consumers", "in/s", "out/s", "parked"],
+                    [
+                        [
+                            r.name if r.exists else f"{r.name} (not declared)",
+                            r.role,
+                            r.ready,
+                            r.unacked,
+                            r.consumers,
+                            None if r.publish_rate is None else f"{r.publish_rate:.1f}",
+                            None if r.deliver_rate is None else f"{r.deliver_rate:.1f}",
+                            r.parked,
+                        ]
+                        for r in q.rows
+                    ],
+                    right=(2, 3, 4, 5, 6, 7),
+                )
+            )
+        print()
+        print(
+            f"Outbox: {snap.outbox.backlog} waiting for the broker; "
+            f"oldest {_age(snap.outbox.oldest_age_seconds(snap.at))}"
+        )
+        print()
+        print("Partners")
+        print(
+            _table(
+                [
+                    "partner",
+                    "kind",
+                    "breaker",
+                    "success",
+                    "calls",
+                    "p50 ms",
+                    "p95 ms",
+                    "in flight",
+                    "last error",
+                ],
+                [
+                    [
+                        p.code,
+                        p.kind,
+                        p.breaker,
+                        None if p.success_rate is None else f"{p.success_rate * 100:.1f} %",
+                        p.calls,
+                        p.p50_ms,
+                        p.p95_ms,
+                        p.in_flight,
+                        (p.last_error or "")[:60],
+                    ]
+                    for p in snap.partners
+                ],
+                right=(3, 4, 5, 6, 7),
+            )
+        )
+        print()
+        c = snap.counts
+        print(
+            f"Overdue: {c['overdue']}  Stuck (> {settings.ops.stuck_after_minutes:g} min): {c['stuck']}  "
+            f"Retrying: {c['retrying']}  Inquiries pending: {c['pending_inquiries']}"
+        )
+        return 0
 
     return asyncio.run(run())
 
 
+def _actor(args: argparse.Namespace) -> str:
+    actor = args.actor or os.environ.get("USER") or getpass.getuser() or "operator"
+    return str(actor)[:64]
+
+
+def _parking(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.amqp.names import Names
+    from gateway.ops import parking
+    from gateway.ops.queues import gateway_queues, passive_counts
+    from gateway.ops.status import broker_connection
+    from gateway.storage.database import Database
+
+    names = Names(settings.broker_namespace)
+    where = parking.ParkingFilter(
+        message_type=getattr(args, "type", None) or "",
+        sender=getattr(args, "sender", None) or "",
+        recipient=getattr(args, "recipient", None) or "",
+        reason=getattr(args, "parked_reason", None) or "",
+    )
+
+    async def run() -> int:
+        connection = await broker_connection(settings)
+        async with connection:
+            if args.action == "list":
+                for queue, _role in gateway_queues(settings):
+                    counts = await passive_counts(connection, names.parking(queue))
+                    print(f"{names.parking(queue):<56} {'-' if counts is None else counts[0]}")
+                return 0
+            if args.action == "show":
+                return await _show(connection, names, args, where)
+            ids = args.message_id or None
+            if ids is None and args.action == "discard" and not args.all:
+                # Replaying everything is harmless (consumers de-duplicate); discarding is not.
+                print("error: name messages with --message-id, or pass --all (with filters)", file=sys.stderr)
+                return 2
+            if not args.reason.strip():
+                print("error: --reason must say why", file=sys.stderr)
+                return 2
+            kind: parking.Action = "replay" if args.action == "replay" else "discard"
+            outcome = await parking.act(connection, names, args.queue, kind, ids, where, limit=args.limit)
+            db = Database(settings.resolved_database_url)
+            try:
+                await parking.record(db, outcome, _actor(args), args.reason.strip(), via="cli")
+            finally:
+                await db.dispose()
+            if kind == "replay":
+                moved = len(outcome.done)
+                print(f"moved {moved} message(s) from {names.parking(args.queue)} back to {args.queue}")
+            else:
+                print(f"discarded {len(outcome.done)} message(s) from {names.parking(args.queue)}")
+            for message_id in outcome.missing:
+                print(f"not parked (any more): {message_id}")
+            return 0 if not outcome.missing else 1
+
+    try:
+        return asyncio.run(run())
+    except parking.NoSuchQueue as exc:
+        print(f"error: no such queue: {exc}", file=sys.stderr)
+        return 2
+    except (TimeoutError, OSError) as exc:
+        print(f"error: broker unreachable: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _show(connection: Any, names: Any, args: argparse.Namespace, where: Any) -> int:
+    from gateway.ops import parking
+
+    if args.message_id:
+        found = await parking.show(connection, names, args.queue, args.message_id)
+        if found is None:
+            print(f"error: {args.message_id} is not parked in {names.parking(args.queue)}", file=sys.stderr)
+            return 1
+        rows: list[list[Any]] = [
+            ["message_id", found.message_id],
+            ["type", found.message_type],
+            ["sender", found.sender],
+            ["recipient", found.recipient],
+            ["parked because", found.reason],
+            ["parked at", found.parked_at.isoformat() if found.parked_at else "-"],
+            ["deaths", found.deaths],
+            ["bytes", found.size],
+            *[[k, v] for k, v in found.headers.items()],
+        ]
+        print(_table(["field", "value"], rows))
+        if args.body:
+            print()
+            print(parking.body_preview(found))
+        return 0
+    listed, seen = await parking.browse(connection, names, args.queue, where, limit=args.limit or 200)
+    print(f"{names.parking(args.queue)}: {len(listed)} shown of {seen} parked")
+    print(
+        _table(
+            ["message_id", "type", "sender", "recipient", "parked because", "parked at"],
+            [
+                [
+                    p.message_id,
+                    p.message_type,
+                    p.sender,
+                    p.recipient,
+                    p.reason,
+                    p.parked_at.isoformat(timespec="seconds") if p.parked_at else None,
+                ]
+                for p in listed
+            ],
+        )
+    )
+    return 0
+
+
+def _operators(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.ops import operators
+
+    path = settings.path(settings.ops.operators_file)
+    if args.action == "list":
+        for account in operators.load(path).values():
+            print(f"{account.username:<32} {account.role}")
+        return 0
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    try:
+        account = operators.add(path, args.username, args.role, password)
+    except operators.OperatorFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"operator {account.username} ({account.role}) written to {path}")
+    return 0
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--type", help="message type, e.g. judgment.delivery")
+    parser.add_argument("--sender")
+    parser.add_argument("--recipient")
+    parser.add_argument(
+        "--parked-reason", help="substring of why it was parked (rejected, delivery_limit...)"
+    )
+
+
 def register(sub: Any) -> None:
-    park = sub.add_parser("parking", help="inspect parking (dead-letter) queues and move messages back")
+    status = sub.add_parser("status", help="queues, outbox, partners, overdue and stuck documents")
+    status.add_argument("--json", action="store_true", help="the same as the console's /ops/api/overview")
+    status.set_defaults(func=_status)
+
+    park = sub.add_parser("parking", help="inspect parking (dead-letter) queues; replay or discard, audited")
     park_sub = park.add_subparsers(dest="action", required=True)
     park_sub.add_parser("list", help="parked messages per queue")
-    rep = park_sub.add_parser("replay", help="move parked messages back to their queue")
-    rep.add_argument("--queue", required=True, help="the original queue, e.g. gw.deliver.THADS-HN")
-    rep.add_argument("--limit", type=int, default=1000)
+    queue_help = "the original queue, e.g. gw.deliver.THADS-HN"
+
+    show = park_sub.add_parser("show", help="the parked messages of a queue, or one of them")
+    show.add_argument("--queue", required=True, help=queue_help)
+    show.add_argument("--message-id", help="show this one message (headers; --body for the body, masked)")
+    show.add_argument("--body", action="store_true")
+    show.add_argument("--limit", type=int, default=200)
+    _filters(show)
+
+    for action, helptext in (
+        ("replay", "move parked messages back to their queue (same message_id: delivered once)"),
+        ("discard", "drop parked messages for good; the message is marked failed with the reason"),
+    ):
+        p = park_sub.add_parser(action, help=helptext)
+        p.add_argument("--queue", required=True, help=queue_help)
+        p.add_argument("--message-id", action="append", help="this message (repeat for several)")
+        p.add_argument(
+            "--all",
+            action="store_true",
+            help="every parked message matching the filters (what replay does without --message-id)",
+        )
+        p.add_argument("--reason", required=True, help="why: recorded in the audit log")
+        p.add_argument("--actor", help="who acts (default: $USER)")
+        p.add_argument("--limit", type=int, default=None, help="at most this many")
+        _filters(p)
     park.set_defaults(func=_parking)
+
+    ops = sub.add_parser("operators", help="accounts of the operators' console (/ops)")
+    ops_sub = ops.add_subparsers(dest="action", required=True)
+    add = ops_sub.add_parser("add", help="create an account or set its role and password")
+    add.add_argument("--username", required=True)
+    add.add_argument("--role", required=True, choices=["operator", "auditor"])
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    ops_sub.add_parser("list", help="usernames and roles")
+    ops.set_defaults(func=_operators)

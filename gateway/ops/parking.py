@@ -222,10 +222,11 @@ async def act(
     action: Action,
     message_ids: Iterable[str] | None = None,
     where: ParkingFilter | None = None,
+    limit: int | None = None,
 ) -> Outcome:
     """Replay or discard the parked messages of ``queue`` named in ``message_ids``, or, without ids,
-    every one matching ``where``. Messages not chosen are returned untouched (the channel closes
-    without acknowledging them)."""
+    every one matching ``where`` (at most ``limit``). Messages not chosen are returned untouched (the
+    channel closes without acknowledging them)."""
     wanted = None if message_ids is None else {m for m in message_ids if m}
     if wanted is not None and not wanted:
         return Outcome(action, queue, [], [])
@@ -249,7 +250,7 @@ async def act(
                 await _republish(channel, queue, message)
             await message.ack()
             done.append(message.message_id or "")
-            if wanted is not None and wanted <= set(done):
+            if (wanted is not None and wanted <= set(done)) or (limit is not None and len(done) >= limit):
                 break
     finally:
         await channel.close()
