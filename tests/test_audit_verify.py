@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,3 +149,32 @@ def test_records_after_the_last_checkpoint_are_reported_unsigned(
     capsys.readouterr()
     assert main(["audit", "verify"]) == 0
     assert "2 record(s) after the last checkpoint" in capsys.readouterr().out
+
+
+async def client_changes(url: str) -> list[tuple[str, str, str | None]]:
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            query = select(audit_log.c.actor, audit_log.c.action, audit_log.c.object_ref).where(
+                audit_log.c.action.like("clients.%")
+            )
+            return [tuple(r) for r in (await conn.execute(query.order_by(audit_log.c.id))).all()]
+    finally:
+        await db.dispose()
+
+
+def test_client_changes_are_audited(
+    installation: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USER", "operator-on-shift")
+    assert main(["keys", "--out", str(tmp_path / "keys"), "--name", "TAND-DN"]) == 0
+    pub = str(tmp_path / "keys" / "TAND-DN.pub")
+    assert main(["clients", "add", "--id", "TAND-DN", "--public-key", pub, "--grant", "judgments.push"]) == 0
+    assert main(["clients", "revoke", "--id", "TAND-DN", "--actor", "head-of-it"]) == 0
+    assert main(["clients", "list"]) == 0
+
+    assert asyncio.run(client_changes(installation)) == [
+        ("operator-on-shift", "clients.add", "TAND-DN"),
+        ("head-of-it", "clients.revoke", "TAND-DN"),
+    ]
+    assert main(["audit", "verify"]) == 0
