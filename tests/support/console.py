@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aio_pika
 from aiohttp.test_utils import TestClient
 
+from gateway.amqp import topology
+from gateway.amqp.names import Names
 from gateway.ops import operators
 from gateway.settings import Settings
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 
 #: Test accounts only: the gateway has no default account or password.
 TEST_PASSWORD = "correct horse battery staple"
@@ -63,3 +71,68 @@ async def operator_client(
     """Create the account and sign it in on ``client``; returns the CSRF token for its forms."""
     add_operator(settings, username, role)
     return await sign_in(client, username)
+
+
+@asynccontextmanager
+async def recipient_parking(
+    settings: Settings, recipient: str = "THADS-HN"
+) -> AsyncIterator[tuple[str, str]]:
+    """The recipient's delivery queue and its parking queue on the real broker, as the worker declares
+    them; both deleted afterwards. Yields (queue, parking queue)."""
+    names = Names(settings.broker_namespace)
+    queue = names.deliver(recipient)
+    connection = await aio_pika.connect(BROKER)
+    async with connection:
+        channel = await connection.channel()
+        await topology.declare_exchanges(channel, names)
+        await topology.declare_queue_with_parking(channel, names, queue, delivery_limit=3)
+        try:
+            yield queue, names.parking(queue)
+        finally:
+            ch = await connection.channel()
+            await ch.queue_delete(queue)
+            await ch.queue_delete(names.parking(queue))
+            for exchange in (names.dlx, names.documents, names.requests, names.replies, names.callbacks):
+                await ch.exchange_delete(exchange)
+
+
+async def park(parking_queue: str, document: dict[str, Any], reason: str = "rejected") -> None:
+    """Put a copy of ``document`` in a parking queue as the broker dead-letters it."""
+    connection = await aio_pika.connect(BROKER)
+    async with connection:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                json.dumps(document).encode(),
+                message_id=document["message_id"],
+                type=document["message_type"],
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={
+                    "sender": document["sender"],
+                    "recipient": document["recipient"],
+                    "x-delivery-attempt": 7,
+                    "x-first-death-reason": reason,
+                },
+            ),
+            routing_key=parking_queue,
+        )
+
+
+async def queue_ids(queue: str) -> list[str]:
+    """Message ids waiting in ``queue``, taken off it (for queues a test owns)."""
+    connection = await aio_pika.connect(BROKER)
+    async with connection:
+        channel = await connection.channel()
+        q = await channel.declare_queue(queue, passive=True)
+        out = []
+        while (message := await q.get(fail=False, no_ack=True)) is not None:
+            out.append(message.message_id or "")
+        return out
+
+
+async def depth_of(queue: str) -> int:
+    connection = await aio_pika.connect(BROKER)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
