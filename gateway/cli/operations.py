@@ -39,7 +39,13 @@ def _age(seconds: float | None) -> str:
     return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h {s % 3600 // 60} min"
 
 
+def first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.ops.status import snapshot
     from gateway.storage.database import Database
 
@@ -47,6 +53,12 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         db = Database(settings.resolved_database_url)
         try:
             snap = await snapshot(settings, db)
+        except SQLAlchemyError as exc:
+            print(
+                f"error: database unavailable or not migrated (python run.py db upgrade): {exc}",
+                file=sys.stderr,
+            )
+            return 2
         finally:
             await db.dispose()
         if args.json:
@@ -54,6 +66,8 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         q = snap.queues
         print(f"Queues ({q.source if q else 'unavailable: ' + snap.broker_error})")
+        if q and q.source == "AMQP":
+            print("(the RabbitMQ management API does not answer: no unacked counts and no rates)")
         if q:
             print(
                 _table(
