@@ -53,6 +53,9 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     logging.getLogger("aiormq").setLevel("WARNING")
     logging.getLogger("aio_pika").setLevel("WARNING")
     logging.getLogger("alembic").setLevel("WARNING")
+    # Both would log statement parameters (documents, personal IDs) once the level is DEBUG.
+    logging.getLogger("aiosqlite").setLevel("WARNING")
+    logging.getLogger("sqlalchemy").setLevel("WARNING")
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -161,6 +161,7 @@ class Deliverer:
         await self._record_delivery(row, channel, attempt, receipt, delivered_at)
         DELIVERED.labels(recipient.id, channel).inc()
         await settle(message.ack())
+        log.debug("delivered to %s via %s (attempt %d)", recipient.id, channel, attempt)
 
     async def _forward(
         self, client: Client, message: AbstractIncomingMessage, attempt: int, repeat: bool

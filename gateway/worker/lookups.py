@@ -71,6 +71,7 @@ class LookupWorker:
                 await settle(message.ack())  # answered already (or timed out): nothing to do
                 return
             outcome = await self._connectors[partner_code].call(request)
+            log.debug("lookup on %s: %s after %d attempt(s)", partner_code, outcome.status, outcome.attempts)
             await self._publisher.publish(
                 self._names.replies,
                 partner_code,
