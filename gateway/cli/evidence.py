@@ -8,6 +8,7 @@ import getpass
 import json
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,9 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
             "cutting them would go unnoticed until the next checkpoint"
         )
         a = settings.audit
-        if report.last_checkpoint is None or report.unsigned > 2 * a.checkpoint_every_records:
+        late = datetime.now(UTC) - timedelta(minutes=2 * a.checkpoint_every_minutes)
+        since_at = report.unsigned_since
+        if report.unsigned > 2 * a.checkpoint_every_records or (since_at is not None and since_at < late):
             print(
                 f"warning: checkpoints are overdue (every {a.checkpoint_every_records} records or "
                 f"{a.checkpoint_every_minutes:g} minutes): is a worker running? "

@@ -246,7 +246,7 @@ async def verify_log(conn: AsyncConnection, keys: Mapping[str, ed25519.Ed25519Pu
             good[checkpoint["audit_id"]] = checkpoint
             report.last_checkpoint = checkpoint
 
-    prev, broken = GENESIS, False
+    prev, broken, recomputed = GENESIS, False, False
     segment_start: int | None = None  # first record after the last checkpoint reached
     segment_at: datetime | None = None
     seen: set[int] = set()
@@ -272,14 +272,20 @@ async def verify_log(conn: AsyncConnection, keys: Mapping[str, ed25519.Ed25519Pu
         if signed is not None:
             seen.add(rec["id"])
             if rec["hash"] != signed["head_hash"]:
+                span = (
+                    f"record {rec['id']} no longer leads"
+                    if segment_start == rec["id"]
+                    else f"records {segment_start}..{rec['id']} no longer lead"
+                )
+                where = "before" if recomputed else "among these"
                 report.findings.append(
                     Finding(
                         segment_start,
-                        f"records {segment_start}..{rec['id']} no longer lead to the hash that checkpoint "
-                        f"{signed['id']} signed for record {rec['id']}: one of them was edited or "
-                        "deleted and the chain recomputed",
+                        f"{span} to the hash that checkpoint {signed['id']} signed for record {rec['id']}: "
+                        f"a record {where} was edited or deleted and the chain recomputed",
                     )
                 )
+                recomputed = True
             segment_start = segment_at = None
     report.unsigned = 0
     if segment_start is not None:
