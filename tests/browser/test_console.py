@@ -4,7 +4,6 @@ log says who replayed it and why), and sees a partner whose simulator stopped tu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -17,19 +16,8 @@ from sqlalchemy import select
 
 from gateway.partners import load_partners
 from gateway.storage.tables import audit_log
-from tests.conftest import ROOT
 from tests.support.browser import AUDITOR, CHROMIUM, OPERATOR, ConsoleWorld, Shots, reload_until, wait_for
 from tests.test_asset_inquiry_flow import inquiry
-
-
-def _console_missing() -> bool:
-    """The console package is not there yet, or the api does not serve it yet."""
-    if importlib.util.find_spec("gateway.web.console") is None:
-        return True
-    return "console" not in (ROOT / "gateway" / "web" / "app.py").read_text("utf-8")
-
-
-CONSOLE_MISSING = _console_missing()
 
 pytestmark = [
     pytest.mark.browser,
@@ -38,7 +26,6 @@ pytestmark = [
         not CHROMIUM.exists(),
         reason=f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; `make browser` installs it (as root)",
     ),
-    pytest.mark.skipif(CONSOLE_MISSING, reason="the operators' console (gateway.web.console) is not there"),
 ]
 
 PERSONAL_IDS = ("001185012345", "001079004321")  # the two parties of the example judgment
@@ -91,6 +78,11 @@ def test_sign_in_shows_real_queues_and_sign_out_ends_the_session(
     for section in ("#outbox", "#partners-summary", "#overdue-count", "#stuck-count"):
         expect(page.locator(section)).to_be_visible()
     shots("overview")
+
+    page.locator("#nav").get_by_role("link", name=re.compile("stuck", re.I)).click()
+    for section in ("#overdue", "#pending-inquiries", "#retrying", "#stuck"):
+        expect(page.locator(section)).to_be_visible()
+    shots("overdue-and-stuck")
 
     sign_out(page)
     page.goto(console.url + "/ops/messages")
@@ -254,8 +246,15 @@ def test_a_stopped_partner_turns_red_within_its_breaker_threshold(
 
         reload_until(page, red, timeout=15, what="TAX shown open (red)")
         shots("tax-open")
+
+        row.locator("button.test-connection").click()  # the operator checks for himself
+        expect(row.locator(".test-result")).to_contain_text("error")
+        shots("tax-test-connection-fails")
     finally:
         console.set_partner_mode("tax", "normal")
+    row.locator("button.test-connection").click()
+    expect(row.locator(".test-result")).to_contain_text("ok")
+    shots("tax-test-connection-back")
 
 
 def _classes(row: Any) -> str:
