@@ -1,7 +1,8 @@
 """Finding messages and reading one as an operator: envelope, timeline, replies, deliveries, payload.
 
-Every string that leaves this module has its 12-digit identifiers masked (:func:`scrub`), payload
-included; whether the payload is shown at all is the caller's decision (the operator's role).
+Every string that leaves this module has its 12-digit identifiers masked
+(:func:`gateway.ops.masking.mask_text`), payload included; whether the payload is shown at all is the
+caller's decision (the operator's role).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.domain.identifiers import canonical_uuid, scrub
+from gateway.domain.identifiers import canonical_uuid
+from gateway.ops.masking import mask_text, mask_value
 from gateway.storage import messages as store
 from gateway.storage.tables import messages
 from gateway.storage.timestamps import as_utc, iso
@@ -94,7 +96,7 @@ def line(row: Row[Any]) -> MessageLine:
         sender=row.sender,
         recipient=row.recipient,
         status=row.status,
-        case_ref=scrub(row.case_ref or ""),
+        case_ref=mask_text(row.case_ref or ""),
         received_at=iso(row.received_at) or "",
         due_at=iso(row.due_at) or "",
         updated_at=iso(row.updated_at) or "",
@@ -149,16 +151,6 @@ class MessageDetail:
     receipt: dict[str, Any] = field(default_factory=dict)
 
 
-def _scrub_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {k: _scrub_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub_value(v) for v in value]
-    return value
-
-
 async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None:
     canonical = canonical_uuid(message_id)
     row = await store.get(conn, canonical) if canonical else None
@@ -169,13 +161,13 @@ async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None
             "event": e["event"],
             "at": e["at"],
             "actor": e["actor"],
-            "detail": json.dumps(_scrub_value(e["detail"]), ensure_ascii=False, sort_keys=True)
+            "detail": json.dumps(mask_value(e["detail"]), ensure_ascii=False, sort_keys=True)
             if e.get("detail")
             else "",
         }
         for e in await store.timeline(conn, row.message_id)
     ]
-    replies = [_scrub_value(r) for r in await store.replies(conn, row.message_id)]
+    replies = [mask_value(r) for r in await store.replies(conn, row.message_id)]
     envelope = [
         ("message_id", row.message_id),
         ("message_type", row.message_type),
@@ -201,19 +193,19 @@ async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None
             payload = json.dumps(json.loads(row.payload), indent=2, ensure_ascii=False)
         except ValueError:
             payload = row.payload
-        payload = scrub(payload)
+        payload = mask_text(payload)
     try:
         receipt = json.loads(row.receipt)
     except ValueError:
         receipt = {}
     return MessageDetail(
         summary=line(row),
-        envelope=[(k, scrub(v)) for k, v in envelope],
+        envelope=[(k, mask_text(v)) for k, v in envelope],
         timeline=events,
         deliveries=[e for e in events if e["event"] in DELIVERY_EVENTS],
         replies=replies,
         payload=payload,
-        receipt=_scrub_value(receipt) if isinstance(receipt, dict) else {},
+        receipt=mask_value(receipt) if isinstance(receipt, dict) else {},
     )
 
 

@@ -22,8 +22,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from gateway.amqp.names import Names
 from gateway.amqp.parking import RESET_HEADERS
-from gateway.domain.identifiers import scrub
 from gateway.domain.status import Status
+from gateway.ops.masking import mask_text
 from gateway.storage import messages as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
@@ -122,7 +122,7 @@ def describe(message: AbstractIncomingMessage) -> ParkedMessage:
     headers = dict(message.headers or {})
     reason, at, deaths = _death(headers)
     shown = {
-        k: scrub(_text(v))
+        k: mask_text(_text(v))
         for k, v in sorted(headers.items())
         if k != "x-death" and isinstance(v, str | bytes | int | float | bool)
     }
@@ -136,7 +136,7 @@ def describe(message: AbstractIncomingMessage) -> ParkedMessage:
         deaths=deaths,
         size=len(message.body),
         headers=shown,
-        body=scrub(message.body.decode("utf-8", "replace")),
+        body=mask_text(message.body.decode("utf-8", "replace")),
     )
 
 
@@ -266,7 +266,7 @@ async def record(db: Database, outcome: Outcome, actor: str, reason: str, via: s
     async with db.transaction() as conn:
         for message_id in outcome.done:
             row = await store.get(conn, message_id) if message_id else None
-            detail = {"queue": outcome.queue, "by": actor, "reason": scrub(reason), "via": via}
+            detail = {"queue": outcome.queue, "by": actor, "reason": mask_text(reason), "via": via}
             if row is not None:
                 if outcome.action == "discard":
                     await store.transition(
@@ -275,7 +275,7 @@ async def record(db: Database, outcome: Outcome, actor: str, reason: str, via: s
                         Status.FAILED,
                         actor,
                         detail,
-                        reason=scrub(f"discarded from parking by {actor}: {reason}"),
+                        reason=mask_text(f"discarded from parking by {actor}: {reason}"),
                     )
                 await store.add_evidence(conn, message_id, f"{outcome.action}ed_from_parking", actor, detail)
             await append(

@@ -20,9 +20,9 @@ from aiohttp.typedefs import Handler
 from multidict import MultiDictProxy
 
 from gateway.amqp.names import Names
-from gateway.domain.identifiers import scrub
 from gateway.ops import backlog, parking, partners, queues, status
 from gateway.ops import messages as ops_messages
+from gateway.ops.masking import mask_text
 from gateway.ops.operators import Operator, OperatorFile, OperatorFileError, authenticate
 from gateway.partners import load_partners
 from gateway.settings import Settings
@@ -269,7 +269,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         await _audit(
             request,
             AuditEntry(
-                actor=scrub(username or "anonymous")[:64],
+                actor=mask_text(username or "anonymous")[:64],
                 action="ops.signin",
                 outcome="failed",
                 status_code=401,
@@ -623,7 +623,7 @@ FILTERS: Final[dict[str, Callable[..., str]]] = {
     "num": _fmt_number,
     "age": _fmt_age,
     "pct": _fmt_rate,
-    "mask": scrub,
+    "mask": mask_text,
 }
 
 
