@@ -2,8 +2,8 @@
 
 Synchronous banks answer at once. An asynchronous bank (BANK-TCB by default) answers ``202 processing``,
 then ``callback_delay`` seconds later POSTs the answer to the request's ``callback_url``, authenticated as
-the gateway's client of that bank (a JWT it signs with its own key), retrying a few times if the gateway
-does not take it.
+the gateway's client of that bank (a JWT it signs with its own key), retrying with back-off (honouring
+``Retry-After``) for up to five minutes while the gateway does not take it.
 
 Orders (docs/orders.md): ``POST /<bank>/api/v1/orders`` with the whole order document, a bearer token and
 ``Idempotency-Key: <message_id>`` (it must equal the document's). Each message_id is executed once against
@@ -59,7 +59,12 @@ PATHS = {"BANK-VCB": "/vcb", "BANK-BIDV": "/bidv", "BANK-CTG": "/ctg", "BANK-AGR
 ASYNC_BANKS = frozenset({"BANK-TCB"})
 INQUIRY_PATH = "/api/v1/account-inquiries"
 ORDERS_PATH = "/api/v1/orders"
-RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # between callback attempts
+# Callbacks and pushed reports are retried like a real bank's outbound queue would: with back-off
+# (doubling from FIRST_RETRY up to MAX_RETRY, or the gateway's Retry-After) for up to GIVE_UP_AFTER
+# seconds. A gateway that is throttling or briefly busy is a reason to wait, not to drop an answer.
+FIRST_RETRY = 0.5
+MAX_RETRY = 5.0
+GIVE_UP_AFTER = 300.0
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080"
 REVOCATION: Final = "document.revocation"
 ORDER_TYPES: Final = frozenset({"order.account_blocking", "order.funds_transfer", "order.account_release"})
@@ -92,10 +97,16 @@ class Callbacks:
         session = self._session
         if session is None:
             return
-        for attempt, pause in enumerate((*RETRY_DELAYS, None), start=1):
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + GIVE_UP_AFTER
+        pause = FIRST_RETRY
+        attempt = 0
+        while True:
+            attempt += 1
             token = issue_token(bank, self._key, self._audience, ttl=300)
             headers = {"Authorization": f"Bearer {token}", "X-Request-Ref": ref}
             body = make_body()
+            wait = pause
             try:
                 async with session.post(
                     url, data=dumps(body), headers=headers | {"Content-Type": "application/json"}
@@ -106,13 +117,15 @@ class Callbacks:
                     if resp.status < 500 and resp.status not in (408, 429):
                         log.error("%s callback to %s refused: HTTP %s", bank, url, resp.status)
                         return
+                    wait = _retry_after(resp.headers.get("Retry-After"), pause)
                     log.warning("%s callback attempt %d: HTTP %s", bank, attempt, resp.status)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("%s callback attempt %d failed: %s", bank, attempt, exc)
-            if pause is None:
-                log.error("%s gave up calling back %s for %s", bank, url, ref)
+                log.warning("%s callback attempt %d failed: %s", bank, attempt, exc or type(exc).__name__)
+            if loop.time() + wait > give_up_at:
+                log.error("%s gave up calling back %s for %s after %d attempts", bank, url, ref, attempt)
                 return
-            await asyncio.sleep(pause)
+            await asyncio.sleep(wait)
+            pause = min(pause * 2, MAX_RETRY)
 
     async def context(self, _app: web.Application) -> AsyncIterator[None]:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
@@ -124,6 +137,15 @@ class Callbacks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._session.close()
             self._session = None
+
+
+def _retry_after(value: str | None, default: float) -> float:
+    """The gateway's ``Retry-After`` in seconds (bounded), else ``default``."""
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        return default
+    return min(max(seconds, 0.1), 30.0)
 
 
 CALLBACKS = web.AppKey("callbacks", Callbacks)
