@@ -31,6 +31,9 @@ def _clear_old_screenshots() -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     setattr(item, f"report_{report.when}", report)
+    console = getattr(item, "funcargs", {}).get("console")
+    if report.failed and isinstance(console, ConsoleWorld):
+        report.sections.append(("gateway api and worker logs (tail)", console.logs()))
     return report
 
 
@@ -39,7 +42,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep("-", "browser test screenshots")
         terminalreporter.write_line(f"{len(_written)} screenshots in {SCREENSHOTS}")
     elif not CHROMIUM.exists():
-        terminalreporter.write_line(f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing (run `make browser`)")
+        message = f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing (run `make browser` as root)"
+        terminalreporter.write_sep("!", message, red=True, bold=True)
 
 
 @pytest.fixture(scope="module")
