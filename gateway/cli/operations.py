@@ -175,12 +175,18 @@ def _parking(settings: Settings, args: argparse.Namespace) -> int:
                 print("error: --reason must say why", file=sys.stderr)
                 return 2
             kind: parking.Action = "replay" if args.action == "replay" else "discard"
-            outcome = await parking.act(connection, names, args.queue, kind, ids, where, limit=args.limit)
-            db = Database(settings.resolved_database_url)
+            outcome = parking.Outcome(kind, args.queue, [], [])
             try:
-                await parking.record(db, outcome, _actor(args), args.reason.strip(), via="cli")
+                await parking.act(
+                    connection, names, args.queue, kind, ids, where, limit=args.limit, into=outcome
+                )
             finally:
-                await db.dispose()
+                # Whatever was done is audited, also when the broker failed half-way.
+                db = Database(settings.resolved_database_url)
+                try:
+                    await parking.record(db, outcome, _actor(args), args.reason.strip(), via="cli")
+                finally:
+                    await db.dispose()
             if kind == "replay":
                 moved = len(outcome.done)
                 print(f"moved {moved} message(s) from {names.parking(args.queue)} back to {args.queue}")

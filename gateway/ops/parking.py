@@ -223,16 +223,21 @@ async def act(
     message_ids: Iterable[str] | None = None,
     where: ParkingFilter | None = None,
     limit: int | None = None,
+    into: Outcome | None = None,
 ) -> Outcome:
     """Replay or discard the parked messages of ``queue`` named in ``message_ids``, or, without ids,
     every one matching ``where`` (at most ``limit``). Messages not chosen are returned untouched (the
-    channel closes without acknowledging them)."""
+    channel closes without acknowledging them).
+
+    Pass ``into`` to see what was done even if this raises (broker gone, timeout): its ``done`` grows
+    as each message is acknowledged, so the caller can still audit every one of them."""
+    outcome = into if into is not None else Outcome(action, queue, [], [])
     wanted = None if message_ids is None else {m for m in message_ids if m}
     if wanted is not None and not wanted:
-        return Outcome(action, queue, [], [])
+        return outcome
     where = where or ParkingFilter()
     channel, parking = await _parking_queue(connection, names, queue, confirms=action == "replay")
-    done: list[str] = []
+    done = outcome.done
     try:
         if action == "replay":
             try:
@@ -254,8 +259,9 @@ async def act(
                 break
     finally:
         await channel.close()
-    missing = sorted(wanted - set(done)) if wanted is not None else []
-    return Outcome(action, queue, done, missing)
+    if wanted is not None:
+        outcome.missing.extend(sorted(wanted - set(done)))
+    return outcome
 
 
 async def record(db: Database, outcome: Outcome, actor: str, reason: str, via: str) -> None:

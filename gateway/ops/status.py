@@ -23,6 +23,8 @@ from gateway.storage.timestamps import iso, now
 log = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_SECONDS = 5.0
+#: A broker that stops answering must not hang the overview.
+READ_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +96,8 @@ async def queue_overview(
         if connection is None:
             connection = await broker_connection(settings)
             async with connection:
-                return await queues.overview(settings, connection), ""
-        return await queues.overview(settings, connection), ""
+                return await asyncio.wait_for(queues.overview(settings, connection), READ_TIMEOUT_SECONDS), ""
+        return await asyncio.wait_for(queues.overview(settings, connection), READ_TIMEOUT_SECONDS), ""
     except (TimeoutError, OSError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
         log.warning("queue overview: broker unreachable: %s", exc)
         return None, f"broker unreachable: {type(exc).__name__}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
+import aio_pika
 import aiohttp_jinja2
 import jinja2
 from aio_pika.abc import AbstractRobustConnection
@@ -41,6 +42,9 @@ PUBLIC: Final = frozenset({"ops.login", "ops.login.post", "ops.static"})
 #: The overview is computed at most this often, whatever the number of open consoles.
 OVERVIEW_CACHE_SECONDS: Final = 2.0
 BROKER_RETRY_SECONDS: Final = 10.0
+#: A broker that stops answering must not hang a page.
+BROKER_READ_SECONDS: Final = 15.0
+BROKER_ACTION_SECONDS: Final = 120.0
 MAX_REASON: Final = 500
 PARKING_PAGE: Final = 200
 
@@ -429,7 +433,12 @@ async def _parked_page(
         broker_error = "The broker is unreachable: parked messages cannot be read now."
     else:
         try:
-            found, seen = await parking.browse(connection, names, queue, where, limit=PARKING_PAGE)
+            async with asyncio.timeout(BROKER_READ_SECONDS):
+                found, seen = await parking.browse(connection, names, queue, where, limit=PARKING_PAGE)
+        except (TimeoutError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
+            broker_error = (
+                f"The broker did not answer ({type(exc).__name__}): parked messages cannot be read now."
+            )
         except parking.NoSuchQueue:
             broker_error = (
                 f"{names.parking(queue)} does not exist on the broker (nothing was ever parked there)."
@@ -490,21 +499,31 @@ async def parked_action(request: web.Request) -> web.StreamResponse:
         )
     names = Names(state.settings.broker_namespace)
     kind: parking.Action = "discard" if action == "discard" else "replay"
+    outcome = parking.Outcome(kind, queue, [], [])
+    failure = ""
     try:
-        outcome = await parking.act(
-            connection,
-            names,
-            queue,
-            kind,
-            message_ids=None if action == "replay_all" else selected,
-            where=where,
-        )
+        async with asyncio.timeout(BROKER_ACTION_SECONDS):
+            await parking.act(
+                connection,
+                names,
+                queue,
+                kind,
+                message_ids=None if action == "replay_all" else selected,
+                where=where,
+                into=outcome,
+            )
     except parking.NoSuchQueue as exc:
         return await _parked_page(request, queue, where, flash_error=f"{exc} does not exist.", status=404)
+    except (TimeoutError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
+        log.warning("parking %s on %s interrupted: %r", kind, queue, exc)
+        failure = f"the broker stopped answering ({type(exc).__name__})"
+    # Whatever was done is audited, also when the broker failed half-way.
     account = _operator(request)
     await parking.record(_services(request).db, outcome, account.username, reason, via="console")
     verb = "replayed" if kind == "replay" else "discarded"
     message = f"{verb} {len(outcome.done)}"
+    if failure:
+        return await _parked_page(request, queue, where, flash_error=f"{message}, then {failure}", status=503)
     if outcome.missing:
         message += f"; {len(outcome.missing)} selected message(s) were no longer parked"
     return await _parked_page(request, queue, where, flash_ok=message)
@@ -519,8 +538,11 @@ async def parked_message(request: web.Request) -> web.StreamResponse:
     found = None
     if connection is not None:
         try:
-            found = await parking.show(connection, Names(state.settings.broker_namespace), queue, message_id)
-        except parking.NoSuchQueue:
+            async with asyncio.timeout(BROKER_READ_SECONDS):
+                found = await parking.show(
+                    connection, Names(state.settings.broker_namespace), queue, message_id
+                )
+        except (parking.NoSuchQueue, TimeoutError, ConnectionError, aio_pika.exceptions.AMQPError):
             found = None
     if found is None:
         return not_found(request, "parking", "This message is not parked here (any more).")
