@@ -37,6 +37,8 @@ async def test_unauthenticated_pages_redirect_to_sign_in(api: TestClient[Any, An
         assert resp.headers["Location"].startswith("/ops/login?next=")
     resp = await api.get("/ops/api/overview")
     assert resp.status == 401
+    resp = await api.get("/ops", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/ops/"
 
 
 async def test_without_an_operators_file_nobody_signs_in(world: World, api: TestClient[Any, Any]) -> None:

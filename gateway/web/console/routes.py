@@ -168,6 +168,8 @@ def _form_text(form: MultiDictProxy[str | bytes | Any], name: str) -> str:
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Sign-in for every page but the sign-in page; CSRF for every POST; the role for every action."""
+    if request.path == PREFIX:
+        raise web.HTTPFound(f"{PREFIX}/")
     route = request.match_info.route.name or ""
     if route in PUBLIC:
         return _secure_headers(await handler(request))
