@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Final
 
+from gateway.domain.inquiry import SOURCE_KINDS
 from gateway.openapi_components import shared_components
 from gateway.openapi_paths import paths
 from gateway.openapi_schemas import JSON, component_name, components_from_files, message_schemas
+from gateway.partners import load_partners
+from gateway.reference_data import load_legal_bases
 from gateway.settings import Settings
 from gateway.web.operation import Operation
 
@@ -40,7 +43,7 @@ TAGS: Final = {
     "Asset inquiries": "Look up a debtor's assets.",
     "Partners": "Partner agencies answering later.",
     "SOAP": "The courts' legacy SOAP 1.1 endpoint.",
-    "Operations": "Health, readiness, metrics.",
+    "Operations": "Health, readiness, metrics, and this document (for people: `/docs`).",
 }
 
 DESCRIPTION: Final = (
@@ -75,6 +78,7 @@ def build_document(settings: Settings, operations: Sequence[Operation]) -> JSON:
     public_url = settings.api.public_url.rstrip("/")
     generated_paths, unions = paths(operations, public_url)
     from_files = components_from_files(schemas)
+    _state_configured_code_lists(from_files, settings)
     clashes = sorted(set(from_files) & set(unions))
     if clashes:
         raise ValueError(f"schema files and generated request bodies share component names: {clashes}")
@@ -93,6 +97,30 @@ def build_document(settings: Settings, operations: Sequence[Operation]) -> JSON:
     }
     # Nothing shared with the declarations or the constants: a caller may change its document freely.
     return copy.deepcopy(document)
+
+
+def _state_configured_code_lists(components: JSON, settings: Settings) -> None:
+    """What this installation's configuration allows where the schema files allow any code: the legal
+    bases of ``legal_bases.toml`` and the partners of ``partners.toml`` an asset inquiry may name. The
+    service refuses anything else (422), so the document says so. A list left empty by a missing file
+    is not stated: such an installation looks nothing up, and says so at every inquiry."""
+    inquiry = components.get(component_name("asset.inquiry"))
+    if inquiry is None:
+        return
+    bases = sorted(load_legal_bases(settings.config_dir))
+    if bases:
+        inquiry["properties"]["legal_basis"]["enum"] = bases
+    partners = load_partners(settings.config_dir)
+    if not partners:
+        return
+    definitions = inquiry["$defs"]
+    configured = {partner.kind for partner in partners}
+    definitions["source_kind"]["enum"] = [kind for kind in SOURCE_KINDS if kind in configured]
+    banks = sorted(partner.code for partner in partners if partner.kind == "bank")
+    if banks:
+        definitions["bank_selection"]["properties"]["bank"]["items"]["enum"] = banks
+    else:
+        definitions["bank_selection"] = {"description": "No bank is configured.", "not": {}}
 
 
 def _check(operations: Sequence[Operation], stems: set[str]) -> None:

@@ -8,6 +8,7 @@ from gateway.openapi_schemas import JSON, component_name, component_ref
 from gateway.problems import PROBLEM_BASE
 from gateway.security.tokens import ACCEPTED_ALGORITHMS, REQUIRED_CLAIMS
 from gateway.settings import Settings
+from gateway.web import routes_docs
 
 __all__ = ["PROBLEMS", "PROBLEM_JSON", "SECURITY_SCHEME", "shared_components"]
 
@@ -110,6 +111,7 @@ _PATH_PARAMETERS: Final[dict[str, tuple[str, JSON]]] = {
         {"$ref": component_ref(component_name("common"), "/$defs/uuid")},
     ),
     "inquiry_id": ("As returned when the inquiry was created.", {"type": "string"}),
+    "asset": ("The name of the file.", {"enum": list(routes_docs.ASSETS)}),
 }
 
 

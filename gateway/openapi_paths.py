@@ -55,6 +55,10 @@ def _parameter(parameter: Parameter) -> JSON:
     out: JSON = {"name": parameter.name, "in": parameter.location, "required": parameter.required}
     if parameter.allow_empty:
         out["allowEmptyValue"] = True
+    if parameter.style is not None:
+        out["style"] = parameter.style
+    if parameter.explode is not None:
+        out["explode"] = parameter.explode
     return out | {"description": parameter.description, "schema": dict(parameter.schema)}
 
 
@@ -100,9 +104,10 @@ def _schema(stem: str | None, media_type: str) -> JSON:
 
 
 def _response(response: Response) -> JSON:
+    media_types = (response.media_type, *response.other_media_types)
     out: JSON = {
         "description": response.description,
-        "content": {response.media_type: {"schema": _schema(response.schema, response.media_type)}},
+        "content": {media: {"schema": _schema(response.schema, media)} for media in media_types},
     }
     if response.headers:
         out["headers"] = {name: header_ref(name) for name in response.headers}
@@ -120,6 +125,14 @@ def _problem_statuses(operation: Operation) -> list[int]:
     return sorted(statuses)
 
 
+def _with_problem_headers(response: JSON, status: int) -> JSON:
+    """``response`` with the headers the problem of ``status`` carries (as its problem+json form does)."""
+    names = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}.get(status, ())
+    if not names:
+        return response
+    return response | {"headers": {name: header_ref(name) for name in names}}
+
+
 def _responses(operation: Operation) -> JSON:
     out = {str(status): _response(r) for status, r in operation.responses.items()}
     statuses = _problem_statuses(operation)
@@ -133,7 +146,7 @@ def _responses(operation: Operation) -> JSON:
         if str(status) in out:
             raise ValueError(f"{operation.name}: {status} is declared both as a response and a problem")
         if operation.errors == "soap-fault":
-            out[str(status)] = fault
+            out[str(status)] = _with_problem_headers(fault, status)
             continue
         out[str(status)] = {"$ref": f"#/components/responses/{PROBLEMS[status][0]}"}
         if status in operation.problem_notes:

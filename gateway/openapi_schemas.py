@@ -18,9 +18,25 @@ from urllib.parse import urldefrag, urljoin
 
 from gateway.validation import SCHEMA_SUFFIX
 
-__all__ = ["JSON", "component_name", "component_ref", "components_from_files", "example", "message_schemas"]
+__all__ = [
+    "FORMAT_PATTERNS",
+    "JSON",
+    "component_name",
+    "component_ref",
+    "components_from_files",
+    "example",
+    "message_schemas",
+]
 
 JSON = dict[str, Any]
+
+#: The gateway's own formats, stated as the pattern they amount to: a client (or a generator of test
+#: data) that knows only standard JSON Schema then sees exactly what the gateway accepts. The format
+#: stays beside it, naming the check (:func:`gateway.validation.is_vn_personal_id`).
+FORMAT_PATTERNS: dict[str, str] = {
+    # 12 ASCII digits whose first three, the province code of the birth registration, are 001-096.
+    "vn-personal-id": "^(00[1-9]|0[1-8][0-9]|09[0-6])[0-9]{9}$",
+}
 
 
 def component_name(stem: str) -> str:
@@ -85,6 +101,11 @@ def components_from_files(schemas: dict[str, JSON]) -> dict[str, JSON]:
                 raise ValueError(f"{base}: {key} inside a schema file is not supported here")
             else:
                 out[key] = rewrite(value, base)
+        own_format = node.get("format")
+        if isinstance(own_format, str) and own_format in FORMAT_PATTERNS:
+            if "pattern" in node:
+                raise ValueError(f"{base}: format {own_format!r} comes with its own pattern")
+            out["pattern"] = FORMAT_PATTERNS[own_format]
         return out
 
     components: dict[str, JSON] = {}

@@ -47,6 +47,8 @@ class Response:
     media_type: str = JSON_MEDIA
     #: Names of ``components.headers`` the answer carries.
     headers: tuple[str, ...] = ()
+    #: Further media types the answer may have, with the same (text) schema.
+    other_media_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,10 @@ class Parameter:
     schema: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"type": "string"}))
     required: bool = False
     allow_empty: bool = False
+    #: ``form`` + ``explode`` with an object schema: each property is a query parameter of its own, so
+    #: the schema can say how they depend on each other (the name then appears nowhere on the wire).
+    style: Literal["form"] | None = None
+    explode: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,14 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.web import routes_documents, routes_health, routes_inquiries, routes_openapi, soap_courts
+from gateway.web import (
+    routes_docs,
+    routes_documents,
+    routes_health,
+    routes_inquiries,
+    routes_openapi,
+    soap_courts,
+)
 from gateway.web.auth import authenticate, require
 from gateway.web.operation import ANY_CLIENT, OPERATIONS_KEY, Operation
 
@@ -25,6 +32,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     *soap_courts.OPERATIONS,
     *routes_health.OPERATIONS,
     *routes_openapi.OPERATIONS,
+    *routes_docs.OPERATIONS,
 )
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.domain import judgment
 from gateway.domain.registry import REGISTRY
+from gateway.problems import Violation, invalid
 from gateway.services.documents import PushResult
 from gateway.web.auth import PRINCIPAL_KEY
 from gateway.web.body import read_json
@@ -26,9 +27,23 @@ def _receipt_response(result: PushResult) -> web.Response:
     )
 
 
+def _named_type(document: object) -> object:
+    """``document``, refused (422) when its ``message_type`` is there but not a string: the registry is
+    looked up by it, and an object or an array cannot even be looked up."""
+    if isinstance(document, dict) and "message_type" in document:
+        value = document["message_type"]
+        if not isinstance(value, str):
+            known = ", ".join(sorted(REGISTRY))
+            shown = repr(value)[:60]
+            raise invalid(
+                [Violation("$.message_type", f"{shown} is not a known message type; known: {known}", "enum")]
+            )
+    return document
+
+
 async def send_document(request: web.Request) -> web.Response:
     """Any document type the client is granted (``documents.send:<message_type>``)."""
-    document = await read_json(request)
+    document = _named_type(await read_json(request))
     result = await request.app[SERVICES].documents.submit(request[PRINCIPAL_KEY], document)
     return _receipt_response(result)
 

@@ -121,7 +121,13 @@ OPERATIONS: Final = (
         summary="The client's inquiries for one case",
         grant=ANY_CLIENT,
         parameters=(
-            Parameter("case_ref", "query", "Enforcement case number (missing: `422`).", required=True),
+            Parameter(
+                "case_ref",
+                "query",
+                "Enforcement case number (missing or empty: `422`).",
+                {"type": "string", "minLength": 1},
+                required=True,
+            ),
         ),
         responses={200: Response("The inquiries, oldest first.", "inquiry.list")},
         problems=(422, 503),

@@ -137,6 +137,17 @@ def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) 
     return web.Response(body=body, status=status, headers=headers, content_type=CONTENT_TYPE, charset="utf-8")
 
 
+#: The query of ``GET /soap/courts``: ``wsdl`` (names are read in any letter case), or ``xsd`` naming the XSD.
+_DESCRIBE_QUERY: Final = {
+    "type": "object",
+    "properties": {
+        "wsdl": {"type": "string", "description": "Present, with any value or none: the WSDL."},
+        "xsd": {"type": "string", "description": f"`{XSD_NAME}`: the XSD the WSDL imports."},
+    },
+    "additionalProperties": False,
+    "anyOf": [{"required": ["wsdl"]}, {"required": ["xsd"], "properties": {"xsd": {"const": XSD_NAME}}}],
+}
+
 OPERATIONS: Final = (
     Operation(
         "GET",
@@ -147,8 +158,16 @@ OPERATIONS: Final = (
         tag="SOAP",
         summary="The WSDL (`?wsdl`) or the XSD it imports (`?xsd=courts.xsd`)",
         parameters=(
-            Parameter("wsdl", "query", "Present (any value): the WSDL.", allow_empty=True),
-            Parameter("xsd", "query", "`courts.xsd`: the XML Schema of the messages.", {"const": XSD_NAME}),
+            Parameter(
+                "description",
+                "query",
+                f"`?wsdl` (any value, or none): the WSDL; else `?xsd={XSD_NAME}`: the XML Schema of the "
+                "messages. Neither: `400`.",
+                _DESCRIBE_QUERY,
+                required=True,
+                style="form",
+                explode=True,
+            ),
         ),
         responses={200: Response("WSDL 1.1 or XSD.", media_type=CONTENT_TYPE)},
         problems=(400,),
