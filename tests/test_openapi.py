@@ -166,6 +166,21 @@ async def test_every_route_is_documented_with_the_same_methods(
     assert set(document["paths"][routes_openapi.PATH]) == {"get"}
 
 
+async def test_an_undeclared_method_is_405_naming_the_declared_ones(
+    gateway_api: TestClient[Any, Any], document: dict[str, Any]
+) -> None:
+    values = {"message_id": str(uuid.uuid4()), "inquiry_id": str(uuid.uuid4()), "asset": "docs.js"}
+    for path, item in document["paths"].items():
+        declared = {m.upper() for m in HTTP_METHODS if m in item}
+        for method in ("PATCH", "DELETE", "PUT"):
+            resp = await gateway_api.request(method, path.format(**values))
+            await resp.read()
+            assert resp.status == 405, (path, method)
+            assert resp.content_type == PROBLEM_JSON, (path, method)
+            allowed = {m.strip() for m in resp.headers["Allow"].split(",")}
+            assert allowed == declared | ({"HEAD"} if "GET" in declared else set()), (path, allowed)
+
+
 def test_every_operation_requiring_a_token_lists_401(document: dict[str, Any]) -> None:
     secured = 0
     for path, method, operation in operations(document):

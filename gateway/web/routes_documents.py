@@ -94,6 +94,14 @@ _ACCEPTED: Final = {
     ),
 }
 
+#: What a 422 of a document push means: the schema, and the rules of the document's type.
+_RULES: Final = (
+    "Schema violations, and rules no schema can state: parties and earlier documents referenced by "
+    "id, a registered recipient (or configured partner), dates in order, an inline document that is "
+    "a PDF within `api.max_inline_document_bytes`. Every one is listed in `errors` with its JSON "
+    "path and `rule`."
+)
+
 OPERATIONS: Final = (
     Operation(
         "POST",
@@ -113,6 +121,7 @@ OPERATIONS: Final = (
         request=tuple(REGISTRY),
         responses=_ACCEPTED,
         problems=(400, 403, 409, 413, 415, 422, 503),
+        problem_notes={422: _RULES},
         examples=tuple(Example(message_type) for message_type in REGISTRY),
     ),
     Operation(
@@ -135,7 +144,10 @@ OPERATIONS: Final = (
         request=judgment.MESSAGE_TYPE,
         responses=_ACCEPTED,
         problems=(400, 403, 409, 413, 415, 422, 503),
-        problem_notes={409: "The `message_id` was already used for a different message."},
+        problem_notes={
+            409: "The `message_id` was already used for a different message.",
+            422: _RULES + " The court in `body.court.code` is the sender.",
+        },
         examples=(
             Example(
                 judgment.MESSAGE_TYPE,

@@ -196,7 +196,10 @@ OPERATIONS: Final = (
             ),
         ),
         request_media=CONTENT_TYPE,
-        request_description="A SOAP 1.1 envelope holding a `PushJudgmentRequest` (see the WSDL).",
+        request_description=(
+            f"A SOAP 1.1 envelope (`{CONTENT_TYPE}`) holding one `PushJudgmentRequest`, valid against the "
+            f"XSD of the WSDL (`?xsd={XSD_NAME}`). SOAP 1.2 (`application/soap+xml`) is refused: `415`."
+        ),
         responses={200: Response("A SOAP envelope holding the receipt.", media_type=CONTENT_TYPE)},
         problems=(400, 403, 409, 413, 415, 422, 503),
         external_docs=("WSDL", f"{PATH}?wsdl"),
