@@ -140,6 +140,19 @@ async def search(conn: AsyncConnection, query: MessageQuery, limit: int = SEARCH
     return [line(r) for r in (await conn.execute(stmt)).all()]
 
 
+async def statuses(conn: AsyncConnection, message_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """message id -> (status, reason) for those of ``message_ids`` that are documents of the gateway."""
+    wanted = [m for m in message_ids if canonical_uuid(m)]
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        select(messages.c.message_id, messages.c.status, messages.c.status_reason).where(
+            messages.c.message_id.in_(wanted)
+        )
+    )
+    return {r.message_id: (r.status, mask_text(r.status_reason or "")) for r in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class MessageDetail:
     summary: MessageLine

@@ -103,24 +103,27 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _death(headers: dict[str, Any]) -> tuple[str, datetime | None, int]:
-    reason = _text(headers.get("x-first-death-reason"))
-    at: datetime | None = None
-    count = 0
+def _death(headers: dict[str, Any], queue: str) -> tuple[str, datetime | None, int]:
+    """Why and when the message was dead-lettered from ``queue``: its ``x-death`` entry for that queue
+    (a message may also have died elsewhere first, e.g. expired in a retry tier), else the most recent
+    death, else the ``x-*-death-reason`` headers."""
     deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        first = deaths[0]
-        reason = reason or _text(first.get("reason"))
-        when = first.get("time")
-        if isinstance(when, datetime):
-            at = when if when.tzinfo else when.replace(tzinfo=UTC)
-        count = sum(int(d.get("count") or 0) for d in deaths if isinstance(d, dict))
+    entries = [d for d in deaths if isinstance(d, dict)] if isinstance(deaths, list) else []
+    entry = next((d for d in entries if _text(d.get("queue")) == queue), entries[0] if entries else None)
+    reason = _text(entry.get("reason")) if entry else ""
+    reason = reason or _text(headers.get("x-last-death-reason")) or _text(headers.get("x-first-death-reason"))
+    at: datetime | None = None
+    when = entry.get("time") if entry else None
+    if isinstance(when, datetime):
+        at = when if when.tzinfo else when.replace(tzinfo=UTC)
+    count = sum(int(d.get("count") or 0) for d in entries)
     return reason or "unknown", at, count
 
 
-def describe(message: AbstractIncomingMessage) -> ParkedMessage:
+def describe(message: AbstractIncomingMessage, queue: str = "") -> ParkedMessage:
+    """A parked message as operators see it; ``queue`` is the queue it was parked from."""
     headers = dict(message.headers or {})
-    reason, at, deaths = _death(headers)
+    reason, at, deaths = _death(headers, queue)
     shown = {
         k: mask_text(_text(v))
         for k, v in sorted(headers.items())
@@ -170,7 +173,7 @@ async def browse(
             if message is None:
                 break
             seen += 1
-            parked = describe(message)
+            parked = describe(message, queue)
             if where.matches(parked):
                 found.append(parked)
     finally:
@@ -188,7 +191,7 @@ async def show(
             if message is None:
                 return None
             if message.message_id == message_id:
-                return describe(message)
+                return describe(message, queue)
         return None
     finally:
         await channel.close()
@@ -248,7 +251,11 @@ async def act(
             message = await parking.get(no_ack=False, fail=False)
             if message is None:
                 break
-            chosen = message.message_id in wanted if wanted is not None else where.matches(describe(message))
+            chosen = (
+                message.message_id in wanted
+                if wanted is not None
+                else where.matches(describe(message, queue))
+            )
             if not chosen:
                 continue
             if action == "replay":

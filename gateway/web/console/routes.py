@@ -445,9 +445,14 @@ async def _parked_page(
             broker_error = (
                 f"{names.parking(queue)} does not exist on the broker (nothing was ever parked there)."
             )
+    known: dict[str, tuple[str, str]] = {}
+    if found:
+        async with _services(request).db.read() as conn:
+            known = await ops_messages.statuses(conn, [p.message_id for p in found])
     context = {
         "page": "parking",
         "queue": queue,
+        "known": known,
         "parking_queue": names.parking(queue),
         "found": found,
         "seen": seen,
