@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,8 @@ def _create_key_once(path: Path) -> None:
     """First start: make the key rather than refuse to run. Several processes may start together;
     os.link is atomic and fails if the key exists, so exactly one key wins and everyone loads it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A random part, not only the pid: containers sharing a volume all run as pid 1.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     tmp.touch(mode=0o600)
     tmp.write_bytes(private_pem(ed25519.Ed25519PrivateKey.generate()))
     try:
