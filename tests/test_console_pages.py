@@ -17,7 +17,8 @@ from sqlalchemy import insert, select, update
 from gateway.storage.database import Database
 from gateway.storage.tables import audit_log, evidences, inquiries, messages, partner_health
 from gateway.storage.timestamps import now
-from tests.conftest import World, fresh_judgment
+from gateway.web.app import create_app
+from tests.conftest import World, fresh_judgment, make_world
 from tests.support.console import add_operator, operator_client, sign_in
 
 RAW_ID = "001185012345"  # a personal ID in the example judgment
@@ -271,3 +272,57 @@ async def test_overview_json_lists_partners(world: World, api: TestClient[Any, A
     assert json.dumps(data)  # plain JSON for the page's script
     css = await api.get("/ops/static/ops.css")
     assert css.status == 200
+
+
+async def test_overview_from_the_management_api(tmp_path: Any, aiohttp_client: Any) -> None:
+    """With the management API answering, the page shows unacked counts and rates and says so."""
+    seen: list[str] = []
+
+    async def queues(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        ns = request.query["name"].lstrip("^").rstrip(".")
+        return web.json_response(
+            [
+                {
+                    "name": f"{ns}.deliver.THADS-HN",
+                    "messages_ready": 7,
+                    "messages_unacknowledged": 3,
+                    "consumers": 2,
+                    "message_stats": {"publish_details": {"rate": 1.5}, "deliver_get_details": {"rate": 2.0}},
+                },
+                {"name": f"{ns}.parking.{ns}.deliver.THADS-HN", "messages_ready": 4},
+            ]
+        )
+
+    management = web.Application()
+    management.router.add_get("/api/queues/{vhost}", queues)
+    server = TestServer(management)
+    await server.start_server()
+    try:
+        world = make_world(
+            tmp_path,
+            f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+            ops={
+                "management_url": str(server.make_url("/")),
+                "management_user": "mon",
+                "management_password": "pw",
+            },
+        )
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(world.settings))
+        await operator_client(client, world.settings)
+        html = await (await client.get("/ops/")).text()
+        assert re.search(r'id="source">management API<', html)
+        queue = f"{world.settings.broker_namespace}.deliver.THADS-HN"
+        row = html.split(f'data-queue="{queue}"', 1)[1].split("</tr>", 1)[0]
+        for cell, value in (
+            ("depth", 10),
+            ("ready", 7),
+            ("unacked", 3),
+            ("consumers", 2),
+            ("publish-rate", 1.5),
+        ):
+            assert f'class="n {cell}">{value}<' in row, cell
+        assert '">4</a></td>' in row  # parked, linked to the parking page
+        assert seen and seen[0].startswith("Basic ")
+    finally:
+        await server.close()
