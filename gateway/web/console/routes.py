@@ -198,6 +198,12 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return _secure_headers(response)
 
 
+def _secure(request: web.Request) -> bool:
+    """Cookies only over HTTPS when the api is reached over HTTPS: directly, or behind a balancer
+    that terminates TLS (``api.public_url`` is then https)."""
+    return request.secure or _state(request).settings.api.public_url.startswith("https:")
+
+
 def _set_cookie(request: web.Request, response: web.StreamResponse, value: str, max_age: int) -> None:
     response.set_cookie(
         COOKIE,
@@ -206,7 +212,7 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, value: str, 
         path=PREFIX,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=_secure(request),
     )
 
 
@@ -249,7 +255,7 @@ async def login_page(request: web.Request, error: str = "", status: int = 200) -
         path=PREFIX,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=_secure(request),
     )
     return response
 
