@@ -24,7 +24,9 @@ from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
 from gateway.openapi import build_document, component_name, message_schemas
 from gateway.openapi_schemas import FORMAT_PATTERNS
+from gateway.partners import load_partners
 from gateway.problems import PROBLEM_BASE
+from gateway.reference_data import load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.keys import generate_keypair, public_pem
 from gateway.security.tokens import ACCEPTED_ALGORITHMS, REQUIRED_CLAIMS
@@ -210,6 +212,21 @@ async def test_documented_security_is_what_the_app_enforces(
 )
 def test_the_personal_id_format_is_stated_as_the_pattern_it_amounts_to(value: str) -> None:
     assert (re.fullmatch(FORMAT_PATTERNS["vn-personal-id"], value) is not None) is is_vn_personal_id(value)
+
+
+async def test_inquiries_name_only_what_this_installation_configures(
+    gateway_api: TestClient[Any, Any], world: World
+) -> None:
+    """The legal bases and partners an inquiry may name are this installation's; the gateway refuses
+    (422) any other, so the document lists them."""
+    served = await (await gateway_api.get("/openapi.json")).json()
+    inquiry = served["components"]["schemas"][component_name("asset.inquiry")]
+    config = world.settings.config_dir
+    assert inquiry["properties"]["legal_basis"]["enum"] == sorted(load_legal_bases(config))
+    partners = load_partners(config)
+    assert set(inquiry["$defs"]["source_kind"]["enum"]) == {p.kind for p in partners}
+    banks = inquiry["$defs"]["bank_selection"]["properties"]["bank"]["items"]["enum"]
+    assert banks == sorted(p.code for p in partners if p.kind == "bank")
 
 
 def test_every_schema_file_is_a_component(document: dict[str, Any]) -> None:
