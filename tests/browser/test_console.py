@@ -139,6 +139,11 @@ def test_find_a_judgment_by_id_and_case_reference_auditor_sees_it_masked(
         assert personal_id not in html, f"an auditor sees {personal_id} unmasked"
     shots("message-as-auditor")
 
+    page.goto(f"{console.url}/ops/parking/{console.case_delivery_queue}")  # an auditor reads, never acts
+    for action in ("replay", "replay_all", "discard"):
+        expect(page.locator(f"button[name=action][value={action}]:enabled")).to_have_count(0)
+    shots("parking-as-auditor")
+
 
 def test_replay_a_parked_judgment_reaches_the_case_system_once_and_is_audited(
     console: ConsoleWorld, page: Page, shots: Shots
@@ -192,6 +197,7 @@ def test_replay_a_parked_judgment_reaches_the_case_system_once_and_is_audited(
     page.goto(f"{console.url}/ops/messages/{message_id}")
     expect(page.locator('#timeline li[data-status="failed"]').first).to_be_visible()
     expect(page.locator('#timeline li[data-status="delivered"]').first).to_be_visible()
+    expect(page.locator("#timeline")).to_contain_text(reason)  # who replayed it and why, on its page
     shots("delivered-after-replay")
 
     page.goto(f"{console.url}/ops/parking/{delivery_queue}")
