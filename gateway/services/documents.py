@@ -118,7 +118,7 @@ class DocumentService:
         if not isinstance(document, dict):
             raise invalid([Violation("$", f"must be a JSON object; known message types: {known}", "type")])
         message_type = document.get("message_type")
-        if message_type not in self.registry:
+        if not isinstance(message_type, str) or message_type not in self.registry:  # {} is unhashable
             shown = repr(message_type)[:60] if message_type is not None else "missing"
             raise invalid(
                 [Violation("$.message_type", f"{shown} is not a known message type; known: {known}", "enum")]
