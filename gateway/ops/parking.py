@@ -95,6 +95,9 @@ class Outcome:
     queue: str
     done: list[str]
     missing: list[str]
+    # When each message was put back or dropped: its timeline entry carries this time, so the replay
+    # shows before the delivery it caused even when the worker delivers before the audit is written.
+    acted_at: dict[str, datetime] = field(default_factory=dict)
 
 
 def _text(value: Any) -> str:
@@ -258,6 +261,7 @@ async def act(
             )
             if not chosen:
                 continue
+            outcome.acted_at[message.message_id or ""] = datetime.now(UTC)
             if action == "replay":
                 await _republish(channel, queue, message)
             await message.ack()
@@ -290,7 +294,14 @@ async def record(db: Database, outcome: Outcome, actor: str, reason: str, via: s
                         detail,
                         reason=mask_text(f"discarded from parking by {actor}: {reason}"),
                     )
-                await store.add_evidence(conn, message_id, f"{outcome.action}ed_from_parking", actor, detail)
+                await store.add_evidence(
+                    conn,
+                    message_id,
+                    f"{outcome.action}ed_from_parking",
+                    actor,
+                    detail,
+                    at=outcome.acted_at.get(message_id),
+                )
             await append(
                 conn,
                 AuditEntry(
