@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.ops import operators
 from gateway.security.clients import ClientStore
 from gateway.security.keys import load_private_key, public_pem, write_keypair
 from gateway.security.tokens import issue_token
@@ -164,7 +166,11 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
         case_key = load_private_key((home / "keys" / "THADS-HN.key").read_bytes())
         court_token = issue_token("TAND-HN", court_key, settings.auth.audience, ttl=3600)
         case_token = issue_token("THADS-HN", case_key, settings.auth.audience, ttl=3600)
+        # A demo operator with a password made for this run only: there is no default password.
+        operator_password = secrets.token_urlsafe(12)
+        operators.add(settings.path(settings.ops.operators_file), "demo", "operator", operator_password)
         print(banner(url, home, court_token, case_token), flush=True)
+        print(console_banner(url, settings, operator_password), flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         print("a gateway process stopped; see", log_dir, file=sys.stderr)
@@ -184,6 +190,15 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
 
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def console_banner(url: str, settings: Settings, operator_password: str) -> str:
+    return f"""Operators:
+  Console        {url}/ops/   user demo, password {operator_password}  (made for this run)
+  API docs       {url}/docs
+  Worker         http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics   /readyz
+  From a shell   GATEWAY_CONFIG_DIR={settings.config_dir} .venv/bin/python run.py status
+"""
 
 
 def banner(url: str, home: Path, court_token: str, case_token: str) -> str:
