@@ -221,10 +221,11 @@ def parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=_keys)
 
     # Operator and evidence commands live beside this module, one file per concern.
-    from gateway.cli import evidence, operations
+    from gateway.cli import citizens, evidence, operations
 
     operations.register(sub)
     evidence.register(sub)
+    citizens.register(sub)
     return p
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from gateway.domain.violations import Violation
@@ -27,6 +28,9 @@ class RuleContext:
     """Limits the rules need that come from configuration, not from the document."""
 
     max_inline_document_bytes: int = 5_000_000
+    #: When the document is being accepted (set by the service for each document; rules that compare a
+    #: date with today use it, so tests can fix the clock). ``None`` outside the service.
+    now: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,13 @@ class DocumentType:
     delivered_event: str | None = None
     #: Grants that also allow sending it, besides ``documents.send:<message_type>`` (older names).
     extra_grants: frozenset[str] = field(default_factory=frozenset)
+    #: Names of checks that need stored state (a citizen's consent on record...), run by the service
+    #: inside acceptance; each name must be registered with the DocumentService (``admissions``).
+    admissions: tuple[str, ...] = ()
+    #: Name of a routing table in ``config/routing.toml``: every accepted document of this type is
+    #: copied, as a document of its own with its own receipt, to the recipient that table gives for
+    #: the original's sender (an enforcement decision to the procuracy of the same level).
+    copy_to: str | None = None
 
     @property
     def grant(self) -> str:

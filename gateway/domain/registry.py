@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from gateway.domain import judgment, orders
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
+from gateway.domain.flows import citizen, court, police, procuracy
 from gateway.domain.violations import Violation
 
 
@@ -101,6 +102,10 @@ _TYPES: list[DocumentType] = [
         references=(Reference("revokes"),),
         delivered_event="revocation_delivered",
     ),
+    *police.TYPES,
+    *procuracy.TYPES,
+    *court.TYPES,
+    *citizen.TYPES,
 ]
 
 REGISTRY: Mapping[str, DocumentType] = MappingProxyType({t.message_type: t for t in _TYPES})

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.calendar import WorkingCalendar, due_at
 from gateway.domain.doctypes import Document, DocumentType, RuleContext
@@ -53,6 +54,10 @@ class Actor:
     subject: str | None = None
 
 
+#: A check that needs stored state, run inside acceptance: the violations that refuse ``doc`` (422).
+AdmissionCheck = Callable[[AsyncConnection, DocumentType, Document], Awaitable[list[Violation]]]
+
+
 class DocumentService:
     def __init__(
         self,
@@ -66,6 +71,7 @@ class DocumentService:
         rule_context: RuleContext,
         clock: Callable[[], datetime] = now,
         registry: Mapping[str, DocumentType] = REGISTRY,
+        admissions: Mapping[str, AdmissionCheck] | None = None,
     ) -> None:
         self._db = db
         self._catalog = catalog
@@ -77,6 +83,10 @@ class DocumentService:
         self._ctx = rule_context
         self._clock = clock
         self.registry = registry
+        self._admissions = dict(admissions or {})
+        missing = {name for t in registry.values() for name in t.admissions} - set(self._admissions)
+        if missing:
+            raise ValueError(f"document types need admission checks nobody registered: {sorted(missing)}")
 
     # -- doors -------------------------------------------------------------------------------------
 
@@ -136,9 +146,13 @@ class DocumentService:
         self, doc_type: DocumentType, doc: Document, actor: Actor, action: str | None, trusted: bool
     ) -> PushResult:
         original = await self._answered(doc_type, doc)
-        violations = doc_type.violations(doc, self._ctx)
+        violations = doc_type.violations(doc, replace(self._ctx, now=self._clock()))
         violations += self._recipient_violations(doc_type, doc, original)
         violations += await self._reference_violations(doc_type, doc)
+        if not violations and doc_type.admissions:
+            async with self._db.read() as conn:
+                for name in doc_type.admissions:
+                    violations += await self._admissions[name](conn, doc_type, doc)
         if violations:
             raise invalid(violations)
 

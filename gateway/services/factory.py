@@ -7,6 +7,7 @@ from gateway.partners import load_partners
 from gateway.reference_data import load_calendar, load_deadlines
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
+from gateway.services.admissions import ADMISSIONS
 from gateway.services.documents import DocumentService
 from gateway.settings import Settings
 from gateway.storage.database import Database
@@ -26,4 +27,5 @@ def build_document_service(
         load_calendar(settings.config_dir),
         load_deadlines(settings.config_dir),
         RuleContext(max_inline_document_bytes=settings.api.max_inline_document_bytes),
+        admissions=ADMISSIONS,
     )

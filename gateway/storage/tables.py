@@ -206,3 +206,33 @@ partner_health = Table(
     Column("last_error", Text),
     Column("last_error_at", TS),
 )
+
+#: Citizens' consent to notices through the national e-ID notification service, as recorded by that
+#: service: the latest row per person says whether a second notice may go. Keyed by the pseudonym of
+#: the personal ID (never the ID in clear).
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("person_ref", String(64), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # granted | withdrawn
+    Column("at", TS, nullable=False),
+    Column("recorded_by", String(32), nullable=False),
+    Column("reference", String(100)),
+    Index("ix_consents_person", "person_ref", "channel", "at"),
+)
+
+#: Who is told of status changes without polling: a client's own queue bound to ``gw.events``, or a
+#: signed webhook.
+event_subscriptions = Table(
+    "event_subscriptions",
+    metadata,
+    Column("subscription_id", String(36), primary_key=True),
+    Column("client_id", String(32), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),  # queue | webhook
+    Column("target", String(500), nullable=False),
+    Column("message_types", Text),  # JSON list; empty: every type the client sends or receives
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+)
