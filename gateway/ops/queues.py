@@ -66,6 +66,8 @@ def gateway_queues(settings: Settings) -> list[tuple[str, str]]:
     queues += [(names.partner(p.code), "partner") for p in partners]
     kinds = partner_kinds_receiving_documents()
     queues += [(names.deliver(p.code), "partner-delivery") for p in partners if p.kind in kinds]
+    queues += [(names.deliver_urgent(c.id), "urgent-delivery") for c in clients if c.deliver_to]
+    queues += [(names.deliver_urgent(p.code), "urgent-delivery") for p in partners if p.kind in kinds]
     queues += [(names.replies_queue, "replies"), (names.callbacks_queue, "callbacks")]
     seen: set[str] = set()
     unique = []
