@@ -56,6 +56,21 @@ class Names:
         """Gateway-internal queue feeding delivery to one recipient (de-duplicated, retried)."""
         return f"{self.ns}.deliver.{client_id}"
 
+    def deliver_urgent(self, client_id: str) -> str:
+        """The recipient's urgent lane: urgent documents only, consumed on a channel of its own, so an
+        urgent document never waits behind the recipient's normal backlog."""
+        return f"{self.ns}.deliver.{client_id}.urgent"
+
+    @staticmethod
+    def urgent_key(recipient: str) -> str:
+        """Routing key of an urgent document on ``documents`` (the normal lane's key is the recipient)."""
+        return f"{recipient}.urgent"
+
+    @classmethod
+    def routing_key(cls, recipient: str, priority: str) -> str:
+        """Where a document for ``recipient`` enters ``documents``: its urgent lane or its normal one."""
+        return cls.urgent_key(recipient) if priority == "urgent" else recipient
+
     def retry(self, delay_ms: int) -> str:
         """Retry tier shared by every recipient: an exchange and a holding queue of the same name.
         Published with the recipient as routing key, a message waits ``delay_ms`` there, then
@@ -71,5 +86,5 @@ class Names:
 
     def recipient_queues(self, recipient: str) -> list[str]:
         """Every queue declared for one recipient's deliveries (its own AMQP queue aside)."""
-        deliver = self.deliver(recipient)
-        return [deliver, self.parking(deliver)]
+        deliver, urgent = self.deliver(recipient), self.deliver_urgent(recipient)
+        return [deliver, self.parking(deliver), urgent, self.parking(urgent)]

@@ -83,10 +83,23 @@ async def declare_recipient(
     delivery_limit: int,
     amqp_queue: str | None,
 ) -> AbstractQueue:
-    """Everything one recipient needs: its delivery queue bound to documents and (for AMQP
-    recipients) the queue it consumes from. Retries go through the shared tiers."""
+    """Everything one recipient needs: its delivery queue bound to documents, its urgent lane and (for
+    AMQP recipients) the queue it consumes from. Retries go through the shared tiers."""
     deliver = await declare_queue_with_parking(channel, names, names.deliver(client_id), delivery_limit)
     await deliver.bind(names.documents, routing_key=client_id)
+    await declare_urgent_lane(channel, names, client_id, delivery_limit)
     if amqp_queue:
         await declare_queue_with_parking(channel, names, amqp_queue, delivery_limit)
     return deliver
+
+
+async def declare_urgent_lane(
+    channel: AbstractChannel, names: Names, client_id: str, delivery_limit: int
+) -> AbstractQueue:
+    """The recipient's urgent delivery queue (with its parking queue), bound to documents by the
+    urgent routing key. Quorum queues have no priorities: a separate queue is how urgent documents
+    overtake a backlog."""
+    queue = names.deliver_urgent(client_id)
+    urgent = await declare_queue_with_parking(channel, names, queue, delivery_limit)
+    await urgent.bind(names.documents, routing_key=names.urgent_key(client_id))
+    return urgent

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.amqp.names import Names
 from gateway.domain.calendar import WorkingCalendar, due_at
 from gateway.domain.doctypes import Document, DocumentType, RuleContext
 from gateway.domain.identifiers import canonical_ids
@@ -193,7 +194,7 @@ class DocumentService:
         }
         item = OutboxItem(
             exchange=DOCUMENTS_EXCHANGE,
-            routing_key=doc["recipient"],
+            routing_key=Names.routing_key(doc["recipient"], priority),
             priority=5 if priority == "urgent" else 0,
             headers={
                 "message_type": doc["message_type"],

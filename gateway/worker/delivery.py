@@ -100,7 +100,7 @@ class Deliverer:
         self.actor = "gateway.delivery"
 
     async def handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
-        """Consumer callback for ``names.deliver(recipient.id)``."""
+        """Consumer callback for ``names.deliver(recipient.id)`` and its urgent lane."""
         with logs.consuming(message, recipient=recipient.id):
             try:
                 await self._handle(recipient, message)
@@ -294,9 +294,11 @@ class Deliverer:
                 self.actor,
                 {"attempt": attempt, "error": reason, "retry_in_ms": delay},
             )
+        # Back through the lane it came from: an urgent document stays urgent through its retries.
+        priority = str((message.headers or {}).get("priority", "normal"))
         await self._publisher.publish(
             self._names.retry(delay),
-            recipient.id,
+            Names.routing_key(recipient.id, priority),
             message.body,
             message_id=message_id,
             correlation_id=message.correlation_id,

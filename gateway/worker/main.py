@@ -10,7 +10,7 @@ import signal
 from typing import Any
 
 import aiohttp
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp import topology
 from gateway.amqp.broker import Publisher, connect
@@ -45,6 +45,8 @@ class Worker:
         self.settings = settings
         self.names = Names(settings.broker_namespace)
         self._consuming: dict[str, str] = {}  # client id -> delivery target it is consumed for
+        # Urgent lanes are consumed on a channel of their own: its prefetch is never taken by a backlog.
+        self._urgent_channel: AbstractChannel | None = None
         self.metrics_port: int | None = None  # bound port of /metrics, /healthz, /readyz once running
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -82,6 +84,8 @@ class Worker:
             relay = Relay(db, publisher, self.names, settings.relay)
             channel = await consume_conn.channel()
             await channel.set_qos(prefetch_count=settings.delivery.prefetch)
+            self._urgent_channel = await consume_conn.channel()
+            await self._urgent_channel.set_qos(prefetch_count=settings.delivery.prefetch)
             await topology.declare_exchanges(channel, self.names)
             d = settings.delivery
             await topology.declare_retry_tiers(
@@ -160,6 +164,14 @@ class Worker:
             )
             recipient = Recipient(partner.code, partner=guarded[partner.code])
             await queue.consume(functools.partial(deliverer.handle, recipient))
+            urgent = await self._urgent_lane(partner.code)
+            await urgent.consume(functools.partial(deliverer.handle, recipient))
+
+    async def _urgent_lane(self, recipient: str) -> AbstractQueue:
+        assert self._urgent_channel is not None
+        return await topology.declare_urgent_lane(
+            self._urgent_channel, self.names, recipient, self.settings.delivery.delivery_limit
+        )
 
     async def _scan(self, channel: AbstractChannel, clients: ClientStore, deliverer: Deliverer) -> None:
         for client in clients.all():
@@ -204,6 +216,8 @@ class Worker:
                 await deliverer.handle(Recipient(client_id, client=current), message)
 
             await queue.consume(on_message)
+            urgent = await self._urgent_lane(client.id)
+            await urgent.consume(on_message)
         self._consuming[client.id] = target
         log.info("delivering to %s via %s", client.id, target)
 
