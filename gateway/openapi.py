@@ -43,6 +43,8 @@ TAGS: Final = {
     "Asset inquiries": "Look up a debtor's assets.",
     "Partners": "Partner agencies answering later.",
     "SOAP": "The courts' legacy SOAP 1.1 endpoint.",
+    "Directory": "What the calling client may use, and the JSON Schemas.",
+    "Events": "Status events pushed to subscribers: their own queue or a signed webhook.",
     "Operations": "Health, readiness, metrics, and this document (for people: `/docs`).",
 }
 

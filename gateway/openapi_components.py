@@ -8,7 +8,7 @@ from gateway.openapi_schemas import JSON, component_name, component_ref
 from gateway.problems import PROBLEM_BASE
 from gateway.security.tokens import ACCEPTED_ALGORITHMS, REQUIRED_CLAIMS
 from gateway.settings import Settings
-from gateway.web import routes_docs
+from gateway.web import routes_docs, routes_services
 
 __all__ = ["PROBLEMS", "PROBLEM_JSON", "SECURITY_SCHEME", "shared_components"]
 
@@ -112,6 +112,11 @@ _PATH_PARAMETERS: Final[dict[str, tuple[str, JSON]]] = {
     ),
     "inquiry_id": ("As returned when the inquiry was created.", {"type": "string"}),
     "asset": ("The name of the file.", {"enum": list(routes_docs.ASSETS)}),
+    "schema": (
+        "A schema file name, as `GET /v1/services` links it.",
+        {"enum": sorted(routes_services.SCHEMA_FILES)},
+    ),
+    "subscription_id": ("As returned when the subscription was created.", {"type": "string"}),
 }
 
 

@@ -171,7 +171,13 @@ async def test_every_route_is_documented_with_the_same_methods(
 async def test_an_undeclared_method_is_405_naming_the_declared_ones(
     gateway_api: TestClient[Any, Any], document: dict[str, Any]
 ) -> None:
-    values = {"message_id": str(uuid.uuid4()), "inquiry_id": str(uuid.uuid4()), "asset": "docs.js"}
+    values = {
+        "message_id": str(uuid.uuid4()),
+        "inquiry_id": str(uuid.uuid4()),
+        "asset": "docs.js",
+        "schema": "receipt.schema.json",
+        "subscription_id": str(uuid.uuid4()),
+    }
     for path, item in document["paths"].items():
         declared = {m.upper() for m in HTTP_METHODS if m in item}
         for method in ("PATCH", "DELETE", "PUT"):
@@ -200,7 +206,13 @@ async def test_documented_security_is_what_the_app_enforces(
     gateway_api: TestClient[Any, Any], document: dict[str, Any]
 ) -> None:
     """Without a token, every secured operation answers 401 and no public one does."""
-    values = {"message_id": str(uuid.uuid4()), "inquiry_id": str(uuid.uuid4()), "asset": "docs.js"}
+    values = {
+        "message_id": str(uuid.uuid4()),
+        "inquiry_id": str(uuid.uuid4()),
+        "asset": "docs.js",
+        "schema": "receipt.schema.json",
+        "subscription_id": str(uuid.uuid4()),
+    }
     for path, method, operation in operations(document):
         resp = await gateway_api.request(method.upper(), path.format(**values))
         await resp.read()

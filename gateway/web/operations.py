@@ -19,6 +19,7 @@ from gateway.web import (
     routes_health,
     routes_inquiries,
     routes_openapi,
+    routes_services,
     soap_courts,
 )
 from gateway.web.auth import authenticate, require
@@ -33,6 +34,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     *routes_health.OPERATIONS,
     *routes_openapi.OPERATIONS,
     *routes_docs.OPERATIONS,
+    *routes_services.OPERATIONS,
 )
 
 
