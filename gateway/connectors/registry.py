@@ -11,6 +11,7 @@ import aiohttp
 from gateway.connectors.bank import BankConnector
 from gateway.connectors.base import Connector
 from gateway.connectors.land import LandConnector
+from gateway.connectors.police import PoliceConnector
 from gateway.connectors.population import PopulationConnector
 from gateway.connectors.rest import RestConnector
 from gateway.connectors.tax import TaxConnector
@@ -24,6 +25,7 @@ REST_CONNECTORS: dict[str, type[RestConnector]] = {
     "tax": TaxConnector,
     "vehicle": VehicleConnector,
     "population": PopulationConnector,
+    "police": PoliceConnector,
 }
 
 
