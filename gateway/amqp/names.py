@@ -35,6 +35,15 @@ class Names:
         """Inquiry results to callers' callback URLs (topic, routing key = client id)."""
         return f"{self.ns}.callbacks"
 
+    @property
+    def events(self) -> str:
+        """Status events (topic, routing key = ``<sender>.<recipient>.<status>.<message_type>``)."""
+        return f"{self.ns}.events"
+
+    def event_subscription(self, client_id: str, subscription_id: str) -> str:
+        """One subscription's queue: bound to ``events`` with its client's keys only."""
+        return f"{self.ns}.events.{client_id}.{subscription_id}"
+
     def exchange(self, logical: str) -> str:
         """The outbox stores logical exchange names (``documents``, ``requests``...)."""
         return f"{self.ns}.{logical}"

@@ -28,6 +28,7 @@ async def declare_exchanges(channel: AbstractChannel, names: Names) -> None:
     await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.TOPIC, durable=True)
     for name in (names.requests, names.replies, names.callbacks):
         await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+    await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
 async def declare_lookups(
