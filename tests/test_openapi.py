@@ -19,7 +19,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from gateway.domain.inquiry import InquiryStatus, SourceStatus
+from gateway.domain.inquiry import SOURCE_KINDS, InquiryStatus, SourceStatus
 from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
 from gateway.openapi import build_document, component_name, message_schemas
@@ -236,7 +236,8 @@ async def test_inquiries_name_only_what_this_installation_configures(
     config = world.settings.config_dir
     assert inquiry["properties"]["legal_basis"]["enum"] == sorted(load_legal_bases(config))
     partners = load_partners(config)
-    assert set(inquiry["$defs"]["source_kind"]["enum"]) == {p.kind for p in partners}
+    # Partners that only receive documents (police units, the e-ID notification service) are no source.
+    assert set(inquiry["$defs"]["source_kind"]["enum"]) == {p.kind for p in partners} & set(SOURCE_KINDS)
     banks = inquiry["$defs"]["bank_selection"]["properties"]["bank"]["items"]["enum"]
     assert banks == sorted(p.code for p in partners if p.kind == "bank")
 
