@@ -1,4 +1,5 @@
-"""Reference data read from the config directory: legal bases and the working-day calendar."""
+"""Reference data read from the config directory: legal bases, the working-day calendar, deadlines and
+the routing tables of copies."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from gateway.domain.calendar import WorkingCalendar, from_toml_text, parse_deadline_spec
+from gateway.domain.identifiers import AGENCY_CODE
 
 
 def load_legal_bases(config_dir: Path) -> dict[str, str]:
@@ -48,3 +50,27 @@ def load_reminder_lead(config_dir: Path) -> timedelta:
     if duration is None:
         raise ValueError("documents.toml [reminders] reminder_before must be a duration (s, m, h)")
     return duration
+
+
+def load_routing(config_dir: Path) -> dict[str, dict[str, str]]:
+    """Routing tables for the copies the gateway makes (``routing.toml``): table -> sender -> recipient,
+    agency codes checked at load time."""
+    path = config_dir / "routing.toml"
+    if not path.exists():
+        return {}
+    data = tomllib.loads(path.read_text("utf-8"))
+    tables: dict[str, dict[str, str]] = {}
+    for table, rows in data.items():
+        if not isinstance(rows, dict):
+            raise ValueError(f"routing.toml: [{table}] must be a table of sender = recipient")
+        for sender, recipient in rows.items():
+            if not (
+                isinstance(recipient, str)
+                and AGENCY_CODE.fullmatch(recipient)
+                and AGENCY_CODE.fullmatch(sender)
+            ):
+                raise ValueError(
+                    f"routing.toml [{table}] {sender!r} = {recipient!r}: both must be agency codes"
+                )
+        tables[table] = dict(rows)
+    return tables

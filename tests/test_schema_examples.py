@@ -114,7 +114,9 @@ def test_examples_have_distinct_message_ids_and_judgment_numbers() -> None:
     docs = [_load(path) for _, path in VALID + INVALID]
     message_ids = [d["message_id"] for d in docs if "message_id" in d]
     assert len(message_ids) == len(set(message_ids))
-    numbers = [d["body"]["judgment"]["number"] for d in docs if "judgment" in d.get("body", {})]
+    # Judgment deliveries only: court events and clarification requests name the judgment they concern.
+    judgments = [d for d in docs if d.get("message_type") == "judgment.delivery"]
+    numbers = [d["body"]["judgment"]["number"] for d in judgments if "judgment" in d.get("body", {})]
     assert len(numbers) == len(set(numbers))
 
 

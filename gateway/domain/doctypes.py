@@ -33,13 +33,28 @@ class RuleContext:
     now: datetime | None = None
 
 
+#: Who sent an earlier document a reference names, seen from the referring one: ``same`` — this
+#: sender to this recipient (a transfer names the sender's own blocking order); ``reverse`` — this
+#: recipient to this sender (a question about a judgment the sender received).
+ReferenceParties = Literal["same", "reverse"]
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """A body field naming an earlier document: it must exist, be of one of ``types``, have been sent
-    by the same sender to the same recipient (a transfer refers to the sender's own blocking order)."""
+    """A body field naming an earlier document: it must exist, be of one of ``types`` and have gone
+    between the same two parties (``parties``).
+
+    The field holds the earlier document's ``message_id``; or, when ``key`` is set, an object from which
+    ``key`` builds the earlier document's natural key (a judgment's court code + number + date), with an
+    optional ``message_id`` member that then wins and must agree with it."""
 
     field: str  # top-level key of ``body``
     types: frozenset[str] = frozenset()  # empty: any type
+    parties: ReferenceParties = "same"
+    key: Callable[[dict[str, Any]], str] | None = None
+    #: Evidence written in the referenced document's timeline when this one is accepted (a court
+    #: event on the judgment it concerns), in the same transaction.
+    noted_as: str | None = None
 
 
 def _no_rules(_doc: Document, _ctx: RuleContext) -> list[Violation]:
