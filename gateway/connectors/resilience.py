@@ -240,6 +240,9 @@ class GuardedConnector:
             partner.code, partner.breaker.failures, partner.breaker.recovery_seconds, self._breaker_changed
         )
         self._slots = asyncio.Semaphore(partner.concurrency)
+        # Urgent documents have slots of their own: a backlog of normal deliveries holding every slot
+        # must not make an urgent one wait (the breaker, timeout and retries stay shared).
+        self._urgent_slots = asyncio.Semaphore(partner.concurrency)
         self.stats = PartnerStats()
         #: Called (synchronously) with the partner's code whenever its breaker changes state.
         self.on_breaker_change: Callable[[str], None] | None = None
@@ -267,10 +270,12 @@ class GuardedConnector:
         CALL_SECONDS.labels(self.partner.code).observe(time.perf_counter() - started)
         return outcome
 
-    async def deliver(self, document: Mapping[str, Any]) -> DeliveryOutcome:
-        """Hand ``document`` to the partner. Retrying is safe: partners execute each message_id once."""
+    async def deliver(self, document: Mapping[str, Any], *, urgent: bool = False) -> DeliveryOutcome:
+        """Hand ``document`` to the partner. Retrying is safe: partners execute each message_id once.
+        ``urgent``: through the urgent slots, never behind normal deliveries waiting for a slot."""
         started = time.perf_counter()
-        result = await self._guarded("delivery", lambda: self.connector.deliver(document))
+        slots = self._urgent_slots if urgent else self._slots
+        result = await self._guarded("delivery", lambda: self.connector.deliver(document), slots)
         if result.failure is not None:
             outcome = DeliveryOutcome(result.failure, reason=result.reason, attempts=result.attempts)
         else:
@@ -294,16 +299,20 @@ class GuardedConnector:
         status: OutcomeStatus = "found" if answer.match_status == "found" else "not_found"
         return Outcome(status, answer, attempts=result.attempts)
 
-    async def _guarded(self, what: str, operation: Callable[[], Awaitable[T]]) -> _Result[T]:
+    async def _guarded(
+        self, what: str, operation: Callable[[], Awaitable[T]], slots: asyncio.Semaphore | None = None
+    ) -> _Result[T]:
         """Run ``operation`` under the partner's retry policy, breaker, slots and timeout."""
         started = time.perf_counter()
-        result = await self._retrying(what, operation)
+        result = await self._retrying(what, operation, slots or self._slots)
         reached = result.attempts > 0
         failure = None if result.failure is None else f"{result.failure}: {result.reason or what}"
         self.stats.record(time.perf_counter() - started if reached else None, failure)
         return result
 
-    async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> _Result[T]:
+    async def _retrying(
+        self, what: str, operation: Callable[[], Awaitable[T]], slots: asyncio.Semaphore
+    ) -> _Result[T]:
         retry = self.partner.retry
         attempts = 0
         try:
@@ -315,7 +324,7 @@ class GuardedConnector:
             ):
                 with attempt:
                     attempts += 1
-                    value = await self._attempt(operation)
+                    value = await self._attempt(operation, slots)
         except BreakerOpen as exc:
             return _Result(None, attempts - 1, "unavailable", str(exc))
         except PartnerTimeout as exc:
@@ -328,10 +337,10 @@ class GuardedConnector:
             return _Result(None, attempts, "error", f"gateway fault ({type(exc).__name__})")
         return _Result(value, attempts)
 
-    async def _attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def _attempt(self, operation: Callable[[], Awaitable[T]], slots: asyncio.Semaphore) -> T:
         # Breaker first, so an open circuit answers at once even when every slot is busy; the
         # timeout covers the partner only, not the wait for a slot.
-        async with self._breaker.guard(), self._slots:
+        async with self._breaker.guard(), slots:
             self.stats.in_flight += 1
             IN_FLIGHT.labels(self.partner.code).inc()
             try:

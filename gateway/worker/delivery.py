@@ -202,7 +202,8 @@ class Deliverer:
         due_at = (message.headers or {}).get("due_at")
         if isinstance(due_at, str) and "due_at" not in document:
             document["due_at"] = due_at
-        outcome = await partner.deliver(document)
+        urgent = (message.headers or {}).get("priority") == "urgent"
+        outcome = await partner.deliver(document, urgent=urgent)
         if outcome.status == "delivered":
             return outcome.receipt
         reason = outcome.reason or outcome.status
