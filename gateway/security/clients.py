@@ -40,6 +40,8 @@ KNOWN_SERVICES = frozenset(
         "assets.inquire",
         "assets.answer",
         "operator",
+        "consents.write",
+        "data_access.read",
     }
 )
 
