@@ -12,8 +12,12 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.status import Status, sources_for
+from gateway.storage import events
 from gateway.storage.tables import evidences, messages, outbox
 from gateway.storage.timestamps import iso, now
+
+#: Times a transition re-reads a status another writer changed under it before it gives up.
+_MAX_RACES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,8 @@ async def replies(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]
 async def insert_accepted(
     conn: AsyncConnection, row: dict[str, Any], item: OutboxItem, actor: str, detail: dict[str, Any]
 ) -> None:
-    """Store the message, its first evidence and its outbox entry (one transaction, the caller's)."""
+    """Store the message, its first evidence, its outbox entry and its ``received`` status event (one
+    transaction, the caller's)."""
     at = row["received_at"]
     await conn.execute(
         insert(messages).values(**row, status=Status.RECEIVED, updated_at=at, delivery_count=0)
@@ -73,6 +78,16 @@ async def insert_accepted(
             created_at=at,
             attempts=0,
         )
+    )
+    await events.record(
+        conn,
+        message_id=row["message_id"],
+        message_type=row["message_type"],
+        sender=row["sender"],
+        recipient=row["recipient"],
+        status=Status.RECEIVED.value,
+        previous_status=None,
+        at=at,
     )
 
 
@@ -105,22 +120,48 @@ async def transition(
     extra: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> bool:
-    """Move a message to ``target`` if the lifecycle allows it from where it is; record the evidence.
+    """Move a message to ``target`` if the lifecycle allows it from where it is; record the evidence and
+    the status event (in the caller's transaction: both or neither).
 
     Returns False (and records nothing) when the message is not in a state that may move there: the
-    conditional update makes concurrent and repeated transitions harmless.
+    conditional update makes concurrent and repeated transitions harmless. The update is conditional on
+    the status just read, so the event names the status the message really left.
     """
     at = at or now()
     values: dict[str, Any] = {"status": target, "updated_at": at, "status_reason": reason}
     values.update(extra or {})
-    result = await conn.execute(
-        update(messages)
-        .where(messages.c.message_id == message_id, messages.c.status.in_(list(sources_for(target))))
-        .values(**values)
-    )
-    if result.rowcount != 1:
+    sources = sources_for(target)
+    for _ in range(_MAX_RACES):
+        current = (
+            await conn.execute(
+                select(
+                    messages.c.status, messages.c.message_type, messages.c.sender, messages.c.recipient
+                ).where(messages.c.message_id == message_id)
+            )
+        ).first()
+        if current is None or current.status not in sources:
+            return False
+        result = await conn.execute(
+            update(messages)
+            .where(messages.c.message_id == message_id, messages.c.status == current.status)
+            .values(**values)
+        )
+        if result.rowcount == 1:
+            break
+    else:
         return False
     await add_evidence(conn, message_id, target.value, actor, detail, at)
+    await events.record(
+        conn,
+        message_id=message_id,
+        message_type=current.message_type,
+        sender=current.sender,
+        recipient=current.recipient,
+        status=target.value,
+        previous_status=str(current.status),
+        at=at,
+        reason=reason,
+    )
     return True
 
 

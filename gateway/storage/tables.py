@@ -236,3 +236,20 @@ event_subscriptions = Table(
     Column("created_at", TS, nullable=False),
     Column("revoked_at", TS),
 )
+
+#: Status events waiting to be published to ``<ns>.events``, written in the transaction of the status
+#: change they report. Kept apart from ``outbox`` so documents never wait behind events; one relay at a
+#: time drains it in order (see ``gateway/worker/events.py``).
+event_outbox = Table(
+    "event_outbox",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("routing_key", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claimed_until", TS),
+    Column("claimed_by", String(64)),
+)
