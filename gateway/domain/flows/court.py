@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from gateway.domain import judgment
+from gateway.domain.calendar import LOCAL_TZ
 from gateway.domain.doctypes import Document, DocumentType, Reference, ReferenceParties, RuleContext
 from gateway.domain.violations import Violation
 
@@ -61,7 +62,8 @@ def _after(path: str, value: str, earlier: str, what: str) -> list[Violation]:
 
 
 def _not_after_today(path: str, value: str, ctx: RuleContext) -> list[Violation]:
-    if ctx.now is not None and value > ctx.now.date().isoformat():
+    # The date printed on a Vietnamese paper is a local date.
+    if ctx.now is not None and value > ctx.now.astimezone(LOCAL_TZ).date().isoformat():
         return [Violation(path, "cannot be after the day the document is sent", "chronology")]
     return []
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 from gateway.domain import orders
+from gateway.domain.calendar import LOCAL_TZ
 from gateway.domain.doctypes import Document, DocumentType, RuleContext
 from gateway.domain.violations import Violation
 
@@ -47,7 +48,8 @@ def answer_key(doc: Document) -> str:
 
 
 def _not_after_today(path: str, value: str, ctx: RuleContext) -> list[Violation]:
-    if ctx.now is not None and value > ctx.now.date().isoformat():
+    # The date printed on a Vietnamese paper is a local date.
+    if ctx.now is not None and value > ctx.now.astimezone(LOCAL_TZ).date().isoformat():
         return [Violation(path, "cannot be after the day the document is sent", "chronology")]
     return []
 
