@@ -28,6 +28,7 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.worker import checkpoints as audit_checkpoints
+from gateway.worker import events as status_events
 from gateway.worker import http as http_listener
 from gateway.worker.deadlines import DeadlineWatcher
 from gateway.worker.delivery import Deliverer, Recipient
@@ -110,6 +111,7 @@ class Worker:
             )
             tasks = [asyncio.create_task(self._rescan(channel, clients, deliverer), name="rescan")]
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
+            tasks += status_events.start(db, publish_conn, consume_conn, self.names, signer, http, settings)
             tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
             tasks.append(asyncio.create_task(watcher.run(), name="document-deadlines"))
             tasks.append(asyncio.create_task(audit_checkpoints.run(db, signer, settings.audit), name="audit"))
