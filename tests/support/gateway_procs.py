@@ -159,6 +159,7 @@ async def delete_topology(world: World, extra_queues: list[str] | None = None) -
             names.requests,
             names.replies,
             names.callbacks,
+            names.events,
             *retry_exchanges,
         ):
             await ch.exchange_delete(exchange)
