@@ -1,4 +1,5 @@
-"""The courts' SOAP messages <-> the canonical JSON message ``judgment.delivery`` version 1.
+"""The courts' SOAP messages <-> the canonical JSON messages ``judgment.delivery`` and ``court.event``,
+version 1.
 
 The mapping is purely structural: it copies what is present and omits what is absent, so that every rule
 (required fields, patterns, code lists, counts) is judged once, by the JSON Schema, for both transports.
@@ -28,6 +29,9 @@ XSD_NAME = "courts.xsd"
 WSDL_NAME = "courts.wsdl"
 REQUEST = f"{{{COURTS_NS}}}PushJudgmentRequest"
 RESPONSE = f"{{{COURTS_NS}}}PushJudgmentResponse"
+EVENT_REQUEST = f"{{{COURTS_NS}}}PushCourtEventRequest"
+EVENT_RESPONSE = f"{{{COURTS_NS}}}PushCourtEventResponse"
+COURT_EVENT = "court.event"
 MAX_XSD_VIOLATIONS = 100
 
 _XML_SPACE = " \t\r\n"
@@ -77,12 +81,24 @@ def _value_message(validator: object, reason: str) -> str:
 # ---------------------------------------------------------------------------------------- XML -> JSON
 
 
+def message_type_of(element: etree._Element) -> str:
+    """The JSON message type a request element carries; ``ValueError`` for any other element."""
+    if element.tag not in _OPERATIONS:
+        raise ValueError(f"expected {' or '.join(_OPERATIONS)}, got {element.tag}")
+    return _OPERATIONS[element.tag][0]
+
+
+def response_of(element: etree._Element) -> str:
+    """The response element answering a request element."""
+    return _OPERATIONS[element.tag][2]
+
+
 def xml_to_message(element: etree._Element) -> dict[str, Any]:
-    """The canonical JSON message for a schema-valid ``PushJudgmentRequest`` element."""
-    if element.tag != REQUEST:
-        raise ValueError(f"expected {REQUEST}, got {element.tag}")
-    fields = _record(element, _REQUEST)
-    head = {"message_type": MESSAGE_TYPE, "schema_version": SCHEMA_VERSION}
+    """The canonical JSON message for a schema-valid request element (``PushJudgmentRequest``,
+    ``PushCourtEventRequest``)."""
+    message_type = message_type_of(element)
+    fields = _record(element, _OPERATIONS[element.tag][1])
+    head = {"message_type": message_type, "schema_version": SCHEMA_VERSION}
     return head | fields
 
 
@@ -197,6 +213,37 @@ _REQUEST = {
 }
 
 
+_EVENT_BODY = {
+    "Event": ("event", _string),
+    "Judgment": (
+        "judgment",
+        _nested(
+            {
+                "CourtCode": ("court_code", _string),
+                "Number": ("number", _string),
+                "Date": ("date", _collapsed),
+                "MessageId": ("message_id", _string),
+            }
+        ),
+    ),
+    "Decision": (
+        "decision",
+        _nested(
+            {"Number": ("number", _string), "Date": ("date", _collapsed), "IssuedBy": ("issued_by", _string)}
+        ),
+    ),
+    "EffectiveFrom": ("effective_from", _collapsed),
+    "Reason": ("reason", _string),
+}
+_EVENT_REQUEST = {**_REQUEST, "Body": ("body", _nested(_EVENT_BODY))}
+
+#: Request element -> (JSON message type, field mapping, response element).
+_OPERATIONS: dict[str, tuple[str, Mapping[str, tuple[str, Convert]], str]] = {
+    REQUEST: (MESSAGE_TYPE, _REQUEST, RESPONSE),
+    EVENT_REQUEST: (COURT_EVENT, _EVENT_REQUEST, EVENT_RESPONSE),
+}
+
+
 # ---------------------------------------------------------------------------------------- JSON -> XML
 
 _RECEIPT = (
@@ -211,9 +258,9 @@ _RECEIPT = (
 )
 
 
-def receipt_to_xml(receipt: Mapping[str, Any], duplicate: bool) -> bytes:
+def receipt_to_xml(receipt: Mapping[str, Any], duplicate: bool, response_tag: str = RESPONSE) -> bytes:
     """The SOAP envelope answering a push: the signed receipt, and whether it is an earlier one."""
-    response = etree.Element(RESPONSE, nsmap={"c": COURTS_NS})
+    response = etree.Element(response_tag, nsmap={"c": COURTS_NS})
     for name, key in _RECEIPT:
         _sub(response, name).text = str(receipt[key])
     signed = _sub(response, "SignedFields")

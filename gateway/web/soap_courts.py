@@ -1,4 +1,5 @@
-"""The courts' SOAP 1.1 endpoint: ``POST /soap/courts``, the legacy form of ``POST /v1/judgments``.
+"""The courts' SOAP 1.1 endpoint: ``POST /soap/courts``, the legacy form of ``POST /v1/judgments``
+(``PushJudgment``) and of pushing a ``court.event`` to ``POST /v1/documents`` (``PushCourtEvent``).
 
 Same service, same rules, same receipt; only the envelope differs. Errors are SOAP Faults (never
 problem+json) with the HTTP status the REST API would answer: see :mod:`gateway.soap.faults`. Both a new and
@@ -16,15 +17,17 @@ from typing import Final
 from aiohttp import web
 from lxml import etree
 
-from gateway.domain import judgment
 from gateway.problems import Problem, bad_request, invalid, unavailable, unsupported_media_type
 from gateway.soap import CONTENT_TYPE, COURTS_NS, EnvelopeError, body_payload, faults
 from gateway.soap.courts_mapping import (
+    EVENT_REQUEST,
     REQUEST,
     WSDL_NAME,
     XSD_NAME,
+    message_type_of,
     package_file,
     receipt_to_xml,
+    response_of,
     xml_to_message,
     xsd_violations,
 )
@@ -45,7 +48,10 @@ WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 XS = "http://www.w3.org/2001/XMLSchema"
 
 #: The allow-list: the only Body elements accepted, each with the SOAPAction its WSDL operation declares.
-SOAP_ACTIONS: Final = {REQUEST: f"{COURTS_NS}#PushJudgment"}
+SOAP_ACTIONS: Final = {
+    REQUEST: f"{COURTS_NS}#PushJudgment",
+    EVENT_REQUEST: f"{COURTS_NS}#PushCourtEvent",
+}
 
 
 async def describe(request: web.Request) -> web.Response:
@@ -108,10 +114,14 @@ async def _push(request: web.Request) -> web.Response:
     if violations:
         raise invalid(violations, f"{len(violations)} XSD violation(s); fix all of them and send again.")
     document = xml_to_message(payload)
+    message_type = message_type_of(payload)
     result = await request.app[SERVICES].documents.submit(
-        principal, document, only_type=judgment.MESSAGE_TYPE, action="judgments.push"
+        principal,
+        document,
+        only_type=message_type,
+        action="judgments.push" if payload.tag == REQUEST else None,
     )
-    return _xml(receipt_to_xml(result.receipt, result.duplicate))
+    return _xml(receipt_to_xml(result.receipt, result.duplicate, response_of(payload)))
 
 
 def _soap_action(request: web.Request) -> str:
@@ -179,12 +189,13 @@ OPERATIONS: Final = (
         name=ROUTE,
         operation_id="pushJudgmentSoap",
         tag="SOAP",
-        summary="Push a judgment over SOAP 1.1 (legacy courts)",
+        summary="Push a judgment or a court event over SOAP 1.1 (legacy courts)",
         description=(
-            "SOAP 1.1, document/literal, operation `PushJudgment`, described by the WSDL at "
-            f"`GET {PATH}?wsdl`. The same token in `Authorization`, the same rules and the same receipt as "
-            "`POST /v1/judgments`; a new and a duplicate push both answer `200` (`Duplicate` in the response "
-            "tells them apart). Errors are SOAP Faults. DOCTYPEs and entities are refused."
+            "SOAP 1.1, document/literal, operations `PushJudgment` and `PushCourtEvent`, described by the "
+            f"WSDL at `GET {PATH}?wsdl`. The same token in `Authorization`, the same rules and the same "
+            "receipt as `POST /v1/judgments` (a judgment) and `POST /v1/documents` (a `court.event`); a new "
+            "and a duplicate push both answer `200` (`Duplicate` in the response tells them apart). Errors "
+            "are SOAP Faults. DOCTYPEs and entities are refused."
         ),
         # Authenticated inside the handler, so that a refused token is a SOAP Fault too.
         grant="judgments.push",
@@ -197,7 +208,8 @@ OPERATIONS: Final = (
         ),
         request_media=CONTENT_TYPE,
         request_description=(
-            f"A SOAP 1.1 envelope (`{CONTENT_TYPE}`) holding one `PushJudgmentRequest`, valid against the "
+            f"A SOAP 1.1 envelope (`{CONTENT_TYPE}`) holding one `PushJudgmentRequest` or "
+            "`PushCourtEventRequest`, valid against the "
             f"XSD of the WSDL (`?xsd={XSD_NAME}`). SOAP 1.2 (`application/soap+xml`) is refused: `415`."
         ),
         responses={200: Response("A SOAP envelope holding the receipt.", media_type=CONTENT_TYPE)},

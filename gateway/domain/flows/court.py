@@ -106,6 +106,8 @@ TYPES: list[DocumentType] = [
         recipients="client",
         rules=event_rules,
         priority=urgent,
+        # A court granted pushing judgments pushes events on them too (REST or SOAP PushCourtEvent).
+        extra_grants=frozenset({"judgments.push"}),
         # The court that gave the judgment, to the office that received it.
         references=(_judgment("court_event", "same"),),
     ),
