@@ -12,6 +12,7 @@ from gateway.domain.flows import court, procuracy
 from gateway.domain.registry import REGISTRY
 from gateway.domain.violations import Violation
 from gateway.reference_data import load_routing
+from gateway.validation import catalog
 from tests.conftest import ROOT, example
 
 # 18:00 UTC is already the next day in Hanoi: papers dated that local day are not "in the future".
@@ -56,7 +57,7 @@ def test_a_suspension_needs_the_day_it_takes_effect_and_every_court_event_is_urg
     doc = example("court.event", "valid-suspension-by-message-id.json")
     assert court.event_rules(doc, EVENING) == []
     del doc["body"]["effective_from"]
-    assert paths(court.event_rules(doc, EVENING)) == ["$.body.effective_from"]
+    assert [v.path for v in catalog().violations(court.EVENT, doc)] == ["$.body"]
     protest = example("court.event", "valid-cassation-protest-by-natural-key.json")
     assert protest["priority"] == "normal"
     assert REGISTRY[court.EVENT].priority(protest) == "urgent"

@@ -75,8 +75,6 @@ def event_rules(doc: Document, ctx: RuleContext) -> list[Violation]:
     out += _not_after_today("$.body.decision.date", body["decision"]["date"], ctx)
     if "effective_from" in body:
         out += _after("$.body.effective_from", body["effective_from"], judgment_date, "the judgment's date")
-    if body["event"] in (SUSPENSION, RESUMPTION) and "effective_from" not in body:
-        out.append(Violation("$.body.effective_from", f"is required for {body['event']}", "required"))
     return out
 
 
