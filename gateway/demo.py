@@ -38,6 +38,7 @@ PARTNER_SECRETS = (
     "TAX",
     "POLICE_VEH",
     "POP_REG",
+    "CA_HN",
 )
 
 
@@ -59,6 +60,12 @@ DEMO_CLIENTS = {
     # Pushes its late answers: lookup results and order reports.
     "BANK-TCB": DemoClient(
         ["assets.answer", "documents.send", "messages.read"], None, "Ngân hàng TMCP Kỹ thương Việt Nam"
+    ),
+    # The police unit: pushes its late answers to protection and assistance requests.
+    "CA-HN": DemoClient(
+        ["documents.send:police.protection_answer", "documents.send:police.assistance_ack", "messages.read"],
+        None,
+        "Công an thành phố Hà Nội",
     ),
 }
 

@@ -19,7 +19,7 @@ from gateway.simulators.partners.servers import KINDS, start_partners
 log = logging.getLogger(__name__)
 
 # Where config/partners.toml puts them, for a configuration directory without that file.
-DEFAULT_PORTS = {"land": 9101, "bank": 9102, "tax": 9103, "vehicle": 9104, "population": 9105}
+DEFAULT_PORTS = {"land": 9101, "bank": 9102, "tax": 9103, "vehicle": 9104, "population": 9105, "police": 9106}
 
 
 def partner_ports(settings: Settings) -> dict[str, int]:
@@ -91,6 +91,8 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         # The asynchronous bank pushes its order reports to the gateway's documents endpoint.
         gateway_url=settings.api.public_url,
         silent_banks=getattr(args, "silent", None) or (),
+        # The police unit pushes its late answers as client CA-HN.
+        police_key=keys / "CA-HN.key" if (keys / "CA-HN.key").exists() else None,
     )
     try:
         if partners_only:

@@ -15,12 +15,21 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.simulators.partners import LAST_REQUEST, banks, land, population, prefix_of, tax, vehicles
+from gateway.simulators.partners import (
+    LAST_REQUEST,
+    banks,
+    land,
+    police,
+    population,
+    prefix_of,
+    tax,
+    vehicles,
+)
 from gateway.simulators.partners.behaviour import Behaviour
 
 log = logging.getLogger(__name__)
 
-KINDS = ("land", "bank", "tax", "vehicle", "population")
+KINDS = ("land", "bank", "tax", "vehicle", "population", "police")
 # Endpoint paths per partner code, under each kind's server.
 PATHS: dict[str, dict[str, str]] = {
     "land": {land.CODE: land.PATH},
@@ -28,6 +37,7 @@ PATHS: dict[str, dict[str, str]] = {
     "tax": {tax.CODE: "/tax"},
     "vehicle": {vehicles.CODE: "/vehicles"},
     "population": {population.CODE: "/population"},
+    "police": {police.CODE: police.PATH},
 }
 
 
@@ -114,6 +124,7 @@ async def start_partners(
     seed: int = 0,
     gateway_url: str = banks.DEFAULT_GATEWAY_URL,
     silent_banks: Iterable[str] = (),
+    police_key: Path | None = None,
 ) -> Partners:
     """Start the five simulators. ``ports`` and ``modes`` are keyed by kind; a missing port is 0 (any free
     port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks and pushed reports,
@@ -141,6 +152,9 @@ async def start_partners(
         "tax": tax.make_app,
         "vehicle": vehicles.make_app,
         "population": population.make_app,
+        "police": lambda b: police.make_app(
+            b, key=police_key, audience=audience, answer_delay=callback_delay, gateway_url=gateway_url
+        ),
     }
     partners = Partners(host, behaviours, {})
     try:
