@@ -85,12 +85,18 @@ def write_config(config: Path, endpoint: str, **partner: Any) -> None:
 
 @asynccontextmanager
 async def police_world(
-    home: Path, mode: str = "at_once", answer_delay: float = 0.3, **partner: Any
+    home: Path,
+    mode: str = "at_once",
+    answer_delay: float = 0.3,
+    database_url: str | None = None,
+    **partner: Any,
 ) -> AsyncIterator[PoliceWorld]:
     api_port = free_port()
     public_url = f"http://127.0.0.1:{api_port}"
     world = make_world(
-        home, f"sqlite+aiosqlite:///{home}/gateway.db", api={"public_url": public_url, "port": api_port}
+        home,
+        database_url or f"sqlite+aiosqlite:///{home}/gateway.db",
+        api={"public_url": public_url, "port": api_port},
     )
     store = ClientStore(world.settings.clients_dir)
     case = world.case_system
