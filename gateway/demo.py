@@ -39,6 +39,7 @@ PARTNER_SECRETS = (
     "POLICE_VEH",
     "POP_REG",
     "CA_HN",
+    "VNEID",
 )
 
 
@@ -67,6 +68,14 @@ DEMO_CLIENTS = {
         None,
         "Công an thành phố Hà Nội",
     ),
+    # Records citizens' consents and pushes what became of each notice.
+    "VNEID": DemoClient(
+        ["consents.write", "documents.send:notice.delivery_status", "messages.read"],
+        None,
+        "Hệ thống định danh và xác thực điện tử (VNeID)",
+    ),
+    # Answers citizens who ask who looked at their data.
+    "DVCQG": DemoClient(["data_access.read"], None, "Cổng Dịch vụ công quốc gia"),
 }
 
 

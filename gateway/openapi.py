@@ -45,6 +45,7 @@ TAGS: Final = {
     "SOAP": "The courts' legacy SOAP 1.1 endpoint.",
     "Directory": "What the calling client may use, and the JSON Schemas.",
     "Events": "Status events pushed to subscribers: their own queue or a signed webhook.",
+    "Citizens": "Consents to notices through VNeID, and a person's data-access report.",
     "Operations": "Health, readiness, metrics, and this document (for people: `/docs`).",
 }
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from gateway.domain.identifiers import AGENCY_CODE
 
-Kind = Literal["land", "bank", "tax", "vehicle", "population", "police"]
+Kind = Literal["land", "bank", "tax", "vehicle", "population", "police", "vneid"]
 
 
 class RetryPolicy(BaseModel):

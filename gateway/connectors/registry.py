@@ -16,6 +16,7 @@ from gateway.connectors.population import PopulationConnector
 from gateway.connectors.rest import RestConnector
 from gateway.connectors.tax import TaxConnector
 from gateway.connectors.vehicle import VehicleConnector
+from gateway.connectors.vneid import VneidConnector
 from gateway.partners import Partner
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ REST_CONNECTORS: dict[str, type[RestConnector]] = {
     "vehicle": VehicleConnector,
     "population": PopulationConnector,
     "police": PoliceConnector,
+    "vneid": VneidConnector,
 }
 
 

@@ -27,6 +27,33 @@ def pseudonym(value: str, pepper: bytes) -> str:
     return hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()
 
 
+def personal_ids(value: Any) -> list[str]:
+    """Every personal ID named under an ``id_number`` key anywhere in ``value`` (a document's body:
+    debtors, parties, a notice's recipient), each once, in order met."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if key == "id_number" and isinstance(item, str) and PERSONAL_ID.fullmatch(item):
+                    if item not in found:
+                        found.append(item)
+                else:
+                    walk(item)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(value)
+    return found
+
+
+def person_refs(document: dict[str, Any], pepper: bytes) -> list[str]:
+    """Keyed pseudonyms of the persons a document's body names: how the audit log finds, for one person,
+    every document that concerned them, without holding their ID."""
+    return [pseudonym(value, pepper) for value in personal_ids(document.get("body"))]
+
+
 def scrub(text: str) -> str:
     """Mask any 12-digit run in free text (error messages, log lines)."""
     return _ANY_PERSONAL_ID.sub(lambda m: mask(m.group(0)), text)

@@ -6,6 +6,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.services.documents import AdmissionCheck
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-ADMISSIONS: Mapping[str, AdmissionCheck] = {}
+from gateway.domain.doctypes import Document, DocumentType
+from gateway.domain.flows import citizen
+from gateway.domain.identifiers import pseudonym
+from gateway.domain.violations import Violation
+from gateway.services.documents import AdmissionCheck, AdmissionContext
+from gateway.storage import consents
+
+
+async def citizen_consent(
+    conn: AsyncConnection, doc_type: DocumentType, doc: Document, ctx: AdmissionContext
+) -> list[Violation]:
+    """The first notice to a person may go without consent; from the second on, only with the
+    person's consent on record (latest row ``granted``). Notices refused here are not counted."""
+    person = pseudonym(citizen.person_id(doc), ctx.pepper)
+    earlier = await consents.notices_sent(conn, person, doc_type.message_type)
+    if earlier == 0:
+        return []
+    if await consents.has_consent(conn, person, consents.VNEID_CHANNEL):
+        return []
+    return [
+        Violation(
+            "$.body.person.id_number",
+            f"this person was already sent {earlier} notice(s) and has no consent to further notices on "
+            "record (the notification service records it with POST /v1/consents)",
+            "consent",
+        )
+    ]
+
+
+ADMISSIONS: Mapping[str, AdmissionCheck] = {citizen.CONSENT_CHECK: citizen_consent}

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.amqp.names import Names
 from gateway.domain.calendar import WorkingCalendar, due_at
 from gateway.domain.doctypes import Document, DocumentType, RuleContext
-from gateway.domain.identifiers import canonical_ids
+from gateway.domain.identifiers import canonical_ids, mask, person_refs
 from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
 from gateway.domain.violations import Violation
@@ -55,8 +55,19 @@ class Actor:
     subject: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AdmissionContext:
+    """What an admission check may need besides stored state: the key of personal-ID pseudonyms (a
+    consent on record is kept under the pseudonym) and the acceptance time."""
+
+    pepper: bytes
+    now: datetime
+
+
 #: A check that needs stored state, run inside acceptance: the violations that refuse ``doc`` (422).
-AdmissionCheck = Callable[[AsyncConnection, DocumentType, Document], Awaitable[list[Violation]]]
+AdmissionCheck = Callable[
+    [AsyncConnection, DocumentType, Document, AdmissionContext], Awaitable[list[Violation]]
+]
 
 
 class DocumentService:
@@ -84,7 +95,12 @@ class DocumentService:
         self._ctx = rule_context
         self._clock = clock
         self.registry = registry
-        self._admissions = dict(admissions or {})
+        if admissions is None:
+            from gateway.services.admissions import ADMISSIONS  # imports this module
+
+            admissions = ADMISSIONS
+        self._admissions = dict(admissions)
+        self._pepper = signer.pseudonym_pepper()
         missing = {name for t in registry.values() for name in t.admissions} - set(self._admissions)
         if missing:
             raise ValueError(f"document types need admission checks nobody registered: {sorted(missing)}")
@@ -147,13 +163,15 @@ class DocumentService:
         self, doc_type: DocumentType, doc: Document, actor: Actor, action: str | None, trusted: bool
     ) -> PushResult:
         original = await self._answered(doc_type, doc)
-        violations = doc_type.violations(doc, replace(self._ctx, now=self._clock()))
+        accepting_at = self._clock()
+        violations = doc_type.violations(doc, replace(self._ctx, now=accepting_at))
         violations += self._recipient_violations(doc_type, doc, original)
         violations += await self._reference_violations(doc_type, doc)
         if not violations and doc_type.admissions:
             async with self._db.read() as conn:
                 for name in doc_type.admissions:
-                    violations += await self._admissions[name](conn, doc_type, doc)
+                    context = AdmissionContext(self._pepper, accepting_at)
+                    violations += await self._admissions[name](conn, doc_type, doc, context)
         if violations:
             raise invalid(violations)
 
@@ -221,6 +239,10 @@ class DocumentService:
             data={
                 "message_type": doc["message_type"],
                 "debtors": list(doc_type.debtor_refs(doc)),
+                # Keyed pseudonyms of every person the document names: the data-access report's key.
+                **({"persons": persons} if (persons := person_refs(doc, self._pepper)) else {}),
+                **({"officer_id": mask(doc["officer_id"])} if doc.get("officer_id") else {}),
+                **({"purpose": doc["purpose"]} if doc.get("purpose") else {}),
                 "recipient": doc["recipient"],
                 **({"case_ref": doc["case_ref"]} if doc.get("case_ref") else {}),
                 **({"legal_basis": doc["legal_basis"]} if doc.get("legal_basis") else {}),

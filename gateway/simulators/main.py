@@ -19,7 +19,15 @@ from gateway.simulators.partners.servers import KINDS, start_partners
 log = logging.getLogger(__name__)
 
 # Where config/partners.toml puts them, for a configuration directory without that file.
-DEFAULT_PORTS = {"land": 9101, "bank": 9102, "tax": 9103, "vehicle": 9104, "population": 9105, "police": 9106}
+DEFAULT_PORTS = {
+    "land": 9101,
+    "bank": 9102,
+    "tax": 9103,
+    "vehicle": 9104,
+    "population": 9105,
+    "police": 9106,
+    "vneid": 9107,
+}
 
 
 def partner_ports(settings: Settings) -> dict[str, int]:
@@ -93,6 +101,8 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         silent_banks=getattr(args, "silent", None) or (),
         # The police unit pushes its late answers as client CA-HN.
         police_key=keys / "CA-HN.key" if (keys / "CA-HN.key").exists() else None,
+        # The notification service pushes delivery statuses and records consents as client VNEID.
+        vneid_key=keys / "VNEID.key" if (keys / "VNEID.key").exists() else None,
     )
     try:
         if partners_only:

@@ -74,7 +74,8 @@ def _lookups(client: Client, config_dir: Path) -> list[dict[str, Any]]:
     out = []
     for partner in load_partners(config_dir):
         grant = f"{INQUIRE}:{partner.kind}"
-        if not client.allows(grant):
+        # Partners that only receive documents (police units, the e-ID notification service) are no source.
+        if partner.kind not in SOURCE_KINDS or not client.allows(grant):
             continue
         out.append(
             {

@@ -24,12 +24,13 @@ from gateway.simulators.partners import (
     prefix_of,
     tax,
     vehicles,
+    vneid,
 )
 from gateway.simulators.partners.behaviour import Behaviour
 
 log = logging.getLogger(__name__)
 
-KINDS = ("land", "bank", "tax", "vehicle", "population", "police")
+KINDS = ("land", "bank", "tax", "vehicle", "population", "vneid", "police")
 # Endpoint paths per partner code, under each kind's server.
 PATHS: dict[str, dict[str, str]] = {
     "land": {land.CODE: land.PATH},
@@ -38,6 +39,7 @@ PATHS: dict[str, dict[str, str]] = {
     "vehicle": {vehicles.CODE: "/vehicles"},
     "population": {population.CODE: "/population"},
     "police": {police.CODE: police.PATH},
+    "vneid": {vneid.CODE: vneid.PATH},
 }
 
 
@@ -125,10 +127,14 @@ async def start_partners(
     gateway_url: str = banks.DEFAULT_GATEWAY_URL,
     silent_banks: Iterable[str] = (),
     police_key: Path | None = None,
+    vneid_key: Path | None = None,
+    status_delay: float = 2.0,
 ) -> Partners:
     """Start the five simulators. ``ports`` and ``modes`` are keyed by kind; a missing port is 0 (any free
     port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks and pushed reports,
-    which go to ``gateway_url``; ``silent_banks`` take orders and never answer them (see banks.py)."""
+    which go to ``gateway_url``; ``silent_banks`` take orders and never answer them (see banks.py).
+    ``vneid_key`` signs the notification service's delivery statuses and consents (client ``VNEID``),
+    pushed ``status_delay`` seconds after a notice (see vneid.py)."""
     ports, modes, silent = dict(ports or {}), dict(modes or {}), frozenset(silent_banks)
     unknown = (set(ports) | set(modes)) - set(KINDS)
     if unknown:
@@ -154,6 +160,9 @@ async def start_partners(
         "population": population.make_app,
         "police": lambda b: police.make_app(
             b, key=police_key, audience=audience, answer_delay=callback_delay, gateway_url=gateway_url
+        ),
+        "vneid": lambda b: vneid.make_app(
+            b, key=vneid_key, audience=audience, status_delay=status_delay, gateway_url=gateway_url
         ),
     }
     partners = Partners(host, behaviours, {})
