@@ -181,6 +181,8 @@ async def test_an_undeclared_method_is_405_naming_the_declared_ones(
     for path, item in document["paths"].items():
         declared = {m.upper() for m in HTTP_METHODS if m in item}
         for method in ("PATCH", "DELETE", "PUT"):
+            if method in declared:
+                continue
             resp = await gateway_api.request(method, path.format(**values))
             await resp.read()
             assert resp.status == 405, (path, method)
@@ -425,7 +427,11 @@ def test_response_schemas_name_every_value_the_domain_has() -> None:
 async def test_grants_are_enforced_as_declared(gateway_api: TestClient[Any, Any], world: World) -> None:
     """A registered client granted nothing is refused (403) wherever a grant is declared, before or once
     the body is read, and is let through (then answered by the handler) where any client may call."""
-    values = {"message_id": str(uuid.uuid4()), "inquiry_id": str(uuid.uuid4())}
+    values = {
+        "message_id": str(uuid.uuid4()),
+        "inquiry_id": str(uuid.uuid4()),
+        "subscription_id": str(uuid.uuid4()),
+    }
     checked = 0
     for operation in OPERATIONS:
         if operation.grant is None or operation.errors == "soap-fault":

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.domain.registry import REGISTRY
 from gateway.security.clients import ClientStore
 from gateway.security.keys import generate_keypair, public_pem
 from gateway.web.app import create_app
@@ -51,8 +52,10 @@ async def test_a_court_sees_judgments_and_following_messages_only(
     body = await directory(api, world.court_headers())
 
     assert body["client"] == world.court.id
-    assert [d["message_type"] for d in body["documents"]] == ["judgment.delivery"]
-    assert body["documents"][0]["schema"] == "/v1/schemas/judgment.delivery.schema.json"
+    listed = {d["message_type"]: d for d in body["documents"]}
+    assert "judgment.delivery" in listed  # through its older grant name, judgments.push
+    assert listed["judgment.delivery"]["schema"] == "/v1/schemas/judgment.delivery.schema.json"
+    assert all("judgments.push" in REGISTRY[t].extra_grants for t in listed)
     assert body["lookups"] == []
     ops = operations(body)
     assert {"POST /v1/judgments", "POST /v1/documents", "GET /v1/messages/{message_id}"} <= ops

@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.web import (
-    routes_citizens,
     routes_docs,
     routes_documents,
+    routes_events,
     routes_health,
     routes_inquiries,
     routes_openapi,
@@ -31,12 +31,12 @@ __all__ = ["OPERATIONS", "Operation", "add_routes"]
 OPERATIONS: Final[tuple[Operation, ...]] = (
     *routes_documents.OPERATIONS,
     *routes_inquiries.OPERATIONS,
-    *routes_citizens.OPERATIONS,
     *soap_courts.OPERATIONS,
     *routes_health.OPERATIONS,
     *routes_openapi.OPERATIONS,
     *routes_docs.OPERATIONS,
     *routes_services.OPERATIONS,
+    *routes_events.OPERATIONS,
 )
 
 
