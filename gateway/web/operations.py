@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.web import (
+    routes_citizens,
     routes_docs,
     routes_documents,
     routes_events,
@@ -31,6 +32,7 @@ __all__ = ["OPERATIONS", "Operation", "add_routes"]
 OPERATIONS: Final[tuple[Operation, ...]] = (
     *routes_documents.OPERATIONS,
     *routes_inquiries.OPERATIONS,
+    *routes_citizens.OPERATIONS,
     *soap_courts.OPERATIONS,
     *routes_health.OPERATIONS,
     *routes_openapi.OPERATIONS,
