@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.amqp.names import Names
 from gateway.domain.calendar import WorkingCalendar, due_at
-from gateway.domain.doctypes import Document, DocumentType, RuleContext
+from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
 from gateway.domain.identifiers import canonical_ids, mask, person_refs
 from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
@@ -39,12 +39,25 @@ from gateway.validation import SchemaCatalog
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
 DOCUMENTS_EXCHANGE = "documents"
 NATURAL_KEY_MAX = 200  # messages.natural_key
+#: Names the copies the gateway makes (uuid5 of the original's message_id and the routing table).
+COPY_NAMESPACE = uuid.UUID("6f1c0a52-3d4e-5b8f-9a0c-1e2d3c4b5a69")
 
 
 @dataclass(frozen=True, slots=True)
 class PushResult:
     receipt: dict[str, Any]
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One document ready to be stored: row, outbox entry, receipt, audit entry, first evidence."""
+
+    row: dict[str, Any]
+    item: OutboxItem
+    receipt: dict[str, Any]
+    audit: AuditEntry
+    evidence: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,7 @@ class DocumentService:
         clock: Callable[[], datetime] = now,
         registry: Mapping[str, DocumentType] = REGISTRY,
         admissions: Mapping[str, AdmissionCheck] | None = None,
+        routing: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self._db = db
         self._catalog = catalog
@@ -101,6 +115,8 @@ class DocumentService:
             admissions = ADMISSIONS
         self._admissions = dict(admissions)
         self._pepper = signer.pseudonym_pepper()
+        #: Routing tables of ``config/routing.toml`` (table -> sender -> recipient of the copy).
+        self._routing = {table: dict(rows) for table, rows in (routing or {}).items()}
         missing = {name for t in registry.values() for name in t.admissions} - set(self._admissions)
         if missing:
             raise ValueError(f"document types need admission checks nobody registered: {sorted(missing)}")
@@ -166,7 +182,10 @@ class DocumentService:
         accepting_at = self._clock()
         violations = doc_type.violations(doc, replace(self._ctx, now=accepting_at))
         violations += self._recipient_violations(doc_type, doc, original)
-        violations += await self._reference_violations(doc_type, doc)
+        references, reference_violations = await self._references(doc_type, doc)
+        violations += reference_violations
+        copy_to, copy_violations = self._copy_target(doc_type, doc, trusted)
+        violations += copy_violations
         if not violations and doc_type.admissions:
             async with self._db.read() as conn:
                 for name in doc_type.admissions:
@@ -181,14 +200,66 @@ class DocumentService:
         if doc.get("replaces"):
             # A replacement restates the same decision: it is a new document, not a resend of the old.
             natural_key = f"{natural_key}|replaces:{doc['replaces']}"
-        if len(natural_key) > NATURAL_KEY_MAX:
-            # The column is bounded; a long business key is kept as its digest (still unique per type).
-            natural_key = "sha256:" + hashlib.sha256(natural_key.encode()).hexdigest()
+        natural_key = stored_key(natural_key)
         earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)
         if earlier is not None:
             return await self._duplicate(actor, action, earlier, doc["message_id"])
 
         received_at = as_utc(self._clock())  # SQLite compares timestamps as text: always UTC
+        accepted = self._prepared(doc_type, doc, digest, natural_key, received_at, original, actor, action)
+        copies = []
+        if copy_to is not None:
+            # Stored with the original, in its transaction: every copy the law requires, and only once.
+            copy = copy_document(doc, copy_to, doc_type.copy_to or "")
+            copy_digest = hashlib.sha256(canonical_json(copy)).hexdigest()
+            copy_key = stored_key(f"copy:{doc_type.copy_to}|{natural_key}")
+            copies.append(
+                self._prepared(doc_type, copy, copy_digest, copy_key, received_at, None, actor, action)
+            )
+        try:
+            async with self._db.transaction() as conn:
+                for prepared in (accepted, *copies):
+                    await store.insert_accepted(
+                        conn, prepared.row, prepared.item, actor.id, prepared.evidence
+                    )
+                    await append(conn, prepared.audit)
+                for prepared in copies:
+                    detail = {"copy": prepared.row["message_id"], "to": prepared.row["recipient"]}
+                    await store.add_evidence(conn, doc["message_id"], "copied", actor.id, detail, received_at)
+                    earlier_copy = prepared.row["replaces"]
+                    if earlier_copy and await store.get(conn, earlier_copy) is not None:
+                        detail = {"replaced_by": prepared.row["message_id"]}
+                        await store.add_evidence(
+                            conn, earlier_copy, "replaced", actor.id, detail, received_at
+                        )
+                for target, event in references:
+                    detail = {"by": doc["message_id"], "message_type": doc["message_type"]}
+                    await store.add_evidence(conn, target, event, actor.id, detail, received_at)
+                if original is not None:
+                    await self._record_answer(conn, original, doc, actor.id, received_at)
+                if doc.get("replaces"):
+                    detail = {"replaced_by": doc["message_id"]}
+                    await store.add_evidence(conn, doc["replaces"], "replaced", actor.id, detail, received_at)
+        except IntegrityError:
+            # A concurrent push of the same message or document won the race: answer as a duplicate.
+            earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)
+            if earlier is None:
+                raise
+            return await self._duplicate(actor, action, earlier, doc["message_id"])
+        return PushResult(accepted.receipt, duplicate=False)
+
+    def _prepared(
+        self,
+        doc_type: DocumentType,
+        doc: Document,
+        digest: str,
+        natural_key: str,
+        received_at: datetime,
+        original: Any,
+        actor: Actor,
+        action: str,
+    ) -> _Prepared:
+        """What storing ``doc`` writes: its row, outbox entry, receipt, audit entry, first evidence."""
         priority = doc_type.priority(doc)
         receipt = self._receipt(doc, digest, iso(received_at) or "")
         body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
@@ -246,24 +317,13 @@ class DocumentService:
                 "recipient": doc["recipient"],
                 **({"case_ref": doc["case_ref"]} if doc.get("case_ref") else {}),
                 **({"legal_basis": doc["legal_basis"]} if doc.get("legal_basis") else {}),
+                **({"copy_of": doc["copy_of"]} if doc.get("copy_of") else {}),
             },
         )
-        try:
-            async with self._db.transaction() as conn:
-                await store.insert_accepted(conn, row, item, actor.id, {"receipt_id": receipt["receipt_id"]})
-                await append(conn, audit)
-                if original is not None:
-                    await self._record_answer(conn, original, doc, actor.id, received_at)
-                if doc.get("replaces"):
-                    detail = {"replaced_by": doc["message_id"]}
-                    await store.add_evidence(conn, doc["replaces"], "replaced", actor.id, detail, received_at)
-        except IntegrityError:
-            # A concurrent push of the same message or document won the race: answer as a duplicate.
-            earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)
-            if earlier is None:
-                raise
-            return await self._duplicate(actor, action, earlier, doc["message_id"])
-        return PushResult(receipt, duplicate=False)
+        evidence = {"receipt_id": receipt["receipt_id"]}
+        if doc.get("copy_of"):
+            evidence["copy_of"] = doc["copy_of"]
+        return _Prepared(row, item, receipt, audit, evidence)
 
     async def _answered(self, doc_type: DocumentType, doc: Document) -> Any:
         """The document ``doc`` answers, if it exists (checked in ``_recipient_violations``)."""
@@ -304,24 +364,57 @@ class DocumentService:
             return [Violation("$.recipient", f"{recipient!r} is not a registered recipient", "recipient")]
         return []
 
-    async def _reference_violations(self, doc_type: DocumentType, doc: Document) -> list[Violation]:
+    async def _references(
+        self, doc_type: DocumentType, doc: Document
+    ) -> tuple[list[tuple[str, str]], list[Violation]]:
+        """The earlier documents ``doc`` names (by ``message_id`` or natural key), checked; returns the
+        ``(message_id, event)`` pairs to note in their timelines, and the violations."""
+        noted: list[tuple[str, str]] = []
         out: list[Violation] = []
         body = doc.get("body") or {}
         for ref in doc_type.references:
-            value = body.get(ref.field)
-            if not isinstance(value, str):
-                continue
-            async with self._db.read() as conn:
-                earlier = await store.get(conn, value.lower())
             path = f"$.body.{ref.field}"
-            if earlier is None or (ref.types and earlier.message_type not in ref.types):
-                wanted = " or ".join(sorted(ref.types)) or "document"
-                out.append(Violation(path, f"names no {wanted} known to the gateway", "reference"))
-            elif earlier.sender != doc["sender"] or earlier.recipient != doc["recipient"]:
-                out.append(
-                    Violation(path, "must be an earlier order of this sender to this recipient", "reference")
-                )
-        return out
+            async with self._db.read() as conn:
+                earlier, violations = await _resolve(conn, ref, body.get(ref.field), path)
+            out += violations
+            if earlier is None:
+                continue
+            parties = (earlier.sender, earlier.recipient)
+            if ref.parties == "same" and parties != (doc["sender"], doc["recipient"]):
+                message = "must be an earlier order of this sender to this recipient"
+                out.append(Violation(path, message, "reference"))
+            elif ref.parties == "reverse" and parties != (doc["recipient"], doc["sender"]):
+                message = "must be an earlier document of this recipient to this sender"
+                out.append(Violation(path, message, "reference"))
+            elif ref.noted_as:
+                noted.append((earlier.message_id, ref.noted_as))
+        return noted, out
+
+    def _copy_target(
+        self, doc_type: DocumentType, doc: Document, trusted: bool
+    ) -> tuple[str | None, list[Violation]]:
+        """Who receives the copy of ``doc`` (its type's routing table, by sender); none when the original
+        already goes there. A sender the table does not name is refused: a copy the law requires is
+        never silently skipped."""
+        if doc.get("copy_of") and not trusted:
+            return None, [Violation("$.copy_of", "is set by the gateway on the copies it makes", "copy")]
+        table = doc_type.copy_to
+        if table is None:
+            return None, []
+        target = self._routing.get(table, {}).get(doc["sender"])
+        if target is None:
+            message = (
+                f"{doc['sender']!r} has no {table} in config/routing.toml [{table}]: "
+                "the copy the law requires cannot be made"
+            )
+            return None, [Violation("$.sender", message, "routing")]
+        if target == doc["recipient"]:
+            return None, []
+        client = self._clients.get(target)
+        if client is None or client.revoked or client.deliver_to is None:
+            message = f"its {table} {target!r} (config/routing.toml) is not a registered recipient"
+            return None, [Violation("$.sender", message, "routing")]
+        return target, []
 
     def _due_at(self, doc_type: DocumentType, priority: str, at: datetime) -> datetime | None:
         """When the awaited step is due, in UTC (SQLite keeps no offset; the calendar speaks local time)."""
@@ -396,3 +489,58 @@ class DocumentService:
 def _local_iso(at: datetime, calendar: WorkingCalendar) -> str:
     """A deadline as partners read it: local time with its offset, to the second."""
     return at.astimezone(calendar.tz).replace(microsecond=0).isoformat()
+
+
+def stored_key(natural_key: str) -> str:
+    """A natural key as the bounded column keeps it: a long one as its digest (still unique per type)."""
+    if len(natural_key) > NATURAL_KEY_MAX:
+        return "sha256:" + hashlib.sha256(natural_key.encode()).hexdigest()
+    return natural_key
+
+
+def copy_id(original_id: str, table: str) -> str:
+    """The copy's ``message_id``: named after the original and the routing table, so however often the
+    original is pushed, and through whichever api, its copy is one document."""
+    return str(uuid.uuid5(COPY_NAMESPACE, f"{original_id.lower()}|{table}"))
+
+
+def copy_document(doc: Document, recipient: str, table: str) -> Document:
+    """The copy of ``doc`` for ``recipient``: the same document under its own ``message_id``, with
+    ``copy_of`` naming the original and correlated with it."""
+    copy = doc | {
+        "message_id": copy_id(doc["message_id"], table),
+        "recipient": recipient,
+        "copy_of": doc["message_id"],
+        "correlation_id": doc.get("correlation_id") or doc["message_id"],
+    }
+    if doc.get("replaces"):
+        # The recipient of the copies knows the earlier copy, not the original it was made from.
+        copy["replaces"] = copy_id(doc["replaces"], table)
+    return copy
+
+
+async def _resolve(
+    conn: AsyncConnection, ref: Reference, value: object, path: str
+) -> tuple[Any, list[Violation]]:
+    """The earlier document a reference field names: by ``message_id``, or by the natural key built from
+    an object (whose optional ``message_id`` must then name that same document)."""
+    wanted = " or ".join(sorted(ref.types)) or "document"
+    if isinstance(value, str):
+        earlier = await store.get(conn, value.lower())
+    elif isinstance(value, dict) and ref.key is not None:
+        key = stored_key(ref.key(value))
+        by_id = value.get("message_id")
+        if isinstance(by_id, str):
+            earlier = await store.get(conn, by_id.lower())
+            if earlier is not None and earlier.natural_key.split("|replaces:")[0] != key:
+                message = f"names a {earlier.message_type} other than the one the other fields describe"
+                return None, [Violation(f"{path}.message_id", message, "reference")]
+        else:
+            earlier = None
+            for message_type in sorted(ref.types):
+                earlier = earlier or await store.get_by_natural_key(conn, message_type, key)
+    else:
+        return None, []
+    if earlier is None or (ref.types and earlier.message_type not in ref.types):
+        return None, [Violation(path, f"names no {wanted} known to the gateway", "reference")]
+    return earlier, []
