@@ -43,6 +43,11 @@ PARTNER_SECRETS = (
 )
 
 
+#: Webhooks of the simulated court and procuracy (``python run.py simulate`` listens there).
+COURT_INBOX = "http://127.0.0.1:9111/inbox"
+PROCURACY_INBOX = "http://127.0.0.1:9112/inbox"
+
+
 @dataclass(frozen=True, slots=True)
 class DemoClient:
     grants: list[str]
@@ -52,7 +57,18 @@ class DemoClient:
 
 #: Who the demo's simulators sign in as. BANK-TCB answers later and calls the gateway back.
 DEMO_CLIENTS = {
-    "TAND-HN": DemoClient(["judgments.push", "messages.read"], None, "Tòa án nhân dân thành phố Hà Nội"),
+    # Receives clarification requests and enforcement decisions on the simulated court's webhook.
+    "TAND-HN": DemoClient(
+        ["judgments.push", "messages.read", "messages.confirm", "documents.send"],
+        COURT_INBOX,
+        "Tòa án nhân dân thành phố Hà Nội",
+    ),
+    # Receives the copies of THADS-HN's enforcement decisions (config/routing.toml) on its webhook.
+    "VKS-HN": DemoClient(
+        ["documents.send", "messages.read", "messages.confirm"],
+        PROCURACY_INBOX,
+        "Viện kiểm sát nhân dân thành phố Hà Nội",
+    ),
     "THADS-HN": DemoClient(
         ["messages.read", "messages.confirm", "assets.inquire", "documents.send"],
         "amqp:{queue}",
@@ -129,7 +145,14 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     """Config dir, keys and clients for the demo; returns the environment for its processes."""
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
-    for name in ("gateway.toml", "partners.toml", "legal_bases.toml", "holidays.toml", "documents.toml"):
+    for name in (
+        "gateway.toml",
+        "partners.toml",
+        "legal_bases.toml",
+        "holidays.toml",
+        "documents.toml",
+        "routing.toml",
+    ):
         shutil.copy(DEFAULT_CONFIG_DIR / name, config / name)
     shutil.copytree(DEFAULT_CONFIG_DIR / "wsdl", config / "wsdl", dirs_exist_ok=True)
     env = {

@@ -9,12 +9,14 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.demo import CASE_QUEUE, ensure_demo_clients, register_command
+from gateway.demo import CASE_QUEUE, COURT_INBOX, PROCURACY_INBOX, ensure_demo_clients, register_command
 from gateway.partners import load_partners
 from gateway.settings import Settings
 from gateway.simulators.case_system import CaseSystemSimulator
 from gateway.simulators.court import CourtSimulator
+from gateway.simulators.gateway_client import GatewayClient
 from gateway.simulators.partners.servers import KINDS, start_partners
+from gateway.simulators.procuracy import ProcuracySimulator
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +111,19 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
             return
         court = CourtSimulator(
-            settings.api.public_url, "TAND-HN", "THADS-HN", keys / "TAND-HN.key", settings.auth.audience
+            settings.api.public_url,
+            "TAND-HN",
+            "THADS-HN",
+            keys / "TAND-HN.key",
+            settings.auth.audience,
+            event_every=5,  # now and then a suspension of a judgment it pushed
         )
+        await court.start_inbox(port=urlsplit(COURT_INBOX).port or 0)
+        procuracy = ProcuracySimulator(
+            GatewayClient(settings.api.public_url, "VKS-HN", keys / "VKS-HN.key", settings.auth.audience),
+            recommend_every=3,
+        )
+        await procuracy.start(port=urlsplit(PROCURACY_INBOX).port or 0)
         case_system = CaseSystemSimulator(
             settings.api.public_url,
             "THADS-HN",
@@ -119,6 +132,10 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
             settings.auth.audience,
             settings.broker_url,
         )
-        await asyncio.gather(case_system.run(), court.run(args.court_interval, args.court_count))
+        try:
+            await asyncio.gather(case_system.run(), court.run(args.court_interval, args.court_count))
+        finally:
+            await court.close()
+            await procuracy.close()
     finally:
         await partners.close()
