@@ -13,6 +13,7 @@ from importlib import metadata
 from typing import Final
 
 from gateway.domain.inquiry import SOURCE_KINDS
+from gateway.domain.registry import REGISTRY
 from gateway.openapi_components import shared_components
 from gateway.openapi_paths import paths
 from gateway.openapi_schemas import JSON, component_name, components_from_files, message_schemas
@@ -82,6 +83,7 @@ def build_document(settings: Settings, operations: Sequence[Operation]) -> JSON:
     generated_paths, unions = paths(operations, public_url)
     from_files = components_from_files(schemas)
     _state_configured_code_lists(from_files, settings)
+    _state_registered_types(from_files)
     clashes = sorted(set(from_files) & set(unions))
     if clashes:
         raise ValueError(f"schema files and generated request bodies share component names: {clashes}")
@@ -100,6 +102,13 @@ def build_document(settings: Settings, operations: Sequence[Operation]) -> JSON:
     }
     # Nothing shared with the declarations or the constants: a caller may change its document freely.
     return copy.deepcopy(document)
+
+
+def _state_registered_types(components: JSON) -> None:
+    """A subscription may name registered message types only (422 otherwise): the document says which."""
+    request = components.get(component_name("subscription.request"))
+    if request is not None:
+        request["properties"]["message_types"]["items"]["enum"] = sorted(REGISTRY)
 
 
 def _state_configured_code_lists(components: JSON, settings: Settings) -> None:
