@@ -42,7 +42,10 @@ class CitizenService:
             raise invalid(violations)
         assert isinstance(document, dict)
         person = pseudonym(document["person"]["id_number"], self._pepper)
-        at = datetime.fromisoformat(document["at"])
+        try:
+            at = datetime.fromisoformat(document["at"])
+        except ValueError:  # RFC 3339 allows a leap second, which Python's datetime cannot hold
+            raise invalid([Violation("$.at", "is not a time this service can record", "format")]) from None
         recorded_at = self._clock()
         if at > recorded_at:
             raise invalid([Violation("$.at", "lies in the future: a consent is recorded once given", "at")])
