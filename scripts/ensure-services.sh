@@ -91,6 +91,22 @@ ensure_rabbitmq() {
         as_root timeout "$WAIT_SECONDS" rabbitmqctl -q await_startup </dev/null >/dev/null 2>&1 \
             || warn "rabbitmqctl await_startup did not confirm startup; continuing since the port answers"
     fi
+    if ! amqp_answers "$RABBIT_HOST" "$RABBIT_PORT"; then
+        # A node that came back still silent is stuck recovering its queues (seen on a test machine
+        # after hundreds of quorum queues were created and deleted in a burst). This script serves
+        # development and test machines: keep the old data directory aside and start empty.
+        local data=/var/lib/rabbitmq/mnesia
+        if can_be_root && [[ -d "$data" ]]; then
+            warn "RabbitMQ still does not answer AMQP: moving $data aside and starting it empty"
+            as_root pkill -9 -f beam.smp || true
+            sleep 2
+            as_root mv "$data" "$data.wedged.$(date +%s)"
+            as_root rabbitmq-server -detached </dev/null || true
+            wait_for_port "$RABBIT_HOST" "$RABBIT_PORT" || die "RabbitMQ did not come back (see /var/log/rabbitmq/)"
+            as_root timeout "$WAIT_SECONDS" rabbitmqctl -q await_startup </dev/null >/dev/null 2>&1 || true
+        fi
+        amqp_answers "$RABBIT_HOST" "$RABBIT_PORT" || die "RabbitMQ on $RABBIT_HOST:$RABBIT_PORT does not answer AMQP"
+    fi
     log "RabbitMQ is up on $RABBIT_HOST:$RABBIT_PORT"
 }
 
