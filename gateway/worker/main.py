@@ -123,9 +123,7 @@ class Worker:
             try:
                 await stop.wait()
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await cancel_all(tasks)
                 await close_all(connectors)
                 if metrics is not None:
                     await metrics.cleanup()
@@ -241,3 +239,19 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await Worker(settings).run(stop)
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]], attempts: int = 50) -> None:
+    """Cancel ``tasks`` and wait for them. A cancellation that lands inside an aio-pika RPC (opening a
+    channel, a passive declare) can be absorbed by the library, which closes the channel and lets the
+    task carry on; those still running are cancelled again, so a worker always stops."""
+    for _ in range(attempts):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.2)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("task %s ended with %r", task.get_name(), task.exception())
