@@ -56,9 +56,20 @@ amqp_answers() {
     timeout 10 bash -c "exec 3<>/dev/tcp/$1/$2; printf 'AMQP\\0\\0\\011\\001' >&3; head -c 1 <&3 | grep -q ." 2>/dev/null
 }
 
+# A busy broker (hundreds of queues recovering, a test run hammering it) can take a while to answer:
+# ask a few times before deciding it is wedged.
+amqp_answers_soon() {
+    local deadline=$((SECONDS + WAIT_SECONDS))
+    while ((SECONDS < deadline)); do
+        amqp_answers "$1" "$2" && return 0
+        sleep 2
+    done
+    return 1
+}
+
 ensure_rabbitmq() {
     if port_open "$RABBIT_HOST" "$RABBIT_PORT"; then
-        if amqp_answers "$RABBIT_HOST" "$RABBIT_PORT"; then
+        if amqp_answers_soon "$RABBIT_HOST" "$RABBIT_PORT"; then
             log "RabbitMQ already answering on $RABBIT_HOST:$RABBIT_PORT"
             return 0
         fi
@@ -91,7 +102,7 @@ ensure_rabbitmq() {
         as_root timeout "$WAIT_SECONDS" rabbitmqctl -q await_startup </dev/null >/dev/null 2>&1 \
             || warn "rabbitmqctl await_startup did not confirm startup; continuing since the port answers"
     fi
-    if ! amqp_answers "$RABBIT_HOST" "$RABBIT_PORT"; then
+    if ! amqp_answers_soon "$RABBIT_HOST" "$RABBIT_PORT"; then
         # A node that came back still silent is stuck recovering its queues (seen on a test machine
         # after hundreds of quorum queues were created and deleted in a burst). This script serves
         # development and test machines: keep the old data directory aside and start empty.
