@@ -4,7 +4,7 @@ operator has fixed the cause and moves it back. Nothing is deleted by these tool
 from __future__ import annotations
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection, DeliveryMode
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection, DeliveryMode
 
 from gateway.amqp.names import Names
 
@@ -44,25 +44,31 @@ async def replay(connection: AbstractRobustConnection, names: Names, queue: str,
         message = await parking.get(fail=False, no_ack=False)
         if message is None:
             break
-        headers = {k: v for k, v in (message.headers or {}).items() if k not in RESET_HEADERS}
-        headers["x-replayed"] = True
-        await channel.default_exchange.publish(
-            aio_pika.Message(
-                message.body,
-                headers=headers,
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                delivery_mode=DeliveryMode.PERSISTENT,
-                message_id=message.message_id,
-                correlation_id=message.correlation_id,
-                type=message.type,
-                app_id=message.app_id,
-                timestamp=message.timestamp,
-            ),
-            routing_key=queue,
-            mandatory=True,
-        )
+        await republish(channel, queue, message)
         await message.ack()
         moved += 1
     await channel.close()
     return moved
+
+
+async def republish(channel: AbstractChannel, queue: str, message: AbstractIncomingMessage) -> None:
+    """Put a parked ``message`` back on ``queue``: persistent, same message_id and properties, attempt
+    count and death headers reset, marked ``x-replayed``. The caller acks the parked copy after."""
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in RESET_HEADERS}
+    headers["x-replayed"] = True
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.type,
+            app_id=message.app_id,
+            timestamp=message.timestamp,
+        ),
+        routing_key=queue,
+        mandatory=True,
+    )

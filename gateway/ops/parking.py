@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection, DeliveryMode
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from gateway.amqp.names import Names
-from gateway.amqp.parking import RESET_HEADERS
+from gateway.amqp.parking import republish
 from gateway.domain.status import Status
 from gateway.ops.masking import mask_text
 from gateway.storage import messages as store
@@ -200,27 +200,6 @@ async def show(
         await channel.close()
 
 
-async def _republish(channel: AbstractChannel, queue: str, message: AbstractIncomingMessage) -> None:
-    headers = {k: v for k, v in (message.headers or {}).items() if k not in RESET_HEADERS}
-    headers["x-replayed"] = True
-    await channel.default_exchange.publish(
-        aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            delivery_mode=DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            type=message.type,
-            app_id=message.app_id,
-            timestamp=message.timestamp,
-        ),
-        routing_key=queue,
-        mandatory=True,
-    )
-
-
 async def act(
     connection: AbstractRobustConnection,
     names: Names,
@@ -263,7 +242,7 @@ async def act(
                 continue
             outcome.acted_at[message.message_id or ""] = datetime.now(UTC)
             if action == "replay":
-                await _republish(channel, queue, message)
+                await republish(channel, queue, message)
             await message.ack()
             done.append(message.message_id or "")
             if (wanted is not None and wanted <= set(done)) or (limit is not None and len(done) >= limit):
