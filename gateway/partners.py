@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from gateway.domain.identifiers import AGENCY_CODE
+from gateway.domain.inquiry import SOURCE_KINDS
 
 Kind = Literal["land", "bank", "tax", "vehicle", "population", "police", "vneid"]
 
@@ -44,6 +45,11 @@ class Partner(BaseModel):
     def source_id(self) -> str:
         """How the inquiry names this source: the kind, or ``bank:<code>`` for banks."""
         return f"bank:{self.code}" if self.kind == "bank" else self.kind
+
+    @property
+    def is_lookup_source(self) -> bool:
+        """Partners that only receive documents (police units, the e-ID notification service) are not."""
+        return self.kind in SOURCE_KINDS
 
     def token(self) -> str | None:
         """The partner's API token, read from the environment variable the config names."""

@@ -63,7 +63,7 @@ def gateway_queues(settings: Settings) -> list[tuple[str, str]]:
         (str(c.deliver_to.target), "client") for c in clients if c.deliver_to and c.deliver_to.kind == "amqp"
     ]
     partners = load_partners(settings.config_dir)
-    queues += [(names.partner(p.code), "partner") for p in partners]
+    queues += [(names.partner(p.code), "partner") for p in partners if p.is_lookup_source]
     kinds = partner_kinds_receiving_documents()
     queues += [(names.deliver(p.code), "partner-delivery") for p in partners if p.kind in kinds]
     queues += [(names.deliver_urgent(c.id), "urgent-delivery") for c in clients if c.deliver_to]

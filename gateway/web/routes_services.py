@@ -73,11 +73,8 @@ def _documents(client: Client) -> list[dict[str, Any]]:
 def _lookups(client: Client, config_dir: Path) -> list[dict[str, Any]]:
     out = []
     for partner in load_partners(config_dir):
-        if partner.kind not in SOURCE_KINDS:  # receives documents only: not a lookup source
-            continue
         grant = f"{INQUIRE}:{partner.kind}"
-        # Partners that only receive documents (police units, the e-ID notification service) are no source.
-        if partner.kind not in SOURCE_KINDS or not client.allows(grant):
+        if not partner.is_lookup_source or not client.allows(grant):
             continue
         out.append(
             {

@@ -96,7 +96,7 @@ class Worker:
             # One guard per partner: lookups and document deliveries share its breaker and concurrency.
             guarded = {p.code: GuardedConnector(p, connectors[p.code]) for p in partners}
             lookups = LookupWorker(db, publisher, self.names, guarded, signer, http)
-            await self._consume_lookups(channel, [p.code for p in partners], lookups)
+            await self._consume_lookups(channel, [p.code for p in partners if p.is_lookup_source], lookups)
             # Queues first, relay second: a message published before its queue exists would bounce.
             # Clients' queues before partners' deliveries: a partner's synchronous report goes to a client.
             await self._scan(channel, clients, deliverer)
