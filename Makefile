@@ -43,7 +43,8 @@ chaos: venv services ## Run the chaos tests (slow: kills processes, cuts the bro
 contract: venv services ## Schemathesis over /openapi.json: the document says exactly what the API does
 	$(BIN)/python -m pytest -m contract -q $(PYTEST_ARGS)
 
-bench: venv services ## Run the benchmarks and print their figures
+bench: venv services ## Run the benchmarks; writes BENCHMARKS.md
+	bash scripts/ensure-bench-tools.sh
 	$(BIN)/python -m pytest -m bench -q -s $(PYTEST_ARGS)
 
 demo: venv services ## Run the end-to-end demo
