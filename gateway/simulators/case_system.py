@@ -1,4 +1,5 @@
-"""The enforcement case system's side: consumes its queue, opens a case, confirms processing.
+"""The enforcement case system's side: consumes its queue, opens a case, confirms processing, and
+answers the procuracy's papers (recommendation, protest, file request) with a ``procuracy.answer``.
 
 It de-duplicates on ``message_id`` like any real consumer must, and counts what it saw twice.
 """
@@ -6,28 +7,34 @@ It de-duplicates on ``message_id`` like any real consumer must, and counts what 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import uuid
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from gateway.security.keys import load_private_key
-from gateway.security.tokens import issue_token
+from gateway.simulators.gateway_client import GatewayClient, local_now
 
 log = logging.getLogger(__name__)
+
+#: Papers the office answers with a ``procuracy.answer`` (not a confirmation), and how.
+PROCURACY_PAPERS = {
+    "procuracy.recommendation": ("accepted", "Tiếp thu kiến nghị; đã xác minh lại điều kiện thi hành án"),
+    "procuracy.protest": ("accepted", "Đã xem xét kháng nghị; thu hồi quyết định bị kháng nghị"),
+    "procuracy.file_request": ("files_sent", "Gửi kèm hồ sơ thi hành án theo yêu cầu"),
+}
 
 
 class CaseSystemSimulator:
     def __init__(
         self, gateway_url: str, client_id: str, queue: str, key_file: Path, audience: str, broker_url: str
     ) -> None:
-        self.gateway_url = gateway_url.rstrip("/")
-        self.client_id = client_id
+        self.gateway = GatewayClient(gateway_url, client_id, key_file, audience)
         self.queue = queue
-        self._key = load_private_key(key_file.read_bytes())
-        self._audience = audience
         self._broker_url = broker_url
         self.received: dict[str, int] = {}
         self._next_case = 1
@@ -64,15 +71,42 @@ class CaseSystemSimulator:
         if kind.startswith("event."):
             log.info("case system: %s %s noted", kind, message_id)  # events are not confirmed
             return
+        if kind in PROCURACY_PAPERS:
+            status = await self.gateway.send(
+                http, self._answer(json.loads(message.body), *PROCURACY_PAPERS[kind])
+            )
+            log.info("case system: %s %s answered (HTTP %s)", kind, message_id, status)
+            return
         if kind == "judgment.delivery":
             confirmation = {"case_ref": f"THA-HN-2026-{self._next_case:06d}", "note": "Đã thụ lý"}
             self._next_case += 1
         else:
             confirmation = {"note": "Đã nhận báo cáo"}  # a report: filed with its case
-        token = issue_token(self.client_id, self._key, self._audience, ttl=300)
         async with http.post(
-            f"{self.gateway_url}/v1/messages/{message_id}/confirmation",
+            f"{self.gateway.gateway_url}/v1/messages/{message_id}/confirmation",
             json=confirmation,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=self.gateway.headers(),
         ) as resp:
             log.info("case system: %s %s confirmed (HTTP %s)", kind, message_id, resp.status)
+
+    def _answer(self, paper: dict[str, Any], outcome: str, content: str) -> dict[str, Any]:
+        today = local_now()
+        answer: dict[str, Any] = {
+            # Derived from the paper: a redelivered paper gets the same answer, which the gateway dedupes.
+            "message_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"procuracy.answer:{paper['message_id']}")),
+            "message_type": "procuracy.answer",
+            "schema_version": "1",
+            "created_at": today.isoformat(),
+            "sender": self.gateway.client_id,
+            "recipient": paper["sender"],
+            "in_reply_to": paper["message_id"],
+            "case_ref": paper["case_ref"],
+            "correlation_id": paper.get("correlation_id") or paper["message_id"],
+            "body": {
+                "number": f"{uuid.uuid4().int % 99999 + 1}/CV-CTHADS",
+                "date": today.date().isoformat(),
+                "outcome": outcome,
+                "content": content,
+            },
+        }
+        return answer

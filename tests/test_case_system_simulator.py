@@ -1,0 +1,50 @@
+"""The simulated case system (``run.py simulate``, ``make demo``) answers the procuracy's papers the way an
+enforcement office must: with a ``procuracy.answer`` in reply, which the procuracy confirms — not with a
+confirmation, which the gateway refuses for a paper that awaits an answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.security.keys import private_pem
+from gateway.simulators.case_system import CaseSystemSimulator
+from tests.support.flows_world import FlowsWorld, events, flows_world
+from tests.support.gateway_procs import BROKER
+from tests.test_procuracy_flow import decision
+
+pytestmark = pytest.mark.rabbitmq
+
+
+@pytest.fixture
+async def flows(tmp_path: Path) -> AsyncIterator[FlowsWorld]:
+    async with flows_world(tmp_path, recommend_every=1) as world:
+        key = tmp_path / "THADS-HN.key"
+        key.write_bytes(private_pem(world.world.case_system.key))
+        settings = world.world.settings
+        office = CaseSystemSimulator(
+            settings.api.public_url, "THADS-HN", world.world.case_queue, key, settings.auth.audience, BROKER
+        )
+        task = asyncio.create_task(office.run())
+        try:
+            yield world
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_recommendation_is_answered_and_the_answer_confirmed(flows: FlowsWorld) -> None:
+    await flows.send(decision())
+    deadline = asyncio.get_running_loop().time() + 30
+    while not flows.procuracy.recommendations:
+        assert asyncio.get_running_loop().time() < deadline, "no recommendation raised"
+        await asyncio.sleep(0.1)
+    (recommendation,) = flows.procuracy.recommendations
+    answered = await flows.wait_for(recommendation, "answered", client="VKS-HN")
+    assert "confirmed" not in events(answered)
+    (answer,) = flows.procuracy.answers
+    assert answer["in_reply_to"] == recommendation and answer["body"]["outcome"] == "accepted"
+    await flows.wait_for(answer["message_id"], "confirmed")
