@@ -133,8 +133,14 @@ async def test_an_unacknowledged_urgent_assistance_escalates_after_fifteen_minut
     stored = await status(db, call["message_id"])
     assert stored.priority == "urgent"
     assert as_utc(stored.due_at) == local("2026-03-07T08:46")
+    # The 4-hour reminder lead is capped at half the time to the deadline: no reminder at acceptance.
+    assert (await watcher.scan_once()) == (0, 0)
+    clock.at = local("2026-03-07T08:38:29")
+    assert (await watcher.scan_once()) == (0, 0)
+    clock.at = local("2026-03-07T08:38:30")
+    assert (await watcher.scan_once()) == (1, 0)
     clock.at = local("2026-03-07T08:45")
-    assert (await watcher.scan_once())[1] == 0
+    assert (await watcher.scan_once()) == (0, 0)
     clock.at = local("2026-03-07T08:46:01")
     assert (await watcher.scan_once())[1] == 1
     assert (await status(db, call["message_id"])).status == "overdue"

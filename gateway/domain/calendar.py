@@ -271,6 +271,12 @@ def due_at(
     return deadline
 
 
+def reminder_at(received_at: datetime, due: datetime, lead: timedelta) -> datetime:
+    """When the sender is reminded of a deadline: ``lead`` before it, but never earlier than halfway from
+    acceptance to the deadline (a document due in 15 minutes is not "reminded" the moment it arrives)."""
+    return due - min(lead, (due - received_at) / 2)
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     day: date

@@ -12,14 +12,14 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.amqp.names import Names
-from gateway.domain.calendar import WorkingCalendar, due_at
+from gateway.domain.calendar import WorkingCalendar, due_at, reminder_at
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
 from gateway.domain.identifiers import canonical_ids, mask, person_refs
 from gateway.domain.registry import REGISTRY
@@ -36,6 +36,8 @@ from gateway.storage.messages import OutboxItem
 from gateway.storage.timestamps import as_utc, iso, now
 from gateway.validation import SchemaCatalog
 
+#: How long before its deadline a document's sender is reminded, unless documents.toml says otherwise.
+DEFAULT_REMINDER_LEAD = timedelta(hours=4)
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
 DOCUMENTS_EXCHANGE = "documents"
 NATURAL_KEY_MAX = 200  # messages.natural_key
@@ -98,8 +100,10 @@ class DocumentService:
         registry: Mapping[str, DocumentType] = REGISTRY,
         admissions: Mapping[str, AdmissionCheck] | None = None,
         routing: Mapping[str, Mapping[str, str]] | None = None,
+        reminder_lead: timedelta = DEFAULT_REMINDER_LEAD,
     ) -> None:
         self._db = db
+        self._reminder_lead = reminder_lead
         self._catalog = catalog
         self._signer = signer
         self._clients = clients
@@ -279,7 +283,8 @@ class DocumentService:
             "payload": body,
             "receipt": json.dumps(receipt),
             "received_at": received_at,
-            "due_at": self._due_at(doc_type, priority, received_at),
+            "due_at": (due := self._due_at(doc_type, priority, received_at)),
+            "remind_at": reminder_at(received_at, due, self._reminder_lead) if due else None,
         }
         item = OutboxItem(
             exchange=DOCUMENTS_EXCHANGE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.domain.doctypes import RuleContext
 from gateway.partners import load_partners
-from gateway.reference_data import load_calendar, load_deadlines, load_routing
+from gateway.reference_data import load_calendar, load_deadlines, load_reminder_lead, load_routing
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.services.admissions import ADMISSIONS
@@ -29,4 +29,5 @@ def build_document_service(
         RuleContext(max_inline_document_bytes=settings.api.max_inline_document_bytes),
         admissions=ADMISSIONS,
         routing=load_routing(settings.config_dir),
+        reminder_lead=load_reminder_lead(settings.config_dir),
     )

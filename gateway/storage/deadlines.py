@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,14 +16,20 @@ from gateway.storage.tables import messages
 WAITING = (Status.RECEIVED, Status.QUEUED, Status.DELIVERED)
 
 
-async def due_for_reminder(conn: AsyncConnection, horizon: datetime, limit: int = 200) -> list[Row[Any]]:
-    """Waiting documents due before ``horizon`` whose sender was not reminded yet."""
+async def due_for_reminder(
+    conn: AsyncConnection, at: datetime, horizon: datetime, limit: int = 200
+) -> list[Row[Any]]:
+    """Waiting documents whose reminder time has come and whose sender was not reminded yet. A document
+    accepted before reminder times were kept (no ``remind_at``) is reminded once due before ``horizon``."""
     query = (
         select(messages)
         .where(
             messages.c.status.in_(list(WAITING)),
             messages.c.due_at.is_not(None),
-            messages.c.due_at <= horizon,
+            or_(
+                messages.c.remind_at <= at,
+                and_(messages.c.remind_at.is_(None), messages.c.due_at <= horizon),
+            ),
             messages.c.reminded_at.is_(None),
         )
         .order_by(messages.c.due_at)

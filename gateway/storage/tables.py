@@ -56,11 +56,14 @@ messages = Table(
     Column("delivery_count", Integer, nullable=False, default=0),
     Column("received_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
-    # Deadline of the awaited step (delivery, or the answer); reminded_at once the reminder went out.
+    # Deadline of the awaited step (delivery, or the answer); when its sender is to be reminded of it;
+    # reminded_at once the reminder went out.
     Column("due_at", TS),
+    Column("remind_at", TS),
     Column("reminded_at", TS),
     UniqueConstraint("message_type", "natural_key"),
     Index("ix_messages_open_due", "status", "due_at"),
+    Index("ix_messages_remind", "remind_at"),
 )
 
 #: The timeline of a message: accepted, queued, delivered, confirmed, failed, duplicate pushes...

@@ -68,7 +68,7 @@ class DeadlineWatcher:
         """One pass: (reminders, escalations) issued."""
         at = as_utc(self._clock())  # SQLite compares timestamps as text: always UTC
         async with self._db.read() as conn:
-            upcoming = await store.due_for_reminder(conn, at + self._lead)
+            upcoming = await store.due_for_reminder(conn, at, at + self._lead)
             overdue = await store.past_due(conn, at)
         reminded = escalated = 0
         for row in upcoming:
