@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -14,7 +15,9 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from gateway.ops import operators
 from gateway.security.clients import ClientStore
@@ -28,6 +31,11 @@ EXAMPLE = "gateway/schemas/examples/judgment.delivery/valid-civil-judgment-two-p
 CASE_QUEUE = "thads-hn.judgments"
 INQUIRY = "gateway/schemas/examples/asset-inquiry/valid-all-registers.json"
 BLOCKING = "gateway/schemas/examples/order.account_blocking/valid-demo-rich-debtor-all-accounts.json"
+#: Examples whose dates are checked against today (a coercion must be protected 10 days ahead): the demo
+#: writes them under var/demo/examples with every date moved so that they are as far ahead as on the day
+#: they were written (the README's curls send those copies).
+DATED_EXAMPLES = ("police.protection_request/valid-eviction-with-risks.json",)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 PARTNER_SECRETS = (
     "LAND_REG",
     "BANK_VCB",
@@ -169,7 +177,37 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     settings = load_settings()
     ensure_demo_clients(home / "keys", settings.clients_dir, CASE_QUEUE)
     upgrade_sync(settings.resolved_database_url)
+    write_dated_examples(home / "examples")
     return env, settings
+
+
+def write_dated_examples(directory: Path, today: date | None = None) -> list[Path]:
+    """Copies of :data:`DATED_EXAMPLES` moved in time: written on their ``created_at`` day, sent today."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in DATED_EXAMPLES:
+        doc = json.loads((ROOT / "gateway" / "schemas" / "examples" / name).read_text("utf-8"))
+        shift = (today or date.today()) - datetime.fromisoformat(doc["created_at"]).date()
+        path = directory / f"{name.split('/')[0]}.json"
+        path.write_text(json.dumps(_shifted(doc, shift), ensure_ascii=False, indent=2), "utf-8")
+        written.append(path)
+    return written
+
+
+def _shifted(value: Any, shift: timedelta) -> Any:
+    """Every ISO date and timestamp in ``value`` moved by ``shift`` (times of day and offsets kept)."""
+    if isinstance(value, dict):
+        return {k: _shifted(v, shift) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shifted(v, shift) for v in value]
+    if isinstance(value, str) and _DATE.match(value):
+        try:
+            if len(value) == 10:
+                return (date.fromisoformat(value) + shift).isoformat()
+            return (datetime.fromisoformat(value) + shift).isoformat()
+        except ValueError:
+            return value
+    return value
 
 
 def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
