@@ -1,5 +1,7 @@
 """Shared fixtures: an isolated configuration directory, clients with real keys, the API app, and
-databases (SQLite always; PostgreSQL on 127.0.0.1:5432 for tests marked ``postgres``)."""
+databases: a SQLite file per test, or a fresh PostgreSQL database per test when GATEWAY_DATABASE_URL
+names PostgreSQL (``make test-pg``; see tests/support/databases.py); storage tests marked ``postgres``
+run on both."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -26,10 +27,13 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.web.app import create_app
+from tests.support import databases
+
+# The variable selects the suite's backend; no test or process it starts may fall back on it.
+databases.take_configured_url()
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "gateway" / "schemas" / "examples"
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 COURT = "TAND-HN"
 CASE_SYSTEM = "THADS-HN"
 
@@ -72,35 +76,21 @@ def fresh_judgment(name: str = "valid-civil-judgment-two-persons.json") -> dict[
     return doc
 
 
-async def _create_pg_database() -> str:
-    name = f"gw_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name
+_create_pg_database = databases.create_pg_database
+_drop_pg_database = databases.drop_pg_database
+
+#: Storage tests run on both backends; on a PostgreSQL session only on PostgreSQL (the SQLite session
+#: covers SQLite).
+BACKENDS = ["postgres"] if databases.configured_backend() == "postgres" else ["sqlite", "postgres"]
 
 
-async def _drop_pg_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+@pytest.fixture(
+    params=[pytest.param(b, marks=pytest.mark.postgres) if b == "postgres" else b for b in BACKENDS]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each storage test runs on both backends."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
-        return
-    name = await _create_pg_database()
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await _drop_pg_database(name)
+    with databases.scratch_database(tmp_path, backend=request.param) as url:
+        yield url
 
 
 @pytest.fixture
@@ -113,7 +103,15 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+def fresh_database_url(tmp_path: Path) -> Iterator[str]:
+    """The test's empty database: a SQLite file, or a PostgreSQL database on a PostgreSQL session."""
+    with databases.scratch_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file whatever the session's backend, for tests about SQLite itself."""
     return f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
 
 
@@ -144,14 +142,42 @@ def make_world(home: Path, database_url: str, deliver_to: str | None = None, **o
 
 
 @pytest.fixture
-def world(tmp_path: Path, sqlite_url: str) -> World:
-    return make_world(tmp_path, sqlite_url)
+def world(tmp_path: Path, fresh_database_url: str) -> World:
+    return make_world(tmp_path, fresh_database_url)
 
 
 @pytest.fixture
 async def api(world: World, aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
     client: TestClient[Any, Any] = await aiohttp_client(create_app(world.settings))
     return client
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A session asked to run on PostgreSQL stops at once when the server does not answer."""
+    if databases.configured_backend() == "postgres":
+        reason = databases.unreachable_reason()
+        if reason is not None:
+            pytest.exit(
+                f"GATEWAY_DATABASE_URL names PostgreSQL, but: {reason}. Start the server "
+                "(make services) or unset the variable to run on SQLite.",
+                returncode=pytest.ExitCode.USAGE_ERROR,
+            )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if databases.UNREACHABLE in str(r.longrepr)
+    ]
+    if skipped:
+        terminalreporter.write_sep("!", "PostgreSQL", red=True, bold=True)
+        terminalreporter.write_line(
+            f"{databases.UNREACHABLE} at {databases.server_description()}: {len(skipped)} test(s) "
+            "skipped. Start it (make services) to run them.",
+            red=True,
+            bold=True,
+        )
+    elif databases.configured_backend() == "postgres":
+        terminalreporter.write_line(f"Database backend: PostgreSQL at {databases.server_description()}")
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.rabbitmq
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[GatewayProcesses]:
-    world = make_world(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db")
+async def gateway(tmp_path: Path, fresh_database_url: str) -> AsyncIterator[GatewayProcesses]:
+    world = make_world(tmp_path, fresh_database_url)
     procs = GatewayProcesses(world, tmp_path / "logs")
     procs.start("api")
     procs.start("worker")

@@ -20,8 +20,10 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.chaos]
 
 
 @pytest.fixture
-async def proxied(tmp_path: Path) -> AsyncIterator[tuple[GatewayProcesses, TCPProxy, CaseSystemQueue]]:
-    world = make_world(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db")
+async def proxied(
+    tmp_path: Path, fresh_database_url: str
+) -> AsyncIterator[tuple[GatewayProcesses, TCPProxy, CaseSystemQueue]]:
+    world = make_world(tmp_path, fresh_database_url)
     proxy = TCPProxy("127.0.0.1", 5672)
     await proxy.start()
     procs = GatewayProcesses(

@@ -66,8 +66,8 @@ async def kill_when(procs: GatewayProcesses, seen: Any, threshold: int, timeout:
 
 
 @pytest.fixture
-async def amqp_gateway(tmp_path: Path) -> AsyncIterator[GatewayProcesses]:
-    world = make_world(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db")
+async def amqp_gateway(tmp_path: Path, fresh_database_url: str) -> AsyncIterator[GatewayProcesses]:
+    world = make_world(tmp_path, fresh_database_url)
     procs = GatewayProcesses(world, tmp_path / "logs")
     yield procs
     procs.stop_all()
@@ -113,14 +113,14 @@ class IdempotentReceiver:
         return web.json_response({"ok": True})
 
 
-async def test_worker_killed_mid_delivery_to_webhook(tmp_path: Path, aiohttp_server: Any) -> None:
+async def test_worker_killed_mid_delivery_to_webhook(
+    tmp_path: Path, fresh_database_url: str, aiohttp_server: Any
+) -> None:
     receiver = IdempotentReceiver()
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
     server = await aiohttp_server(app)
-    world = make_world(
-        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db", deliver_to=str(server.make_url("/hook"))
-    )
+    world = make_world(tmp_path, fresh_database_url, deliver_to=str(server.make_url("/hook")))
     procs = GatewayProcesses(world, tmp_path / "logs")
     try:
         accepted = await accept_batch(procs)

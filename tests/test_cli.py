@@ -95,6 +95,8 @@ def test_bad_client_definitions_are_refused(config_dir: Path, tmp_path: Path, ar
 def test_db_upgrade_creates_the_database(
     config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # About SQLite itself: `db upgrade` creates the file (PostgreSQL's database must exist beforehand;
+    # its migrations run in every other test of a PostgreSQL session).
     monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
     assert main(["db", "upgrade"]) == 0
     assert (tmp_path / "fresh.db").exists()

@@ -274,7 +274,9 @@ async def test_overview_json_lists_partners(world: World, api: TestClient[Any, A
     assert css.status == 200
 
 
-async def test_overview_from_the_management_api(tmp_path: Any, aiohttp_client: Any) -> None:
+async def test_overview_from_the_management_api(
+    tmp_path: Any, fresh_database_url: str, aiohttp_client: Any
+) -> None:
     """With the management API answering, the page shows unacked counts and rates and says so."""
     seen: list[str] = []
 
@@ -301,7 +303,7 @@ async def test_overview_from_the_management_api(tmp_path: Any, aiohttp_client: A
     try:
         world = make_world(
             tmp_path,
-            f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+            fresh_database_url,
             ops={
                 "management_url": str(server.make_url("/")),
                 "management_user": "mon",

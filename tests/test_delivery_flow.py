@@ -138,7 +138,7 @@ class Receiver:
 
 
 async def test_webhook_delivery_is_signed_and_retried_until_acknowledged(
-    tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any
+    tmp_path: Path, fresh_database_url: str, aiohttp_client: Any, aiohttp_server: Any
 ) -> None:
     receiver = Receiver(fail_first=2)
     app = web.Application()
@@ -146,7 +146,7 @@ async def test_webhook_delivery_is_signed_and_retried_until_acknowledged(
     server = await aiohttp_server(app)
     world = make_world(
         tmp_path,
-        f"sqlite+aiosqlite:///{tmp_path}/gw.db",
+        fresh_database_url,
         deliver_to=str(server.make_url("/hook")),
         delivery={"retry_delays_seconds": [0.2, 0.4], "max_attempts": 10},
     )

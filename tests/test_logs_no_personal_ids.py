@@ -38,11 +38,11 @@ class VerboseProcesses(GatewayProcesses):
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, VerboseProcesses]]:
+async def gateway(
+    tmp_path: Path, fresh_database_url: str
+) -> AsyncIterator[tuple[LookupWorld, VerboseProcesses]]:
     deadlines = dict.fromkeys(("land", "bank", "tax", "vehicle", "population"), "900s")
-    lw = await make_lookup_world(
-        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db", callback_delay=0.2, deadlines=deadlines
-    )
+    lw = await make_lookup_world(tmp_path, fresh_database_url, callback_delay=0.2, deadlines=deadlines)
     procs = VerboseProcesses(lw.world, tmp_path / "logs", port=lw.api_port)
     procs.start("api")
     procs.start("worker")

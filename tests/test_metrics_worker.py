@@ -27,11 +27,11 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, TestClient[Any, Any], Worker]]:
+async def running(
+    tmp_path: Path, fresh_database_url: str
+) -> AsyncIterator[tuple[LookupWorld, TestClient[Any, Any], Worker]]:
     polls = {"metrics_port": 0, "queue_poll_seconds": 0.2, "database_poll_seconds": 0.2}
-    lw = await make_lookup_world(
-        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gateway.db", settings={"worker": polls}
-    )
+    lw = await make_lookup_world(tmp_path, fresh_database_url, settings={"worker": polls})
     client: TestClient[Any, Any] = TestClient(TestServer(create_app(lw.settings), port=lw.api_port))
     await client.start_server()
     stop = asyncio.Event()

@@ -103,11 +103,9 @@ async def test_an_unknown_subscription_is_404(api: TestClient[Any, Any], world: 
 
 
 async def test_an_unreachable_broker_is_503_and_subscribes_nothing(
-    tmp_path: Path, aiohttp_client: Callable[..., Any]
+    tmp_path: Path, fresh_database_url: str, aiohttp_client: Callable[..., Any]
 ) -> None:
-    world = make_world(
-        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gw.db", broker_url="amqp://guest:guest@127.0.0.1:9/"
-    )
+    world = make_world(tmp_path, fresh_database_url, broker_url="amqp://guest:guest@127.0.0.1:9/")
     api: TestClient[Any, Any] = await aiohttp_client(create_app(world.settings))
 
     response = await api.post("/v1/subscriptions", json={"kind": "queue"}, headers=world.court_headers())

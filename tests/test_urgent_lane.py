@@ -21,7 +21,7 @@ import pytest
 
 from gateway.amqp import topology
 from gateway.amqp.names import Names
-from tests.conftest import _create_pg_database, _drop_pg_database, fresh_namespace
+from tests.conftest import fresh_namespace
 from tests.support import police
 from tests.support.gateway_procs import BROKER, GatewayProcesses
 from tests.support.police import PoliceWorld, police_world
@@ -54,18 +54,14 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Api]:
     # Normal deliveries held at the desk must not time out during the test. The measured run uses
-    # PostgreSQL, as a production installation does (SQLite serialises every writer of two processes).
-    database = await _create_pg_database() if getattr(request, "param", "sqlite") == "postgres" else None
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}" if database else None
-    try:
-        async with (
-            police_world(tmp_path, database_url=url, timeout_seconds=60, concurrency=8) as pw,
-            _running(pw, tmp_path) as client,
-        ):
-            yield client
-    finally:
-        if database:
-            await _drop_pg_database(database)
+    # PostgreSQL, as a production installation does (SQLite serialises every writer of two processes);
+    # the default test runs on the session's backend.
+    backend = getattr(request, "param", None)
+    async with (
+        police_world(tmp_path, backend=backend, timeout_seconds=60, concurrency=8) as pw,
+        _running(pw, tmp_path) as client,
+    ):
+        yield client
 
 
 @asynccontextmanager

@@ -30,6 +30,7 @@ from gateway.security.clients import ClientStore
 from gateway.security.keys import public_pem
 from gateway.storage.migrate import upgrade
 from tests.conftest import ROOT, World, fresh_judgment
+from tests.support.databases import scratch_database
 from tests.support.gateway_procs import GatewayProcesses, free_port
 from tests.support.lookup_world import LookupWorld, delete_lookup_topology, make_lookup_world
 
@@ -236,55 +237,59 @@ def write_operators(path: Path, accounts: dict[str, tuple[str, str]]) -> None:
 @contextmanager
 def console_world(home: Path) -> Iterator[ConsoleWorld]:
     """Start everything; stop everything and delete the broker queues afterwards."""
-    bg = BackgroundLoop().start()
-    case_system = WebhookCaseSystem()
-    bg.run(case_system.start())
-    lookup: LookupWorld | None = None
-    procs: ConsoleProcesses | None = None
-    try:
-        lookup = bg.run(
-            make_lookup_world(
-                home,
-                f"sqlite+aiosqlite:///{home}/gateway.db",
-                settings={
-                    "delivery": {"retry_delays_seconds": RETRY_DELAYS_SECONDS, "max_attempts": MAX_ATTEMPTS}
-                },
-                callback_delay=0.5,
-            )
-        )
-        world = lookup.world
-        # The case system takes its documents over a webhook, so the tests can make it refuse them.
-        case = world.case_system
-        ClientStore(world.settings.clients_dir).add(
-            case.id,
-            public_pem(case.key.public_key()),
-            ["messages.read", "messages.confirm", "assets.inquire", "documents.send"],
-            deliver_to=case_system.url,
-        )
-        accounts = {name: (password, role) for name, password, role in (OPERATOR, AUDITOR)}
-        operators_file = world.settings.path(world.settings.ops.operators_file)
-        write_operators(operators_file, accounts)
-        bg.run(upgrade(world.settings.resolved_database_url))
-        extra_env = {
-            "GATEWAY_DELIVERY__RETRY_DELAYS_SECONDS": str(RETRY_DELAYS_SECONDS),
-            "GATEWAY_DELIVERY__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-            "GATEWAY_OPS__OPERATORS_FILE": str(operators_file),
-        }
-        procs = ConsoleProcesses(world, home / "logs", port=lookup.api_port, extra_env=extra_env)
-        procs.start("api")
-        procs.start("worker")
-        bg.run(procs.wait_api())
-        yield ConsoleWorld(bg, lookup, procs, case_system, operators_file, accounts)
-    finally:
+    with scratch_database(home) as database_url:
+        bg = BackgroundLoop().start()
+        case_system = WebhookCaseSystem()
+        bg.run(case_system.start())
+        lookup: LookupWorld | None = None
+        procs: ConsoleProcesses | None = None
         try:
-            if procs is not None:
-                procs.stop_all()
-            if lookup is not None:
-                bg.run(lookup.partners.close())
-                bg.run(delete_lookup_topology(lookup))
-            bg.run(case_system.close())
+            lookup = bg.run(
+                make_lookup_world(
+                    home,
+                    database_url,
+                    settings={
+                        "delivery": {
+                            "retry_delays_seconds": RETRY_DELAYS_SECONDS,
+                            "max_attempts": MAX_ATTEMPTS,
+                        }
+                    },
+                    callback_delay=0.5,
+                )
+            )
+            world = lookup.world
+            # The case system takes its documents over a webhook, so the tests can make it refuse them.
+            case = world.case_system
+            ClientStore(world.settings.clients_dir).add(
+                case.id,
+                public_pem(case.key.public_key()),
+                ["messages.read", "messages.confirm", "assets.inquire", "documents.send"],
+                deliver_to=case_system.url,
+            )
+            accounts = {name: (password, role) for name, password, role in (OPERATOR, AUDITOR)}
+            operators_file = world.settings.path(world.settings.ops.operators_file)
+            write_operators(operators_file, accounts)
+            bg.run(upgrade(world.settings.resolved_database_url))
+            extra_env = {
+                "GATEWAY_DELIVERY__RETRY_DELAYS_SECONDS": str(RETRY_DELAYS_SECONDS),
+                "GATEWAY_DELIVERY__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+                "GATEWAY_OPS__OPERATORS_FILE": str(operators_file),
+            }
+            procs = ConsoleProcesses(world, home / "logs", port=lookup.api_port, extra_env=extra_env)
+            procs.start("api")
+            procs.start("worker")
+            bg.run(procs.wait_api())
+            yield ConsoleWorld(bg, lookup, procs, case_system, operators_file, accounts)
         finally:
-            bg.stop()
+            try:
+                if procs is not None:
+                    procs.stop_all()
+                if lookup is not None:
+                    bg.run(lookup.partners.close())
+                    bg.run(delete_lookup_topology(lookup))
+                bg.run(case_system.close())
+            finally:
+                bg.stop()
 
 
 # --- driving the console ------------------------------------------------------------------------------

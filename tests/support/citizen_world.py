@@ -25,6 +25,7 @@ from gateway.simulators.partners.servers import Partners, start_partners
 from gateway.web.app import create_app
 from gateway.worker.main import Worker
 from tests.conftest import Party, World, make_world
+from tests.support.databases import scratch_database
 from tests.support.gateway_procs import delete_topology, free_port
 from tests.support.lookup_world import PARTNER_CODES, write_partners
 
@@ -93,10 +94,17 @@ def notice(person_id: str, **envelope: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def citizen_gateway(home: Path, status_delay: float = 0.2) -> AsyncIterator[CitizenWorld]:
+    with scratch_database(home) as database_url:
+        async with _citizen_gateway(home, database_url, status_delay) as cw:
+            yield cw
+
+
+@asynccontextmanager
+async def _citizen_gateway(home: Path, database_url: str, status_delay: float) -> AsyncIterator[CitizenWorld]:
     api_port = free_port()
     world = make_world(
         home,
-        f"sqlite+aiosqlite:///{home}/gateway.db",
+        database_url,
         api={"public_url": f"http://127.0.0.1:{api_port}", "port": api_port, "max_wait_seconds": 30},
     )
     store = ClientStore(world.settings.clients_dir)

@@ -23,6 +23,7 @@ from gateway.simulators.procuracy import ProcuracySimulator
 from gateway.web.app import create_app
 from gateway.worker.main import Worker
 from tests.conftest import World, make_world
+from tests.support.databases import scratch_database
 from tests.support.gateway_procs import BROKER, delete_topology, free_port
 
 Client = TestClient[Any, Any]
@@ -91,10 +92,17 @@ async def _topology_declared(queue: str, timeout: float = 30) -> None:
 
 @asynccontextmanager
 async def flows_world(home: Path, recommend_every: int = 1) -> AsyncIterator[FlowsWorld]:
+    with scratch_database(home) as database_url:
+        async with _flows_world(home, database_url, recommend_every) as fw:
+            yield fw
+
+
+@asynccontextmanager
+async def _flows_world(home: Path, database_url: str, recommend_every: int) -> AsyncIterator[FlowsWorld]:
     port = free_port()
     world = make_world(
         home,
-        f"sqlite+aiosqlite:///{home}/gateway.db",
+        database_url,
         api={"public_url": f"http://127.0.0.1:{port}", "port": port},
     )
     settings = world.settings

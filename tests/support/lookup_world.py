@@ -21,6 +21,7 @@ from gateway.simulators.partners.servers import Partners, start_partners
 from gateway.web.app import create_app
 from gateway.worker.main import Worker
 from tests.conftest import ROOT, World, make_world
+from tests.support.databases import scratch_database
 from tests.support.gateway_procs import GatewayProcesses, delete_topology, free_port
 
 PARTNER_CODES = {
@@ -120,19 +121,20 @@ async def running_gateway(
     home: Path, **options: Any
 ) -> AsyncIterator[tuple[LookupWorld, TestClient[Any, Any]]]:
     """The api and a worker in this process, the simulators on loopback, the real broker."""
-    lw = await make_lookup_world(home, f"sqlite+aiosqlite:///{home}/gateway.db", **options)
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(lw.settings), port=lw.api_port))
-    await client.start_server()
-    stop = asyncio.Event()
-    task = asyncio.create_task(Worker(lw.settings).run(stop))
-    try:
-        yield lw, client
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await client.close()
-        await lw.partners.close()
-        await delete_lookup_topology(lw)
+    with scratch_database(home) as database_url:
+        lw = await make_lookup_world(home, database_url, **options)
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(lw.settings), port=lw.api_port))
+        await client.start_server()
+        stop = asyncio.Event()
+        task = asyncio.create_task(Worker(lw.settings).run(stop))
+        try:
+            yield lw, client
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            await client.close()
+            await lw.partners.close()
+            await delete_lookup_topology(lw)
 
 
 @asynccontextmanager
@@ -140,16 +142,15 @@ async def lookup_processes(home: Path) -> AsyncIterator[tuple[LookupWorld, Gatew
     """The real api and worker processes against the simulators, with deadlines long enough that
     every source answers (for correctness and throughput runs, not deadline tests)."""
     deadlines = dict.fromkeys(("land", "bank", "tax", "vehicle", "population"), "900s")
-    lw = await make_lookup_world(
-        home, f"sqlite+aiosqlite:///{home}/gateway.db", callback_delay=1.0, deadlines=deadlines
-    )
-    procs = GatewayProcesses(lw.world, home / "logs", port=lw.api_port)
-    procs.start("api")
-    procs.start("worker")
-    try:
-        await procs.wait_api()
-        yield lw, procs
-    finally:
-        procs.stop_all()
-        await lw.partners.close()
-        await delete_lookup_topology(lw)
+    with scratch_database(home) as database_url:
+        lw = await make_lookup_world(home, database_url, callback_delay=1.0, deadlines=deadlines)
+        procs = GatewayProcesses(lw.world, home / "logs", port=lw.api_port)
+        procs.start("api")
+        procs.start("worker")
+        try:
+            await procs.wait_api()
+            yield lw, procs
+        finally:
+            procs.stop_all()
+            await lw.partners.close()
+            await delete_lookup_topology(lw)

@@ -25,6 +25,7 @@ from gateway.security.keys import public_pem, write_keypair
 from gateway.simulators.partners import police
 from gateway.simulators.partners.behaviour import Behaviour
 from tests.conftest import EXAMPLES, ROOT, World, make_world
+from tests.support.databases import Backend, scratch_database
 from tests.support.gateway_procs import BROKER, delete_topology, free_port
 
 CODE = police.CODE
@@ -88,14 +89,24 @@ async def police_world(
     home: Path,
     mode: str = "at_once",
     answer_delay: float = 0.3,
-    database_url: str | None = None,
+    backend: Backend | None = None,
     **partner: Any,
+) -> AsyncIterator[PoliceWorld]:
+    """``backend``: the installation's database, by default the session's (see tests/support/databases)."""
+    with scratch_database(home, backend) as database_url:
+        async with _police_world(home, mode, answer_delay, database_url, **partner) as pw:
+            yield pw
+
+
+@asynccontextmanager
+async def _police_world(
+    home: Path, mode: str, answer_delay: float, database_url: str, **partner: Any
 ) -> AsyncIterator[PoliceWorld]:
     api_port = free_port()
     public_url = f"http://127.0.0.1:{api_port}"
     world = make_world(
         home,
-        database_url or f"sqlite+aiosqlite:///{home}/gateway.db",
+        database_url,
         api={"public_url": public_url, "port": api_port},
     )
     store = ClientStore(world.settings.clients_dir)
