@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,12 @@ class Section:
     command: str  # the command that reproduces this section alone
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
+    recorded_at: str = ""  # ISO 8601 UTC; set by record() when empty
 
 
 def record(section: Section) -> Path:
+    if not section.recorded_at:
+        section.recorded_at = datetime.now(UTC).isoformat(timespec="seconds")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{section.key}.json"
     path.write_text(json.dumps(asdict(section), indent=2, ensure_ascii=False), "utf-8")
