@@ -24,6 +24,18 @@ def config_dir() -> Path:
     return Path(os.environ.get("GATEWAY_CONFIG_DIR") or DEFAULT_CONFIG_DIR).resolve()
 
 
+class DatabaseSettings(BaseModel):
+    # The connection pool of each api and worker process on PostgreSQL (SQLite ignores these). A process
+    # holds at most pool_size + max_overflow connections: keep that times the number of processes under
+    # the server's max_connections (minus what operators and other clients need).
+    pool_size: int = Field(10, gt=0)
+    max_overflow: int = Field(10, ge=0)
+    # How long a transaction waits for a free connection before it fails (the api answers 503).
+    pool_timeout_seconds: float = Field(30, gt=0)
+    # Connections are replaced once this old (before a firewall or a proxy drops idle ones); 0: never.
+    pool_recycle_seconds: float = Field(1800, ge=0)
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -107,6 +119,7 @@ class Settings(BaseSettings):
     agency_code: str = Field("GW-THADS", pattern=AGENCY_CODE.pattern)
     # How often the worker looks for documents nearing or past their deadline.
     deadline_scan_seconds: float = Field(30.0, gt=0)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     config_dir: Path = Field(default_factory=config_dir)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

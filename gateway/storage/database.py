@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gateway.settings import DatabaseSettings
 from gateway.storage.engine import is_sqlite, make_engine
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: DatabaseSettings | None = None) -> None:
+        """``pool``: PostgreSQL's connection pool of this process (the ``[database]`` settings)."""
         self.url = url
-        self.writer: AsyncEngine = make_engine(url)
+        self.writer: AsyncEngine = make_engine(url, pool)
         # SQLite: reads skip BEGIN IMMEDIATE so they never wait behind writers (WAL gives them a snapshot).
         self.reader: AsyncEngine = (
             create_async_engine(url, connect_args={"timeout": 60}) if is_sqlite(url) else self.writer

@@ -7,15 +7,27 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.settings import DatabaseSettings
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """Create the async engine with the settings each backend needs to keep our promises."""
+def make_engine(url: str, pool: DatabaseSettings | None = None, **kwargs: Any) -> AsyncEngine:
+    """Create the async engine with the settings each backend needs to keep our promises; ``pool`` sizes
+    PostgreSQL's connection pool (defaults: :class:`DatabaseSettings`)."""
     if not is_sqlite(url):
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+        pool = pool or DatabaseSettings()
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,  # a connection the server closed (restart, failover) is replaced, not used
+            pool_size=pool.pool_size,
+            max_overflow=pool.max_overflow,
+            pool_timeout=pool.pool_timeout_seconds,
+            pool_recycle=pool.pool_recycle_seconds or -1,
+            **kwargs,
+        )
 
     engine = create_async_engine(url, connect_args={"timeout": 60}, **kwargs)
 

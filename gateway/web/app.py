@@ -63,7 +63,7 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
     app = web.Application(middlewares=[problems], client_max_size=settings.api.max_body_bytes + 1024)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, settings.database)
         if migrate:
             await upgrade(db.url)
         app[SERVICES] = build_services(settings, db)

@@ -52,7 +52,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, settings.database)
         await upgrade(db.url)
         clients = ClientStore(settings.clients_dir)
         signer = Signer.from_file(settings.path(settings.signing.private_key_file))
