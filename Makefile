@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := gateway tests run.py
 PYTEST_ARGS ?=
 
-.PHONY: help venv services browser lint test chaos contract bench demo db-upgrade fmt clean
+PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: help venv services browser lint test test-pg chaos chaos-pg contract bench demo db-upgrade fmt clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -37,8 +39,14 @@ lint: venv ## ruff check, ruff format --check, mypy
 test: venv services browser ## Run the test suite, browser tests included (without chaos, contract, bench)
 	$(BIN)/python -m pytest -m "not chaos and not bench and not contract" -q $(PYTEST_ARGS)
 
+test-pg: ## The default suite with every test's database on PostgreSQL (PG_URL names the server)
+	GATEWAY_DATABASE_URL=$(PG_URL) $(MAKE) test
+
 chaos: venv services ## Run the chaos tests (slow: kills processes, cuts the broker)
 	$(BIN)/python -m pytest -m chaos -q $(PYTEST_ARGS)
+
+chaos-pg: ## The chaos tests with every test's database on PostgreSQL (PG_URL names the server)
+	GATEWAY_DATABASE_URL=$(PG_URL) $(MAKE) chaos
 
 contract: venv services ## Schemathesis over /openapi.json: the document says exactly what the API does
 	$(BIN)/python -m pytest -m contract -q $(PYTEST_ARGS)
