@@ -103,3 +103,29 @@ async def test_audit_chain_starts_at_the_genesis_hash(database_url: str, db: Dat
 async def test_concurrent_upgrades_in_one_process(database_url: str) -> None:
     # api and worker may share a process (tests, embedding): Alembic's global context must not clash.
     await asyncio.wait_for(asyncio.gather(upgrade(database_url), upgrade(database_url)), timeout=60)
+
+
+async def test_the_person_index_is_filled_for_audit_records_written_before_it(
+    database_url: str, db: Database
+) -> None:
+    person, debtor = "a" * 64, "b" * 64
+    await upgrade(database_url, "0007")
+    rows = [
+        ('{"message_type": "notice.citizen", "persons": ["%s"]}' % person),
+        ('{"debtor": "%s", "sources": ["land"]}' % debtor),
+        '{"debtor": "001*******45"}',  # a masked ID is no pseudonym
+        None,
+    ]
+    async with db.transaction() as conn:
+        for n, data in enumerate(rows):
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_log (at, actor, action, outcome, data, prev_hash, hash) "
+                    "VALUES (CURRENT_TIMESTAMP, 'THADS-HN', 'documents.send', 'accepted', :data, :prev, :hash)"
+                ),
+                {"data": data, "prev": GENESIS, "hash": f"{n:064d}"},
+            )
+    await upgrade(database_url)
+    async with db.read() as conn:
+        indexed = (await conn.execute(text("SELECT person_ref FROM audit_persons ORDER BY person_ref"))).all()
+    assert [r.person_ref for r in indexed] == [person, debtor]

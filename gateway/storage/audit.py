@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +17,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.identifiers import scrub
-from gateway.storage.tables import audit_head, audit_log
+from gateway.storage.tables import audit_head, audit_log, audit_persons
 from gateway.storage.timestamps import as_utc
 
 GENESIS = "0" * 64
+#: A keyed pseudonym of a personal ID (HMAC-SHA-256, hex).
+PSEUDONYM = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,14 @@ def record_digest(rec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def persons_named(data: dict[str, Any] | None) -> list[str]:
+    """The keyed pseudonyms a record's data names: ``persons`` of a document, ``debtor`` of a lookup."""
+    if not data:
+        return []
+    named = [*(data.get("persons") or []), data.get("debtor")]
+    return sorted({p for p in named if isinstance(p, str) and PSEUDONYM.fullmatch(p)})
+
+
 async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
     """Write one audit row inside the caller's transaction; returns its hash."""
     entry = AuditEntry(**(asdict(entry) | {"reason": scrub(entry.reason) if entry.reason else entry.reason}))
@@ -94,6 +105,8 @@ async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
         )
     )
     new_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
+    if persons := persons_named(entry.data):
+        await conn.execute(insert(audit_persons), [{"person_ref": p, "audit_id": new_id} for p in persons])
     await conn.execute(
         update(audit_head).where(audit_head.c.id == 1).values(last_id=new_id, last_hash=digest)
     )

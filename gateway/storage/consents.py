@@ -13,7 +13,7 @@ from typing import Any, Final
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.storage.tables import audit_log, consents, inquiry_sources, messages
+from gateway.storage.tables import audit_log, audit_persons, consents, inquiry_sources, messages
 from gateway.storage.timestamps import as_utc
 
 VNEID_CHANNEL: Final = "vneid"
@@ -65,9 +65,10 @@ async def has_consent(conn: AsyncConnection, person_ref: str, channel: str) -> b
 
 
 def _mentions(person_ref: str) -> Any:
-    # The audit data is JSON text with sorted keys; a 64-hex pseudonym occurs in it only where it names
-    # the person (``debtor`` of a lookup, ``persons`` of a document).
-    return audit_log.c.data.like(f'%"{person_ref}"%')
+    """Audit records naming the person: through the index written with each record (``audit_persons``)."""
+    return audit_log.c.id.in_(
+        select(audit_persons.c.audit_id).where(audit_persons.c.person_ref == person_ref)
+    )
 
 
 async def notices_sent(conn: AsyncConnection, person_ref: str, message_type: str) -> int:

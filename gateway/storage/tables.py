@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -115,6 +116,16 @@ audit_log = Table(
     Column("data", Text),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+)
+
+#: Which audit records name which person (keyed pseudonym): the data-access report and the consent rule
+#: find a person's records here, not by scanning the audit data. Written with the record, never changed.
+audit_persons = Table(
+    "audit_persons",
+    metadata,
+    Column("person_ref", String(64), nullable=False),
+    Column("audit_id", BigInteger, nullable=False),
+    PrimaryKeyConstraint("person_ref", "audit_id"),
 )
 
 #: One row: the head of the audit chain. Updating it serialises audit writers, so the chain never forks.
