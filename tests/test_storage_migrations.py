@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -111,8 +112,8 @@ async def test_the_person_index_is_filled_for_audit_records_written_before_it(
     person, debtor = "a" * 64, "b" * 64
     await upgrade(database_url, "0007")
     rows = [
-        ('{"message_type": "notice.citizen", "persons": ["%s"]}' % person),
-        ('{"debtor": "%s", "sources": ["land"]}' % debtor),
+        json.dumps({"message_type": "notice.citizen", "persons": [person]}),
+        json.dumps({"debtor": debtor, "sources": ["land"]}),
         '{"debtor": "001*******45"}',  # a masked ID is no pseudonym
         None,
     ]
@@ -120,8 +121,8 @@ async def test_the_person_index_is_filled_for_audit_records_written_before_it(
         for n, data in enumerate(rows):
             await conn.execute(
                 text(
-                    "INSERT INTO audit_log (at, actor, action, outcome, data, prev_hash, hash) "
-                    "VALUES (CURRENT_TIMESTAMP, 'THADS-HN', 'documents.send', 'accepted', :data, :prev, :hash)"
+                    "INSERT INTO audit_log (at, actor, action, outcome, data, prev_hash, hash) VALUES "
+                    "(CURRENT_TIMESTAMP, 'THADS-HN', 'documents.send', 'accepted', :data, :prev, :hash)"
                 ),
                 {"data": data, "prev": GENESIS, "hash": f"{n:064d}"},
             )
