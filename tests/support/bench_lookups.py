@@ -1,0 +1,565 @@
+"""What the lookup, scale, backlog, worker and database benchmarks share.
+
+- :func:`start_sims`: the partner simulators answering at once (no added latency, no injected errors),
+  each wrapped in a timing middleware so the partner's own handling time of every call is known.
+- :func:`lookup_install`: an isolated installation whose ``partners.toml`` points at those simulators, with
+  any number of bank partners (banks beyond the simulator's five share its synchronous bank paths).
+- :func:`drive_lookups`: closed-loop clients submitting asset inquiries for a fixed hold, each timed
+  from submission to its final status.
+- :func:`raw_fanout`: the broker reference, a bare aio-pika request/reply fan-out of a lookup's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import tomli_w
+from aio_pika.abc import AbstractIncomingMessage
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.amqp.names import Names
+from gateway.security.clients import ClientStore
+from gateway.security.keys import public_pem
+from gateway.simulators.partners import banks, land, population, tax, vehicles
+from gateway.simulators.partners.behaviour import ADMIN_PREFIX, Behaviour
+from gateway.simulators.partners.servers import PATHS
+from gateway.storage.migrate import upgrade
+from tests.conftest import ROOT, World, fresh_namespace, make_world
+from tests.support.gateway_procs import BROKER, GatewayProcesses, delete_topology, free_port
+from tests.test_asset_inquiry_flow import inquiry
+
+#: Debtors asked about, in turn (seeded: some hold assets, some not).
+IDS = ["001085012345", "001090000000", "001079000001"] + [f"0010{n:08d}" for n in range(1, 40)]
+#: The simulator's bank paths (every one answers synchronously here).
+BANK_PATHS = list(banks.PATHS.items())
+OTHERS = {"LAND-REG": "land", "TAX": "tax", "POLICE-VEH": "vehicle", "POP-REG": "population"}
+#: Client-side concurrency of every lookup run (gateway and raw reference alike).
+CONCURRENCY = 16
+
+
+# -- simulators ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sims:
+    """The five lookup simulators on loopback; ``handling`` holds each call's own handling time (s)."""
+
+    base_urls: dict[str, str]
+    runners: list[web.AppRunner]
+    handling: list[float] = field(default_factory=list)
+
+    def endpoint(self, kind: str, code: str) -> str:
+        return self.base_urls[kind] + PATHS[kind][code]
+
+    async def close(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+
+
+async def start_sims() -> Sims:
+    factories: dict[str, Callable[[Behaviour], web.Application]] = {
+        "land": land.make_app,
+        "bank": lambda b: banks.make_app(b, async_banks=frozenset()),
+        "tax": tax.make_app,
+        "vehicle": vehicles.make_app,
+        "population": population.make_app,
+    }
+    sims = Sims({}, [])
+
+    @web.middleware
+    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if ADMIN_PREFIX in request.path:
+            return await handler(request)
+        t0 = time.perf_counter()
+        try:
+            return await handler(request)
+        finally:
+            sims.handling.append(time.perf_counter() - t0)
+
+    try:
+        for kind, factory in factories.items():
+            app = factory(Behaviour(latency=(0.0, 0.0), error_rate=0.0))
+            app.middlewares.insert(0, timed)  # outermost: the whole of the partner's handling
+            runner = web.AppRunner(app, shutdown_timeout=1.0)
+            await runner.setup()
+            sims.runners.append(runner)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            sims.base_urls[kind] = f"http://127.0.0.1:{runner.addresses[-1][1]}"
+    except BaseException:
+        await sims.close()
+        raise
+    return sims
+
+
+# -- installation ----------------------------------------------------------------------------
+
+
+def bank_codes(n: int) -> list[str]:
+    """The simulator's five banks first, then ``BANK-X006``… (served under the same five paths)."""
+    return [code for code, _ in BANK_PATHS[:n]] + [
+        f"BANK-X{i:03d}" for i in range(len(BANK_PATHS) + 1, n + 1)
+    ]
+
+
+def partner_blocks(sims: Sims, n_banks: int, others: bool = True) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    entries: list[tuple[str, str, str]] = []
+    if others:
+        entries += [(code, kind, sims.endpoint(kind, code)) for code, kind in OTHERS.items()]
+    for i, code in enumerate(bank_codes(n_banks)):
+        path = BANK_PATHS[i % len(BANK_PATHS)][1]
+        entries.append((code, "bank", sims.base_urls["bank"] + path))
+    for code, kind, endpoint in entries:
+        block: dict[str, Any] = {
+            "code": code,
+            "kind": kind,
+            "protocol": "soap" if kind == "land" else "rest",
+            "endpoint": endpoint,
+            "timeout_seconds": 10,
+            "concurrency": 8,
+            "retry": {"attempts": 2, "min_seconds": 0.05, "max_seconds": 0.2},
+            "breaker": {"failures": 5, "recovery_seconds": 10},
+            "deadline": "900s",
+            "credentials": f"GATEWAY_SECRET_{code.replace('-', '_')}",
+        }
+        if kind == "land":
+            block["wsdl"] = str(ROOT / "config" / "wsdl" / "land-registry.wsdl")
+        os.environ[block["credentials"]] = "simulator-token"
+        blocks.append(block)
+    return blocks
+
+
+@dataclass
+class Install:
+    world: World
+    codes: list[str]
+    api_port: int
+
+
+def lookup_install(home: Path, database_url: str, sims: Sims, n_banks: int, others: bool = True) -> Install:
+    api_port = free_port()
+    world = make_world(
+        home,
+        database_url,
+        api={"public_url": f"http://127.0.0.1:{api_port}", "port": api_port, "max_wait_seconds": 30},
+    )
+    case = world.case_system
+    ClientStore(world.settings.clients_dir).add(
+        case.id,
+        public_pem(case.key.public_key()),
+        ["messages.read", "messages.confirm", "assets.inquire", "documents.send"],
+        deliver_to=f"amqp:{world.case_queue}",
+    )
+    blocks = partner_blocks(sims, n_banks, others)
+    config = world.settings.config_dir
+    (config / "partners.toml").write_text(tomli_w.dumps({"partner": blocks}), "utf-8")
+    for name in ("legal_bases.toml", "holidays.toml"):
+        (config / name).write_text((ROOT / "config" / name).read_text("utf-8"), "utf-8")
+    return Install(world, [b["code"] for b in blocks], api_port)
+
+
+@dataclass
+class BenchProcesses(GatewayProcesses):
+    """Several workers at once, each under its own name; a fixed /metrics port for the first worker."""
+
+    metrics_port: int = 0
+
+    def start_as(self, name: str, role: str, metrics_port: int = 0) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        import subprocess
+        import sys
+
+        env = self.env() | {"GATEWAY_WORKER__METRICS_PORT": str(metrics_port)}
+        with (self.logs / f"{name}.log").open("ab") as out:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, str(ROOT / "run.py"), role], env=env, cwd=ROOT, stdout=out, stderr=out
+            )
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+
+@asynccontextmanager
+async def gateway_running(
+    home: Path, database_url: str, sims: Sims, n_banks: int, others: bool = True, workers: int = 1
+) -> AsyncIterator[tuple[Install, BenchProcesses]]:
+    """api + ``workers`` workers (``worker``, ``worker2``…) over a migrated database; the first worker's
+    /metrics on ``procs.metrics_port``. Waits until every partner queue has a consumer."""
+    install = lookup_install(home, database_url, sims, n_banks, others)
+    await upgrade(database_url)
+    procs = BenchProcesses(install.world, home / "logs", port=install.api_port, metrics_port=free_port())
+    try:
+        procs.start_as("api", "api")
+        for n in range(workers):
+            procs.start_as(
+                "worker" if n == 0 else f"worker{n + 1}", "worker", procs.metrics_port if n == 0 else 0
+            )
+        await procs.wait_api()
+        await wait_consumers(install, workers)
+        yield install, procs
+    finally:
+        procs.stop_all()
+        await delete_install_topology(install)
+
+
+async def wait_consumers(install: Install, workers: int, timeout: float = 60) -> None:
+    """Until every partner's request queue has ``workers`` consumers (the worker is ready to look up)."""
+    names = Names(install.world.settings.broker_namespace)
+    deadline = time.monotonic() + timeout
+    conn = await aio_pika.connect(BROKER)
+    async with conn:
+        while True:
+            channel = await conn.channel()
+            try:
+                ready = True
+                for code in install.codes:
+                    queue = await channel.declare_queue(names.partner(code), passive=True)
+                    if (queue.declaration_result.consumer_count or 0) < workers:
+                        ready = False
+                        break
+                if ready:
+                    return
+            except aio_pika.exceptions.ChannelClosed:
+                pass
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+            assert time.monotonic() < deadline, "the worker never consumed every partner queue"
+            await asyncio.sleep(0.2)
+
+
+async def delete_install_topology(install: Install) -> None:
+    names = Names(install.world.settings.broker_namespace)
+    queues = [names.partner(c) for c in install.codes] + [names.replies_queue, names.callbacks_queue]
+    await delete_topology(install.world, queues + [names.parking(q) for q in queues])
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """A closed-loop run: completions within the hold, and the latencies of requests started in it."""
+
+    completed: int
+    hold: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.hold
+
+    def q(self, p: int) -> float:
+        return percentile(self.latencies, p)
+
+    def summary(self, unit: str) -> str:
+        return (
+            f"{self.rate:.1f} {unit}/s, p50 {self.q(50) * 1000:.0f} ms, p99 {self.q(99) * 1000:.0f} ms "
+            f"(concurrency {CONCURRENCY}, {self.completed} in {self.hold:.0f} s)"
+        )
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "per_second": round(self.rate, 2),
+            "p50_ms": round(self.q(50) * 1000, 1),
+            "p99_ms": round(self.q(99) * 1000, 1),
+            "completed": self.completed,
+            "hold_seconds": self.hold,
+            "concurrency": CONCURRENCY,
+        }
+
+
+def percentile(values: list[float], p: int) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+async def closed_loop(
+    one: Callable[[int], Awaitable[None]], concurrency: int, warmup: float, hold: float
+) -> Load:
+    """``concurrency`` loops calling ``one`` back to back: warm-up, then ``hold`` seconds measured."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    measure_from, measure_to = start + warmup, start + warmup + hold
+    latencies: list[float] = []
+    completed = 0
+    counter = iter(range(10**9))
+
+    async def client() -> None:
+        nonlocal completed
+        while loop.time() < measure_to:
+            began = loop.time()
+            await one(next(counter))
+            ended = loop.time()
+            if measure_from <= ended <= measure_to:
+                completed += 1
+            if began >= measure_from:
+                latencies.append(ended - began)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return Load(completed, hold, latencies)
+
+
+async def drive_lookups(
+    url: str,
+    world: World,
+    sources: list[Any],
+    warmup: float = 2.0,
+    hold: float = 8.0,
+    concurrency: int = CONCURRENCY,
+) -> Load:
+    """Asset inquiries back to back, each ``Prefer: wait=30`` (the api answers 200 once every source
+    answered); a 202 is followed by polling. Every one must end ``complete``."""
+    headers = world.case_headers() | {"Prefer": "wait=30"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+
+        async def one(i: int) -> None:
+            body = inquiry(IDS[i % len(IDS)], sources=sources)
+            async with http.post(f"{url}/v1/asset-inquiries", json=body, headers=headers) as resp:
+                assert resp.status in (200, 202), await resp.text()
+                view = await resp.json()
+            give_up = time.monotonic() + 60
+            while view["status"] in ("pending", "partial"):
+                assert time.monotonic() < give_up, "an inquiry stayed open for a minute"
+                await asyncio.sleep(0.05)
+                async with http.get(f"{url}/v1/asset-inquiries/{view['inquiry_id']}", headers=headers) as r:
+                    assert r.status == 200, await r.text()
+                    view = await r.json()
+            assert view["status"] == "complete", view["status"]
+            assert all(s["status"] in ("found", "not_found") for s in view["sources"]), view["sources"]
+
+        return await closed_loop(one, concurrency, warmup, hold)
+
+
+def lookup_sources(n_sources: int) -> list[Any]:
+    """``n_sources`` from land, tax, vehicle, population and the five banks (6: two banks; 9: all)."""
+    banks_asked = [code for code, _ in BANK_PATHS][: n_sources - len(OTHERS)]
+    return ["land", "tax", "vehicle", "population", {"bank": banks_asked}]
+
+
+# -- worker metrics --------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^(gateway_partner_call_seconds_(?:bucket|sum|count))\{([^}]*)\}\s+(\S+)$")
+
+
+async def partner_call_histogram(port: int) -> tuple[dict[float, float], float, float]:
+    """The worker's ``gateway_partner_call_seconds`` over every partner: cumulative buckets, sum, count."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        name, labels, value = m.group(1), m.group(2), float(m.group(3))
+        if name.endswith("_bucket"):
+            le = re.search(r'le="([^"]+)"', labels)
+            assert le is not None
+            bound = float("inf") if le.group(1) == "+Inf" else float(le.group(1))
+            buckets[bound] = buckets.get(bound, 0.0) + value
+        elif name.endswith("_sum"):
+            total += value
+        else:
+            count += value
+    return buckets, total, count
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus-style: linear interpolation inside the bucket holding the q-th observation."""
+    bounds = sorted(buckets)
+    count = buckets[bounds[-1]]
+    if count == 0:
+        return float("nan")
+    rank = q * count
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        cumulative = buckets[bound]
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 0.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def histogram_delta(after: dict[float, float], before: dict[float, float]) -> dict[float, float]:
+    return {b: after[b] - before.get(b, 0.0) for b in after}
+
+
+# -- process memory --------------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- the broker reference --------------------------------------------------------------------
+
+
+def raw_request_body() -> bytes:
+    """About the size of a queued lookup request."""
+    body = inquiry(IDS[0]) | {"request_ref": str(uuid.uuid4()), "inquiry_id": str(uuid.uuid4())}
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+RAW_REPLY = json.dumps(
+    {"status": "found", "match_status": "found", "rows": [{"account_number": "0011001234567"}] * 2}
+).encode()
+
+
+async def raw_fanout(
+    n_sources: int, warmup: float = 1.0, hold: float = 4.0, concurrency: int = CONCURRENCY
+) -> Load:
+    """One request → ``n_sources`` quorum queues (a topic exchange, one routing key per source, persistent,
+    publisher confirms) → each source's consumer answers at once on a replies exchange → one replies quorum
+    queue → the requester matches the correlation id; a fan-out is done when all ``n_sources`` replied."""
+    ns = fresh_namespace() + ".raw"
+    requests_x, replies_x, replies_q = f"{ns}.requests", f"{ns}.replies", f"{ns}.replies.q"
+    codes = [f"SRC{i}" for i in range(n_sources)]
+    source_queues = [f"{ns}.req.{c}" for c in codes]
+    quorum: dict[str, Any] = {"x-queue-type": "quorum"}
+    requester = await aio_pika.connect(BROKER)
+    answering = await aio_pika.connect(BROKER)
+    waiting: dict[str, tuple[asyncio.Future[None], list[int]]] = {}
+    try:
+        ch = await requester.channel(publisher_confirms=True)
+        await ch.set_qos(prefetch_count=100)
+        x_req = await ch.declare_exchange(requests_x, aio_pika.ExchangeType.TOPIC, durable=True)
+        x_rep = await ch.declare_exchange(replies_x, aio_pika.ExchangeType.TOPIC, durable=True)
+        replies = await ch.declare_queue(replies_q, durable=True, arguments=quorum)
+        await replies.bind(x_rep, routing_key="#")
+
+        async def on_reply(message: AbstractIncomingMessage) -> None:
+            entry = waiting.get(message.correlation_id or "")
+            if entry is not None:
+                entry[1][0] -= 1
+                if entry[1][0] == 0 and not entry[0].done():
+                    entry[0].set_result(None)
+            await message.ack()
+
+        await replies.consume(on_reply)
+        for code, name in zip(codes, source_queues, strict=True):
+            queue = await ch.declare_queue(name, durable=True, arguments=quorum)
+            await queue.bind(x_req, routing_key=code)
+            src = await answering.channel(publisher_confirms=True)
+            await src.set_qos(prefetch_count=100)
+            src_queue = await src.get_queue(name, ensure=False)
+            src_replies = await src.get_exchange(replies_x, ensure=False)
+
+            async def answer(
+                message: AbstractIncomingMessage,
+                x: aio_pika.abc.AbstractExchange = src_replies,
+                c: str = code,
+            ) -> None:
+                reply = aio_pika.Message(
+                    RAW_REPLY,
+                    correlation_id=message.correlation_id,
+                    message_id=message.message_id,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                )
+                await x.publish(reply, routing_key=c)
+                await message.ack()
+
+            await src_queue.consume(answer)
+        body = raw_request_body()
+
+        async def one(_i: int) -> None:
+            corr = str(uuid.uuid4())
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiting[corr] = (done, [n_sources])
+            await asyncio.gather(
+                *(
+                    x_req.publish(
+                        aio_pika.Message(
+                            body,
+                            correlation_id=corr,
+                            message_id=str(uuid.uuid4()),
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=code,
+                    )
+                    for code in codes
+                )
+            )
+            await asyncio.wait_for(done, 30)
+            del waiting[corr]
+
+        return await closed_loop(one, concurrency, warmup, hold)
+    finally:
+        await answering.close()
+        await requester.close()
+        async with await aio_pika.connect(BROKER) as conn:
+            ch2 = await conn.channel()
+            for name in [*source_queues, replies_q]:
+                await ch2.queue_delete(name)
+            for name in (requests_x, replies_x):
+                await ch2.exchange_delete(name)
+
+
+def results_of(key: str) -> dict[str, Any] | None:
+    """Another section's recorded JSON (from this run or an earlier one), if there is one."""
+    from tests.bench.results import RESULTS
+
+    path = RESULTS / f"{key}.json"
+    return json.loads(path.read_text("utf-8")) if path.exists() else None
+
+
+async def partner_health_latency(database_url: str) -> dict[str, float]:
+    """What the workers last wrote of their partners' calls (exact nearest-rank p50/p95 per partner, in
+    whole ms, over their rolling window): call-weighted means over partners, and the largest p95."""
+    from sqlalchemy import select
+
+    from gateway.storage.database import Database
+    from gateway.storage.tables import partner_health
+
+    db = Database(database_url)
+    try:
+        async with db.read() as conn:
+            rows = (await conn.execute(select(partner_health))).all()
+    finally:
+        await db.dispose()
+    rows = [r for r in rows if r.calls and r.p50_ms is not None]
+    calls = sum(r.calls for r in rows)
+    if not calls:
+        return {}
+    return {
+        "health_calls": calls,
+        "health_p50_ms": sum(r.p50_ms * r.calls for r in rows) / calls,
+        "health_p95_ms": sum(r.p95_ms * r.calls for r in rows) / calls,
+        "health_p95_max_ms": max(r.p95_ms for r in rows),
+    }
+
+
+async def broker_answers(timeout: float = 10) -> bool:
+    """Whether the broker opens a connection and a channel within ``timeout`` seconds."""
+    try:
+        conn = await aio_pika.connect(BROKER, timeout=timeout)
+        async with conn:
+            await asyncio.wait_for(conn.channel(), timeout)
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+        return False
+    return True
