@@ -5,6 +5,7 @@ confirmation, which the gateway refuses for a paper that awaits an answer."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -45,6 +46,8 @@ async def test_a_recommendation_is_answered_and_the_answer_confirmed(flows: Flow
     (recommendation,) = flows.procuracy.recommendations
     answered = await flows.wait_for(recommendation, "answered", client="VKS-HN")
     assert "confirmed" not in events(answered)
+    answer_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"procuracy.answer:{recommendation}"))
+    await flows.wait_for(answer_id, "confirmed")  # by the procuracy, once it received it
     (answer,) = flows.procuracy.answers
-    assert answer["in_reply_to"] == recommendation and answer["body"]["outcome"] == "accepted"
-    await flows.wait_for(answer["message_id"], "confirmed")
+    assert answer["message_id"] == answer_id and answer["in_reply_to"] == recommendation
+    assert answer["body"]["outcome"] == "accepted"

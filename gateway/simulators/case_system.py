@@ -78,16 +78,14 @@ class CaseSystemSimulator:
             log.info("case system: %s %s answered (HTTP %s)", kind, message_id, status)
             return
         if kind == "judgment.delivery":
-            confirmation = {"case_ref": f"THA-HN-2026-{self._next_case:06d}", "note": "Đã thụ lý"}
+            case_ref: str | None = f"THA-HN-2026-{self._next_case:06d}"
+            note = "Đã thụ lý"
             self._next_case += 1
         else:
-            confirmation = {"note": "Đã nhận báo cáo"}  # a report: filed with its case
-        async with http.post(
-            f"{self.gateway.gateway_url}/v1/messages/{message_id}/confirmation",
-            json=confirmation,
-            headers=self.gateway.headers(),
-        ) as resp:
-            log.info("case system: %s %s confirmed (HTTP %s)", kind, message_id, resp.status)
+            case_ref, note = None, "Đã nhận báo cáo"  # a report or an answer: filed with its case
+        # The gateway may not have recorded the delivery yet (409): confirm() tries again for a while.
+        status = await self.gateway.confirm(http, message_id, note, case_ref=case_ref)
+        log.info("case system: %s %s confirmed (HTTP %s)", kind, message_id, status)
 
     def _answer(self, paper: dict[str, Any], outcome: str, content: str) -> dict[str, Any]:
         today = local_now()

@@ -68,7 +68,12 @@ class GatewayClient:
         return 0
 
     async def confirm(
-        self, http: aiohttp.ClientSession, message_id: str, note: str, patience: float = 60
+        self,
+        http: aiohttp.ClientSession,
+        message_id: str,
+        note: str,
+        patience: float = 60,
+        case_ref: str | None = None,
     ) -> int:
         """Confirm processing once the gateway has recorded the delivery (a webhook's 2xx is recorded
         just after it is answered, so the first try may find the document still ``queued``: 409)."""
@@ -78,7 +83,7 @@ class GatewayClient:
             try:
                 async with http.post(
                     f"{self.gateway_url}/v1/messages/{message_id}/confirmation",
-                    json={"note": note},
+                    json={"note": note} | ({"case_ref": case_ref} if case_ref else {}),
                     headers=self.headers(),
                 ) as resp:
                     status = resp.status
