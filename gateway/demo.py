@@ -231,8 +231,10 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
     log_dir = home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
-    # SIGTERM (make's timeout, a service manager) stops the demo like Ctrl-C: children too.
+    # SIGTERM (make's timeout, a service manager) stops the demo like Ctrl-C: children too. SIGINT is set
+    # too: a shell starting the demo in the background leaves it ignored, so `kill -INT` did nothing.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     for role in ("api", "worker", "simulate"):
         cmd = [sys.executable, str(ROOT / "run.py"), role]
         with (log_dir / f"{role}.log").open("ab") as out:
