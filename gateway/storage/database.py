@@ -9,13 +9,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from gateway.settings import DatabaseSettings
 from gateway.storage.engine import is_sqlite, make_engine
+from gateway.storage.group_commit import GroupCommit
 
 
 class Database:
-    def __init__(self, url: str, pool: DatabaseSettings | None = None) -> None:
-        """``pool``: PostgreSQL's connection pool of this process (the ``[database]`` settings)."""
+    def __init__(
+        self, url: str, pool: DatabaseSettings | None = None, group_commit: bool | None = None
+    ) -> None:
+        """``pool``: PostgreSQL's connection pool of this process (the ``[database]`` settings).
+        ``group_commit``: write transactions arriving together share one commit (default: on SQLite, whose
+        single writer and fsync per commit it is for; PostgreSQL runs concurrent writers itself)."""
         self.url = url
         self.writer: AsyncEngine = make_engine(url, pool)
+        use_group = is_sqlite(url) if group_commit is None else group_commit
+        self._group: GroupCommit | None = GroupCommit(self.writer) if use_group else None
         # SQLite: reads skip BEGIN IMMEDIATE so they never wait behind writers (WAL gives them a snapshot).
         self.reader: AsyncEngine = (
             create_async_engine(url, connect_args={"timeout": 60}) if is_sqlite(url) else self.writer
@@ -23,7 +30,12 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
+        """A write transaction: committed when the block ends (the block's writes alone are rolled back if
+        it raises); the block does not end before its writes are durable."""
+        if self._group is not None:
+            async with self._group.transaction() as conn:
+                yield conn
+            return
         async with self.writer.begin() as conn:
             yield conn
 
