@@ -16,7 +16,7 @@ from tests.bench.support import (
     BenchProcesses,
     RssSampler,
     TimedQueue,
-    delete_topology_patiently,
+    delete_topology_or_error,
     memory_kib,
     ms,
 )
@@ -99,7 +99,7 @@ async def test_document_size(bare: BareServer, tmp_path: Path) -> None:
     finally:
         await queue.close()
         procs.stop_all()
-        await delete_topology_patiently(world)
+        left = await delete_topology_or_error(world)
     if memory:
         idle, peak = memory["idle_kib"], max(memory["hwm_kib"], memory["sampled_peak_kib"])
         above = (peak - idle) * 1024
@@ -140,6 +140,7 @@ async def test_document_size(bare: BareServer, tmp_path: Path) -> None:
         )
     )
     assert all(r.values.get("gateway", {"ok_per_s": 1})["ok_per_s"] > 0 for r in rows)
+    assert left is None, f"queues and exchanges left on the broker: {left!r}"
 
 
 async def restart_api(procs: BenchProcesses, token: str) -> int:

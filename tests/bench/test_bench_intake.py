@@ -20,7 +20,7 @@ from tests.bench.support import (
     BareServer,
     BenchProcesses,
     TimedQueue,
-    delete_topology_patiently,
+    delete_topology_or_error,
     in_reply_to,
     ms,
 )
@@ -115,11 +115,12 @@ async def test_judgment_intake(bare: BareServer, tmp_path: Path) -> None:
     finally:
         await queue.close()
         procs.stop_all()
-        await delete_topology_patiently(world)
+        left = await delete_topology_or_error(world)
     ROWS[:] = [r for r in ROWS if not r.name.startswith("Judgment")] + rows
     record_section()
     print(f"\nBENCH intake judgments: {rows[0].figure} ({rows[0].ratio:.3f}× bare); {rows[1].figure}")
     assert accepted, result.describe_failures()
+    assert left is None, f"queues and exchanges left on the broker: {left!r}"
 
 
 async def test_order_intake(bare: BareServer, tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ async def test_order_intake(bare: BareServer, tmp_path: Path) -> None:
         await queue.close()
         procs.stop_all()
         await lw.partners.close()
-        await delete_topology_patiently(world, lambda: delete_lookup_topology(lw))
+        left = await delete_topology_or_error(world, lambda: delete_lookup_topology(lw))
     ROWS[:] = [r for r in ROWS if not r.name.startswith("Order")] + rows
     note = (
         "Orders: `order.account_blocking` from the case system to BANK-VCB (the bank simulator, in the test "
@@ -162,3 +163,4 @@ async def test_order_intake(bare: BareServer, tmp_path: Path) -> None:
     record_section()
     print(f"\nBENCH intake orders: {rows[0].figure} ({rows[0].ratio:.3f}× bare); {rows[1].figure}")
     assert accepted, result.describe_failures()
+    assert left is None, f"queues and exchanges left on the broker: {left!r}"

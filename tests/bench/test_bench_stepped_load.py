@@ -18,7 +18,7 @@ import pytest
 from tests.bench import documents
 from tests.bench.references import bare_judgments
 from tests.bench.results import Row, Section, record
-from tests.bench.support import BareServer, BenchProcesses, delete_topology_patiently, ms
+from tests.bench.support import BareServer, BenchProcesses, delete_topology_or_error, ms
 from tests.conftest import make_world
 
 pytestmark = [pytest.mark.bench, pytest.mark.rabbitmq, pytest.mark.timeout(600)]
@@ -140,7 +140,7 @@ async def test_stepped_load(bare: BareServer, tmp_path: Path) -> None:
                 )
     finally:
         procs.stop_all()
-        await delete_topology_patiently(world)
+        left = await delete_topology_or_error(world)
     knee = next((s for s in steps if s.knee), None)
     rows = [
         Row(
@@ -203,3 +203,4 @@ async def test_stepped_load(bare: BareServer, tmp_path: Path) -> None:
     )
     print(f"\nBENCH stepped load: knee at {knee_text}")
     assert any(s.ok for s in steps)
+    assert left is None, f"queues and exchanges left on the broker: {left!r}"
