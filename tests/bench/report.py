@@ -16,6 +16,8 @@ from typing import Any
 from tests.bench.results import RESULTS, ROOT, load_all
 
 REPORT = ROOT / "BENCHMARKS.md"
+#: The hand-written reading of the figures (profiles, what would close each gap), kept with the report.
+ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
 def _cpu_model() -> str:
@@ -129,6 +131,8 @@ def render(sections: list[dict[str, Any]]) -> str:
         lines += ["No section was recorded.", ""]
     for section in sections:
         lines += section_markdown(section)
+    if ANALYSIS.exists():
+        lines += [ANALYSIS.read_text("utf-8").rstrip(), ""]
     return "\n".join(lines)
 
 
