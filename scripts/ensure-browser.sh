@@ -3,6 +3,8 @@
 # Install it from the distribution when it is missing and we may be root; otherwise say so loudly
 # (the browser tests then skip with the same message).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CHROMIUM="${GATEWAY_CHROMIUM:-/usr/bin/chromium}"
 log() { printf 'ensure-browser: %s\n' "$*"; }
@@ -14,20 +16,9 @@ if [[ "${GATEWAY_SKIP_SERVICES:-0}" == "1" ]]; then
     log "GATEWAY_SKIP_SERVICES=1 and $CHROMIUM missing: browser tests will skip"
     exit 0
 fi
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        return 1
-    fi
-}
 if command -v apt-get >/dev/null 2>&1; then
     log "installing chromium from the distribution"
-    if as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 ||
-        { as_root apt-get update -q >/dev/null 2>&1 &&
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; then
+    if apt_install chromium; then
         log "chromium installed: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
         exit 0
     fi
