@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.settings import DatabaseSettings
-from gateway.storage.engine import is_sqlite, make_engine
+from gateway.storage.engine import is_sqlite, make_engine, sqlite_engine
 from gateway.storage.group_commit import GroupCommit
 
 
@@ -25,7 +25,7 @@ class Database:
         self._group: GroupCommit | None = GroupCommit(self.writer) if use_group else None
         # SQLite: reads skip BEGIN IMMEDIATE so they never wait behind writers (WAL gives them a snapshot).
         self.reader: AsyncEngine = (
-            create_async_engine(url, connect_args={"timeout": 60}) if is_sqlite(url) else self.writer
+            sqlite_engine(url) if is_sqlite(url) else self.writer
         )
 
     @asynccontextmanager

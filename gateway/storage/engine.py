@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import registry
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.settings import DatabaseSettings
 
+registry.register("sqlite.inline", "gateway.storage.sqlite_inline", "SQLiteDialect_inline")
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An engine on the gateway's inline SQLite driver (:mod:`gateway.storage.sqlite_inline`), whatever
+    driver the URL names: ``sqlite+aiosqlite://`` in older configurations runs on it too."""
+    _scheme, _, rest = url.partition("://")
+    return create_async_engine(f"sqlite+inline://{rest}", connect_args={"timeout": 60}, **kwargs)
 
 
 def make_engine(url: str, pool: DatabaseSettings | None = None, **kwargs: Any) -> AsyncEngine:
@@ -29,7 +39,7 @@ def make_engine(url: str, pool: DatabaseSettings | None = None, **kwargs: Any) -
             **kwargs,
         )
 
-    engine = create_async_engine(url, connect_args={"timeout": 60}, **kwargs)
+    engine = sqlite_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
