@@ -53,8 +53,7 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     logging.getLogger("aiormq").setLevel("WARNING")
     logging.getLogger("aio_pika").setLevel("WARNING")
     logging.getLogger("alembic").setLevel("WARNING")
-    # Both would log statement parameters (documents, personal IDs) once the level is DEBUG.
-    logging.getLogger("aiosqlite").setLevel("WARNING")
+    # It would log statement parameters (documents, personal IDs) once the level is DEBUG.
     logging.getLogger("sqlalchemy").setLevel("WARNING")
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

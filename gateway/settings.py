@@ -114,7 +114,7 @@ class Settings(BaseSettings):
 
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     broker_namespace: str = Field("gw", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
-    database_url: str = "sqlite+aiosqlite:///var/gateway.db"
+    database_url: str = "sqlite:///var/gateway.db"
     # The gateway's own agency code: the sender of what it issues itself (deadline events, revocations).
     agency_code: str = Field("GW-THADS", pattern=AGENCY_CODE.pattern)
     # How often the worker looks for documents nearing or past their deadline.
@@ -155,10 +155,11 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         """The database URL with a relative SQLite file made absolute (and its directory created)."""
-        prefix = "sqlite+aiosqlite:///"
         url = self.database_url
-        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            file = self.path(url[len(prefix) :])
+        scheme, sep, rest = url.partition(":///")
+        prefix = scheme + sep
+        if scheme.startswith("sqlite") and sep and not rest.startswith("/") and ":memory:" not in url:
+            file = self.path(rest)
             file.parent.mkdir(parents=True, exist_ok=True)
             return prefix + str(file)
         return url

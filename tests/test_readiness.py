@@ -93,8 +93,7 @@ async def test_readyz_without_database_is_503_naming_the_failing_check(
     world: World, tmp_path: Path, aiohttp_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clear_partner_secrets(monkeypatch)
-    # A server that refuses connections (a SQLite file that cannot be opened leaves aiosqlite's thread
-    # reporting to a closed loop after the test).
+    # A server that refuses connections.
     unreachable = "postgresql+asyncpg://gateway@127.0.0.1:9/gateway"
     settings = Settings(**{**world.settings.model_dump(), "database_url": unreachable})
     client: TestClient[Any, Any] = await aiohttp_client(create_app(settings, migrate=False))

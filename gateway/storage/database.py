@@ -24,9 +24,7 @@ class Database:
         use_group = is_sqlite(url) if group_commit is None else group_commit
         self._group: GroupCommit | None = GroupCommit(self.writer) if use_group else None
         # SQLite: reads skip BEGIN IMMEDIATE so they never wait behind writers (WAL gives them a snapshot).
-        self.reader: AsyncEngine = (
-            sqlite_engine(url) if is_sqlite(url) else self.writer
-        )
+        self.reader: AsyncEngine = sqlite_engine(url) if is_sqlite(url) else self.writer
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

@@ -19,9 +19,11 @@ def is_sqlite(url: str) -> bool:
 
 def sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An engine on the gateway's inline SQLite driver (:mod:`gateway.storage.sqlite_inline`), whatever
-    driver the URL names: ``sqlite+aiosqlite://`` in older configurations runs on it too."""
+    driver the URL names (``sqlite://``; ``sqlite+aiosqlite://`` of older configurations runs on it too)."""
     _scheme, _, rest = url.partition("://")
-    return create_async_engine(f"sqlite+inline://{rest}", connect_args={"timeout": 60}, **kwargs)
+    # timeout: how long a writer waits for another process's write lock before failing.
+    kwargs["connect_args"] = {"timeout": 60, **kwargs.get("connect_args", {})}
+    return create_async_engine(f"sqlite+inline://{rest}", **kwargs)
 
 
 def make_engine(url: str, pool: DatabaseSettings | None = None, **kwargs: Any) -> AsyncEngine:
@@ -47,11 +49,11 @@ def make_engine(url: str, pool: DatabaseSettings | None = None, **kwargs: Any) -
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # WAL: readers never block the writer. synchronous=FULL: a commit survives power loss, which
-        # "accepted means stored" needs. busy_timeout: writers from several processes queue, not fail.
+        # "accepted means stored" needs. Writers from several processes queue, not fail: the inline driver
+        # waits for the lock up to connect_args' timeout (see sqlite_inline).
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
