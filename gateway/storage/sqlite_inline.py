@@ -241,7 +241,7 @@ class InlineConnection(AdaptedConnection):
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
-        self._connection.isolation_level = value
+        self._connection.isolation_level = value  # type: ignore[assignment]  # sqlite3 checks it
 
     def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._connection.create_function(*args, **kwargs)
