@@ -8,6 +8,12 @@ prebuilt Draft 2020-12 validator with format checking switched on.
 
 Violations are reported in full, not just the first one, and their messages are safe to send back
 and to log: long values are truncated and personal ID numbers are never echoed.
+
+Most documents are valid, and for those the verdict comes from ``jsonschema-rs`` (compiled, about ten
+times faster than walking the schema in Python: validation was over a third of the api's time per push).
+Only a document it rejects is walked by ``jsonschema``, which lists the violations — so the list a client
+gets is always ``jsonschema``'s. The two share the same format checks (the Python ones, handed to
+``jsonschema-rs``), and ``tests/test_validation_fast_path.py`` proves they agree document by document.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Any, Final
 
+import jsonschema_rs
 from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
     Draft202012Validator,
     FormatChecker,
@@ -112,6 +119,13 @@ def format_checker() -> Any:
     return checker
 
 
+def _conforms(checker: Any, name: str) -> Any:
+    def check(value: object) -> bool:
+        return bool(checker.conforms(value, name))
+
+    return check
+
+
 class SchemaCatalog:
     """The message schemas, their shared registry and one prebuilt validator per message type."""
 
@@ -147,6 +161,26 @@ class SchemaCatalog:
             name: Draft202012Validator(schema, registry=self.registry, format_checker=checker)
             for name, schema in self._schemas.items()
         }
+        fast_registry = jsonschema_rs.Registry([(schema["$id"], schema) for schema in by_name.values()])
+        fast_formats = {name: _conforms(checker, name) for name in checker.checkers}
+        self._fast: dict[str, Any] = {
+            name: jsonschema_rs.Draft202012Validator(
+                schema,
+                registry=fast_registry,
+                validate_formats=True,
+                formats=fast_formats,
+                ignore_unknown_formats=False,
+            )
+            for name, schema in self._schemas.items()
+        }
+
+    def surely_valid(self, message_type: str, document: object) -> bool:
+        """Whether the compiled validator finds ``document`` valid. ``False`` is not a verdict: it means
+        ask :meth:`violations` (which a value it cannot take, such as NaN or a huge integer, also gets)."""
+        try:
+            return bool(self._fast[message_type].is_valid(document))
+        except Exception:  # any trouble in the fast path (NaN, a huge integer): the full walk decides
+            return False
 
     def message_types(self) -> list[str]:
         """The known message types, sorted."""
@@ -162,6 +196,8 @@ class SchemaCatalog:
         ``KeyError`` if the message type is unknown. An empty list means the document is valid.
         """
         validator = self._validators[message_type]
+        if self.surely_valid(message_type, document):
+            return []
         found = {
             Violation(path=str(leaf.json_path), message=_message(leaf), rule=_rule(leaf))
             for error in validator.iter_errors(document)

@@ -238,14 +238,15 @@ def _blocking_report_rules(doc: Document) -> list[Violation]:
             )
     out += _duplicates(accounts, ("account_number",), "$.body.accounts")
     out += _total_violation(body, "total_blocked", "accounts", "blocked_amount")
-    statuses = [row["status"] for row in accounts]
-    if statuses and all(s == "blocked" for s in statuses):
-        expected = EXECUTED
-    elif all(s == "not_blocked" for s in statuses):
-        expected = NOT_EXECUTED
-    else:
-        expected = PARTIALLY_EXECUTED
-    out += _outcome_violation(body["outcome"], expected, "accounts", "blocked")
+    # Nothing blocked <-> not_executed. Otherwise the order's amount decides, which the rows alone do not
+    # show: a bank that reached the amount on one account and found another closed executed the order,
+    # and one that blocked every listed account in full may still have fallen short of it.
+    nothing = all(row["status"] == "not_blocked" for row in accounts)
+    if nothing:
+        out += _outcome_violation(body["outcome"], NOT_EXECUTED, "accounts", "blocked")
+    elif body["outcome"] == NOT_EXECUTED:
+        why = "cannot be 'not_executed' when an account is blocked"
+        out.append(Violation("$.body.outcome", why, "outcome"))
     return out
 
 

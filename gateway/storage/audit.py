@@ -81,13 +81,21 @@ async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
     """Write one audit row inside the caller's transaction; returns its hash."""
     entry = AuditEntry(**(asdict(entry) | {"reason": scrub(entry.reason) if entry.reason else entry.reason}))
     # The no-op update takes the head's row lock first (PostgreSQL), so two writers never read the same
-    # previous hash. On SQLite, BEGIN IMMEDIATE already serialises writers.
-    await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=audit_head.c.last_id))
-    head = (await conn.execute(select(audit_head.c.last_hash).where(audit_head.c.id == 1))).scalar_one()
+    # previous hash; RETURNING reads it in the same round trip. On SQLite, BEGIN IMMEDIATE already
+    # serialises writers.
+    head = (
+        await conn.execute(
+            update(audit_head)
+            .where(audit_head.c.id == 1)
+            .values(last_id=audit_head.c.last_id)
+            .returning(audit_head.c.last_hash)
+        )
+    ).scalar_one()
     at = datetime.now(UTC)
     digest = _digest(head, at, entry)
     result = await conn.execute(
-        insert(audit_log).values(
+        insert(audit_log),
+        dict(
             at=at,
             actor=entry.actor,
             subject=entry.subject,
@@ -102,7 +110,7 @@ async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
             else None,
             prev_hash=head,
             hash=digest,
-        )
+        ),
     )
     new_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
     if persons := persons_named(entry.data):

@@ -47,14 +47,15 @@ async def record(
         event_id, message_id, message_type, sender, recipient, status, previous_status, iso(at) or "", reason
     )
     await conn.execute(
-        insert(event_outbox).values(
+        insert(event_outbox),
+        dict(
             event_id=event_id,
             message_id=message_id,
             routing_key=events.routing_key(sender, recipient, status, message_type),
             body=json.dumps(body, sort_keys=True, ensure_ascii=False),
             created_at=at,
             attempts=0,
-        )
+        ),
     )
     return event_id
 

@@ -63,12 +63,11 @@ async def insert_accepted(
     """Store the message, its first evidence, its outbox entry and its ``received`` status event (one
     transaction, the caller's)."""
     at = row["received_at"]
-    await conn.execute(
-        insert(messages).values(**row, status=Status.RECEIVED, updated_at=at, delivery_count=0)
-    )
+    await conn.execute(insert(messages), dict(**row, status=Status.RECEIVED, updated_at=at, delivery_count=0))
     await add_evidence(conn, row["message_id"], "accepted", actor, detail, at)
     await conn.execute(
-        insert(outbox).values(
+        insert(outbox),
+        dict(
             message_id=row["message_id"],
             exchange=item.exchange,
             routing_key=item.routing_key,
@@ -77,7 +76,7 @@ async def insert_accepted(
             body=item.body,
             created_at=at,
             attempts=0,
-        )
+        ),
     )
     await events.record(
         conn,
@@ -100,13 +99,14 @@ async def add_evidence(
     at: datetime | None = None,
 ) -> None:
     await conn.execute(
-        insert(evidences).values(
+        insert(evidences),
+        dict(
             message_id=message_id,
             event=event,
             at=at or now(),
             actor=actor,
             detail=json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else None,
-        )
+        ),
     )
 
 
