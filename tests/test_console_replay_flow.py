@@ -59,7 +59,7 @@ async def test_an_order_replayed_from_the_console_is_executed_once(tmp_path: Pat
         )
         assert "replayed 1" in await done.text()
 
-        answered = await wait_for(api, lw, order["message_id"], "answered")
+        answered = await wait_for(api, lw, order["message_id"], "answered", event="delivered")
         events = [e["event"] for e in answered["timeline"]]
         assert "replayed_from_parking" in events and "delivered" in events
         # The replay is timed when the message is put back, so it reads before the delivery it caused.

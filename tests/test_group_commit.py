@@ -5,11 +5,12 @@ are durable, and a failed commit fails every member of the group."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.storage.database import Database
 
@@ -121,3 +122,83 @@ async def test_a_caller_cancelled_while_queued_does_not_strand_the_group(db: Dat
     release.set()
     await asyncio.wait_for(first, 10)
     assert await rows(db) == [1]
+
+
+# --- run(body): the bodies of a group run back to back in the group's own task --------------------------
+
+
+def inserting(k: int, fail: bool = False) -> Callable[[AsyncConnection], Awaitable[int]]:
+    async def body(conn: AsyncConnection) -> int:
+        await conn.execute(text("INSERT INTO t (k) VALUES (:k)"), {"k": k})
+        if fail:
+            raise ValueError(k)
+        return k
+
+    return body
+
+
+async def test_run_bodies_share_commits_return_their_results_and_are_durable_on_return(db: Database) -> None:
+    commits = count_commits(db)
+
+    async def write(k: int) -> tuple[int, list[int]]:
+        result = await db.write(inserting(k))
+        return result, await rows(db)
+
+    seen = await asyncio.gather(*(write(k) for k in range(100)))
+    assert [result for result, _ in seen] == list(range(100))
+    assert all(k in after for k, after in seen)  # durable before write() returned
+    assert await rows(db) == list(range(100))
+    assert len(commits) < 100
+
+
+async def test_a_failing_run_body_is_rolled_back_alone(db: Database) -> None:
+    results = await asyncio.gather(
+        *(db.write(inserting(k, fail=k % 3 == 0)) for k in range(30)), return_exceptions=True
+    )
+    assert [k for k, r in enumerate(results) if isinstance(r, ValueError)] == list(range(0, 30, 3))
+    assert await rows(db) == [k for k in range(30) if k % 3]
+
+
+async def test_run_and_transaction_blocks_mix_in_one_group(db: Database) -> None:
+    async def block(k: int) -> int:
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO t (k) VALUES (:k)"), {"k": k})
+        return k
+
+    work = [db.write(inserting(k)) if k % 2 else block(k) for k in range(60)]
+    assert await asyncio.gather(*work) == list(range(60))
+    assert await rows(db) == list(range(60))
+
+
+async def test_a_failed_commit_fails_every_run_body(db: Database) -> None:
+    def refuse(_conn: object) -> None:
+        raise RuntimeError("disk full")
+
+    event.listen(db.writer.sync_engine, "commit", refuse)
+    results = await asyncio.gather(*(db.write(inserting(k)) for k in range(10)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results), results
+    event.remove(db.writer.sync_engine, "commit", refuse)
+    assert await rows(db) == []
+    assert await db.write(inserting(1)) == 1  # and the next group works
+    assert await rows(db) == [1]
+
+
+async def test_a_run_caller_cancelled_before_its_body_started_leaves_nothing(db: Database) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO t (k) VALUES (1)"))
+            entered.set()
+            await release.wait()
+
+    first = asyncio.create_task(slow())
+    await entered.wait()
+    second = asyncio.create_task(db.write(inserting(2)))
+    await asyncio.sleep(0.05)
+    second.cancel()  # queued behind the open block
+    release.set()
+    await asyncio.wait_for(first, 10)
+    assert await db.write(inserting(3)) == 3
+    assert await rows(db) == [1, 3]

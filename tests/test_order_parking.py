@@ -96,7 +96,7 @@ async def test_a_parked_order_is_replayed_by_the_operator_and_answered_once(tmp_
         assert f"moved 1 message(s) from {parking} back to {queue}" in moved
         await wait_depth(parking, 0)
 
-        answered = await wait_for(api, lw, order["message_id"], "answered")
+        answered = await wait_for(api, lw, order["message_id"], "answered", event="delivered")
         events = [e["event"] for e in answered["timeline"]]
         assert events.count("failed") == 1 and "delivered" in events, events
         [reply] = answered["replies"]

@@ -220,30 +220,29 @@ class DocumentService:
             copies.append(
                 self._prepared(doc_type, copy, copy_digest, copy_key, received_at, None, actor, action)
             )
+
+        async def store_all(conn: AsyncConnection) -> None:
+            for prepared in (accepted, *copies):
+                await store.insert_accepted(conn, prepared.row, prepared.item, actor.id, prepared.evidence)
+                await append(conn, prepared.audit)
+            for prepared in copies:
+                detail = {"copy": prepared.row["message_id"], "to": prepared.row["recipient"]}
+                await store.add_evidence(conn, doc["message_id"], "copied", actor.id, detail, received_at)
+                earlier_copy = prepared.row["replaces"]
+                if earlier_copy and await store.get(conn, earlier_copy) is not None:
+                    detail = {"replaced_by": prepared.row["message_id"]}
+                    await store.add_evidence(conn, earlier_copy, "replaced", actor.id, detail, received_at)
+            for target, event in references:
+                detail = {"by": doc["message_id"], "message_type": doc["message_type"]}
+                await store.add_evidence(conn, target, event, actor.id, detail, received_at)
+            if original is not None:
+                await self._record_answer(conn, original, doc, actor.id, received_at)
+            if doc.get("replaces"):
+                detail = {"replaced_by": doc["message_id"]}
+                await store.add_evidence(conn, doc["replaces"], "replaced", actor.id, detail, received_at)
+
         try:
-            async with self._db.transaction() as conn:
-                for prepared in (accepted, *copies):
-                    await store.insert_accepted(
-                        conn, prepared.row, prepared.item, actor.id, prepared.evidence
-                    )
-                    await append(conn, prepared.audit)
-                for prepared in copies:
-                    detail = {"copy": prepared.row["message_id"], "to": prepared.row["recipient"]}
-                    await store.add_evidence(conn, doc["message_id"], "copied", actor.id, detail, received_at)
-                    earlier_copy = prepared.row["replaces"]
-                    if earlier_copy and await store.get(conn, earlier_copy) is not None:
-                        detail = {"replaced_by": prepared.row["message_id"]}
-                        await store.add_evidence(
-                            conn, earlier_copy, "replaced", actor.id, detail, received_at
-                        )
-                for target, event in references:
-                    detail = {"by": doc["message_id"], "message_type": doc["message_type"]}
-                    await store.add_evidence(conn, target, event, actor.id, detail, received_at)
-                if original is not None:
-                    await self._record_answer(conn, original, doc, actor.id, received_at)
-                if doc.get("replaces"):
-                    detail = {"replaced_by": doc["message_id"]}
-                    await store.add_evidence(conn, doc["replaces"], "replaced", actor.id, detail, received_at)
+            await self._db.write(store_all)
         except IntegrityError:
             # A concurrent push of the same message or document won the race: answer as a duplicate.
             earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)

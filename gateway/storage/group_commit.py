@@ -9,6 +9,14 @@ outcome: its block's writes are rolled back alone if the block raises, and no ca
 the commit that makes its writes durable (or the failure that discards them) — so "accepted" is only ever
 answered for what is on disk, and a read after the block sees the writes of the whole group.
 
+Two ways in. ``transaction()`` is a block in the caller's own task: members take turns through an asyncio
+lock, and each hand-over passes through the event loop, which runs whatever else is ready first (other
+requests' parsing, token checks, validation) while SQLite's write lock stays taken — measured: the lock was
+held 3.4 ms per intake for under 1 ms of statements. ``run(body)`` queues a coroutine function instead;
+one task runs the queued bodies back to back on the group's connection, so the lock is held for their
+statements only. The hot paths (intake, delivery records, relays) use ``run``; both share one lock and
+the same guarantees.
+
 No library offers this for SQLAlchemy's asyncio engine; it is small, and the promise it keeps is tested in
 ``tests/test_group_commit.py``.
 """
@@ -17,11 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+T = TypeVar("T")
+Body = Callable[[AsyncConnection], Awaitable[Any]]
 
 
 @dataclass
@@ -42,6 +55,94 @@ class GroupCommit:
         self._waiting = 0  # callers queued for the lock or inside their block
         self._group: _Group | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._queued: deque[tuple[Body, asyncio.Future[Any]]] = deque()
+        self._runner: asyncio.Task[None] | None = None
+
+    async def run(self, body: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """``await body(conn)`` in a write transaction, as ``transaction()`` would, run by the group's own
+        task; returns its result once durable, raises what it raised (its writes rolled back alone) or
+        what failed the group's commit. A caller cancelled before its body started leaves nothing."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((body, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run_queued())
+        return await future
+
+    async def _run_queued(self) -> None:
+        while self._queued:
+            self._waiting += 1
+            try:
+                await self._lock.acquire()
+            except BaseException:
+                self._waiting -= 1
+                self._fail_queued(asyncio.CancelledError())
+                raise
+            done: list[tuple[asyncio.Future[Any], bool, Any]] = []
+            current: asyncio.Future[Any] | None = None
+            group: _Group | None = None
+            try:
+                group = await self._open()
+                while self._queued and group.members < self._max:
+                    body, current = self._queued.popleft()
+                    if current.done():  # its caller gave up before it started
+                        continue
+                    group.members += 1
+                    savepoint = await group.conn.begin_nested()
+                    try:
+                        result = await body(group.conn)
+                    except Exception as exc:  # the body's own failure: its writes alone are undone
+                        await savepoint.rollback()
+                        done.append((current, False, exc))
+                    else:
+                        await savepoint.commit()
+                        done.append((current, True, result))
+                    current = None
+            except BaseException as exc:
+                # The connection or the runner itself failed: the group's writes are gone, and every
+                # member of it, the one in hand included, hears so.
+                failed = group or self._group
+                if failed is not None:
+                    await self._fail(failed, exc)
+                for future in [current, *(f for f, _ok, _value in done)]:
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                self._waiting -= 1
+                self._lock.release()
+                if not isinstance(exc, Exception):
+                    self._fail_queued(exc)
+                    raise
+                continue
+            self._waiting -= 1
+            if not group.committed.done() and (
+                self._waiting == 0 or group.members >= self._max or self._queued
+            ):
+                await self._commit(group)
+            self._lock.release()
+            try:
+                await asyncio.shield(group.committed)
+            except asyncio.CancelledError as cancelled:  # the runner is stopped (shutdown)
+                for future, _ok, _value in done:
+                    if not future.done():
+                        future.set_exception(cancelled)
+                self._fail_queued(cancelled)
+                raise
+            except BaseException as group_failed:
+                for future, ok, _value in done:
+                    if ok and not future.done():
+                        future.set_exception(group_failed)
+            for future, ok, value in done:
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while self._queued:
+            _body, future = self._queued.popleft()
+            if not future.done():
+                future.set_exception(exc)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

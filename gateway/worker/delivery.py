@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import logs
 from gateway.amqp.broker import Publisher
@@ -125,9 +126,8 @@ class Deliverer:
             # Delivered already (a redelivered copy), or revoked by its sender before it got here.
             revoked = row.status == Status.REVOKED
             SUPPRESSED.labels(recipient.id).inc()
-            async with self._db.transaction() as conn:
-                event = "not_delivered_revoked" if revoked else "duplicate_suppressed"
-                await store.add_evidence(conn, message_id, event, self.actor)
+            event = "not_delivered_revoked" if revoked else "duplicate_suppressed"
+            await self._db.write(lambda conn: store.add_evidence(conn, message_id, event, self.actor))
             await settle(message.ack())
             return
 
@@ -138,9 +138,10 @@ class Deliverer:
             # way that does not prove the recipient got nothing: the forward may have happened already.
             # Count it; the copy carries the same message_id and says it may be a repeat.
             REDELIVERED.labels(recipient.id).inc()
-            async with self._db.transaction() as conn:
-                detail = {"attempt": attempt, "broker_redelivery": bool(message.redelivered)}
-                await store.add_evidence(conn, message_id, "redelivered", self.actor, detail)
+            detail = {"attempt": attempt, "broker_redelivery": bool(message.redelivered)}
+            await self._db.write(
+                lambda conn: store.add_evidence(conn, message_id, "redelivered", self.actor, detail)
+            )
         receipt: PartnerReceipt | None = None
         try:
             if recipient.partner is not None:
@@ -241,7 +242,8 @@ class Deliverer:
             if receipt.reference:
                 detail["partner_reference"] = receipt.reference
         doc_type = self._types.get(row.message_type)
-        async with self._db.transaction() as conn:
+
+        async def record(conn: AsyncConnection) -> tuple[bool, Any]:
             moved = await store.transition(conn, row.message_id, Status.DELIVERED, self.actor, detail, at=at)
             if not moved:
                 # The partner's answer was stored first (answered), or the sender revoked it while it was
@@ -250,7 +252,9 @@ class Deliverer:
             await store.count_delivery(conn, row.message_id)
             if doc_type is not None and doc_type.delivered_event:
                 await self._note_on_references(conn, doc_type, row, at)
-            current = await store.get(conn, row.message_id)
+            return moved, await store.get(conn, row.message_id)
+
+        moved, current = await self._db.write(record)
         if not moved and current is not None and current.status == Status.REVOKED:
             # Revoked during the hand-over: the recipient has it, so it must hear of the revocation.
             reason = current.status_reason or "revoked by its sender"

@@ -28,6 +28,7 @@ import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import Counter
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.amqp.names import Names
 from gateway.amqp.settle import settle
@@ -88,8 +89,7 @@ class EventRelay:
 
     async def run_once(self) -> int:
         """One batch, published in order; returns the events published."""
-        async with self._db.transaction() as conn:
-            batch = await store.claim(conn, self._owner, BATCH, LEASE_SECONDS)
+        batch = await self._db.write(lambda conn: store.claim(conn, self._owner, BATCH, LEASE_SECONDS))
         if not batch:
             return 0
         done: list[int] = []
@@ -99,9 +99,12 @@ class EventRelay:
                 await exchange.publish(_amqp_message(event), routing_key=event.routing_key, timeout=15)
                 done.append(event.id)
         finally:
-            async with self._db.transaction() as conn:
+
+            async def record(conn: AsyncConnection) -> None:
                 await store.complete(conn, done)
                 await store.release(conn, [e.id for e in batch if e.id not in set(done)], self._owner)
+
+            await self._db.write(record)
             PUBLISHED.inc(len(done))
         return len(done)
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.amqp.broker import Publisher
 from gateway.amqp.names import Names
@@ -79,18 +80,22 @@ class Relay:
 
     async def run_once(self) -> int:
         """One batch: claim, publish concurrently (bounded), record. Returns rows published."""
-        async with self._db.transaction() as conn:
-            batch = await outbox.claim(
+        batch = await self._db.write(
+            lambda conn: outbox.claim(
                 conn, self._owner, self._settings.batch_size, self._settings.lease_seconds
             )
+        )
         if not batch:
             return 0
         results = await asyncio.gather(*(self._publish(item) for item in batch))
         done = [(item, at) for item, at in zip(batch, results, strict=True) if at is not None]
         failed = [item.id for item, at in zip(batch, results, strict=True) if at is None]
-        async with self._db.transaction() as conn:
+
+        async def record(conn: AsyncConnection) -> None:
             await outbox.complete(conn, done, "gateway.relay")
             await outbox.release(conn, failed, self._owner)
+
+        await self._db.write(record)
         PUBLISHED.inc(len(done))
         if failed:
             FAILED.inc(len(failed))

@@ -34,12 +34,20 @@ async def view(api: Client, lw: LookupWorld, message_id: str) -> dict[str, Any]:
 
 
 async def wait_for(
-    api: Client, lw: LookupWorld, message_id: str, *statuses: str, timeout: float = 30
+    api: Client,
+    lw: LookupWorld,
+    message_id: str,
+    *statuses: str,
+    timeout: float = 30,
+    event: str | None = None,
 ) -> dict[str, Any]:
+    """Until the message is in one of ``statuses`` (and its timeline has ``event``: a partner's answer at
+    once is stored before the delivery that brought it is recorded, in the transaction after)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         current = await view(api, lw, message_id)
-        if current["status"] in statuses:
+        seen = {e["event"] for e in current["timeline"]}
+        if current["status"] in statuses and (event is None or event in seen):
             return current
         assert asyncio.get_running_loop().time() < deadline, (
             f"still {current['status']}: {current['timeline']}"
