@@ -140,3 +140,43 @@ async def test_a_client_over_its_rate_limit_gets_429_with_retry_after(
     assert resp.status == 429
     assert int(resp.headers["Retry-After"]) >= 1
     assert (await resp.json())["type"].endswith("rate-limited")
+
+
+# --- Verified tokens are remembered until they expire, never past a change of their client ----------------
+
+
+async def test_a_token_used_before_its_client_was_revoked_is_refused_after(
+    api: TestClient[Any, Any], world: World
+) -> None:
+    token = world.court.token(world.settings)
+    assert (await push_with(api, token)).status == 202  # verified, and remembered
+    ClientStore(world.settings.clients_dir).revoke(COURT)
+    await asyncio.sleep(1.1)  # running processes re-read client files within a second
+    assert (await push_with(api, token)).status == 401
+
+
+def test_a_remembered_token_is_not_verified_again_until_it_expires(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.security import tokens
+
+    verifier = tokens.TokenVerifier(
+        ClientStore(world.settings.clients_dir), world.settings.auth.audience, leeway=0, max_lifetime=3600
+    )
+    checks = []
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("key") is not None:
+            checks.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(tokens.jwt, "decode", counting_decode)
+    token = world.court.token(world.settings, ttl=1)
+    assert verifier.verify(token).client.id == COURT
+    assert verifier.verify(token).client.id == COURT
+    assert len(checks) == 1  # the second time from memory
+    time.sleep(2.1)
+    with pytest.raises(tokens.TokenRejected, match="expired"):
+        verifier.verify(token)
+    assert len(checks) == 2  # checked again, and refused
