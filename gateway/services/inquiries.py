@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain import inquiry as rules
 from gateway.domain.calendar import WorkingCalendar, due_at
@@ -186,9 +187,12 @@ class InquiryService:
             },
         )
         try:
-            async with self._db.transaction() as conn:
+
+            async def create(conn: AsyncConnection) -> None:
                 await store.create(conn, inquiry, source_rows, requests)
                 await append(conn, audit)
+
+            await self._db.write(create)
         except IntegrityError:
             if not idempotency_key:
                 raise

@@ -23,7 +23,8 @@ FINAL = {InquiryStatus.COMPLETE, InquiryStatus.EXPIRED}
 async def apply_answer(db: Database, request_ref: str, answer: Answer, actor: str) -> bool:
     """Record ``answer`` for the source with ``request_ref`` unless it was already answered.
     Returns True if this call recorded it."""
-    async with db.transaction() as conn:
+
+    async def record(conn: AsyncConnection) -> bool:
         source = await store.source_by_ref(conn, request_ref)
         if source is None or not await store.record(conn, request_ref, answer):
             return False
@@ -45,7 +46,9 @@ async def apply_answer(db: Database, request_ref: str, answer: Answer, actor: st
             ),
         )
         await refresh(conn, source.inquiry_id)
-    return True
+        return True
+
+    return await db.write(record)
 
 
 async def refresh(conn: AsyncConnection, inquiry_id: str, at: datetime | None = None) -> str:

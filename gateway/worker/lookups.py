@@ -99,8 +99,9 @@ class LookupWorker:
         try:
             data = json.loads(message.body)
             if data["status"] == PENDING:
-                async with self._db.transaction() as conn:
-                    await store.note_accepted_later(conn, data["request_ref"], data.get("reference"))
+                await self._db.write(
+                    lambda conn: store.note_accepted_later(conn, data["request_ref"], data.get("reference"))
+                )
             else:
                 await apply_answer(
                     self._db, data["request_ref"], answer_from(data), data.get("partner", "partner")

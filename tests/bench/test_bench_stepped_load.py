@@ -2,7 +2,9 @@
 requests/s, each held for a fixed time — through the real api and worker. An open-loop generator (asyncio
 + aiohttp, this process) sends on schedule whatever the answers; latency counts from the scheduled send,
 so a late send counts against the gateway. The knee is the first step whose p99 exceeds 100 ms or whose
-achieved rate falls below 95% of the offered one."""
+achieved rate falls below 95% of the offered one. One unrecorded step at the lowest rate warms the gateway
+first (connections, caches, SQLite's first pages): a knee is about steady load, not about the first
+requests after a start."""
 
 from __future__ import annotations
 
@@ -130,6 +132,8 @@ async def test_stepped_load(bare: BareServer, tmp_path: Path) -> None:
         connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
         timeout = aiohttp.ClientTimeout(total=DRAIN_S + HOLD_S)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            warm = await step(http, f"{procs.url}/v1/judgments", headers, template, RATES[0])
+            print(f"\nBENCH warm-up at {RATES[0]}/s (not recorded): p99 {ms(warm.p99_ms)}")
             for rate in RATES:
                 steps.append(await step(http, f"{procs.url}/v1/judgments", headers, template, rate))
                 s = steps[-1]

@@ -38,6 +38,7 @@ from gateway.simulators.partners import banks, land, population, tax, vehicles
 from gateway.simulators.partners.behaviour import ADMIN_PREFIX, Behaviour
 from gateway.simulators.partners.servers import PATHS
 from gateway.storage.migrate import upgrade
+from tests.bench.support import BENCH_ENV
 from tests.conftest import ROOT, World, fresh_namespace, make_world
 from tests.support.gateway_procs import BROKER, GatewayProcesses, delete_topology, free_port
 from tests.test_asset_inquiry_flow import inquiry
@@ -184,7 +185,7 @@ class BenchProcesses(GatewayProcesses):
         import subprocess
         import sys
 
-        env = self.env() | {"GATEWAY_WORKER__METRICS_PORT": str(metrics_port)}
+        env = self.env() | BENCH_ENV | {"GATEWAY_WORKER__METRICS_PORT": str(metrics_port)}
         with (self.logs / f"{name}.log").open("ab") as out:
             self.procs[name] = subprocess.Popen(
                 [sys.executable, str(ROOT / "run.py"), role], env=env, cwd=ROOT, stdout=out, stderr=out
