@@ -5,7 +5,8 @@ are durable, and a failed commit fails every member of the group."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,36 @@ def count_commits(db: Database) -> list[int]:
     commits: list[int] = []
     event.listen(db.writer.sync_engine, "commit", lambda _conn: commits.append(1))
     return commits
+
+
+@contextmanager
+def commits_refused(db: Database) -> Iterator[None]:
+    """Every commit fails (a full disk, say) inside the block."""
+
+    def refuse(_conn: object) -> None:
+        raise RuntimeError("disk full")
+
+    event.listen(db.writer.sync_engine, "commit", refuse)
+    try:
+        yield
+    finally:
+        event.remove(db.writer.sync_engine, "commit", refuse)
+
+
+async def block_held_open(db: Database) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """A transaction block that has written k=1 and stays open until the returned event is set."""
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO t (k) VALUES (1)"))
+            entered.set()
+            await release.wait()
+
+    first = asyncio.create_task(slow())
+    await entered.wait()
+    return first, release
 
 
 async def test_concurrent_transactions_share_commits_and_each_is_durable_when_its_block_ends(
@@ -81,18 +112,13 @@ async def test_a_constraint_violation_is_the_callers_alone_and_the_winner_is_vis
 
 
 async def test_a_failed_commit_fails_every_member(db: Database) -> None:
-    def refuse(_conn: object) -> None:
-        raise RuntimeError("disk full")
-
-    event.listen(db.writer.sync_engine, "commit", refuse)
-
     async def write(k: int) -> None:
         async with db.transaction() as conn:
             await conn.execute(text("INSERT INTO t (k) VALUES (:k)"), {"k": k})
 
-    results = await asyncio.gather(*(write(k) for k in range(10)), return_exceptions=True)
+    with commits_refused(db):
+        results = await asyncio.gather(*(write(k) for k in range(10)), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results), results
-    event.remove(db.writer.sync_engine, "commit", refuse)
     assert await rows(db) == []
     async with db.transaction() as conn:  # and the next group works
         await conn.execute(text("INSERT INTO t (k) VALUES (1)"))
@@ -100,17 +126,7 @@ async def test_a_failed_commit_fails_every_member(db: Database) -> None:
 
 
 async def test_a_caller_cancelled_while_queued_does_not_strand_the_group(db: Database) -> None:
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow() -> None:
-        async with db.transaction() as conn:
-            await conn.execute(text("INSERT INTO t (k) VALUES (1)"))
-            entered.set()
-            await release.wait()
-
-    first = asyncio.create_task(slow())
-    await entered.wait()
+    first, release = await block_held_open(db)
 
     async def queued() -> None:
         async with db.transaction() as conn:
@@ -171,30 +187,16 @@ async def test_run_and_transaction_blocks_mix_in_one_group(db: Database) -> None
 
 
 async def test_a_failed_commit_fails_every_run_body(db: Database) -> None:
-    def refuse(_conn: object) -> None:
-        raise RuntimeError("disk full")
-
-    event.listen(db.writer.sync_engine, "commit", refuse)
-    results = await asyncio.gather(*(db.write(inserting(k)) for k in range(10)), return_exceptions=True)
+    with commits_refused(db):
+        results = await asyncio.gather(*(db.write(inserting(k)) for k in range(10)), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results), results
-    event.remove(db.writer.sync_engine, "commit", refuse)
     assert await rows(db) == []
     assert await db.write(inserting(1)) == 1  # and the next group works
     assert await rows(db) == [1]
 
 
 async def test_a_run_caller_cancelled_before_its_body_started_leaves_nothing(db: Database) -> None:
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow() -> None:
-        async with db.transaction() as conn:
-            await conn.execute(text("INSERT INTO t (k) VALUES (1)"))
-            entered.set()
-            await release.wait()
-
-    first = asyncio.create_task(slow())
-    await entered.wait()
+    first, release = await block_held_open(db)
     second = asyncio.create_task(db.write(inserting(2)))
     await asyncio.sleep(0.05)
     second.cancel()  # queued behind the open block
