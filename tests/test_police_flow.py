@@ -47,10 +47,16 @@ class Gateway:
             body: dict[str, Any] = await resp.json()
             return body
 
-    async def wait_for(self, message_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+    async def wait_for(
+        self, message_id: str, *statuses: str, timeout: float = 30, event: str | None = None
+    ) -> dict[str, Any]:
+        """Until the message is in one of ``statuses`` (and its timeline has ``event``: an answer at once is
+        stored before the delivery that brought it is recorded, in the transaction after)."""
+
         async def reached() -> dict[str, Any] | None:
             current = await self.view(message_id)
-            return current if current["status"] in statuses else None
+            seen = {e["event"] for e in current["timeline"]}
+            return current if current["status"] in statuses and (event is None or event in seen) else None
 
         result: dict[str, Any] = await police.wait_until(reached, timeout, f"{message_id} {statuses}")
         return result
@@ -151,7 +157,7 @@ async def test_urgent_assistance_is_acknowledged_and_the_ack_reaches_the_case_sy
     assert ack["message_type"] == "police.assistance_ack"
     assert ack["in_reply_to"] == call["message_id"] and ack["priority"] == "urgent"
     assert ack["body"]["dispatched"] is True and ack["body"]["eta_minutes"] >= 0
-    view = await gateway.wait_for(call["message_id"], "answered")
+    view = await gateway.wait_for(call["message_id"], "answered", event="delivered")
     assert {"accepted", "queued", "delivered", "answered"} <= set(events(view))
     assert receipt["message_id"] == call["message_id"]
 

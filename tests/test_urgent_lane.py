@@ -46,9 +46,14 @@ class Api:
             body: dict[str, Any] = await resp.json()
             return body
 
-    async def status_is(self, message_id: str, *statuses: str) -> dict[str, Any] | None:
+    async def status_is(
+        self, message_id: str, *statuses: str, event: str | None = None
+    ) -> dict[str, Any] | None:
+        """The view once in one of ``statuses`` (and, with ``event``, once its timeline has it: an at-once
+        answer is stored before its delivery is recorded)."""
         view = await self.view(message_id)
-        return view if view["status"] in statuses else None
+        seen = {e["event"] for e in view["timeline"]}
+        return view if view["status"] in statuses and (event is None or event in seen) else None
 
 
 @pytest.fixture
@@ -98,7 +103,9 @@ async def test_urgent_assistance_overtakes_a_held_backlog_of_normal_documents(ap
     call = police.urgent_assistance()
     await api.send(call)
     answered = await police.wait_until(
-        lambda: api.status_is(call["message_id"], "answered"), 30, "the urgent call to be acknowledged"
+        lambda: api.status_is(call["message_id"], "answered", event="delivered"),
+        30,
+        "the urgent call to be acknowledged",
     )
     assert {"delivered", "answered"} <= {e["event"] for e in answered["timeline"]}
 
