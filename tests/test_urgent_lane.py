@@ -35,9 +35,18 @@ class Api:
         self.http = aiohttp.ClientSession()
 
     async def send(self, document: dict[str, Any]) -> None:
+        """Sends as a well-behaved client does: a 429 is waited out for its ``Retry-After`` and sent again
+        (the backlog is pushed faster than the client's configured rate)."""
         headers = self.pw.world.case_headers()
-        async with self.http.post(self.procs.url + "/v1/documents", json=document, headers=headers) as resp:
-            assert resp.status == 202, await resp.text()
+        while True:
+            async with self.http.post(
+                self.procs.url + "/v1/documents", json=document, headers=headers
+            ) as resp:
+                if resp.status == 429:
+                    await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+                    continue
+                assert resp.status == 202, await resp.text()
+                return
 
     async def view(self, message_id: str) -> dict[str, Any]:
         headers = self.pw.world.case_headers()
