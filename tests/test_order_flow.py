@@ -82,6 +82,12 @@ async def test_blocking_order_is_executed_reported_once_and_confirmed(
     answered = await wait_for(api, lw, order["message_id"], "answered")
     [reply] = answered["replies"]
     assert reply["message_type"] == "report.account_blocking" and reply["sender"] == "BANK-VCB"
+    # The bank's at-once answer is stored in one transaction with the delivery it answers: never seen
+    # without it, and after it.
+    timeline = events(answered)
+    assert timeline.index("delivered") < timeline.index("answered"), timeline
+    delivery = next(e for e in answered["timeline"] if e["event"] == "delivered")
+    assert delivery["detail"]["answer"] == "at_once"
 
     [report] = await received(lw.world.case_queue, expect=1)
     assert report["message_id"] == reply["message_id"]

@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from gateway.security.keys import generate_keypair, load_private_key, public_pem
 from gateway.settings import Settings
 from gateway.simulators.main import prepare_keys
 from tests.conftest import ROOT
+from tests.support.gateway_procs import free_port
 
 CASE_QUEUE = "simulate-test.inbox"
 
@@ -89,13 +89,6 @@ def test_an_operator_registered_client_is_left_alone_and_the_log_says_what_to_ru
     assert client is not None and client.grants == frozenset({"messages.read"})
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("client TAND-HN")]
     assert "401" in line and "python run.py clients add --id TAND-HN" in line
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_full_simulate_starts_on_a_fresh_home_and_keeps_running(tmp_path: Path) -> None:

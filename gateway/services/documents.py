@@ -43,6 +43,8 @@ DOCUMENTS_EXCHANGE = "documents"
 NATURAL_KEY_MAX = 200  # messages.natural_key
 #: Names the copies the gateway makes (uuid5 of the original's message_id and the routing table).
 COPY_NAMESPACE = uuid.UUID("6f1c0a52-3d4e-5b8f-9a0c-1e2d3c4b5a69")
+#: A write run inside another's transaction (see ``accept_from_partner``).
+WriteStep = Callable[[AsyncConnection], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +146,16 @@ class DocumentService:
             raise forbidden(f"client {client.id} may only send messages whose sender is {client.id}")
         return await self._accept(doc_type, doc, Actor(client.id, principal.subject), action, trusted=False)
 
-    async def accept_from_partner(self, partner_code: str, document: Document) -> PushResult:
-        """A partner's answer returned by its connector (built by the gateway from the partner's reply)."""
+    async def accept_from_partner(
+        self, partner_code: str, document: Document, *, first: WriteStep | None = None
+    ) -> PushResult:
+        """A partner's answer returned by its connector (built by the gateway from the partner's reply).
+        ``first`` is written in the same transaction, before the answer (the delivery of the document it
+        answers, so the two are never seen apart); it is rolled back with the answer when that is a
+        duplicate (then ``PushResult.duplicate``) and never runs when the answer is refused."""
         doc_type = self._type_of(document, None)
         doc = self._schema_valid(doc_type, document)
-        return await self._accept(doc_type, doc, Actor(partner_code), None, trusted=True)
+        return await self._accept(doc_type, doc, Actor(partner_code), None, trusted=True, first=first)
 
     async def issue(self, document: Document) -> PushResult:
         """A document the gateway itself sends (deadline events, revocations)."""
@@ -180,7 +187,13 @@ class DocumentService:
         return canonical_ids(document)
 
     async def _accept(
-        self, doc_type: DocumentType, doc: Document, actor: Actor, action: str | None, trusted: bool
+        self,
+        doc_type: DocumentType,
+        doc: Document,
+        actor: Actor,
+        action: str | None,
+        trusted: bool,
+        first: WriteStep | None = None,
     ) -> PushResult:
         original = await self._answered(doc_type, doc)
         accepting_at = self._clock()
@@ -221,6 +234,8 @@ class DocumentService:
             )
 
         async def store_all(conn: AsyncConnection) -> None:
+            if first is not None:
+                await first(conn)
             for prepared in (accepted, *copies):
                 await store.insert_accepted(conn, prepared.row, prepared.item, actor.id, prepared.evidence)
                 await append(conn, prepared.audit)

@@ -2,10 +2,10 @@
 in effect (to the recipient's own AMQP queue, its webhook, or a partner's own API through its
 connector), record it, then ack.
 
-Order of effects per message: check "already delivered or revoked?" -> forward -> [store the partner's
-synchronous answer] -> record -> ack. A crash between forward and record can repeat the forward on
-redelivery (same message_id, counted; partners de-duplicate on it); everything else that repeats is
-suppressed by the status check.
+Order of effects per message: check "already delivered or revoked?" -> forward -> record [with the
+partner's synchronous answer, in the same transaction] -> ack. A crash between forward and record can
+repeat the forward on redelivery (same message_id, counted; partners de-duplicate on it); everything else
+that repeats is suppressed by the status check.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,10 +156,13 @@ class Deliverer:
             await self._retry_or_park(recipient, message, attempt, str(exc))
             return
 
-        delivered_at = now()
-        if receipt is not None and receipt.report is not None:
-            await self._store_answer(recipient.id, row.message_type, message, receipt.report)
-        await self._record_delivery(row, channel, attempt, receipt, delivered_at)
+        recorded: list[tuple[bool, Any]] = []
+        record = self._delivery_record(row, channel, attempt, receipt, now(), recorded)
+        answered = receipt is not None and receipt.report is not None
+        if not (answered and await self._store_answer(recipient.id, row, message, receipt, record)):
+            recorded.clear()
+            await self._db.write(record)
+        await self._after_delivery(recorded[-1])
         DELIVERED.labels(recipient.id, channel).inc()
         await settle(message.ack())
         log.debug("delivered to %s via %s (attempt %d)", recipient.id, channel, attempt)
@@ -213,16 +216,25 @@ class Deliverer:
         raise ConnectionError(reason)
 
     async def _store_answer(
-        self, partner: str, message_type: str, message: AbstractIncomingMessage, report: dict[str, Any]
-    ) -> None:
-        """The partner answered at once: its answer enters the pipeline like a pushed one would."""
-        doc_type = self._types.get(message_type)
-        original = json.loads(message.body)
+        self,
+        partner: str,
+        row: Any,
+        message: AbstractIncomingMessage,
+        receipt: PartnerReceipt | None,
+        record: Callable[[AsyncConnection], Awaitable[None]],
+    ) -> bool:
+        """The partner answered at once: its answer enters the pipeline like a pushed one would, in one
+        transaction with ``record`` (the delivery it answers: never an answer without its delivery).
+        Whether ``record`` was written with it; if not (no answer type, a refused or repeated answer), the
+        caller writes it alone."""
+        assert receipt is not None and receipt.report is not None
+        doc_type = self._types.get(row.message_type)
         if doc_type is None or doc_type.answer_type is None:
-            return
-        answer = answer_document(original, doc_type.answer_type, report, iso(now()) or "")
+            return False
+        original = json.loads(message.body)
+        answer = answer_document(original, doc_type.answer_type, receipt.report, iso(now()) or "")
         try:
-            await self._documents.accept_from_partner(partner, answer)
+            result = await self._documents.accept_from_partner(partner, answer, first=record)
         except Problem as problem:
             # The partner executed the order but its answer is unusable: keep the evidence, let the
             # deadline escalate, never drop what the partner said.
@@ -232,10 +244,20 @@ class Deliverer:
             }
             async with self._db.transaction() as conn:
                 await store.add_evidence(conn, original["message_id"], "answer_rejected", partner, detail)
+            return False
+        return not result.duplicate
 
-    async def _record_delivery(
-        self, row: Any, channel: str, attempt: int, receipt: PartnerReceipt | None, at: Any
-    ) -> None:
+    def _delivery_record(
+        self,
+        row: Any,
+        channel: str,
+        attempt: int,
+        receipt: PartnerReceipt | None,
+        at: Any,
+        recorded: list[tuple[bool, Any]],
+    ) -> Callable[[AsyncConnection], Awaitable[None]]:
+        """The write that records the delivery of ``row``; appends (moved to delivered?, the row after)
+        to ``recorded``."""
         detail: dict[str, Any] = {"channel": channel, "attempt": attempt}
         if receipt is not None:
             detail |= {"answer": "later" if receipt.accepted_later else "at_once"}
@@ -243,18 +265,21 @@ class Deliverer:
                 detail["partner_reference"] = receipt.reference
         doc_type = self._types.get(row.message_type)
 
-        async def record(conn: AsyncConnection) -> tuple[bool, Any]:
+        async def record(conn: AsyncConnection) -> None:
             moved = await store.transition(conn, row.message_id, Status.DELIVERED, self.actor, detail, at=at)
             if not moved:
-                # The partner's answer was stored first (answered), or the sender revoked it while it was
-                # being handed over: keep the delivery evidence either way.
+                # The sender revoked it while it was being handed over (or an answer pushed meanwhile
+                # moved it on): keep the delivery evidence either way.
                 await store.add_evidence(conn, row.message_id, "delivered", self.actor, detail, at)
             await store.count_delivery(conn, row.message_id)
             if doc_type is not None and doc_type.delivered_event:
                 await self._note_on_references(conn, doc_type, row, at)
-            return moved, await store.get(conn, row.message_id)
+            recorded.append((moved, await store.get(conn, row.message_id)))
 
-        moved, current = await self._db.write(record)
+        return record
+
+    async def _after_delivery(self, recorded: tuple[bool, Any]) -> None:
+        moved, current = recorded
         if not moved and current is not None and current.status == Status.REVOKED:
             # Revoked during the hand-over: the recipient has it, so it must hear of the revocation.
             reason = current.status_reason or "revoked by its sender"

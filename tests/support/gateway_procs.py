@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,10 +24,30 @@ from tests.conftest import ROOT, World
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 
 
+#: Ports handed out for servers a test starts later. Below the kernel's ephemeral range (32768-60999 on
+#: Linux): a port from ``bind(0)`` comes from that range, and between picking it and the server binding it
+#: an outgoing connection (to the broker, a simulator) may be given it — a rare "address in use".
+#: Handed out in turn from a random start, so two calls never give the same port until the whole range
+#: has gone round.
+_PORTS = range(20000, 32000)
+_RESERVED = {25672}  # RabbitMQ's inter-node port
+_start = random.choice(_PORTS)
+_next_port = itertools.cycle(itertools.chain(range(_start, _PORTS.stop), range(_PORTS.start, _start)))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on now, outside the range outgoing connections are given."""
+    for _ in range(200):
+        port = next(_next_port)
+        if port in _RESERVED:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 @dataclass
