@@ -125,6 +125,29 @@ async def test_async_bank_pushes_its_report_later_through_the_documents_endpoint
     assert report["in_reply_to"] == order["message_id"]
 
 
+async def test_an_unusable_at_once_report_leaves_the_delivery_recorded_and_the_violations_kept(
+    gateway: tuple[LookupWorld, Client],
+) -> None:
+    """The bank executed the order but its report breaks the schema: nothing the bank said is dropped —
+    the order is delivered (once), the rejection and its violations are in the timeline, no report reaches
+    the case system, and the order waits for its deadline."""
+    lw, api = gateway
+    switch = f"{lw.partners.urls['BANK-CTG']}/_sim/orders/garbled"
+    async with aiohttp.ClientSession() as http, http.post(switch, json={"garbled": True}) as resp:
+        assert resp.status == 200
+    order = fresh(orders.blocking("BANK-CTG", 1_000_000))
+    await send(api, lw, order)
+
+    delivered = await wait_for(api, lw, order["message_id"], "delivered", event="answer_rejected")
+    assert delivered["replies"] == []
+    [rejected] = [e for e in delivered["timeline"] if e["event"] == "answer_rejected"]
+    assert rejected["detail"]["answer_type"] == "report.account_blocking"
+    assert any("outcome" in error for error in rejected["detail"]["errors"]), rejected
+    assert [e["event"] for e in delivered["timeline"]].count("delivered") == 1
+    assert (await sim_counts(lw, "BANK-CTG")) == {order["message_id"]: 1}
+    assert await received(lw.world.case_queue, expect=0) == []
+
+
 async def test_transfer_and_release_follow_the_blocking_order(gateway: tuple[LookupWorld, Client]) -> None:
     lw, api = gateway
     block = fresh(orders.blocking("BANK-BIDV", 100_000_000))

@@ -16,7 +16,9 @@ A ``document.revocation`` (body ``revokes``, ``reason``) is acknowledged with ``
 
 Test switches: ``GET /<bank>/_sim/orders`` -> ``{message_id: times executed}``;
 ``POST /<bank>/_sim/orders/silent {"silent": true}`` makes the bank take orders with ``202`` and never
-answer them (nothing executed; ``silent_banks`` at start-up does the same).
+answer them (nothing executed; ``silent_banks`` at start-up does the same);
+``POST /<bank>/_sim/orders/garbled {"garbled": true}`` makes a synchronous bank execute orders and answer
+with a report that breaks its schema (no ``outcome``): what the gateway does with an unusable answer.
 """
 
 from __future__ import annotations
@@ -187,6 +189,7 @@ class OrderDesk:
     bank: str
     asynchronous: bool
     silent: bool = False
+    garbled: bool = False  # answers at once with a report missing its outcome
     ledger: Ledger = field(init=False)
     done: dict[str, Executed] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)  # message_id -> times executed
@@ -366,7 +369,10 @@ def _order_handler(bank: str, gateway_url: str) -> Callable[[web.Request], Any]:
                 {"status": "acknowledged", "reference": executed.reference}, headers=headers
             )
         if not desk.asynchronous:
-            return web.json_response(report["body"], headers=headers, dumps=dumps)
+            body = report["body"]
+            if desk.garbled:
+                body = {k: v for k, v in body.items() if k != "outcome"}
+            return web.json_response(body, headers=headers, dumps=dumps)
         push = desk.pushes.get(message_id)
         if push is None or push.done():
             # The first time, or the gateway asks again: (re)send the one report, a duplicate if it has it.
@@ -393,19 +399,21 @@ def _counts_handler(bank: str) -> Callable[[web.Request], Any]:
     return counts
 
 
-def _silent_handler(bank: str) -> Callable[[web.Request], Any]:
-    async def silent(request: web.Request) -> web.Response:
+def _switch_handler(bank: str, switch: str) -> Callable[[web.Request], Any]:
+    """``POST {"<switch>": true|false}`` sets the desk's test switch of that name."""
+
+    async def set_switch(request: web.Request) -> web.Response:
         desk = request.app[DESKS][bank]
         try:
             body = await request.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict) or not isinstance(body.get("silent"), bool):
-            return web.json_response({"error": 'the body must be {"silent": true|false}'}, status=400)
-        desk.silent = body["silent"]
-        return web.json_response({"silent": desk.silent})
+        if not isinstance(body, dict) or not isinstance(body.get(switch), bool):
+            return web.json_response({"error": f'the body must be {{"{switch}": true|false}}'}, status=400)
+        setattr(desk, switch, body[switch])
+        return web.json_response({switch: getattr(desk, switch)})
 
-    return silent
+    return set_switch
 
 
 def make_app(
@@ -441,7 +449,8 @@ def make_app(
     for bank, path in PATHS.items():
         app.router.add_post(path + ORDERS_PATH, _order_handler(bank, gateway_url))
         app.router.add_get(path + ADMIN_PREFIX + "orders", _counts_handler(bank))
-        app.router.add_post(path + ADMIN_PREFIX + "orders/silent", _silent_handler(bank))
+        for switch in ("silent", "garbled"):
+            app.router.add_post(path + ADMIN_PREFIX + "orders/" + switch, _switch_handler(bank, switch))
     callbacks = Callbacks(key, audience, callback_delay)
     app[CALLBACKS] = callbacks
     app.cleanup_ctx.append(callbacks.context)
