@@ -18,6 +18,7 @@ from gateway.simulators.partners import seed
 from gateway.storage.database import Database
 from gateway.storage.tables import audit_log, inquiries, inquiry_sources
 from tests.support.gateway_procs import GatewayProcesses
+from tests.support.load import post_until_taken
 from tests.support.lookup_world import PARTNER_CODES, LookupWorld, lookup_processes
 from tests.test_asset_inquiry_flow import inquiry
 
@@ -40,15 +41,9 @@ async def submit_all(lw: LookupWorld, procs: GatewayProcesses) -> dict[str, str]
 
         async def one(i: int) -> None:
             id_number = IDS[i % len(IDS)]
-            body = inquiry(id_number)
-            while True:  # a 429 is waited out and the same inquiry sent again, as a real client does
-                async with http.post(f"{procs.url}/v1/asset-inquiries", json=body, headers=headers) as r:
-                    if r.status == 429:
-                        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
-                        continue
-                    assert r.status == 202, await r.text()
-                    out[(await r.json())["inquiry_id"]] = id_number
-                    return
+            url = f"{procs.url}/v1/asset-inquiries"
+            answer = await post_until_taken(http, url, inquiry(id_number), headers)
+            out[answer["inquiry_id"]] = id_number
 
         await asyncio.gather(*(one(i) for i in range(N)))
     return out

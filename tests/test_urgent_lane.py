@@ -24,6 +24,7 @@ from gateway.amqp.names import Names
 from tests.conftest import fresh_namespace
 from tests.support import police
 from tests.support.gateway_procs import BROKER, GatewayProcesses
+from tests.support.load import post_until_taken
 from tests.support.police import PoliceWorld, police_world
 
 pytestmark = pytest.mark.rabbitmq
@@ -35,18 +36,9 @@ class Api:
         self.http = aiohttp.ClientSession()
 
     async def send(self, document: dict[str, Any]) -> None:
-        """Sends as a well-behaved client does: a 429 is waited out for its ``Retry-After`` and sent again
-        (the backlog is pushed faster than the client's configured rate)."""
-        headers = self.pw.world.case_headers()
-        while True:
-            async with self.http.post(
-                self.procs.url + "/v1/documents", json=document, headers=headers
-            ) as resp:
-                if resp.status == 429:
-                    await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
-                    continue
-                assert resp.status == 202, await resp.text()
-                return
+        # The backlog is pushed faster than the client's configured rate: 429s are waited out.
+        url = self.procs.url + "/v1/documents"
+        await post_until_taken(self.http, url, document, self.pw.world.case_headers())
 
     async def view(self, message_id: str) -> dict[str, Any]:
         headers = self.pw.world.case_headers()

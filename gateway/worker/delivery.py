@@ -158,9 +158,9 @@ class Deliverer:
 
         recorded: list[tuple[bool, Any]] = []
         record = self._delivery_record(row, channel, attempt, receipt, now(), recorded)
-        answered = receipt is not None and receipt.report is not None
-        if not (answered and await self._store_answer(recipient.id, row, message, receipt, record)):
-            recorded.clear()
+        report = receipt.report if receipt is not None else None
+        if report is None or not await self._store_answer(recipient.id, row, message, report, record):
+            recorded.clear()  # what a rolled-back run of ``record`` saw
             await self._db.write(record)
         await self._after_delivery(recorded[-1])
         DELIVERED.labels(recipient.id, channel).inc()
@@ -220,19 +220,18 @@ class Deliverer:
         partner: str,
         row: Any,
         message: AbstractIncomingMessage,
-        receipt: PartnerReceipt | None,
+        report: dict[str, Any],
         record: Callable[[AsyncConnection], Awaitable[None]],
     ) -> bool:
         """The partner answered at once: its answer enters the pipeline like a pushed one would, in one
         transaction with ``record`` (the delivery it answers: never an answer without its delivery).
         Whether ``record`` was written with it; if not (no answer type, a refused or repeated answer), the
         caller writes it alone."""
-        assert receipt is not None and receipt.report is not None
         doc_type = self._types.get(row.message_type)
         if doc_type is None or doc_type.answer_type is None:
             return False
         original = json.loads(message.body)
-        answer = answer_document(original, doc_type.answer_type, receipt.report, iso(now()) or "")
+        answer = answer_document(original, doc_type.answer_type, report, iso(now()) or "")
         try:
             result = await self._documents.accept_from_partner(partner, answer, first=record)
         except Problem as problem:

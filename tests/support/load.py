@@ -71,3 +71,25 @@ async def push_all(base_url: str, world: World, pushes: list[tuple[str, dict[str
         await asyncio.gather(*(one(kind, doc) for kind, doc in pushes))
     outcome.unique = first
     return outcome
+
+
+async def post_until_taken(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    expect: int = 202,
+    patience: float = 60.0,
+) -> dict[str, Any]:
+    """POST as a well-behaved client does: a 429 is waited out for its ``Retry-After`` and the same body
+    sent again (for up to ``patience`` seconds); the answer then has to be ``expect``. Its JSON body."""
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        async with http.post(url, json=body, headers=headers) as resp:
+            if resp.status != 429:
+                assert resp.status == expect, await resp.text()
+                answer: dict[str, Any] = await resp.json()
+                return answer
+            wait = float(resp.headers.get("Retry-After", "1"))
+        assert asyncio.get_running_loop().time() < deadline, f"throttled for {patience} s"
+        await asyncio.sleep(wait)
