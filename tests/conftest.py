@@ -120,6 +120,7 @@ def make_world(home: Path, database_url: str, deliver_to: str | None = None, **o
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "config" / "gateway.toml", config / "gateway.toml")
+    shutil.copy(ROOT / "config" / "legal_bases.toml", config / "legal_bases.toml")  # documents cite them
     namespace = fresh_namespace()
     overrides.setdefault("worker", {"metrics_port": 0})  # several workers run at once in tests
     settings = Settings(

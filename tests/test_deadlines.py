@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from gateway.domain.doctypes import RuleContext
 from gateway.partners import load_partners
-from gateway.reference_data import load_calendar, load_deadlines
+from gateway.reference_data import load_calendar, load_deadlines, load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.security.tokens import Principal
@@ -68,6 +68,7 @@ async def pipeline(world: World, tmp_path: Path) -> Any:
         load_deadlines(config),
         RuleContext(),
         clock=clock,
+        legal_bases=load_legal_bases(config),
     )
     watcher = DeadlineWatcher(db, documents, clients, "GW-THADS", timedelta(hours=4), 1.0, clock=clock)
     yield world, db, documents, watcher, clock

@@ -19,7 +19,7 @@ from gateway.domain.doctypes import RuleContext
 from gateway.domain.flows import police as rules
 from gateway.partners import load_partners
 from gateway.problems import Problem
-from gateway.reference_data import load_calendar, load_deadlines
+from gateway.reference_data import load_calendar, load_deadlines, load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.security.tokens import Principal
@@ -72,6 +72,7 @@ async def pipeline(database_url: str, tmp_path: Path) -> Any:
         load_deadlines(config),
         RuleContext(),
         clock=clock,
+        legal_bases=load_legal_bases(config),
     )
     watcher = DeadlineWatcher(db, documents, clients, "GW-THADS", timedelta(hours=4), 1.0, clock=clock)
     yield world, db, documents, watcher, clock

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from gateway.domain.parties import GATEWAY
 from gateway.domain.violations import Violation
 
 Document = dict[str, Any]
@@ -104,10 +105,18 @@ class DocumentType:
     #: copied, as a document of its own with its own receipt, to the recipient that table gives for
     #: the original's sender (an enforcement decision to the procuracy of the same level).
     copy_to: str | None = None
+    #: Roles of the parties that send it (``gateway/domain/parties.py``): a client needs one of them
+    #: besides its grant. Empty: no client sends it. ``{"gateway"}``: only the gateway issues it.
+    sent_by: frozenset[str] = frozenset()
 
     @property
     def grant(self) -> str:
         return f"documents.send:{self.message_type}"
+
+    @property
+    def gateway_only(self) -> bool:
+        """Issued by the gateway alone (deadline events, revocations): refused to every client."""
+        return self.sent_by == frozenset({GATEWAY})
 
     def violations(self, doc: Document, ctx: RuleContext) -> list[Violation]:
         """Rules beyond the schema, including the envelope's answer rules. Schema-valid ``doc`` only."""

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from gateway.domain import judgment, orders
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
 from gateway.domain.flows import citizen, court, police, procuracy
+from gateway.domain.parties import BANK, COURT, ENFORCEMENT_OFFICE, GATEWAY, LAND
 from gateway.domain.violations import Violation
 
 
@@ -33,14 +34,15 @@ def _pure(message_type: str) -> Callable[[Document, RuleContext], list[Violation
     return rules
 
 
-#: Partner kind receiving each order, and the body field naming the earlier order it follows.
+#: Partner kind receiving each order (and sending its report), and the body field naming the earlier
+#: order it follows.
 _ORDERS: dict[str, tuple[str, Reference | None]] = {
-    orders.ACCOUNT_BLOCKING: ("bank", None),
-    orders.FUNDS_TRANSFER: ("bank", Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING}))),
-    orders.ACCOUNT_RELEASE: ("bank", Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING}))),
-    orders.LAND_TRANSFER_SUSPENSION: ("land", None),
+    orders.ACCOUNT_BLOCKING: (BANK, None),
+    orders.FUNDS_TRANSFER: (BANK, Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING}))),
+    orders.ACCOUNT_RELEASE: (BANK, Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING}))),
+    orders.LAND_TRANSFER_SUSPENSION: (LAND, None),
     orders.LAND_SUSPENSION_LIFTING: (
-        "land",
+        LAND,
         Reference("suspension_order", frozenset({orders.LAND_TRANSFER_SUSPENSION})),
     ),
 }
@@ -60,6 +62,7 @@ def _order(message_type: str) -> DocumentType:
         deadline="3wd",
         # The case system confirms it has the report: the order's exchange is then complete.
         confirmed_by="sender",
+        sent_by=frozenset({ENFORCEMENT_OFFICE}),
     )
 
 
@@ -71,6 +74,8 @@ def _report(order_type: str) -> DocumentType:
         recipients="client",
         rules=_pure(message_type),
         answers=frozenset({order_type}),
+        # The partner the order went to: a bank reports on accounts, the land registry on parcels.
+        sent_by=frozenset({_ORDERS[order_type][0]}),
     )
 
 
@@ -84,6 +89,7 @@ _TYPES: list[DocumentType] = [
         priority=judgment.priority,
         confirmation_needs_case_ref=True,
         extra_grants=frozenset({"judgments.push"}),
+        sent_by=frozenset({COURT}),
     ),
     *(_order(t) for t in orders.ORDER_TYPES),
     *(_report(t) for t in orders.ORDER_TYPES),
@@ -93,6 +99,8 @@ _TYPES: list[DocumentType] = [
         recipients="client",
         rules=_pure(orders.DEADLINE_EVENT),
         confirmed_by="nobody",
+        # Reminders and escalations are the gateway's word to a sender: no client may speak it.
+        sent_by=frozenset({GATEWAY}),
     ),
     DocumentType(
         message_type=orders.REVOCATION,
@@ -101,6 +109,8 @@ _TYPES: list[DocumentType] = [
         rules=_pure(orders.REVOCATION),
         references=(Reference("revokes"),),
         delivered_event="revocation_delivered",
+        # Issued on the sender's behalf through POST /v1/messages/{id}/revocation, never pushed.
+        sent_by=frozenset({GATEWAY}),
     ),
     *police.TYPES,
     *procuracy.TYPES,

@@ -23,6 +23,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.domain.identifiers import AGENCY_CODE
+from gateway.domain.parties import CLIENT_ROLES
 from gateway.security.keys import PublicKey, load_public_key, public_pem
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ class Client:
     created_at: str = ""
     rate_limit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What kind of party it is (``court``, ``enforcement_office``...: gateway/domain/parties.py), when
+    #: its file says; see :func:`gateway.domain.parties.client_role` for what applies otherwise.
+    role: str | None = None
 
     def allows(self, service: str) -> bool:
         """Deny by default: exact grant, or the grant of the service's family."""
@@ -105,6 +109,7 @@ class ClientFile(BaseModel):
     revoked: bool = False
     created_at: str = ""
     rate_limit: str | None = None
+    role: str | None = None
 
     @field_validator("created_at", mode="before")
     @classmethod
@@ -116,6 +121,13 @@ class ClientFile(BaseModel):
     def _delivery(cls, value: str | None) -> str | None:
         if value:
             Delivery.parse(value)
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_role(value)
         return value
 
     @field_validator("rate_limit")
@@ -132,6 +144,13 @@ def validate_grant(grant: str) -> str:
     if family not in KNOWN_SERVICES:
         raise ClientConfigError(f"unknown service {grant!r}; known: {', '.join(sorted(KNOWN_SERVICES))}")
     return grant
+
+
+def validate_role(role: str) -> str:
+    """A role a client file may state (gateway/domain/parties.py)."""
+    if role not in CLIENT_ROLES:
+        raise ClientConfigError(f"unknown role {role!r}; known: {', '.join(sorted(CLIENT_ROLES))}")
+    return role
 
 
 class ClientStore:
@@ -207,6 +226,7 @@ class ClientStore:
             revoked=data.revoked,
             created_at=data.created_at,
             rate_limit=data.rate_limit,
+            role=data.role,
         )
 
     # -- writing (operator CLI) ------------------------------------------------------------------
@@ -218,12 +238,16 @@ class ClientStore:
         grants: list[str],
         deliver_to: str | None = None,
         name: str | None = None,
+        role: str | None = None,
     ) -> Client:
-        """Create a client, or add a key / replace grants of an existing one."""
+        """Create a client, or add a key / replace grants of an existing one. ``role``: what kind of
+        party it is (kept when not given again)."""
         if not CLIENT_ID.match(client_id):
             raise ClientConfigError("client id must be an agency code: A-Z, 0-9 and '-', 2-32 chars")
         for grant in grants:
             validate_grant(grant)
+        if role is not None:
+            validate_role(role)
         if deliver_to:
             Delivery.parse(deliver_to)
         key = load_public_key(public_key_pem)
@@ -246,6 +270,8 @@ class ClientStore:
         data.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
         if deliver_to:
             data["deliver_to"] = deliver_to
+        if role is not None:
+            data["role"] = role
         self._write(path, data)
         self._refresh(force=True)
         client = self._clients[client_id]

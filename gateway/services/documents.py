@@ -8,9 +8,10 @@ returned synchronously by its connector, and the gateway's own documents (deadli
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from gateway.amqp.names import Names
 from gateway.domain.calendar import WorkingCalendar, due_at, reminder_at
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
 from gateway.domain.identifiers import canonical_ids, mask, person_refs
+from gateway.domain.parties import client_role
 from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
 from gateway.domain.violations import Violation
@@ -43,6 +45,8 @@ DOCUMENTS_EXCHANGE = "documents"
 NATURAL_KEY_MAX = 200  # messages.natural_key
 #: Names the copies the gateway makes (uuid5 of the original's message_id and the routing table).
 COPY_NAMESPACE = uuid.UUID("6f1c0a52-3d4e-5b8f-9a0c-1e2d3c4b5a69")
+#: What the key of the gateway's own message ids is derived from (see :func:`issued_id`).
+ISSUED_ID_LABEL = b"thads-gateway issued message ids v1"
 #: A write run inside another's transaction (see ``accept_from_partner``).
 WriteStep = Callable[[AsyncConnection], Awaitable[object]]
 
@@ -103,8 +107,11 @@ class DocumentService:
         admissions: Mapping[str, AdmissionCheck] | None = None,
         routing: Mapping[str, Mapping[str, str]] | None = None,
         reminder_lead: timedelta = DEFAULT_REMINDER_LEAD,
+        legal_bases: Collection[str] = (),
     ) -> None:
         self._db = db
+        #: Codes of ``config/legal_bases.toml``: a document citing another is refused (none: every one is).
+        self._legal_bases = frozenset(legal_bases)
         self._reminder_lead = reminder_lead
         self._catalog = catalog
         self._signer = signer
@@ -121,6 +128,9 @@ class DocumentService:
             admissions = ADMISSIONS
         self._admissions = dict(admissions)
         self._pepper = signer.pseudonym_pepper()
+        # Ed25519 signatures are deterministic: every process with the signing key derives the same key,
+        # and no client can, so the ids of what the gateway issues are stable and unguessable.
+        self._id_key = signer.sign_bytes(ISSUED_ID_LABEL).encode()
         #: Routing tables of ``config/routing.toml`` (table -> sender -> recipient of the copy).
         self._routing = {table: dict(rows) for table, rows in (routing or {}).items()}
         missing = {name for t in registry.values() for name in t.admissions} - set(self._admissions)
@@ -138,9 +148,7 @@ class DocumentService:
         """
         client = principal.client
         doc_type = self._type_of(document, only_type)
-        granted = client.allows(doc_type.grant) or any(client.allows(g) for g in doc_type.extra_grants)
-        if not granted:
-            raise forbidden(f"client {client.id} is not granted {doc_type.grant}")
+        self._authorise(client, doc_type)
         doc = self._schema_valid(doc_type, document)
         if doc["sender"] != client.id:
             raise forbidden(f"client {client.id} may only send messages whose sender is {client.id}")
@@ -158,10 +166,25 @@ class DocumentService:
         return await self._accept(doc_type, doc, Actor(partner_code), None, trusted=True, first=first)
 
     async def issue(self, document: Document) -> PushResult:
-        """A document the gateway itself sends (deadline events, revocations)."""
+        """A document the gateway itself sends (deadline events, revocations). Its ``message_id`` is
+        the gateway's: whatever ``document`` holds is replaced by :meth:`issued_id` of its type and
+        natural key, so issuing the same event twice (two watchers, the api and a worker) stores it
+        once, and no client can know the id beforehand to claim it."""
         doc_type = self._type_of(document, None)
         doc = self._schema_valid(doc_type, document)
+        doc["message_id"] = self.issued_id(doc_type.message_type, doc_type.natural_key(doc))
         return await self._accept(doc_type, doc, Actor(doc["sender"]), None, trusted=True)
+
+    def issued_id(self, message_type: str, natural_key: str) -> str:
+        """The ``message_id`` of the document of ``message_type`` the gateway issues under
+        ``natural_key``: keyed with a secret only the gateway holds."""
+        return issued_id(self._id_key, message_type, natural_key)
+
+    def role_of(self, client: Any) -> str | None:
+        """What kind of party ``client`` is: its file's ``role``, else its partner kind
+        (``config/partners.toml``), else its agency-code prefix (gateway/domain/parties.py)."""
+        partner = self._partners.get(client.id)
+        return client_role(client.id, client.role, partner.kind if partner else None)
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -178,6 +201,23 @@ class DocumentService:
                 [Violation("$.message_type", f"{shown} is not a known message type; known: {known}", "enum")]
             )
         return self.registry[str(message_type)]
+
+    def _authorise(self, client: Any, doc_type: DocumentType) -> None:
+        """403 unless ``client`` holds a grant for ``doc_type`` *and* is a kind of party that sends it.
+        A type only the gateway issues is refused to every client, whatever it holds."""
+        if doc_type.gateway_only:
+            raise forbidden(f"{doc_type.message_type} is issued by the gateway only; no client sends it")
+        granted = client.allows(doc_type.grant) or any(client.allows(g) for g in doc_type.extra_grants)
+        if not granted:
+            raise forbidden(f"client {client.id} is not granted {doc_type.grant}")
+        role = self.role_of(client)
+        if role not in doc_type.sent_by:
+            senders = " or ".join(sorted(doc_type.sent_by)) or "nobody"
+            who = f"is a {role}" if role else "has no role on record (role in its client file)"
+            raise forbidden(
+                f"client {client.id} {who}; a {doc_type.message_type} is sent by: {senders}, "
+                "whatever grant the client holds"
+            )
 
     def _schema_valid(self, doc_type: DocumentType, document: object) -> Document:
         violations = self._catalog.violations(doc_type.message_type, document)
@@ -199,6 +239,8 @@ class DocumentService:
         accepting_at = self._clock()
         violations = doc_type.violations(doc, replace(self._ctx, now=accepting_at))
         violations += self._recipient_violations(doc_type, doc, original)
+        violations += self._legal_basis_violations(doc)
+        violations += await self._replaces_violations(doc_type, doc)
         references, reference_violations = await self._references(doc_type, doc)
         violations += reference_violations
         copy_to, copy_violations = self._copy_target(doc_type, doc, trusted)
@@ -259,10 +301,12 @@ class DocumentService:
             await self._db.write(store_all)
         except IntegrityError:
             # The same message or document is stored already (resent, or a concurrent push won the race):
-            # answer as a duplicate.
+            # answer as a duplicate — when it is this sender's own document of this type.
             earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)
             if earlier is None:
-                raise
+                # Nothing of this sender's explains it: an id taken by a document the gateway made
+                # (a copy). Said without naming it.
+                raise conflict(_ID_TAKEN) from None
             return await self._duplicate(actor, action, earlier, doc["message_id"])
         return PushResult(accepted.receipt, duplicate=False)
 
@@ -409,6 +453,32 @@ class DocumentService:
                 noted.append((earlier.message_id, ref.noted_as))
         return noted, out
 
+    def _legal_basis_violations(self, doc: Document) -> list[Violation]:
+        """A stated legal basis must be one of ``config/legal_bases.toml``, as for lookups."""
+        basis = doc.get("legal_basis")
+        if basis is None or basis in self._legal_bases:
+            return []
+        known = ", ".join(sorted(self._legal_bases)) or "none configured"
+        message = f"{str(basis)[:64]!r} is not a known legal basis (config/legal_bases.toml); known: {known}"
+        return [Violation("$.legal_basis", message, "legal_basis")]
+
+    async def _replaces_violations(self, doc_type: DocumentType, doc: Document) -> list[Violation]:
+        """``replaces`` resolves like ``in_reply_to``: an earlier document of this type from this
+        sender. One message for "unknown" and "someone else's": it tells nothing about other parties."""
+        replaced = doc.get("replaces")
+        if not isinstance(replaced, str):
+            return []
+        async with self._db.read() as conn:
+            earlier = await store.get(conn, replaced)
+        mine = (doc["sender"], doc_type.message_type)
+        if earlier is None or (earlier.sender, earlier.message_type) != mine:
+            message = (
+                f"names no earlier {doc_type.message_type} of {doc['sender']} known to the gateway: "
+                "a document replaces only its sender's own document of the same type"
+            )
+            return [Violation("$.replaces", message, "reference")]
+        return []
+
     def _copy_target(
         self, doc_type: DocumentType, doc: Document, trusted: bool
     ) -> tuple[str | None, list[Violation]]:
@@ -455,18 +525,25 @@ class DocumentService:
     async def _earlier(
         self, doc_type: DocumentType, doc: Document, digest: str, natural_key: str, trusted: bool
     ) -> Any:
+        """The stored document ``doc`` repeats: only ever one of the same type from the same sender.
+        A ``message_id`` another sender (or another type) holds is a conflict, answered exactly like a
+        reused id of one's own, so it reveals nothing of the other document."""
         async with self._db.read() as conn:
             same_id = await store.get(conn, doc["message_id"])
             if same_id is not None:
+                if same_id.sender != doc["sender"] or same_id.message_type != doc_type.message_type:
+                    raise conflict(_ID_TAKEN)
                 # The gateway rebuilds a partner's synchronous answer on every redelivery (new created_at):
                 # for what it builds itself, the same message_id is the same document.
                 if same_id.sha256 != digest and not trusted:
-                    raise conflict(
-                        "this message_id was already used for a different message; "
-                        "use a new message_id for a new message"
-                    )
+                    raise conflict(_ID_TAKEN)
                 return same_id
-            return await store.get_by_natural_key(conn, doc_type.message_type, natural_key)
+            same_key = await store.get_by_natural_key(conn, doc_type.message_type, natural_key)
+        if same_key is not None and same_key.sender != doc["sender"]:
+            # Natural keys name their sender (docs/documents.md); were one not to, another sender's
+            # document is still never answered as this one's duplicate.
+            raise conflict("another sender's document has this natural key: this is no resend of yours")
+        return same_key
 
     async def _duplicate(self, actor: Actor, action: str, earlier: Any, pushed_id: str) -> PushResult:
         async with self._db.transaction() as conn:
@@ -503,6 +580,18 @@ class DocumentService:
             "signed_fields": list(SIGNED_FIELDS),
             "signature": self._signer.sign(fields),
         }
+
+
+_ID_TAKEN = "this message_id was already used for a different message; use a new message_id for a new message"
+
+
+def issued_id(key: bytes, message_type: str, natural_key: str) -> str:
+    """A UUID (RFC 9562 version 8: custom) from HMAC-SHA256 of the type and natural key under ``key``:
+    the same for every process holding the key, unpredictable for anyone else."""
+    digest = bytearray(hmac.new(key, f"{message_type}|{natural_key}".encode(), hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
+    return str(uuid.UUID(bytes=bytes(digest)))
 
 
 def _local_iso(at: datetime, calendar: WorkingCalendar) -> str:
@@ -542,7 +631,11 @@ async def _resolve(
     conn: AsyncConnection, ref: Reference, value: object, path: str
 ) -> tuple[Any, list[Violation]]:
     """The earlier document a reference field names: by ``message_id``, or by the natural key built from
-    an object (whose optional ``message_id`` must then name that same document)."""
+    an object whose optional ``message_id`` must then be that of the document the other fields describe.
+
+    Refusals say what is true and where: no such document at all is at ``path``; a ``message_id``
+    that is not the one of the document the other fields describe (unknown, or another document)
+    is at ``path.message_id``, without saying what, if anything, it names."""
     wanted = " or ".join(sorted(ref.types)) or "document"
     if isinstance(value, str):
         earlier = await store.get(conn, value.lower())
@@ -551,13 +644,25 @@ async def _resolve(
         by_id = value.get("message_id")
         if isinstance(by_id, str):
             earlier = await store.get(conn, by_id.lower())
-            if earlier is not None and earlier.natural_key.split("|replaces:")[0] != key:
-                message = f"names a {earlier.message_type} other than the one the other fields describe"
-                return None, [Violation(f"{path}.message_id", message, "reference")]
-        else:
-            earlier = None
-            for message_type in sorted(ref.types):
-                earlier = earlier or await store.get_by_natural_key(conn, message_type, key)
+            # A replacement is stored under its key and what it replaces; it still is that document.
+            if (
+                earlier is not None
+                and (earlier.message_type in ref.types)
+                and (earlier.natural_key.split("|replaces:")[0] == key)
+            ):
+                return earlier, []
+        described = None
+        for message_type in sorted(ref.types):
+            described = described or await store.get_by_natural_key(conn, message_type, key)
+        if described is None:
+            return None, [Violation(path, f"names no {wanted} known to the gateway", "reference")]
+        if isinstance(by_id, str):
+            message = (
+                f"is not the message_id of the {wanted} the other fields describe "
+                "(leave it out to name that one by them alone)"
+            )
+            return None, [Violation(f"{path}.message_id", message, "reference")]
+        earlier = described
     else:
         return None, []
     if earlier is None or (ref.types and earlier.message_type not in ref.types):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from gateway.domain.doctypes import RuleContext
 from gateway.partners import load_partners
-from gateway.reference_data import load_calendar, load_deadlines, load_reminder_lead, load_routing
+from gateway.reference_data import (
+    load_calendar,
+    load_deadlines,
+    load_legal_bases,
+    load_reminder_lead,
+    load_routing,
+)
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.services.admissions import ADMISSIONS
@@ -30,4 +36,5 @@ def build_document_service(
         admissions=ADMISSIONS,
         routing=load_routing(settings.config_dir),
         reminder_lead=load_reminder_lead(settings.config_dir),
+        legal_bases=load_legal_bases(settings.config_dir),
     )

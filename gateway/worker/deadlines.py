@@ -4,8 +4,9 @@ Each document whose type has a deadline (``config/documents.toml``) gets ``due_a
 it waits for: its delivery, or its answer when the type is answered (an order by its report). Before
 ``due_at`` the sender gets a ``reminder`` ``event.deadline``; once it has passed, the document becomes
 ``overdue`` (an evidence in its timeline) and the sender gets an ``escalation``. Several workers may run
-it: the conditional updates let one of them act, and the events' ids are derived from the document, so
-a repeat is a duplicate, not a second event.
+it: the conditional updates (``reminded_at``, the move to ``overdue``) let exactly one of them act. The
+event's ``message_id`` is the gateway's (``DocumentService.issue``: keyed with a secret, from the document
+and the kind), so a repeat is still a duplicate and no client can know it beforehand to claim it.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class DeadlineWatcher:
         if sender is None or sender.deliver_to is None or sender.revoked:
             return 1
         event: dict[str, Any] = {
-            "message_id": _event_id(row.message_id, kind),
+            "message_id": str(uuid.uuid4()),  # replaced by the gateway's own id in issue()
             "message_type": DEADLINE_EVENT,
             "schema_version": "1",
             "created_at": iso(at),
@@ -120,10 +121,6 @@ class DeadlineWatcher:
                 "could not issue the %s for %s: %s %s", kind, row.message_id, problem, problem.violations
             )
         return 1
-
-
-def _event_id(message_id: str, kind: str) -> str:
-    return str(uuid.uuid5(uuid.UUID(message_id), f"{DEADLINE_EVENT}/{kind}"))
 
 
 def _due(row: Any) -> dict[str, Any]:

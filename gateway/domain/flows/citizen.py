@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from gateway.domain.doctypes import Document, DocumentType, RuleContext
 from gateway.domain.identifiers import mask
+from gateway.domain.parties import ENFORCEMENT_OFFICE, VNEID
 from gateway.domain.violations import Violation
 
 NOTICE = "notice.citizen"
@@ -67,6 +68,7 @@ TYPES: list[DocumentType] = [
         # The office confirms the delivery status it received: the notice is then confirmed too.
         confirmed_by="sender",
         admissions=(CONSENT_CHECK,),
+        sent_by=frozenset({ENFORCEMENT_OFFICE}),
     ),
     DocumentType(
         message_type=DELIVERY_STATUS,
@@ -74,5 +76,6 @@ TYPES: list[DocumentType] = [
         recipients="client",
         rules=status_rules,
         answers=frozenset({NOTICE}),
+        sent_by=frozenset({VNEID}),
     ),
 ]

@@ -17,6 +17,7 @@ from typing import Any, Final
 from gateway.domain import judgment
 from gateway.domain.calendar import LOCAL_TZ
 from gateway.domain.doctypes import Document, DocumentType, Reference, ReferenceParties, RuleContext
+from gateway.domain.parties import COURT, ENFORCEMENT_OFFICE
 from gateway.domain.violations import Violation
 
 EVENT: Final = "court.event"
@@ -108,6 +109,7 @@ TYPES: list[DocumentType] = [
         extra_grants=frozenset({"judgments.push"}),
         # The court that gave the judgment, to the office that received it.
         references=(_judgment("court_event", "same"),),
+        sent_by=frozenset({COURT}),
     ),
     DocumentType(
         message_type=CLARIFICATION_REQUEST,
@@ -119,11 +121,13 @@ TYPES: list[DocumentType] = [
         # The office that received the judgment, to the court that gave it.
         references=(_judgment("clarification_requested", "reverse"),),
         confirmed_by="sender",
+        sent_by=frozenset({ENFORCEMENT_OFFICE}),
     ),
     DocumentType(
         message_type=CLARIFICATION_ANSWER,
         natural_key=answer_key,
         recipients="client",
         answers=frozenset({CLARIFICATION_REQUEST}),
+        sent_by=frozenset({COURT}),
     ),
 ]

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from gateway.domain.calendar import LOCAL_TZ
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
+from gateway.domain.parties import ENFORCEMENT_OFFICE
 from gateway.domain.violations import Violation
 
 PROTECTION_REQUEST: Final = "police.protection_request"
@@ -113,12 +114,14 @@ TYPES: list[DocumentType] = [
         answer_type=PROTECTION_ANSWER,
         deadline="3wd",
         confirmed_by="sender",
+        sent_by=frozenset({ENFORCEMENT_OFFICE}),
     ),
     DocumentType(
         message_type=PROTECTION_ANSWER,
         natural_key=_answer_key,
         recipients="client",
         answers=frozenset({PROTECTION_REQUEST}),
+        sent_by=frozenset({POLICE}),
     ),
     DocumentType(
         message_type=URGENT_ASSISTANCE,
@@ -131,11 +134,13 @@ TYPES: list[DocumentType] = [
         references=(Reference("protection_request", frozenset({PROTECTION_REQUEST})),),
         deadline="15m",
         confirmed_by="sender",
+        sent_by=frozenset({ENFORCEMENT_OFFICE}),
     ),
     DocumentType(
         message_type=ASSISTANCE_ACK,
         natural_key=_answer_key,
         recipients="client",
         answers=frozenset({URGENT_ASSISTANCE}),
+        sent_by=frozenset({POLICE}),
     ),
 ]

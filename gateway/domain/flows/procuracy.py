@@ -17,6 +17,8 @@ from typing import Final
 from gateway.domain import orders
 from gateway.domain.calendar import LOCAL_TZ
 from gateway.domain.doctypes import Document, DocumentType, RuleContext
+from gateway.domain.parties import ENFORCEMENT_OFFICE
+from gateway.domain.parties import PROCURACY as PROCURACY_ROLE
 from gateway.domain.violations import Violation
 
 DECISION: Final = "decision.enforcement"
@@ -87,6 +89,7 @@ TYPES: list[DocumentType] = [
         rules=decision_rules,
         debtor_refs=orders.debtor_refs,
         copy_to=ROUTING_TABLE,
+        sent_by=frozenset({ENFORCEMENT_OFFICE}),
     ),
     *(
         DocumentType(
@@ -98,6 +101,7 @@ TYPES: list[DocumentType] = [
             deadline="15wd",
             # The procuracy confirms it has the office's answer: its paper's exchange is then complete.
             confirmed_by="sender",
+            sent_by=frozenset({PROCURACY_ROLE}),
         )
         for message_type in REQUESTS
     ),
@@ -106,5 +110,6 @@ TYPES: list[DocumentType] = [
         natural_key=answer_key,
         recipients="client",
         answers=frozenset(REQUESTS),
+        sent_by=frozenset({ENFORCEMENT_OFFICE}),
     ),
 ]
