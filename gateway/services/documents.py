@@ -631,38 +631,36 @@ async def _resolve(
     conn: AsyncConnection, ref: Reference, value: object, path: str
 ) -> tuple[Any, list[Violation]]:
     """The earlier document a reference field names: by ``message_id``, or by the natural key built from
-    an object whose optional ``message_id`` must then be that of the document the other fields describe.
+    an object whose optional ``message_id`` must then name that same document.
 
-    Refusals say what is true and where: no such document at all is at ``path``; a ``message_id``
-    that is not the one of the document the other fields describe (unknown, or another document)
-    is at ``path.message_id``, without saying what, if anything, it names."""
+    Each refusal says what is true, where it is: nothing the other fields describe and nothing the
+    ``message_id`` names is at ``path``; a ``message_id`` naming another document, or none while the
+    other fields describe a known one, is at ``path.message_id``."""
     wanted = " or ".join(sorted(ref.types)) or "document"
     if isinstance(value, str):
         earlier = await store.get(conn, value.lower())
     elif isinstance(value, dict) and ref.key is not None:
         key = stored_key(ref.key(value))
-        by_id = value.get("message_id")
-        if isinstance(by_id, str):
-            earlier = await store.get(conn, by_id.lower())
-            # A replacement is stored under its key and what it replaces; it still is that document.
-            if (
-                earlier is not None
-                and (earlier.message_type in ref.types)
-                and (earlier.natural_key.split("|replaces:")[0] == key)
-            ):
-                return earlier, []
         described = None
         for message_type in sorted(ref.types):
             described = described or await store.get_by_natural_key(conn, message_type, key)
-        if described is None:
-            return None, [Violation(path, f"names no {wanted} known to the gateway", "reference")]
-        if isinstance(by_id, str):
-            message = (
-                f"is not the message_id of the {wanted} the other fields describe "
-                "(leave it out to name that one by them alone)"
-            )
-            return None, [Violation(f"{path}.message_id", message, "reference")]
-        earlier = described
+        by_id = value.get("message_id")
+        if not isinstance(by_id, str):
+            earlier = described
+        else:
+            earlier = await store.get(conn, by_id.lower())
+            if earlier is not None and ref.types and earlier.message_type not in ref.types:
+                earlier = None  # what another type's id names is none of this reference's business
+            if earlier is not None and earlier.natural_key.split("|replaces:")[0] != key:
+                # A replacement is stored under its key and what it replaces: it is still that document.
+                message = f"names a {earlier.message_type} other than the one the other fields describe"
+                return None, [Violation(f"{path}.message_id", message, "reference")]
+            if earlier is None and described is not None:
+                message = (
+                    f"names no {wanted} known to the gateway, although the other fields describe one: "
+                    "leave message_id out to name it by them alone, or give its own message_id"
+                )
+                return None, [Violation(f"{path}.message_id", message, "reference")]
     else:
         return None, []
     if earlier is None or (ref.types and earlier.message_type not in ref.types):
