@@ -60,7 +60,10 @@ def register(
     clients: ClientStore, client_id: str, grants: list[str], deliver_to: str | None, role: str | None = None
 ) -> None:
     key = public_pem(generate_keypair("ed25519").public_key())
-    clients.add(client_id, key, grants, deliver_to=deliver_to, role=role)
+    if role is None:
+        clients.add(client_id, key, grants, deliver_to=deliver_to)
+    else:
+        clients.add(client_id, key, grants, deliver_to=deliver_to, role=role)
 
 
 def principal(services: Services, client_id: str) -> Principal:
