@@ -114,7 +114,10 @@ OPERATIONS: Final = (
         description=(
             "Grant `documents.send:<message_type>` (or `documents.send` for every type); `sender` must be "
             "the authenticated client. The envelope's `message_type` selects the schema. Same duplicate and "
-            "conflict rules as `POST /v1/judgments`."
+            "conflict rules as `POST /v1/judgments`. A grant does not stand in for the kind of party that "
+            "sends a type (an order comes from an enforcement office, a judgment from a court: 403 "
+            "otherwise), and `event.deadline` and `document.revocation` are the gateway's own: 403 for "
+            "every client (their schemas describe what clients receive)."
         ),
         grant="documents.send:<message_type>",
         grant_check="service",
