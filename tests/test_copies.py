@@ -19,7 +19,6 @@ from gateway.security.clients import ClientStore
 from gateway.security.keys import generate_keypair, public_pem
 from gateway.security.signing import public_key_from_jwk, verify
 from gateway.security.tokens import Principal
-from gateway.services.documents import copy_id
 from gateway.storage import messages as store
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
@@ -101,7 +100,7 @@ async def test_a_decision_is_copied_to_the_procuracy_of_the_same_level_with_its_
     original, duplicate = await rows(services)  # TAND-HN, VKS-HN
     assert (original.message_id, original.recipient) == (doc["message_id"], "TAND-HN")
     assert duplicate.recipient == "VKS-HN" and duplicate.sender == "THADS-HN"
-    assert duplicate.message_id == copy_id(doc["message_id"], "procuracy")
+    assert duplicate.message_id == services.documents.copy_id(doc["message_id"], "procuracy")
     assert duplicate.message_type == "decision.enforcement" and duplicate.status == "received"
     assert duplicate.correlation_id == doc["message_id"]
     copied = json.loads(duplicate.payload)
@@ -177,8 +176,8 @@ async def test_a_replacing_decision_replaces_the_earlier_copy_at_the_procuracy(s
     await services.documents.submit(office, second)
 
     first_copy, second_copy = (
-        copy_id(first["message_id"], "procuracy"),
-        copy_id(second["message_id"], "procuracy"),
+        services.documents.copy_id(first["message_id"], "procuracy"),
+        services.documents.copy_id(second["message_id"], "procuracy"),
     )
     async with services.db.read() as conn:
         row = await store.get(conn, second_copy)

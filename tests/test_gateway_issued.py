@@ -5,6 +5,7 @@ whatever grant it holds (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.support.documents_world import (
 
 #: How the ids of deadline events and revocations were derived before: from public values alone.
 _OLD_REVOCATION_NS = uuid.UUID("6f1c2a52-3f0e-4a4b-9d7e-0c6a4c1f7e21")
+_OLD_COPY_NS = uuid.UUID("6f1c0a52-3d4e-5b8f-9a0c-1e2d3c4b5a69")
 
 
 def old_event_id(subject: str, kind: str) -> str:
@@ -144,3 +146,16 @@ async def test_a_client_pushing_under_an_id_the_gateway_issued_gets_409_not_the_
     own = blocking_order(message_id=order["message_id"])
     assert problem.detail == (await refusal(services, "THADS-HN", own, 409)).detail
     assert "duplicate_push" not in await events_of(services, event.receipt["message_id"])
+
+
+async def test_a_copy_is_made_even_when_its_old_id_was_claimed(services: Services) -> None:
+    decision = example("decision.enforcement", "valid-decision-two-payments.json")
+    decision |= {"message_id": str(uuid.uuid4()), "sender": "THADS-HN", "recipient": "TAND-HN"}
+    decision["body"]["decision"] |= {"issuing_office": "THADS-HN", "number": "77/QĐ-CTHADS"}
+    old_copy_id = str(uuid.uuid5(_OLD_COPY_NS, f"{decision['message_id']}|procuracy"))
+    await submit(services, "THADS-HN", blocking_order(message_id=old_copy_id))
+    await submit(services, "THADS-HN", decision)
+    the_copy = services.documents.copy_id(decision["message_id"], "procuracy")
+    assert the_copy != old_copy_id
+    row = await stored(services, the_copy)
+    assert (row.recipient, json.loads(row.payload)["copy_of"]) == ("VKS-HN", decision["message_id"])

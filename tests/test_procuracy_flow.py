@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from gateway.services.documents import copy_id
+from gateway.security.signing import Signer
+from gateway.services.documents import copy_id, issued_id_key
 from tests.conftest import example
 from tests.support.flows_world import FlowsWorld, events, flows_world
 from tests.support.order_flow import received
@@ -24,6 +25,13 @@ pytestmark = pytest.mark.rabbitmq
 async def flows(tmp_path: Path) -> AsyncIterator[FlowsWorld]:
     async with flows_world(tmp_path, recommend_every=1) as world:
         yield world
+
+
+def copy_of(flows: FlowsWorld, original_id: str) -> str:
+    """The id the gateway gives the procuracy's copy of ``original_id`` (keyed with its signing key)."""
+    settings = flows.world.settings
+    signer = Signer.from_file(settings.path(settings.signing.private_key_file), create=False)
+    return copy_id(issued_id_key(signer), original_id, "procuracy")
 
 
 def decision() -> dict[str, Any]:
@@ -52,7 +60,7 @@ async def test_a_decision_reaches_court_and_procuracy_once_and_a_recommendation_
     await flows.send(doc)
     await flows.send(doc, expect=200)  # a resend: the original receipt, no second copy
 
-    the_copy = copy_id(doc["message_id"], "procuracy")
+    the_copy = copy_of(flows, doc["message_id"])
     original = await flows.wait_for(doc["message_id"], "confirmed")
     assert events(original)[:2] == ["accepted", "copied"]
     assert {"queued", "delivered", "confirmed", "duplicate_push"} <= set(events(original))

@@ -18,11 +18,10 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.security.keys import b64url_decode
-from gateway.services.documents import copy_id
 from gateway.worker.webhook import signing_input
 from tests.support.flows_world import FlowsWorld, flows_world
 from tests.support.gateway_procs import BROKER
-from tests.test_procuracy_flow import decision
+from tests.test_procuracy_flow import copy_of, decision
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -110,7 +109,7 @@ async def test_a_queue_and_a_signed_webhook_get_every_status_change_of_their_own
 
         doc = decision()
         await flows.send(doc)
-        the_copy = copy_id(doc["message_id"], "procuracy")
+        the_copy = copy_of(flows, doc["message_id"])
         await flows.wait_for(doc["message_id"], "confirmed")
         await flows.wait_for(the_copy, "confirmed", client="VKS-HN")
 

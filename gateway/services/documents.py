@@ -43,8 +43,6 @@ DEFAULT_REMINDER_LEAD = timedelta(hours=4)
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
 DOCUMENTS_EXCHANGE = "documents"
 NATURAL_KEY_MAX = 200  # messages.natural_key
-#: Names the copies the gateway makes (uuid5 of the original's message_id and the routing table).
-COPY_NAMESPACE = uuid.UUID("6f1c0a52-3d4e-5b8f-9a0c-1e2d3c4b5a69")
 #: What the key of the gateway's own message ids is derived from (see :func:`issued_id`).
 ISSUED_ID_LABEL = b"thads-gateway issued message ids v1"
 #: A write run inside another's transaction (see ``accept_from_partner``).
@@ -128,9 +126,9 @@ class DocumentService:
             admissions = ADMISSIONS
         self._admissions = dict(admissions)
         self._pepper = signer.pseudonym_pepper()
-        # Ed25519 signatures are deterministic: every process with the signing key derives the same key,
-        # and no client can, so the ids of what the gateway issues are stable and unguessable.
-        self._id_key = signer.sign_bytes(ISSUED_ID_LABEL).encode()
+        # The ids of what the gateway issues (events, revocations, copies): stable across processes,
+        # unguessable for clients.
+        self._id_key = issued_id_key(signer)
         #: Routing tables of ``config/routing.toml`` (table -> sender -> recipient of the copy).
         self._routing = {table: dict(rows) for table, rows in (routing or {}).items()}
         missing = {name for t in registry.values() for name in t.admissions} - set(self._admissions)
@@ -179,6 +177,10 @@ class DocumentService:
         """The ``message_id`` of the document of ``message_type`` the gateway issues under
         ``natural_key``: keyed with a secret only the gateway holds."""
         return issued_id(self._id_key, message_type, natural_key)
+
+    def copy_id(self, original_id: str, table: str) -> str:
+        """The ``message_id`` of the copy of ``original_id`` made by routing table ``table``."""
+        return copy_id(self._id_key, original_id, table)
 
     def role_of(self, client: Any) -> str | None:
         """What kind of party ``client`` is: its file's ``role``, else its partner kind
@@ -268,7 +270,7 @@ class DocumentService:
         copies = []
         if copy_to is not None:
             # Stored with the original, in its transaction: every copy the law requires, and only once.
-            copy = copy_document(doc, copy_to, doc_type.copy_to or "")
+            copy = copy_document(doc, copy_to, doc_type.copy_to or "", self._id_key)
             copy_digest = hashlib.sha256(canonical_json(copy)).hexdigest()
             copy_key = stored_key(f"copy:{doc_type.copy_to}|{natural_key}")
             copies.append(
@@ -585,6 +587,12 @@ class DocumentService:
 _ID_TAKEN = "this message_id was already used for a different message; use a new message_id for a new message"
 
 
+def issued_id_key(signer: Signer) -> bytes:
+    """The key of the gateway's own message ids, derived from its receipt-signing key (Ed25519
+    signatures are deterministic): every process with the signing key derives the same, no client can."""
+    return signer.sign_bytes(ISSUED_ID_LABEL).encode()
+
+
 def issued_id(key: bytes, message_type: str, natural_key: str) -> str:
     """A UUID (RFC 9562 version 8: custom) from HMAC-SHA256 of the type and natural key under ``key``:
     the same for every process holding the key, unpredictable for anyone else."""
@@ -606,24 +614,25 @@ def stored_key(natural_key: str) -> str:
     return natural_key
 
 
-def copy_id(original_id: str, table: str) -> str:
-    """The copy's ``message_id``: named after the original and the routing table, so however often the
-    original is pushed, and through whichever api, its copy is one document."""
-    return str(uuid.uuid5(COPY_NAMESPACE, f"{original_id.lower()}|{table}"))
+def copy_id(key: bytes, original_id: str, table: str) -> str:
+    """The copy's ``message_id``: named after the original and the routing table under the gateway's
+    key (:func:`issued_id`), so however often the original is pushed, and through whichever api, its
+    copy is one document, and nobody can know the copy's id before the gateway makes it."""
+    return issued_id(key, f"copy:{table}", original_id.lower())
 
 
-def copy_document(doc: Document, recipient: str, table: str) -> Document:
+def copy_document(doc: Document, recipient: str, table: str, key: bytes) -> Document:
     """The copy of ``doc`` for ``recipient``: the same document under its own ``message_id``, with
     ``copy_of`` naming the original and correlated with it."""
     copy = doc | {
-        "message_id": copy_id(doc["message_id"], table),
+        "message_id": copy_id(key, doc["message_id"], table),
         "recipient": recipient,
         "copy_of": doc["message_id"],
         "correlation_id": doc.get("correlation_id") or doc["message_id"],
     }
     if doc.get("replaces"):
         # The recipient of the copies knows the earlier copy, not the original it was made from.
-        copy["replaces"] = copy_id(doc["replaces"], table)
+        copy["replaces"] = copy_id(key, doc["replaces"], table)
     return copy
 
 

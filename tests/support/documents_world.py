@@ -44,6 +44,7 @@ async def documents_world(home: Path, database_url: str) -> AsyncIterator[Servic
     world = make_world(home, database_url)
     partner = {"code": BANK, "kind": "bank", "protocol": "rest", "endpoint": "http://127.0.0.1:9/vcb"}
     (world.settings.config_dir / "partners.toml").write_text(tomli_w.dumps({"partner": [partner]}), "utf-8")
+    (world.settings.config_dir / "routing.toml").write_text('[procuracy]\n"THADS-HN" = "VKS-HN"\n', "utf-8")
     clients = ClientStore(world.settings.clients_dir)
     for client_id, grants in CLIENTS.items():
         deliver_to = f"amqp:{client_id.lower()}.inbox" if client_id != "DVCQG" else None
