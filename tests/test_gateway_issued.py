@@ -159,3 +159,15 @@ async def test_a_copy_is_made_even_when_its_old_id_was_claimed(services: Service
     assert the_copy != old_copy_id
     row = await stored(services, the_copy)
     assert (row.recipient, json.loads(row.payload)["copy_of"]) == ("VKS-HN", decision["message_id"])
+
+
+async def test_an_original_whose_copy_id_is_taken_is_refused_with_409_not_a_5xx(services: Services) -> None:
+    """Only with the gateway's key could a client take a copy's id; were it taken, the original is
+    refused as a conflict, nothing of it stored."""
+    decision = example("decision.enforcement", "valid-decision-two-payments.json")
+    decision |= {"message_id": str(uuid.uuid4()), "sender": "THADS-HN", "recipient": "TAND-HN"}
+    decision["body"]["decision"] |= {"issuing_office": "THADS-HN", "number": "78/QĐ-CTHADS"}
+    taken = services.documents.copy_id(decision["message_id"], "procuracy")
+    await submit(services, "THADS-HN", blocking_order(message_id=taken))
+    await refusal(services, "THADS-HN", decision, 409)
+    assert await stored(services, decision["message_id"]) is None

@@ -217,7 +217,7 @@ class DocumentService:
             senders = " or ".join(sorted(doc_type.sent_by)) or "nobody"
             who = f"is a {role}" if role else "has no role on record (role in its client file)"
             raise forbidden(
-                f"client {client.id} {who}; a {doc_type.message_type} is sent by: {senders}, "
+                f"client {client.id} {who}; {doc_type.message_type} is sent by {senders} only, "
                 "whatever grant the client holds"
             )
 
@@ -306,6 +306,8 @@ class DocumentService:
             # answer as a duplicate — when it is this sender's own document of this type.
             earlier = await self._earlier(doc_type, doc, digest, natural_key, trusted)
             if earlier is None:
+                if trusted:
+                    raise  # the gateway's own write (a delivery record with it): its caller decides
                 # Nothing of this sender's explains it: an id taken by a document the gateway made
                 # (a copy). Said without naming it.
                 raise conflict(_ID_TAKEN) from None
