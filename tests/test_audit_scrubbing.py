@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from gateway.domain.identifiers import PERSONAL_ID, scrub, scrub_value
+from gateway.logs import request_id, scrub_event
 from gateway.openapi_schemas import FORMAT_PATTERNS
 from gateway.security.clients import ClientStore
 from gateway.security.keys import generate_keypair, public_pem
@@ -165,3 +166,14 @@ async def test_a_persons_report_shows_no_one_elses_id(officers: tuple[World, Par
     assert [a["kind"] for a in report["accesses"]] == ["lookup"]
     assert report["accesses"][0]["purpose"] == "Anna owes 079*******67 (079*******67)"
     assert not in_clear(json.dumps(report, ensure_ascii=False), BINH)
+
+
+def test_every_log_line_is_scrubbed_by_the_same_rule() -> None:
+    line = {"event": f"lookup for {FORMS['dots']} failed", "detail": {"sub": FORMS["full-width"]}, "n": 7}
+    assert scrub_event(None, "warning", line) == {
+        "event": "lookup for 079*******67 failed",
+        "detail": {"sub": "079*******67"},
+        "n": 7,
+    }
+    assert request_id("caller-079.090.004.567") != "caller-079.090.004.567"
+    assert request_id("5f0d9a3e-7c2b-4e8a-9b1d-202612070812") == "5f0d9a3e-7c2b-4e8a-9b1d-202612070812"
