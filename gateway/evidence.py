@@ -4,6 +4,11 @@ A bundle is one JSON object: the message's envelope, the document (or only its S
 was dropped), the signed receipt, the timeline, the replies (each with its own receipt), the audit records
 concerning the message with the chain segment that links them to a signed checkpoint, the checkpoint, and
 the gateway's public keys. :func:`verify_bundle` needs nothing else: no database, no network.
+
+The bundle proves one message's story and shows nothing of anyone else's: of the records of the segment
+that do not concern the message (other agencies' exchanges), it carries only their links — id, message id,
+content digest and hashes (:func:`gateway.storage.audit.link`) — enough to recompute every hash from the
+message's first record to the checkpoint, none of their content.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.security.signing import canonical_json, keys_by_id, verify
 from gateway.storage import checkpoints
 from gateway.storage import messages as store
-from gateway.storage.audit import record, record_digest
+from gateway.storage.audit import holds, is_link, link, linkable, record
 from gateway.storage.tables import audit_log, messages
 from gateway.storage.timestamps import iso, now
 
@@ -97,7 +102,7 @@ async def export(conn: AsyncConnection, message_id: str, jwks: dict[str, Any]) -
             .where(audit_log.c.id >= concerned[0], audit_log.c.id <= checkpoint_row.audit_id)
             .order_by(audit_log.c.id)
         )
-        audit["records"] = [record(r) for r in segment]
+        audit["records"] = [_shown(record(r), set(ids)) for r in segment]
         audit["checkpoint"] = checkpoints.as_json(checkpoint_row, previous)
     return {
         "format": FORMAT,
@@ -108,6 +113,14 @@ async def export(conn: AsyncConnection, message_id: str, jwks: dict[str, Any]) -
         "audit": audit,
         "keys": jwks,
     }
+
+
+def _shown(rec: dict[str, Any], ids: set[str]) -> dict[str, Any]:
+    """A record of the message in full; anyone else's as its link only (a record written before links
+    existed, format 1, can only be shown in full)."""
+    if rec.get("message_id") in ids or not linkable(rec):
+        return rec
+    return link(rec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +243,7 @@ def _audit_checks(
         return
     intact = True
     for i, rec in enumerate(records):
-        if record_digest(rec) != rec.get("hash"):
+        if not holds(rec):
             checks.append(Check(f"audit record {rec.get('id')}", False, "its hash does not match its fields"))
             intact = False
             break
@@ -244,7 +257,13 @@ def _audit_checks(
             )
             intact = False
             break
-    listed = [int(r["id"]) for r in records if r.get("message_id") in ids]
+    hidden = [int(r["id"]) for r in records if is_link(r) and r.get("message_id") in ids]
+    if hidden:
+        checks.append(
+            Check("audit", False, f"record(s) {hidden} concern the message but are carried without content")
+        )
+        intact = False
+    listed = [int(r["id"]) for r in records if r.get("message_id") in ids and not is_link(r)]
     if listed != concerned or not concerned or concerned[0] != records[0].get("id"):
         checks.append(Check("audit", False, "the records concerning the message are not the ones listed"))
         intact = False
@@ -254,7 +273,8 @@ def _audit_checks(
                 "audit",
                 True,
                 f"records {records[0]['id']}..{records[-1]['id']} chain intact, "
-                f"{len(concerned)} concerning the message",
+                f"{len(concerned)} concerning the message, "
+                f"{sum(1 for r in records if is_link(r))} of others shown as links only",
             )
         )
     checkpoint = audit.get("checkpoint") or {}

@@ -17,11 +17,10 @@ from typing import Any
 
 import structlog
 
-from gateway.domain.identifiers import scrub
+from gateway.domain.identifiers import holds_personal_id, scrub, scrub_value
 
 #: An incoming X-Request-ID worth keeping: short, printable, no spaces.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
-_LONG_DIGITS = re.compile(r"\d{12}")
 
 
 def configure(level: str = "INFO", json: bool = True) -> None:
@@ -41,6 +40,7 @@ def configure(level: str = "INFO", json: bool = True) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            scrub_event,
             renderer,
         ],
     )
@@ -62,9 +62,17 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     )
 
 
+def scrub_event(
+    _logger: Any, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Every string of a log line, message and traceback included, with personal IDs masked by the one
+    definition the audit log uses: a line a library logs, or one that forgot to scrub, holds none."""
+    return {key: scrub_value(value) for key, value in event_dict.items()}
+
+
 def request_id(incoming: str | None) -> str:
     """The caller's ``X-Request-ID`` when it is sane (short, printable, no personal ID), else a new one."""
-    if incoming and _SANE_REQUEST_ID.fullmatch(incoming) and not _LONG_DIGITS.search(incoming):
+    if incoming and _SANE_REQUEST_ID.fullmatch(incoming) and not holds_personal_id(incoming):
         return incoming
     return uuid.uuid4().hex
 

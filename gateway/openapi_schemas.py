@@ -16,6 +16,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
+from gateway.domain.identifiers import PERSONAL_ID
 from gateway.validation import SCHEMA_SUFFIX
 
 __all__ = [
@@ -35,7 +36,7 @@ JSON = dict[str, Any]
 #: stays beside it, naming the check (:func:`gateway.validation.is_vn_personal_id`).
 FORMAT_PATTERNS: dict[str, str] = {
     # 12 ASCII digits whose first three, the province code of the birth registration, are 001-096.
-    "vn-personal-id": "^(00[1-9]|0[1-8][0-9]|09[0-6])[0-9]{9}$",
+    "vn-personal-id": PERSONAL_ID.pattern,
 }
 
 

@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from gateway.domain.identifiers import AGENCY_CODE
+from gateway.security.keys import private_dir
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -160,7 +161,7 @@ class Settings(BaseSettings):
         prefix = scheme + sep
         if scheme.startswith("sqlite") and sep and not rest.startswith("/") and ":memory:" not in url:
             file = self.path(rest)
-            file.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(file.parent)  # 0700: the database holds personal data
             return prefix + str(file)
         return url
 

@@ -35,7 +35,7 @@ from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from gateway.domain.identifiers import UUID, is_personal_id, mask
+from gateway.domain.identifiers import UUID, is_personal_id, scrub
 from gateway.problems import Violation
 
 __all__ = [
@@ -57,7 +57,6 @@ REQUIRED_FORMATS: Final = ("date", "date-time", "uuid", "uri", "vn-personal-id")
 
 MAX_SHOWN_CHARS: Final = 40
 
-_LONG_DIGIT_RUN: Final = re.compile(r"[0-9]{12,}")
 
 _FORMAT_NAMES: Final = {
     "date": "a valid date (YYYY-MM-DD)",
@@ -264,7 +263,7 @@ def _rule(error: Any) -> str:
 
 
 def _redact(text: str) -> str:
-    return _LONG_DIGIT_RUN.sub(lambda m: mask(m.group(0)), text)
+    return scrub(text)
 
 
 def _show(value: object) -> str:

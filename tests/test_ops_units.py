@@ -16,7 +16,9 @@ def test_masking_hides_personal_ids_but_keeps_uuids_and_hashes() -> None:
     sha = "16a08eacb52144f150b4e5e43dc93caf6b4548dd2e768105473d001185012345"
     text = f'id "001185012345" in {uuid_with_digit_tail}, hash {sha}, CCCD 001185012345.'
     assert mask_text(text) == f'id "001*******45" in {uuid_with_digit_tail}, hash {sha}, CCCD 001*******45.'
-    assert mask_text("1234567890123") == "1234567890123"  # 13 digits: not a personal ID
+    # Nine digits or more are masked (old ID cards, tax codes, bank accounts); eight are not.
+    assert mask_text("1234567890123") == "123********23"
+    assert mask_text("order 12345678") == "order 12345678"
     assert mask_value({"a": ["001185012345", 1], "b": None}) == {"a": ["001*******45", 1], "b": None}
 
 

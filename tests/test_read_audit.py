@@ -52,7 +52,7 @@ async def test_reading_a_message_is_audited_with_client_and_subject(
         await db.dispose()
     assert [(r.actor, r.subject, r.outcome, r.message_id, r.status_code) for r in rows] == [
         (COURT, "clerk-07", "read", message_id, 200),
-        (CASE_SYSTEM, "001234567890", "read", message_id, 200),
+        (CASE_SYSTEM, "001*******90", "read", message_id, 200),  # a subject that is an ID: masked
     ]
     assert json.loads(rows[0].data) == {"message_type": "judgment.delivery", "status": "received"}
 

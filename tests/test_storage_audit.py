@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, insert, select, text, update
 
 from gateway.storage.audit import GENESIS, AuditEntry, append, verify_chain
 from gateway.storage.database import Database
@@ -119,3 +121,26 @@ async def test_personal_ids_in_a_reason_are_stored_masked(db: Database) -> None:
     assert re.search(r"[0-9]{12}", stored) is None
     assert stored == "debtor 001*******45 already has an open case (079*******21)"
     assert await verify(db) is None
+
+
+async def test_records_of_the_first_format_still_verify_but_only_in_full(db: Database) -> None:
+    """Records hashed before links existed (all fields and ``prev_hash`` in one object) stay valid."""
+    from datetime import UTC, datetime
+
+    from gateway.storage.audit import holds, link, linkable, record
+
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    fields = {"actor": "TAND-HN", "action": "judgments.push", "outcome": "accepted", "subject": None}
+    fields |= {"status_code": 202, "message_id": None, "object_ref": None, "reason": None, "data": None}
+    old = hashlib.sha256(
+        json.dumps(fields | {"at": at.isoformat(), "prev_hash": GENESIS}, sort_keys=True).encode()
+    ).hexdigest()
+    async with db.transaction() as conn:
+        await conn.execute(insert(audit_log).values(**fields, at=at, prev_hash=GENESIS, hash=old))
+        await conn.execute(update(audit_head).values(last_id=1, last_hash=old))
+        await append(conn, entry(1))
+    assert await verify(db) is None
+    async with db.read() as conn:
+        first = record((await conn.execute(select(audit_log).where(audit_log.c.id == 1))).one())
+    assert holds(first) and not linkable(first)
+    assert not holds(link(first))

@@ -137,6 +137,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     """Write the evidence bundle of one message; the export itself is audited and signed into it."""
     from gateway.domain.identifiers import canonical_uuid
     from gateway.evidence import export
+    from gateway.security.keys import write_private
     from gateway.security.signing import Signer
     from gateway.storage import checkpoints
     from gateway.storage import messages as store
@@ -178,7 +179,8 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         print(f"no message {args.message_id}", file=sys.stderr)
         return 1
     out = Path(args.out or f"evidence-{message_id}.json")
-    out.write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    # 0600: a bundle holds the message's document, personal data included.
+    write_private(out, (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n").encode())
     audit = bundle["audit"]
     records = audit["records"]
     print(

@@ -1,25 +1,100 @@
-"""Personal identifiers: never stored or logged in clear outside the payload itself."""
+"""Personal identifiers: never stored or logged in clear outside the payload itself.
+
+One definition of what a personal ID looks like, in two forms:
+
+* :data:`PERSONAL_ID`, a valid ID as a field holds it: 12 ASCII digits whose first three (the province
+  of the birth registration) are 001-096. The schemas' ``vn-personal-id`` format is this pattern.
+* :func:`scrub`, an ID as free text may carry it, masked wherever it appears: every run of
+  :data:`MIN_MASKED_DIGITS` (9) or more decimal digits, counted across single group separators (spaces,
+  dots, hyphens and their full-width and no-break forms: ``001 085 012 345``, ``001-085-012-345``,
+  ``001.085.012.345``) and in any script's digits (full-width ``００１…``, mixed with ASCII). Nine covers
+  the old 9-digit ID cards, twelve the citizen ID (the personal tax code since 2025-07-01), ten and
+  thirteen the older personal tax codes; longer runs (bank accounts, card numbers) are personal too.
+  One exception: a run split by separators into 10 or 11 digits is kept, for that is how case
+  references write year and serial (``THA-HN-2026-000123``) and no personal ID has that length
+  (a 10-digit tax code written with separators is the cost).
+  Spared, because the gateway's own records must stay readable and followable: UUIDs (message ids),
+  hexadecimal digests of 32 characters or more (hashes, pseudonyms) and ISO 8601 dates and times.
+  Agency codes and case references hold shorter runs and are untouched. What it costs: a 9+ digit
+  amount written as text (``150.000.000.000``) or an IP address of four three-digit groups is masked too;
+  amounts the gateway records are JSON numbers, which :func:`scrub_value` leaves alone.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import re
-from typing import Any
+from typing import Any, Final
 
-PERSONAL_ID = re.compile(r"^[0-9]{12}$")
-_ANY_PERSONAL_ID = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
+#: A valid personal ID (the schemas' ``vn-personal-id`` format, stated as a pattern).
+PERSONAL_ID = re.compile(r"^(00[1-9]|0[1-8][0-9]|09[0-6])[0-9]{9}$")
+#: Runs of this many digits or more are masked in free text.
+MIN_MASKED_DIGITS: Final = 9
+# Digit counts of a grouped run that are not masked: a case reference's year and serial
+# (``THA-HN-2026-000123``) is ten digits in two groups; no personal ID has ten or eleven.
+_SPARED_GROUPED: Final = frozenset({10, 11})
+
+# Between two groups of digits: one to three of space, no-break spaces, ideographic space, dot, hyphen,
+# the dashes, and the full-width hyphen-minus and full stop. A comma is not one: ``1,500,000`` is how
+# the gateway writes amounts.
+_SEPARATOR = "[ \u00a0\u202f\u3000.\\-\u2010-\u2015\uff0d\uff0e]"
+_TOKENS = re.compile(
+    # Spared: a UUID, a hex digest (at least one letter, so an all-digit run is never spared), a date/time.
+    r"(?P<keep>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|(?<![0-9A-Za-z])(?=[0-9]*[a-fA-F])[0-9a-fA-F]{32,}(?![0-9A-Za-z])"
+    r"|(?<![0-9])[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?)?(?![0-9]))"
+    # Masked when long enough: digits of any script, groups joined by separators.
+    rf"|(?P<run>(?<!\d)\d+(?:{_SEPARATOR}{{1,3}}\d+)*)"
+)
 
 
 def is_personal_id(value: str) -> bool:
-    return bool(PERSONAL_ID.fullmatch(value)) and 1 <= int(value[:3]) <= 96
+    """A valid 12-digit personal ID (province 001-096)."""
+    return bool(PERSONAL_ID.fullmatch(value))
 
 
 def mask(value: str) -> str:
-    """``001085012345`` -> ``001*******45``: enough for a person to recognise, not to reuse."""
+    """``001085012345`` -> ``001*******45``: enough for a person to recognise, not to reuse. Shorter than
+    twelve, only the last two show (``*******89``)."""
     if len(value) <= 5:
         return "*" * len(value)
-    return value[:3] + "*" * (len(value) - 5) + value[-2:]
+    head = 3 if len(value) >= 12 else 0
+    return value[:head] + "*" * (len(value) - head - 2) + value[-2:]
+
+
+def _masked(match: re.Match[str]) -> str:
+    run = match.group("run")
+    if run is None:
+        return match.group(0)
+    digits = "".join(str(int(ch)) for ch in run if ch.isdecimal())
+    if len(digits) < MIN_MASKED_DIGITS:
+        return run
+    if len(digits) in _SPARED_GROUPED and not run.isdecimal():
+        return run
+    return mask(digits)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every ID-like digit run masked (see the module's rule), whatever its grouping or
+    digits: ``ID 001 085 012 345`` -> ``ID 001*******45``. UUIDs, digests and dates are kept whole."""
+    return _TOKENS.sub(_masked, text)
+
+
+def holds_personal_id(text: str) -> bool:
+    """Whether :func:`scrub` would mask anything in ``text``."""
+    return scrub(text) != text
+
+
+def scrub_value(value: Any) -> Any:
+    """:func:`scrub` applied to every string of a JSON-like value, keys included; numbers stay numbers."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub(str(k)): scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_value(v) for v in value]
+    return value
 
 
 def pseudonym(value: str, pepper: bytes) -> str:
@@ -52,11 +127,6 @@ def person_refs(document: dict[str, Any], pepper: bytes) -> list[str]:
     """Keyed pseudonyms of the persons a document's body names: how the audit log finds, for one person,
     every document that concerned them, without holding their ID."""
     return [pseudonym(value, pepper) for value in personal_ids(document.get("body"))]
-
-
-def scrub(text: str) -> str:
-    """Mask any 12-digit run in free text (error messages, log lines)."""
-    return _ANY_PERSONAL_ID.sub(lambda m: mask(m.group(0)), text)
 
 
 # One definition of each identifier, shared by code and schemas (a test compares them with

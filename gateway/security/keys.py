@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+#: Modes of what the gateway keeps to itself: private keys, the database, evidence bundles, var/.
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 class UnacceptableKey(ValueError):
@@ -90,13 +96,45 @@ def generate_keypair(kind: str = "ed25519") -> PrivateKey:
     raise UnacceptableKey(f"unknown key kind {kind!r}")
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700 (set at creation, never world-readable in
+    between); a directory that exists is left as it is."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        # pathlib's mkdir(parents=True) gives the parents the default mode; each one is made here. Another
+        # process may make it meanwhile.
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=PRIVATE_DIR)
+
+
+def private_file(path: Path, exclusive: bool = False) -> int:
+    """Open ``path`` for writing, created with mode 0600 (an existing file is narrowed to 0600 too);
+    ``exclusive``: fail if it exists. Returns the file descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_EXCL if exclusive else 0)
+    fd = os.open(path, flags, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_private(path: Path, data: bytes, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` readable by its owner only (mode 0600 from creation on)."""
+    with os.fdopen(private_file(path, exclusive), "wb") as out:
+        out.write(data)
+
+
 def write_keypair(directory: Path, name: str, kind: str = "ed25519") -> tuple[Path, Path]:
-    """Create ``name.key`` (private, mode 0600) and ``name.pub`` in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Create ``name.key`` (private, mode 0600) and ``name.pub`` in ``directory`` (made 0700 if new)."""
+    private_dir(directory)
     key = generate_keypair(kind)
     priv = directory / f"{name}.key"
     pub = directory / f"{name}.pub"
-    priv.touch(mode=0o600, exist_ok=True)
-    priv.write_bytes(private_pem(key))
+    write_private(priv, private_pem(key))
     pub.write_bytes(public_pem(key.public_key()))
     return priv, pub

@@ -16,7 +16,15 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway.security.keys import b64url, b64url_decode, load_private_key, private_pem, public_jwk
+from gateway.security.keys import (
+    b64url,
+    b64url_decode,
+    load_private_key,
+    private_dir,
+    private_pem,
+    public_jwk,
+    write_private,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +71,10 @@ class Signer:
 def _create_key_once(path: Path) -> None:
     """First start: make the key rather than refuse to run. Several processes may start together;
     os.link is atomic and fails if the key exists, so exactly one key wins and everyone loads it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     # A random part, not only the pid: containers sharing a volume all run as pid 1.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_bytes(private_pem(ed25519.Ed25519PrivateKey.generate()))
+    write_private(tmp, private_pem(ed25519.Ed25519PrivateKey.generate()), exclusive=True)
     try:
         os.link(tmp, path)
         log.warning("created receipt signing key %s", path)

@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.security.signing import Signer, verify
-from gateway.storage.audit import GENESIS, record, record_digest
+from gateway.storage.audit import GENESIS, holds, read_head, record, snapshot
 from gateway.storage.database import Database
 from gateway.storage.tables import audit_checkpoints, audit_head, audit_log
 from gateway.storage.timestamps import as_utc, now
@@ -171,7 +171,7 @@ async def _verify_since(conn: AsyncConnection, last: Any, head_hash: str) -> Non
     rows = await conn.execute(select(audit_log).where(audit_log.c.id > start).order_by(audit_log.c.id))
     for row in rows:
         rec = record(row)
-        if rec["prev_hash"] != prev or record_digest(rec) != rec["hash"]:
+        if rec["prev_hash"] != prev or not holds(rec):
             raise ChainBroken(rec["id"])
         prev = rec["hash"]
     if prev != head_hash:
@@ -218,7 +218,13 @@ class AuditReport:
 async def verify_log(conn: AsyncConnection, keys: Mapping[str, ed25519.Ed25519PublicKey]) -> AuditReport:
     """Walk the chain against its checkpoints: every record's hash and link, every checkpoint's
     signature, that the chain reaches each checkpoint's signed hash at its record, that no signed record
-    is missing, and that the head names the last record."""
+    is missing, and that the head names the last record.
+
+    Live traffic is no tampering: the checkpoints are read first, then the head, then the records up to
+    the head only (on PostgreSQL all in one REPEATABLE READ snapshot). A checkpoint is signed under the
+    head's lock, so every checkpoint read names a record at or before the head read after it, and every
+    record up to that head was committed with it: records appended meanwhile are simply not looked at."""
+    await snapshot(conn)
     report = AuditReport()
     good: dict[int, dict[str, Any]] = {}
     previous = 0
@@ -246,17 +252,18 @@ async def verify_log(conn: AsyncConnection, keys: Mapping[str, ed25519.Ed25519Pu
             good[checkpoint["audit_id"]] = checkpoint
             report.last_checkpoint = checkpoint
 
+    head_id, head_hash = await read_head(conn)
     prev, broken, recomputed = GENESIS, False, False
     segment_start: int | None = None  # first record after the last checkpoint reached
     segment_at: datetime | None = None
     seen: set[int] = set()
-    stream = await conn.stream(select(audit_log).order_by(audit_log.c.id))
+    stream = await conn.stream(select(audit_log).where(audit_log.c.id <= head_id).order_by(audit_log.c.id))
     async for row in stream:
         rec = record(row)
         report.records += 1
         report.last_id = rec["id"]
         if not broken:
-            if rec["prev_hash"] != prev or record_digest(rec) != rec["hash"]:
+            if rec["prev_hash"] != prev or not holds(rec):
                 report.findings.append(
                     Finding(
                         rec["id"],
@@ -292,7 +299,9 @@ async def verify_log(conn: AsyncConnection, keys: Mapping[str, ed25519.Ed25519Pu
         report.unsigned = int(
             (
                 await conn.execute(
-                    select(func.count()).select_from(audit_log).where(audit_log.c.id >= segment_start)
+                    select(func.count())
+                    .select_from(audit_log)
+                    .where(audit_log.c.id >= segment_start, audit_log.c.id <= head_id)
                 )
             ).scalar_one()
         )
@@ -318,12 +327,11 @@ async def verify_log(conn: AsyncConnection, keys: Mapping[str, ed25519.Ed25519Pu
                 f"the chain up to record {furthest['audit_id']}",
             )
         )
-    head = (await conn.execute(select(audit_head.c.last_id, audit_head.c.last_hash))).one()
-    if not broken and not tail and head.last_hash != prev:
-        if int(head.last_id) > report.last_id:
+    if not broken and not tail and head_hash != prev:
+        if head_id > report.last_id:
             message = (
                 f"records after {report.last_id} were cut from the end: the head of the chain names "
-                f"record {head.last_id}"
+                f"record {head_id}"
             )
         else:
             message = (

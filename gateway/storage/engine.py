@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.dialects import registry
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.security.keys import PRIVATE_FILE, private_dir
 from gateway.settings import DatabaseSettings
 
 registry.register("sqlite.inline", "gateway.storage.sqlite_inline", "SQLiteDialect_inline")
@@ -17,9 +21,29 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def private_sqlite_file(url: str) -> None:
+    """Create the database file of a SQLite URL readable by its owner only (0600, its directory 0700 if
+    new) before SQLite opens it; SQLite gives its -wal and -shm files the database file's mode. A file
+    from before, or its -wal/-shm, readable by others is narrowed to 0600."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, PRIVATE_FILE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            file.chmod(PRIVATE_FILE)
+
+
 def sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An engine on the gateway's inline SQLite driver (:mod:`gateway.storage.sqlite_inline`), whatever
     driver the URL names (``sqlite://``; ``sqlite+aiosqlite://`` of older configurations runs on it too)."""
+    private_sqlite_file(url)
     _scheme, _, rest = url.partition("://")
     # timeout: how long a writer waits for another process's write lock before failing.
     kwargs["connect_args"] = {"timeout": 60, **kwargs.get("connect_args", {})}

@@ -7,6 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
+from gateway.domain.identifiers import PERSONAL_ID
 from gateway.services.citizens import CitizenService
 from gateway.validation import catalog
 from gateway.web.auth import PRINCIPAL_KEY
@@ -76,7 +77,7 @@ OPERATIONS: Final = (
                 "person_id",
                 "query",
                 "The person's 12-digit personal identification number (anything else: `422`).",
-                {"type": "string", "pattern": "^[0-9]{12}$"},
+                {"type": "string", "pattern": PERSONAL_ID.pattern},
                 required=True,
             ),
         ),
