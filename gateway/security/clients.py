@@ -83,6 +83,9 @@ class Client:
     created_at: str = ""
     rate_limit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Hosts this client's callbacks and webhooks may name (gateway/security/outbound.py); None: any host
+    # the outbound policy allows.
+    outbound_hosts: tuple[str, ...] | None = None
 
     def allows(self, service: str) -> bool:
         """Deny by default: exact grant, or the grant of the service's family."""
@@ -105,6 +108,7 @@ class ClientFile(BaseModel):
     revoked: bool = False
     created_at: str = ""
     rate_limit: str | None = None
+    outbound_hosts: list[str] | None = None
 
     @field_validator("created_at", mode="before")
     @classmethod
@@ -125,6 +129,25 @@ class ClientFile(BaseModel):
         if value is not None:
             limits.parse(value)
         return value
+
+    @field_validator("outbound_hosts")
+    @classmethod
+    def _outbound_hosts(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for host in value:
+                validate_outbound_host(host)
+        return value
+
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def validate_outbound_host(host: str) -> str:
+    """A host name as an ``outbound_hosts`` entry names it: no scheme, port or path."""
+    labels = host.rstrip(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ClientConfigError(f"outbound host {host!r} must be a host name, e.g. case.example.gov.vn")
+    return host
 
 
 def validate_grant(grant: str) -> str:
@@ -207,6 +230,7 @@ class ClientStore:
             revoked=data.revoked,
             created_at=data.created_at,
             rate_limit=data.rate_limit,
+            outbound_hosts=tuple(data.outbound_hosts) if data.outbound_hosts is not None else None,
         )
 
     # -- writing (operator CLI) ------------------------------------------------------------------
@@ -218,14 +242,18 @@ class ClientStore:
         grants: list[str],
         deliver_to: str | None = None,
         name: str | None = None,
+        outbound_hosts: list[str] | None = None,
     ) -> Client:
-        """Create a client, or add a key / replace grants of an existing one."""
+        """Create a client, or add a key / replace grants of an existing one. ``outbound_hosts``, when
+        given, replaces the hosts its callbacks and webhooks may name."""
         if not CLIENT_ID.match(client_id):
             raise ClientConfigError("client id must be an agency code: A-Z, 0-9 and '-', 2-32 chars")
         for grant in grants:
             validate_grant(grant)
         if deliver_to:
             Delivery.parse(deliver_to)
+        for host in outbound_hosts or []:
+            validate_outbound_host(host)
         key = load_public_key(public_key_pem)
         pem = public_pem(key)
         key_name = f"keys/{client_id}-{hashlib.sha256(pem).hexdigest()[:12]}.pem"
@@ -246,6 +274,8 @@ class ClientStore:
         data.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
         if deliver_to:
             data["deliver_to"] = deliver_to
+        if outbound_hosts is not None:
+            data["outbound_hosts"] = list(dict.fromkeys(outbound_hosts))
         self._write(path, data)
         self._refresh(force=True)
         client = self._clients[client_id]
