@@ -5,14 +5,17 @@ whatever a name resolves to — and, when a client's registration lists them, on
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.security.clients import ClientConfigError, ClientStore
 from gateway.security.keys import generate_keypair, public_pem
 from gateway.security.outbound import OutboundPolicy, OutboundRefused, PolicyResolver, address_refusal
+from tests.conftest import ROOT
 
 STRICT = OutboundPolicy()
 DEV = OutboundPolicy(allow_http_loopback=True)
@@ -152,3 +155,18 @@ def test_a_client_file_lists_its_outbound_hosts(tmp_path: Path) -> None:
     assert store.add("THADS-HN", pem, ["assets.inquire"]).outbound_hosts == ("case.example.gov.vn",)
     with pytest.raises(ClientConfigError):
         store.add("THADS-HN", pem, ["assets.inquire"], outbound_hosts=["https://case.example.gov.vn/"])
+
+
+def test_clients_add_takes_the_hosts_a_client_may_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    shutil.copy(ROOT / "config" / "gateway.toml", config / "gateway.toml")
+    monkeypatch.setenv("GATEWAY_CONFIG_DIR", str(config))
+    assert main(["keys", "--out", str(tmp_path / "keys"), "--name", "THADS-HN"]) == 0
+    add = ["clients", "add", "--id", "THADS-HN", "--public-key", str(tmp_path / "keys" / "THADS-HN.pub")]
+
+    assert main([*add, "--grant", "assets.inquire", "--outbound-host", "case.example.gov.vn"]) == 0
+    client = ClientStore(config / "clients").get("THADS-HN")
+    assert client is not None and client.outbound_hosts == ("case.example.gov.vn",)
