@@ -170,6 +170,8 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
         "GATEWAY_API__PUBLIC_URL": f"http://127.0.0.1:{port}",
         "GATEWAY_DEMO_KEYS": str(home / "keys"),
         "GATEWAY_DEMO_CASE_QUEUE": CASE_QUEUE,
+        # The demo's receivers (case system callbacks, court and procuracy webhooks) are loopback listeners.
+        "GATEWAY_OUTBOUND__ALLOW_HTTP_LOOPBACK": "true",
         # The simulators accept any partner token; real deployments put real ones in these variables.
         **{f"GATEWAY_SECRET_{code}": "demo-token" for code in PARTNER_SECRETS},
     }

@@ -110,6 +110,14 @@ class OpsSettings(BaseModel):
     management_password: str = "guest"  # noqa: S105 - the broker's own default, overridable
 
 
+class OutboundSettings(BaseModel):
+    # Calls to client-named addresses (callbacks, webhooks): https to public addresses only. True lets
+    # them use plain http to loopback (development, tests, the demo); never in production.
+    allow_http_loopback: bool = False
+    # How long registering a URL waits for DNS (a name not resolved by then is checked at each send).
+    resolve_timeout_seconds: float = Field(2, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore")
 
@@ -130,6 +138,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -123,6 +123,14 @@ def make_world(home: Path, database_url: str, deliver_to: str | None = None, **o
     shutil.copy(ROOT / "config" / "legal_bases.toml", config / "legal_bases.toml")  # documents cite them
     namespace = fresh_namespace()
     overrides.setdefault("worker", {"metrics_port": 0})  # several workers run at once in tests
+    # Tests' receivers are loopback listeners over http; the processes a test starts read the file.
+    overrides.setdefault("outbound", {"allow_http_loopback": True})
+    toml = config / "gateway.toml"
+    allow = str(overrides["outbound"].get("allow_http_loopback", False)).lower()
+    toml.write_text(
+        toml.read_text("utf-8").replace("allow_http_loopback = false", f"allow_http_loopback = {allow}"),
+        "utf-8",
+    )
     settings = Settings(
         config_dir=config,
         database_url=database_url,

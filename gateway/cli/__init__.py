@@ -66,6 +66,7 @@ def _clients(settings: Settings, args: argparse.Namespace) -> int:
             args.grant,
             deliver_to=args.deliver_to,
             name=args.name,
+            outbound_hosts=args.outbound_host,
         )
         print(
             f"client {client.id}: grants {', '.join(sorted(client.grants))}; keys {len(client.keys)}; "
@@ -75,6 +76,7 @@ def _clients(settings: Settings, args: argparse.Namespace) -> int:
             "grants": sorted(client.grants),
             "keys": len(client.keys),
             "deliver_to": str(client.deliver_to or ""),
+            "outbound_hosts": list(client.outbound_hosts or []),
         }
         return _audit_client_change(settings, args, client.id, change)
     elif args.action == "revoke":
@@ -200,6 +202,12 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--grant", nargs="+", required=True, metavar="SERVICE")
     add.add_argument("--deliver-to", help="amqp:QUEUE or https://… webhook for documents addressed to it")
     add.add_argument("--name")
+    add.add_argument(
+        "--outbound-host",
+        nargs="+",
+        metavar="HOST",
+        help="the only hosts its callback and webhook URLs may name (default: any host the policy allows)",
+    )
     add.add_argument("--actor", help="who makes the change, for the audit log (default: $USER)")
     cl_sub.add_parser("list")
     rev = cl_sub.add_parser("revoke")

@@ -87,6 +87,9 @@ class Client:
     #: What kind of party it is (``court``, ``enforcement_office``...: gateway/domain/parties.py), when
     #: its file says; see :func:`gateway.domain.parties.client_role` for what applies otherwise.
     role: str | None = None
+    # Hosts this client's callbacks and webhooks may name (gateway/security/outbound.py); None: any host
+    # the outbound policy allows.
+    outbound_hosts: tuple[str, ...] | None = None
 
     def allows(self, service: str) -> bool:
         """Deny by default: exact grant, or the grant of the service's family."""
@@ -110,6 +113,7 @@ class ClientFile(BaseModel):
     created_at: str = ""
     rate_limit: str | None = None
     role: str | None = None
+    outbound_hosts: list[str] | None = None
 
     @field_validator("created_at", mode="before")
     @classmethod
@@ -137,6 +141,25 @@ class ClientFile(BaseModel):
         if value is not None:
             limits.parse(value)
         return value
+
+    @field_validator("outbound_hosts")
+    @classmethod
+    def _outbound_hosts(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for host in value:
+                validate_outbound_host(host)
+        return value
+
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def validate_outbound_host(host: str) -> str:
+    """A host name as an ``outbound_hosts`` entry names it: no scheme, port or path."""
+    labels = host.rstrip(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ClientConfigError(f"outbound host {host!r} must be a host name, e.g. case.example.gov.vn")
+    return host
 
 
 def validate_grant(grant: str) -> str:
@@ -227,6 +250,7 @@ class ClientStore:
             created_at=data.created_at,
             rate_limit=data.rate_limit,
             role=data.role,
+            outbound_hosts=tuple(data.outbound_hosts) if data.outbound_hosts is not None else None,
         )
 
     # -- writing (operator CLI) ------------------------------------------------------------------
@@ -239,9 +263,11 @@ class ClientStore:
         deliver_to: str | None = None,
         name: str | None = None,
         role: str | None = None,
+        outbound_hosts: list[str] | None = None,
     ) -> Client:
         """Create a client, or add a key / replace grants of an existing one. ``role``: what kind of
-        party it is (kept when not given again)."""
+        party it is (kept when not given again). ``outbound_hosts``, when given, replaces the hosts its
+        callbacks and webhooks may name."""
         if not CLIENT_ID.match(client_id):
             raise ClientConfigError("client id must be an agency code: A-Z, 0-9 and '-', 2-32 chars")
         for grant in grants:
@@ -250,6 +276,8 @@ class ClientStore:
             validate_role(role)
         if deliver_to:
             Delivery.parse(deliver_to)
+        for host in outbound_hosts or []:
+            validate_outbound_host(host)
         key = load_public_key(public_key_pem)
         pem = public_pem(key)
         key_name = f"keys/{client_id}-{hashlib.sha256(pem).hexdigest()[:12]}.pem"
@@ -272,6 +300,8 @@ class ClientStore:
             data["deliver_to"] = deliver_to
         if role is not None:
             data["role"] = role
+        if outbound_hosts is not None:
+            data["outbound_hosts"] = list(dict.fromkeys(outbound_hosts))
         self._write(path, data)
         self._refresh(force=True)
         client = self._clients[client_id]

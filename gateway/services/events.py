@@ -11,11 +11,9 @@ answers 503 and changes nothing. Nothing else in the api needs the broker.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import uuid
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -28,6 +26,7 @@ from gateway.domain import events
 from gateway.domain.registry import REGISTRY
 from gateway.domain.violations import Violation
 from gateway.problems import Problem, conflict, invalid, not_found
+from gateway.security.outbound import OutboundPolicy
 from gateway.security.tokens import Principal
 from gateway.settings import Settings
 from gateway.storage.database import Database
@@ -44,7 +43,6 @@ MAX_SUBSCRIPTIONS: Final = 10
 #: stopped reading must not fill the broker). ``GET /v1/messages/{id}`` stays the record.
 MAX_QUEUED_EVENTS: Final = 100_000
 BROKER_TIMEOUT_SECONDS: Final = 5.0
-_LOOPBACK_NAMES: Final = frozenset({"localhost"})
 
 
 def queue_arguments(names: Names, queue: str, kind: str, delivery_limit: int) -> dict[str, Any]:
@@ -83,27 +81,13 @@ def _unavailable(exc: BaseException) -> Problem:
     )
 
 
-def _url_violations(url: str) -> list[Violation]:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return []
-    if parts.scheme == "http" and parts.hostname:
-        host = parts.hostname
-        try:
-            if ipaddress.ip_address(host).is_loopback:
-                return []
-        except ValueError:
-            if host in _LOOPBACK_NAMES:
-                return []
-    return [Violation("$.url", "must be an https URL (http only to a loopback address)", "https")]
-
-
 class SubscriptionService:
     def __init__(self, db: Database, settings: Settings, catalog: SchemaCatalog) -> None:
         self._db = db
         self._settings = settings
         self._catalog = catalog
         self._names = Names(settings.broker_namespace)
+        self._outbound = OutboundPolicy.from_settings(settings.outbound)
 
     def _view(self, row: Row[Any]) -> dict[str, Any]:
         types: list[str] = json.loads(row.message_types) if row.message_types else []
@@ -138,7 +122,10 @@ class SubscriptionService:
                     Violation(f"$.message_types[{n}]", "is not a registered message type", "enum")
                 )
         if kind == "webhook":
-            violations += _url_violations(document["url"])
+            # The outbound policy (gateway/security/outbound.py): checked here and again at each send.
+            violations += await self._outbound.violations(
+                document["url"], "$.url", principal.client.outbound_hosts
+            )
         if violations:
             raise invalid(violations)
         async with self._db.read() as conn:

@@ -19,6 +19,7 @@ from gateway.domain.identifiers import mask, pseudonym
 from gateway.domain.lookup import LookupRequest, Subject, Title
 from gateway.partners import Partner
 from gateway.problems import conflict, forbidden, invalid, not_found
+from gateway.security.outbound import OutboundPolicy
 from gateway.security.signing import canonical_json
 from gateway.security.tokens import Principal
 from gateway.services.inquiry_results import representation
@@ -41,8 +42,10 @@ class InquiryService:
         legal_bases: dict[str, str],
         calendar: WorkingCalendar,
         pepper: bytes,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self._db = db
+        self._outbound = outbound or OutboundPolicy()
         self._catalog = catalog
         self._partners = {p.code: p for p in partners}
         self._refs = [rules.PartnerRef(code=p.code, kind=p.kind) for p in partners]
@@ -67,6 +70,11 @@ class InquiryService:
         assert isinstance(body, dict)
         sources, problems = rules.expand_sources(body["sources"], self._refs)
         problems += rules.precondition_violations(body, set(self._legal_bases))
+        if body.get("callback_url"):
+            # The outbound policy (gateway/security/outbound.py): checked here and again at each send.
+            problems += await self._outbound.violations(
+                body["callback_url"], "$.callback_url", client.outbound_hosts
+            )
         if problems:
             raise invalid(problems)
         denied = sorted(g for g in rules.required_grants(sources) if not client.allows(g))

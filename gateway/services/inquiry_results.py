@@ -71,6 +71,29 @@ async def refresh(conn: AsyncConnection, inquiry_id: str, at: datetime | None = 
     return status.value
 
 
+def callback_read(client_id: str, host: str, message_id: str, body: bytes) -> AuditEntry:
+    """The ``assets.read`` record of a callback about to carry an inquiry's results to ``client_id`` at
+    ``host``: which inquiry, which sources' rows and the categories of data they hold, never the data.
+    ``ValueError`` (or ``KeyError``) for a body that is not an inquiry's representation."""
+    view = json.loads(body)
+    shown = [s for s in view["sources"] if "rows" in s]
+    return AuditEntry(
+        actor=client_id,
+        action="assets.read",
+        outcome="read",
+        message_id=message_id,
+        object_ref=view["inquiry_id"],
+        data={
+            "channel": "callback",
+            "host": host,
+            "case_ref": view["case_ref"],
+            "status": view["status"],
+            "sources_shown": [s["source"] for s in shown],
+            "categories": {s["source"]: result_categories(s["source"], s["rows"] or []) for s in shown},
+        },
+    )
+
+
 def representation(inquiry: Any, sources: list[Any]) -> dict[str, Any]:
     """The inquiry as the case system sees it (GET, Prefer: wait, callbacks)."""
     return {

@@ -10,6 +10,7 @@ from gateway.connectors import bank
 from gateway.partners import load_partners
 from gateway.reference_data import load_calendar, load_legal_bases
 from gateway.security.clients import ClientStore
+from gateway.security.outbound import OutboundPolicy
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
 from gateway.services.answers import AnswerService
@@ -52,6 +53,7 @@ def build_services(settings: Settings, db: Database) -> Services:
             load_legal_bases(settings.config_dir),
             load_calendar(settings.config_dir),
             pepper=signer.pseudonym_pepper(),
+            outbound=OutboundPolicy.from_settings(settings.outbound),
         ),
         answers=AnswerService(db, bank.parse_callback),
         limiter=ClientRateLimiter(settings.api.rate_limit, settings.api.rate_limit_storage),

@@ -54,8 +54,9 @@ OPERATIONS: Final = (
         description=(
             "Grant `messages.read`. `kind: queue`: the gateway declares a durable quorum queue of the "
             "client's own (`queue` in the answer), bound to the events exchange with the client's keys "
-            "only (`bindings`), and the client consumes it. `kind: webhook`: each event is POSTed to `url`, "
-            "signed like document webhooks, in order, retried with back-off and parked after "
+            "only (`bindings`), and the client consumes it. `kind: webhook`: each event is POSTed to `url` "
+            "(https to a public address; redirects are not followed), signed like document webhooks, "
+            "in order, retried with back-off and parked after "
             "`delivery.delivery_limit` attempts. `message_types` narrows either to some types. Events: "
             "schema `event.status`. The broker must be reachable (else `503`, nothing changed); at most "
             f"{MAX_SUBSCRIPTIONS} active subscriptions per client (`409`)."
@@ -66,7 +67,11 @@ OPERATIONS: Final = (
         problems=(400, 403, 409, 413, 415, 422, 503),
         problem_notes={
             409: f"The client already holds {MAX_SUBSCRIPTIONS} active subscriptions.",
-            422: "Schema violations, an unregistered message type, or a webhook URL that is not https.",
+            422: (
+                "Schema violations, an unregistered message type, or a webhook URL the outbound policy "
+                "refuses (`$.url`): not https, an address that is not public (before or after DNS), or "
+                "a host outside the client's `outbound_hosts`."
+            ),
             503: "The broker (or storage) is unavailable: nothing was subscribed.",
         },
     ),

@@ -106,8 +106,8 @@ OPERATIONS: Final = (
         problem_notes={
             403: "Not granted `assets.inquire` or `assets.inquire:<kind>` for a source asked.",
             409: "The `Idempotency-Key` was used for a different inquiry.",
-            422: "Schema violations, an unknown legal basis, a precondition not met, or a malformed "
-            "`Idempotency-Key`.",
+            422: "Schema violations, an unknown legal basis, a precondition not met, a malformed "
+            "`Idempotency-Key`, or a `callback_url` the outbound policy refuses (docs/outbound.md).",
         },
         examples=(Example("asset-inquiry", "valid-all-registers.json", "A person, every register"),),
     ),

@@ -8,7 +8,15 @@ de-duplicate on ``event_id`` (the AMQP ``message_id``).
 
 The dispatcher consumes the queue of every webhook subscription (one event at a time per subscription,
 so each receiver gets its events in order), POSTs each event signed like document webhooks, retries with
-back-off, and lets the queue's delivery limit park what never got through.
+back-off, and lets the queue's delivery limit park what never got through. It calls only where the
+outbound policy allows (``gateway/security/outbound.py``), checked again before every attempt.
+
+The dispatcher never declares a subscription's queue: the api declares it on subscribing and deletes it
+on unsubscribing. It attaches to the queue passively and consumes it without aio-pika's robust recovery
+(which re-declares a queue, re-binds it and consumes again when the broker cancels the consumer, as it
+does when the queue is deleted: an ended subscription came back and kept receiving). After a broker
+cancel or a reconnection its rescan notices the consumer is gone and attaches again, to a queue that
+still exists only.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-import aiohttp
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import Counter
 from sqlalchemy import select
@@ -33,8 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.amqp.names import Names
 from gateway.amqp.settle import settle
 from gateway.domain import events as domain
+from gateway.security.outbound import Outbound, OutboundRefused
 from gateway.security.signing import Signer
-from gateway.services.events import declare_queue
 from gateway.settings import Settings
 from gateway.storage import events as store
 from gateway.storage.database import Database
@@ -149,16 +157,16 @@ class WebhookDispatcher:
         connection: AbstractRobustConnection,
         names: Names,
         signer: Signer,
-        http: aiohttp.ClientSession,
+        outbound: Outbound,
         settings: Settings,
     ) -> None:
         self._db = db
         self._connection = connection
         self._names = names
         self._signer = signer
-        self._http = http
+        self._outbound = outbound
         self._settings = settings
-        self._consuming: dict[str, tuple[AbstractChannel, str]] = {}
+        self._consuming: dict[str, _Consumer] = {}
 
     async def run(self) -> None:
         try:
@@ -171,9 +179,8 @@ class WebhookDispatcher:
                     log.exception("webhook subscription scan failed; retrying")
                 await asyncio.sleep(RESCAN_SECONDS)
         finally:
-            for channel, _tag in self._consuming.values():
-                with contextlib.suppress(Exception):
-                    await channel.close()
+            for consumer in self._consuming.values():
+                await consumer.close()
 
     async def _active(self) -> dict[str, _Hook]:
         async with self._db.read() as conn:
@@ -193,35 +200,45 @@ class WebhookDispatcher:
             }
 
     async def scan(self) -> None:
+        """Stop consuming ended subscriptions and ones whose consumer the broker cancelled (or a
+        reconnection dropped); consume every active one whose queue exists."""
         active = await self._active()
-        for gone in set(self._consuming) - set(active):
-            channel, _tag = self._consuming.pop(gone)
-            with contextlib.suppress(Exception):
-                await channel.close()
+        for subscription_id, consumer in list(self._consuming.items()):
+            if subscription_id not in active or not await consumer.alive():
+                del self._consuming[subscription_id]
+                await consumer.close()
         for subscription_id, hook in active.items():
             if subscription_id not in self._consuming:
                 await self._consume(hook)
 
     async def _consume(self, hook: _Hook) -> None:
+        name = self._names.event_subscription(hook.client_id, hook.subscription_id)
         channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=1)  # one event at a time: the receiver sees them in order
-        queue = await declare_queue(
-            channel,
-            self._names,
-            self._names.event_subscription(hook.client_id, hook.subscription_id),
-            "webhook",
-            domain.binding_keys(hook.client_id, hook.message_types),
-            self._settings.delivery.delivery_limit,
-        )
+        try:
+            await channel.set_qos(prefetch_count=1)  # one event at a time: the receiver sees them in order
+            consumer = _Consumer(channel, await channel.get_underlay_channel())
+            consumer.underlay.on_consumer_cancel_callbacks.add(consumer.on_cancel)
+            # Passive and not robust: never (re)creates the queue, and aio-pika does not restore it.
+            queue = await channel.declare_queue(name, passive=True, robust=False)
 
-        async def on_event(message: AbstractIncomingMessage) -> None:
-            await self._deliver(hook, message)
+            async def on_event(message: AbstractIncomingMessage) -> None:
+                await self._deliver(hook, message, consumer)
 
-        tag = await queue.consume(on_event)
-        self._consuming[hook.subscription_id] = (channel, tag)
+            consumer.tag = await queue.consume(on_event, robust=False)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            # Deleted (the subscription is ending) or lost: not re-created here; an operator's to see.
+            log.warning("queue %s of subscription %s does not exist", name, hook.subscription_id)
+            with contextlib.suppress(Exception):
+                await channel.close()
+            return
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
+        self._consuming[hook.subscription_id] = consumer
         log.info("status events of %s to %s", hook.client_id, hook.url)
 
-    async def _deliver(self, hook: _Hook, message: AbstractIncomingMessage) -> None:
+    async def _deliver(self, hook: _Hook, message: AbstractIncomingMessage, consumer: _Consumer) -> None:
         try:
             event: dict[str, Any] = json.loads(message.body)
         except ValueError:
@@ -237,9 +254,22 @@ class WebhookDispatcher:
         # Retried here, holding the event, so nothing overtakes it; a worker that dies meanwhile hands
         # it back to the broker, which counts the delivery.
         while True:
+            if not await consumer.alive():
+                return  # unsubscribed (queue deleted) or the channel went: the broker keeps the event
+            try:
+                await self._outbound.check(hook.url, hook.client_id)
+            except OutboundRefused as exc:
+                WEBHOOKS.labels("refused").inc()
+                log.warning(
+                    "status event webhook of %s refused by the outbound policy (%s); parked",
+                    hook.client_id,
+                    exc,
+                )
+                await settle(message.reject(requeue=False))  # dead-lettered to its parking queue
+                return
             try:
                 await webhook.post(
-                    self._http,
+                    self._outbound.session,
                     self._signer,
                     hook.url,
                     message.body,
@@ -273,13 +303,40 @@ def start(
     consume_connection: AbstractRobustConnection,
     names: Names,
     signer: Signer,
-    http: aiohttp.ClientSession,
+    outbound: Outbound,
     settings: Settings,
 ) -> list[asyncio.Task[None]]:
     """The relay and the dispatcher, as tasks of the worker (once ``<ns>.events`` is declared)."""
     relay = EventRelay(db, publish_connection, names, settings.relay.poll_interval_seconds)
-    dispatcher = WebhookDispatcher(db, consume_connection, names, signer, http, settings)
+    dispatcher = WebhookDispatcher(db, consume_connection, names, signer, outbound, settings)
     return [
         asyncio.create_task(relay.run(), name="event-relay"),
         asyncio.create_task(dispatcher.run(), name="event-webhooks"),
     ]
+
+
+@dataclass(slots=True)
+class _Consumer:
+    """One subscription's consumer: alive until the broker cancels it (its queue was deleted), its
+    channel closes, or the channel is reopened after a reconnection (which brings no consumer back)."""
+
+    channel: AbstractChannel
+    underlay: aiormq.abc.AbstractChannel
+    tag: str = ""
+    cancelled: bool = False
+
+    def on_cancel(self, frame: aiormq.spec.Basic.Cancel) -> None:
+        if frame.consumer_tag == self.tag:
+            self.cancelled = True
+
+    async def alive(self) -> bool:
+        if self.cancelled or self.channel.is_closed:
+            return False
+        try:
+            return await self.channel.get_underlay_channel() is self.underlay
+        except (RuntimeError, aio_pika.exceptions.AMQPError):
+            return False
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.channel.close()

@@ -11,8 +11,8 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 from aio_pika.abc import AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -22,10 +22,12 @@ from gateway.amqp.names import Names
 from gateway.amqp.settle import settle
 from gateway.connectors.resilience import GuardedConnector, Outcome
 from gateway.domain.identifiers import scrub
+from gateway.security.outbound import Outbound, OutboundRefused
 from gateway.security.signing import Signer
 from gateway.services.inquiries import parse_request
-from gateway.services.inquiry_results import apply_answer
+from gateway.services.inquiry_results import apply_answer, callback_read
 from gateway.storage import inquiries as store
+from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
 from gateway.storage.inquiries import PENDING, Answer
 from gateway.storage.timestamps import now
@@ -42,14 +44,14 @@ class LookupWorker:
         names: Names,
         connectors: dict[str, GuardedConnector],
         signer: Signer,
-        http: aiohttp.ClientSession,
+        outbound: Outbound,
     ) -> None:
         self._db = db
         self._publisher = publisher
         self._names = names
         self._connectors = connectors
         self._signer = signer
-        self._http = http
+        self._outbound = outbound
 
     # -- partner queues ------------------------------------------------------------------------
 
@@ -143,12 +145,54 @@ class LookupWorker:
     # -- callbacks -----------------------------------------------------------------------------
 
     async def on_callback(self, message: AbstractIncomingMessage) -> None:
-        """POST the final inquiry to the caller's callback_url, signed like document webhooks."""
+        """POST the final inquiry to the caller's callback_url, signed like document webhooks, only where
+        the outbound policy allows (checked again now, and by the session's resolver at connect time),
+        never following a redirect; audited as a read of the results it carries before they leave."""
         with logs.consuming(message):
             await self._on_callback(message)
 
     async def _on_callback(self, message: AbstractIncomingMessage) -> None:
         url = str((message.headers or {}).get("url", ""))
+        client_id = message.routing_key or ""
+        host = urlsplit(url).hostname or ""
+        try:
+            read = callback_read(client_id, host, message.message_id or "", message.body)
+        except (ValueError, KeyError, TypeError):
+            log.error("unreadable callback %s: parking it", message.message_id)
+            await settle(message.reject(requeue=False))
+            return
+        refused: OutboundRefused | None = None
+        try:
+            await self._outbound.check(url, client_id)
+        except OutboundRefused as exc:
+            refused = exc
+        try:
+            if refused is not None:
+                await self._audit(
+                    AuditEntry(
+                        actor="gateway.callback",
+                        action="assets.callback",
+                        outcome="refused",
+                        message_id=message.message_id,
+                        object_ref=read.object_ref,
+                        reason=str(refused),
+                        data={"client": client_id, "host": host},
+                    )
+                )
+            else:
+                # Before the results leave: a callback that cannot be audited is not sent yet.
+                await self._audit(read)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("auditing callback %s failed; requeueing", message.message_id)
+            await asyncio.sleep(1)
+            await settle(message.nack(requeue=True))
+            return
+        if refused is not None:
+            log.warning("callback to %s refused by the outbound policy (%s): parked", scrub(url), refused)
+            await settle(message.reject(requeue=False))
+            return
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(5),
@@ -158,7 +202,7 @@ class LookupWorker:
             ):
                 with attempt:
                     await webhook.post(
-                        self._http,
+                        self._outbound.session,
                         self._signer,
                         url,
                         message.body,
@@ -173,6 +217,10 @@ class LookupWorker:
             await settle(message.reject(requeue=False))
             return
         await settle(message.ack())
+
+    async def _audit(self, entry: AuditEntry) -> None:
+        async with self._db.transaction() as conn:
+            await append(conn, entry)
 
 
 def reply_body(request_ref: str, outcome: Outcome) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from gateway.metrics import observe_signing_key
 from gateway.partners import Partner, load_partners, missing_credentials
 from gateway.reference_data import load_reminder_lead
 from gateway.security.clients import Client, ClientStore
+from gateway.security.outbound import Outbound, OutboundPolicy, client_session
 from gateway.security.signing import Signer
 from gateway.services.factory import build_document_service
 from gateway.settings import Settings
@@ -80,7 +81,12 @@ class Worker:
         documents = build_document_service(settings, db, clients, signer)
         partners = load_partners(settings.config_dir)
         _warn_missing_credentials(partners)
-        async with aiohttp.ClientSession() as http:
+        policy = OutboundPolicy.from_settings(settings.outbound)
+        # Addresses a client named (callbacks, status webhooks) go through their own session, which
+        # connects only where the outbound policy allows; partners and operator-registered webhooks
+        # (configuration, not client input) use ``http``.
+        async with aiohttp.ClientSession() as http, client_session(policy) as client_http:
+            outbound = Outbound(policy, client_http, functools.partial(_outbound_hosts, clients))
             deliverer = Deliverer(db, publisher, self.names, signer, http, settings.delivery, documents)
             relay = Relay(db, publisher, self.names, settings.relay)
             channel = await consume_conn.channel()
@@ -95,7 +101,7 @@ class Worker:
             connectors = await build_connectors(partners, http)
             # One guard per partner: lookups and document deliveries share its breaker and concurrency.
             guarded = {p.code: GuardedConnector(p, connectors[p.code]) for p in partners}
-            lookups = LookupWorker(db, publisher, self.names, guarded, signer, http)
+            lookups = LookupWorker(db, publisher, self.names, guarded, signer, outbound)
             await self._consume_lookups(channel, [p.code for p in partners if p.is_lookup_source], lookups)
             # Queues first, relay second: a message published before its queue exists would bounce.
             # Clients' queues before partners' deliveries: a partner's synchronous report goes to a client.
@@ -111,7 +117,9 @@ class Worker:
             )
             tasks = [asyncio.create_task(self._rescan(channel, clients, deliverer), name="rescan")]
             tasks.append(asyncio.create_task(relay.run(), name="relay"))
-            tasks += status_events.start(db, publish_conn, consume_conn, self.names, signer, http, settings)
+            tasks += status_events.start(
+                db, publish_conn, consume_conn, self.names, signer, outbound, settings
+            )
             tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
             tasks.append(asyncio.create_task(watcher.run(), name="document-deadlines"))
             tasks.append(asyncio.create_task(audit_checkpoints.run(db, signer, settings.audit), name="audit"))
@@ -220,6 +228,11 @@ class Worker:
             await urgent.consume(on_message)
         self._consuming[client.id] = target
         log.info("delivering to %s via %s", client.id, target)
+
+
+def _outbound_hosts(clients: ClientStore, client_id: str) -> tuple[str, ...] | None:
+    client = clients.get(client_id)
+    return client.outbound_hosts if client is not None else None
 
 
 def _warn_missing_credentials(partners: list[Partner]) -> None:

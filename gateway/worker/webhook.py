@@ -52,8 +52,14 @@ async def post(
     if redelivered:
         headers["Gateway-Redelivered"] = "true"
     try:
+        # A redirect is never followed: it would lead past the address checks (and the receiver must
+        # answer 2xx itself); a 3xx is a failed delivery like any other.
         async with session.post(
-            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=time_limit)
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=time_limit),
+            allow_redirects=False,
         ) as response:
             await response.read()
             if 200 <= response.status < 300:
