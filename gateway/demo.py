@@ -23,7 +23,7 @@ from gateway.ops import operators
 from gateway.security.clients import ClientStore
 from gateway.security.keys import load_private_key, public_pem, write_keypair
 from gateway.security.tokens import issue_token
-from gateway.settings import DEFAULT_CONFIG_DIR, Settings, load_settings
+from gateway.settings import DEFAULT_CONFIG_DIR, Settings, SimulateSettings, load_settings
 from gateway.storage.migrate import upgrade_sync
 
 ROOT = DEFAULT_CONFIG_DIR.parent
@@ -51,15 +51,30 @@ PARTNER_SECRETS = (
 )
 
 
-#: Webhooks of the simulated court and procuracy (``python run.py simulate`` listens there).
-COURT_INBOX = "http://127.0.0.1:9111/inbox"
-PROCURACY_INBOX = "http://127.0.0.1:9112/inbox"
+#: Webhooks of the simulated court and procuracy (``python run.py simulate`` listens there), on the
+#: ports of the ``[simulate]`` settings: ``{court_inbox}`` and ``{procuracy_inbox}`` in ``deliver_to``.
+INBOX = "http://127.0.0.1:{port}/inbox"
+
+
+def inbox_urls(settings: Settings) -> dict[str, str]:
+    """The simulated court's and procuracy's webhook URLs, by ``deliver_to`` placeholder."""
+    return {
+        "court_inbox": INBOX.format(port=settings.simulate.court_port),
+        "procuracy_inbox": INBOX.format(port=settings.simulate.procuracy_port),
+    }
+
+
+#: The clients whose simulators call the gateway back on their own (a bank's late report, the police's
+#: answers, VNeID's statuses): ``run.py simulate --partners-only`` makes and registers these.
+PARTNER_CLIENTS = ("BANK-TCB", "CA-HN", "VNEID")
 
 
 @dataclass(frozen=True, slots=True)
 class DemoClient:
     grants: list[str]
-    deliver_to: str | None  # ``{queue}`` stands for the case system's queue
+    # ``{queue}`` stands for the case system's queue, ``{court_inbox}`` and ``{procuracy_inbox}`` for
+    # the simulated court's and procuracy's webhooks (:func:`inbox_urls`).
+    deliver_to: str | None
     name: str
 
 
@@ -68,13 +83,13 @@ DEMO_CLIENTS = {
     # Receives clarification requests and enforcement decisions on the simulated court's webhook.
     "TAND-HN": DemoClient(
         ["judgments.push", "messages.read", "messages.confirm", "documents.send"],
-        COURT_INBOX,
+        "{court_inbox}",
         "Tòa án nhân dân thành phố Hà Nội",
     ),
     # Receives the copies of THADS-HN's enforcement decisions (config/routing.toml) on its webhook.
     "VKS-HN": DemoClient(
         ["documents.send", "messages.read", "messages.confirm"],
-        PROCURACY_INBOX,
+        "{procuracy_inbox}",
         "Viện kiểm sát nhân dân thành phố Hà Nội",
     ),
     "THADS-HN": DemoClient(
@@ -113,16 +128,25 @@ class DemoKeys:
 
 
 def ensure_demo_clients(
-    keys: Path, clients_dir: Path, case_queue: str = CASE_QUEUE, *, replace: bool = True
+    keys: Path,
+    clients_dir: Path,
+    case_queue: str = CASE_QUEUE,
+    *,
+    replace: bool = True,
+    inboxes: dict[str, str] | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> DemoKeys:
     """A key pair per demo client under ``keys`` (generated when missing) and its registration in
     ``clients_dir``. ``replace=False`` never changes a client that is already registered: it may be
-    an operator's, and registering would reset its grants and lift a revocation."""
+    an operator's, and registering would reset its grants and lift a revocation. ``inboxes``: the
+    webhooks of :func:`inbox_urls` (default: the shipped ports); ``only``: these clients alone."""
     store = ClientStore(clients_dir, recheck_seconds=0)
     created: list[str] = []
     registered: list[str] = []
     unknown: list[str] = []
     for client_id, demo in DEMO_CLIENTS.items():
+        if only is not None and client_id not in only:
+            continue
         if not (keys / f"{client_id}.key").exists():
             write_keypair(keys, client_id)
             created.append(client_id)
@@ -133,20 +157,34 @@ def ensure_demo_clients(
             if existing.revoked or pem not in map(public_pem, existing.keys):
                 unknown.append(client_id)
             continue
-        deliver_to = demo.deliver_to.format(queue=case_queue) if demo.deliver_to else None
+        deliver_to = _deliver_to(demo, case_queue, inboxes)
         store.add(client_id, pem, demo.grants, deliver_to=deliver_to, name=demo.name)
         registered.append(client_id)
     return DemoKeys(created, registered, unknown)
 
 
-def register_command(client_id: str, keys: Path, case_queue: str = CASE_QUEUE) -> str:
+def _deliver_to(demo: DemoClient, case_queue: str, inboxes: dict[str, str] | None) -> str | None:
+    if demo.deliver_to is None:
+        return None
+    shipped = SimulateSettings()
+    urls = inboxes or {
+        "court_inbox": INBOX.format(port=shipped.court_port),
+        "procuracy_inbox": INBOX.format(port=shipped.procuracy_port),
+    }
+    return demo.deliver_to.format(queue=case_queue, **urls)
+
+
+def register_command(
+    client_id: str, keys: Path, case_queue: str = CASE_QUEUE, inboxes: dict[str, str] | None = None
+) -> str:
     """The operator command that registers a demo client's public key with a gateway."""
     demo = DEMO_CLIENTS[client_id]
     command = (
         f"python run.py clients add --id {client_id} --public-key {keys / f'{client_id}.pub'} "
         f"--grant {' '.join(demo.grants)}"
     )
-    return command + (f" --deliver-to {demo.deliver_to.format(queue=case_queue)}" if demo.deliver_to else "")
+    deliver_to = _deliver_to(demo, case_queue, inboxes)
+    return command + (f" --deliver-to {deliver_to}" if deliver_to else "")
 
 
 def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
@@ -175,7 +213,7 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     }
     os.environ.update(env)
     settings = load_settings()
-    ensure_demo_clients(home / "keys", settings.clients_dir, CASE_QUEUE)
+    ensure_demo_clients(home / "keys", settings.clients_dir, CASE_QUEUE, inboxes=inbox_urls(settings))
     upgrade_sync(settings.resolved_database_url)
     write_dated_examples(home / "examples")
     return env, settings
