@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -273,6 +274,8 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
     # too: a shell starting the demo in the background leaves it ignored, so `kill -INT` did nothing.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    worker_log = log_dir / "worker.log"
+    worker_log_from = worker_log.stat().st_size if worker_log.exists() else 0  # the log is appended to
     for role in ("api", "worker", "simulate"):
         cmd = [sys.executable, str(ROOT / "run.py"), role]
         with (log_dir / f"{role}.log").open("ab") as out:
@@ -286,8 +289,9 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
         # A demo operator with a password made for this run only: there is no default password.
         operator_password = secrets.token_urlsafe(12)
         operators.add(settings.path(settings.ops.operators_file), "demo", "operator", operator_password)
+        metrics = worker_metrics_url(worker_log, worker_log_from, alive=lambda: procs[1].poll() is None)
         print(banner(url, home, court_token, case_token), flush=True)
-        print(console_banner(url, settings, operator_password), flush=True)
+        print(console_banner(url, settings, operator_password, metrics, worker_log), flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         print("a gateway process stopped; see", log_dir, file=sys.stderr)
@@ -309,11 +313,40 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def console_banner(url: str, settings: Settings, operator_password: str) -> str:
+#: What the worker logs once its /metrics listener is up, and when it could not bind (gateway.worker.http).
+_METRICS_UP = re.compile(r"worker metrics on (http://\S+?/metrics)")
+_METRICS_FAILED = "worker metrics listener on "
+
+
+def worker_metrics_url(
+    log: Path, offset: int = 0, alive: Callable[[], bool] = lambda: True, timeout: float = 20
+) -> str | None:
+    """The worker's /metrics URL as its log (from byte ``offset``) reports it once listening; None when
+    it says it could not bind, or says nothing within ``timeout`` seconds, or the worker is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log.read_bytes()[offset:].decode("utf-8", "replace") if log.exists() else ""
+        found = _METRICS_UP.search(text)
+        if found is not None:
+            return found.group(1)
+        if _METRICS_FAILED in text or not alive() or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def console_banner(
+    url: str, settings: Settings, operator_password: str, worker_metrics: str | None, worker_log: Path
+) -> str:
+    """The operators' part of the banner; the worker's metrics only when its listener is up."""
+    if worker_metrics is not None:
+        worker = f"{worker_metrics}   {worker_metrics.removesuffix('/metrics')}/readyz"
+    else:
+        port = f"{settings.worker.metrics_host}:{settings.worker.metrics_port}"
+        worker = f"no metrics listener (could not listen on {port}? see {worker_log})"
     return f"""Operators:
   Console        {url}/ops/   user demo, password {operator_password}  (made for this run)
   API docs       {url}/docs
-  Worker         http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics   /readyz
+  Worker         {worker}
   From a shell   GATEWAY_CONFIG_DIR={settings.config_dir} .venv/bin/python run.py status
 """
 
