@@ -362,7 +362,8 @@ Gateway demo is running (Ctrl-C stops it). Logs: {home / "logs"}
   SOAP (courts)  {url}/soap/courts?wsdl
   Simulators     court TAND-HN pushes a judgment every 10 s; case system THADS-HN consumes
                  queue '{CASE_QUEUE}' and confirms each one; land registry (SOAP) :9101, banks :9102,
-                 tax :9103, vehicles :9104, population :9105 (python run.py simulate --help for faults)
+                 tax :9103, vehicles :9104, population :9105; faults: POST :PORT/_sim/mode
+                 {{"mode": "down"|"slow"|"failing"|"normal"}} (docs/partners.md)
 
 Court token (TAND-HN, valid 1 h):
   export TOKEN={court_token}
