@@ -15,6 +15,7 @@ import time
 import tomllib
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -245,10 +246,11 @@ async def test_partners_only_registers_the_partners_that_call_back_and_a_late_ba
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        api = TestClient(TestServer(create_app(world.settings), port=api_port))
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None
+        api: TestClient[Any, Any] | None = None
         try:
+            api = TestClient(TestServer(create_app(world.settings), port=api_port))
             await _until_listening(roots["bank"], proc)
             for client_id in PARTNER_CLIENTS:
                 assert registered_key(store, client_id) == own_key(tmp_path / "sim-keys", client_id)
@@ -271,7 +273,8 @@ async def test_partners_only_registers_the_partners_that_call_back_and_a_late_ba
             stop.set()
             if worker is not None:
                 await asyncio.wait_for(worker, 30)
-            await api.close()
+            if api is not None:
+                await api.close()
             proc.send_signal(signal.SIGTERM)
             try:
                 output, _ = proc.communicate(timeout=15)
