@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.simulators.main import serve
 
+    # Started in the background by a script, SIGINT comes in ignored: `kill -INT` should stop it anyway.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         asyncio.run(serve(settings, args))
     except OSError as exc:
