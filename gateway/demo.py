@@ -249,11 +249,15 @@ def _shifted(value: Any, shift: timedelta) -> Any:
     return value
 
 
-def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+def _wait_healthy(
+    url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60, logs: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
-            raise SystemExit("a gateway process exited during start-up; see the log above")
+            # Its output went to its log file: name it (a port already taken is the usual cause).
+            where = f"its log in {logs}" if logs is not None else "its log"
+            raise SystemExit(f"a gateway process exited during start-up (a port taken?); see {where}")
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:  # noqa: S310 - loopback
                 if resp.status == 200:
@@ -281,7 +285,7 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
         with (log_dir / f"{role}.log").open("ab") as out:
             procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT))  # noqa: S603
     try:
-        _wait_healthy(url, procs)
+        _wait_healthy(url, procs, logs=log_dir)
         court_key = load_private_key((home / "keys" / "TAND-HN.key").read_bytes())
         case_key = load_private_key((home / "keys" / "THADS-HN.key").read_bytes())
         court_token = issue_token("TAND-HN", court_key, settings.auth.audience, ttl=3600)
