@@ -22,6 +22,10 @@ venv: $(STAMP) ## Create .venv and install the package with dev extras
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# swagger-ui-bundle (Swagger UI 4, which cannot render OpenAPI 3.1) and its successor
+	@# swagger-ui-bundle-v2 share one import name: an older .venv drops both, the install brings back v2.
+	@if $(BIN)/python -m pip show --quiet swagger-ui-bundle >/dev/null 2>&1; then \
+	  $(BIN)/python -m pip uninstall --quiet -y swagger-ui-bundle swagger-ui-bundle-v2; fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 

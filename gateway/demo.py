@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from gateway.ops import operators
 from gateway.security.clients import ClientStore
 from gateway.security.keys import load_private_key, public_pem, write_keypair
 from gateway.security.tokens import issue_token
-from gateway.settings import DEFAULT_CONFIG_DIR, Settings, load_settings
+from gateway.settings import DEFAULT_CONFIG_DIR, Settings, SimulateSettings, load_settings
 from gateway.storage.migrate import upgrade_sync
 
 ROOT = DEFAULT_CONFIG_DIR.parent
@@ -51,15 +52,30 @@ PARTNER_SECRETS = (
 )
 
 
-#: Webhooks of the simulated court and procuracy (``python run.py simulate`` listens there).
-COURT_INBOX = "http://127.0.0.1:9111/inbox"
-PROCURACY_INBOX = "http://127.0.0.1:9112/inbox"
+#: Webhooks of the simulated court and procuracy (``python run.py simulate`` listens there), on the
+#: ports of the ``[simulate]`` settings: ``{court_inbox}`` and ``{procuracy_inbox}`` in ``deliver_to``.
+INBOX = "http://127.0.0.1:{port}/inbox"
+
+
+def inbox_urls(settings: Settings) -> dict[str, str]:
+    """The simulated court's and procuracy's webhook URLs, by ``deliver_to`` placeholder."""
+    return {
+        "court_inbox": INBOX.format(port=settings.simulate.court_port),
+        "procuracy_inbox": INBOX.format(port=settings.simulate.procuracy_port),
+    }
+
+
+#: The clients whose simulators call the gateway back on their own (a bank's late report, the police's
+#: answers, VNeID's statuses): ``run.py simulate --partners-only`` makes and registers these.
+PARTNER_CLIENTS = ("BANK-TCB", "CA-HN", "VNEID")
 
 
 @dataclass(frozen=True, slots=True)
 class DemoClient:
     grants: list[str]
-    deliver_to: str | None  # ``{queue}`` stands for the case system's queue
+    # ``{queue}`` stands for the case system's queue, ``{court_inbox}`` and ``{procuracy_inbox}`` for
+    # the simulated court's and procuracy's webhooks (:func:`inbox_urls`).
+    deliver_to: str | None
     name: str
 
 
@@ -68,13 +84,13 @@ DEMO_CLIENTS = {
     # Receives clarification requests and enforcement decisions on the simulated court's webhook.
     "TAND-HN": DemoClient(
         ["judgments.push", "messages.read", "messages.confirm", "documents.send"],
-        COURT_INBOX,
+        "{court_inbox}",
         "Tòa án nhân dân thành phố Hà Nội",
     ),
     # Receives the copies of THADS-HN's enforcement decisions (config/routing.toml) on its webhook.
     "VKS-HN": DemoClient(
         ["documents.send", "messages.read", "messages.confirm"],
-        PROCURACY_INBOX,
+        "{procuracy_inbox}",
         "Viện kiểm sát nhân dân thành phố Hà Nội",
     ),
     "THADS-HN": DemoClient(
@@ -113,16 +129,25 @@ class DemoKeys:
 
 
 def ensure_demo_clients(
-    keys: Path, clients_dir: Path, case_queue: str = CASE_QUEUE, *, replace: bool = True
+    keys: Path,
+    clients_dir: Path,
+    case_queue: str = CASE_QUEUE,
+    *,
+    replace: bool = True,
+    inboxes: dict[str, str] | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> DemoKeys:
     """A key pair per demo client under ``keys`` (generated when missing) and its registration in
     ``clients_dir``. ``replace=False`` never changes a client that is already registered: it may be
-    an operator's, and registering would reset its grants and lift a revocation."""
+    an operator's, and registering would reset its grants and lift a revocation. ``inboxes``: the
+    webhooks of :func:`inbox_urls` (default: the shipped ports); ``only``: these clients alone."""
     store = ClientStore(clients_dir, recheck_seconds=0)
     created: list[str] = []
     registered: list[str] = []
     unknown: list[str] = []
     for client_id, demo in DEMO_CLIENTS.items():
+        if only is not None and client_id not in only:
+            continue
         if not (keys / f"{client_id}.key").exists():
             write_keypair(keys, client_id)
             created.append(client_id)
@@ -133,20 +158,34 @@ def ensure_demo_clients(
             if existing.revoked or pem not in map(public_pem, existing.keys):
                 unknown.append(client_id)
             continue
-        deliver_to = demo.deliver_to.format(queue=case_queue) if demo.deliver_to else None
+        deliver_to = _deliver_to(demo, case_queue, inboxes)
         store.add(client_id, pem, demo.grants, deliver_to=deliver_to, name=demo.name)
         registered.append(client_id)
     return DemoKeys(created, registered, unknown)
 
 
-def register_command(client_id: str, keys: Path, case_queue: str = CASE_QUEUE) -> str:
+def _deliver_to(demo: DemoClient, case_queue: str, inboxes: dict[str, str] | None) -> str | None:
+    if demo.deliver_to is None:
+        return None
+    shipped = SimulateSettings()
+    urls = inboxes or {
+        "court_inbox": INBOX.format(port=shipped.court_port),
+        "procuracy_inbox": INBOX.format(port=shipped.procuracy_port),
+    }
+    return demo.deliver_to.format(queue=case_queue, **urls)
+
+
+def register_command(
+    client_id: str, keys: Path, case_queue: str = CASE_QUEUE, inboxes: dict[str, str] | None = None
+) -> str:
     """The operator command that registers a demo client's public key with a gateway."""
     demo = DEMO_CLIENTS[client_id]
     command = (
         f"python run.py clients add --id {client_id} --public-key {keys / f'{client_id}.pub'} "
         f"--grant {' '.join(demo.grants)}"
     )
-    return command + (f" --deliver-to {demo.deliver_to.format(queue=case_queue)}" if demo.deliver_to else "")
+    deliver_to = _deliver_to(demo, case_queue, inboxes)
+    return command + (f" --deliver-to {deliver_to}" if deliver_to else "")
 
 
 def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
@@ -177,7 +216,7 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     }
     os.environ.update(env)
     settings = load_settings()
-    ensure_demo_clients(home / "keys", settings.clients_dir, CASE_QUEUE)
+    ensure_demo_clients(home / "keys", settings.clients_dir, CASE_QUEUE, inboxes=inbox_urls(settings))
     upgrade_sync(settings.resolved_database_url)
     write_dated_examples(home / "examples")
     return env, settings
@@ -212,11 +251,15 @@ def _shifted(value: Any, shift: timedelta) -> Any:
     return value
 
 
-def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+def _wait_healthy(
+    url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60, logs: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
-            raise SystemExit("a gateway process exited during start-up; see the log above")
+            # Its output went to its log file: name it (a port already taken is the usual cause).
+            where = f"its log in {logs}" if logs is not None else "its log"
+            raise SystemExit(f"a gateway process exited during start-up (a port taken?); see {where}")
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:  # noqa: S310 - loopback
                 if resp.status == 200:
@@ -237,12 +280,14 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
     # too: a shell starting the demo in the background leaves it ignored, so `kill -INT` did nothing.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    worker_log = log_dir / "worker.log"
+    worker_log_from = worker_log.stat().st_size if worker_log.exists() else 0  # the log is appended to
     for role in ("api", "worker", "simulate"):
         cmd = [sys.executable, str(ROOT / "run.py"), role]
         with (log_dir / f"{role}.log").open("ab") as out:
             procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT))  # noqa: S603
     try:
-        _wait_healthy(url, procs)
+        _wait_healthy(url, procs, logs=log_dir)
         court_key = load_private_key((home / "keys" / "TAND-HN.key").read_bytes())
         case_key = load_private_key((home / "keys" / "THADS-HN.key").read_bytes())
         court_token = issue_token("TAND-HN", court_key, settings.auth.audience, ttl=3600)
@@ -250,8 +295,9 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
         # A demo operator with a password made for this run only: there is no default password.
         operator_password = secrets.token_urlsafe(12)
         operators.add(settings.path(settings.ops.operators_file), "demo", "operator", operator_password)
+        metrics = worker_metrics_url(worker_log, worker_log_from, alive=lambda: procs[1].poll() is None)
         print(banner(url, home, court_token, case_token), flush=True)
-        print(console_banner(url, settings, operator_password), flush=True)
+        print(console_banner(url, settings, operator_password, metrics, worker_log), flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         print("a gateway process stopped; see", log_dir, file=sys.stderr)
@@ -273,11 +319,40 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def console_banner(url: str, settings: Settings, operator_password: str) -> str:
+#: What the worker logs once its /metrics listener is up, and when it could not bind (gateway.worker.http).
+_METRICS_UP = re.compile(r"worker metrics on (http://\S+?/metrics)")
+_METRICS_FAILED = "worker metrics listener on "
+
+
+def worker_metrics_url(
+    log: Path, offset: int = 0, alive: Callable[[], bool] = lambda: True, timeout: float = 20
+) -> str | None:
+    """The worker's /metrics URL as its log (from byte ``offset``) reports it once listening; None when
+    it says it could not bind, or says nothing within ``timeout`` seconds, or the worker is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log.read_bytes()[offset:].decode("utf-8", "replace") if log.exists() else ""
+        found = _METRICS_UP.search(text)
+        if found is not None:
+            return found.group(1)
+        if _METRICS_FAILED in text or not alive() or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def console_banner(
+    url: str, settings: Settings, operator_password: str, worker_metrics: str | None, worker_log: Path
+) -> str:
+    """The operators' part of the banner; the worker's metrics only when its listener is up."""
+    if worker_metrics is not None:
+        worker = f"{worker_metrics}   {worker_metrics.removesuffix('/metrics')}/readyz"
+    else:
+        port = f"{settings.worker.metrics_host}:{settings.worker.metrics_port}"
+        worker = f"no metrics listener (could not listen on {port}? see {worker_log})"
     return f"""Operators:
   Console        {url}/ops/   user demo, password {operator_password}  (made for this run)
   API docs       {url}/docs
-  Worker         http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics   /readyz
+  Worker         {worker}
   From a shell   GATEWAY_CONFIG_DIR={settings.config_dir} .venv/bin/python run.py status
 """
 
@@ -293,7 +368,8 @@ Gateway demo is running (Ctrl-C stops it). Logs: {home / "logs"}
   SOAP (courts)  {url}/soap/courts?wsdl
   Simulators     court TAND-HN pushes a judgment every 10 s; case system THADS-HN consumes
                  queue '{CASE_QUEUE}' and confirms each one; land registry (SOAP) :9101, banks :9102,
-                 tax :9103, vehicles :9104, population :9105 (python run.py simulate --help for faults)
+                 tax :9103, vehicles :9104, population :9105; faults: POST :PORT/_sim/mode
+                 {{"mode": "down"|"slow"|"failing"|"normal"}} (docs/partners.md)
 
 Court token (TAND-HN, valid 1 h):
   export TOKEN={court_token}

@@ -108,6 +108,14 @@ class OpsSettings(BaseModel):
     management_url: str = "http://127.0.0.1:15672"
     management_user: str = "guest"
     management_password: str = "guest"  # noqa: S105 - the broker's own default, overridable
+    # Operator commands (run.py status, run.py parking) give up on a broker that does not answer.
+    broker_timeout_seconds: float = Field(5, gt=0)
+
+
+class SimulateSettings(BaseModel):
+    # Webhooks of the simulated court and procuracy (run.py simulate, run.py demo).
+    court_port: int = Field(9111, ge=0, le=65535)
+    procuracy_port: int = Field(9112, ge=0, le=65535)
 
 
 class OutboundSettings(BaseModel):
@@ -139,6 +147,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    simulate: SimulateSettings = Field(default_factory=SimulateSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +103,23 @@ def test_db_upgrade_creates_the_database(
     monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/fresh.db")
     assert main(["db", "upgrade"]) == 0
     assert (tmp_path / "fresh.db").exists()
+
+
+@pytest.mark.skipif(
+    Path(sys.prefix).resolve() != (ROOT / ".venv").resolve(), reason="needs the project's own .venv"
+)
+def test_run_py_started_by_another_python_runs_in_the_venv(config_dir: Path, tmp_path: Path) -> None:
+    """``python3 run.py …`` outside the .venv (the README's commands in a fresh clone after make venv):
+    run.py runs itself again with .venv/bin/python, whose packages the other interpreter lacks."""
+    other = os.path.realpath(sys.executable)  # the interpreter the .venv was made from: no aiohttp
+    lacks = subprocess.run([other, "-c", "import aiohttp"], capture_output=True, check=False)
+    assert lacks.returncode != 0
+    done = subprocess.run(
+        [other, str(ROOT / "run.py"), "keys", "--out", str(tmp_path / "keys"), "--name", "TAND-HN"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GATEWAY_CONFIG_DIR": str(config_dir)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "keys" / "TAND-HN.key").exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
 from typing import Any
 
 import pytest
@@ -14,8 +16,9 @@ from sqlalchemy import select
 from gateway.cli import main
 from gateway.ops import operators
 from gateway.storage.database import Database
+from gateway.storage.migrate import upgrade
 from gateway.storage.tables import audit_log, messages
-from tests.conftest import World, fresh_judgment
+from tests.conftest import ROOT, World, fresh_judgment
 from tests.support.console import depth_of, park, queue_ids, recipient_parking
 
 
@@ -132,3 +135,61 @@ async def test_status_and_parking_commands(
         [("ops.parking.replay", a, "fixed"), ("ops.parking.replay", c, "fixed")]
     )
     assert status == "failed"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["parking", "list"],
+        ["parking", "show", "--queue", "gw.deliver.THADS-HN"],
+        ["parking", "replay", "--queue", "gw.deliver.THADS-HN", "--reason", "fixed"],
+    ],
+)
+async def test_a_broker_that_accepts_and_never_answers_ends_the_command(
+    installation: World, command: list[str]
+) -> None:
+    """A loopback listener takes the TCP connection and says nothing (no AMQP handshake): the command
+    gives up after ops.broker_timeout_seconds, says so and exits non-zero. The robust connection it
+    used before kept reconnecting, and the command never ended."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # kept open, never written to
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    await upgrade(installation.settings.resolved_database_url)
+    env = {
+        **os.environ,
+        "GATEWAY_CONFIG_DIR": str(installation.settings.config_dir),
+        "GATEWAY_DATABASE_URL": installation.settings.database_url,
+        "GATEWAY_BROKER_NAMESPACE": installation.settings.broker_namespace,
+        "GATEWAY_BROKER_URL": f"amqp://guest:not-shown@127.0.0.1:{port}/",
+        "GATEWAY_OPS__MANAGEMENT_URL": f"http://127.0.0.1:{port}",
+        "GATEWAY_OPS__BROKER_TIMEOUT_SECONDS": "1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "run.py"),
+        *command,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        # A bound for a hang, far above the setting: not a measure of how fast it gives up.
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail(f"run.py {' '.join(command)} still running after 90 s against a silent broker")
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+    errors = err.decode()
+    assert proc.returncode not in (0, None), (out.decode(), errors)
+    assert f"127.0.0.1:{port}/ did not answer within 1 s (ops.broker_timeout_seconds)" in errors, errors
+    assert "not-shown" not in errors and "Traceback" not in errors
+    assert held, "the command never reached the listener"

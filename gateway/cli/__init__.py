@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -39,7 +41,23 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.simulators.main import serve
 
-    asyncio.run(serve(settings, args))
+    # Started in the background by a script, SIGINT comes in ignored: `kill -INT` should stop it anyway.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        asyncio.run(serve(settings, args))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Most often the demo's own simulators hold the ports: say so instead of a traceback.
+        print(
+            f"error: {exc.strerror or exc} (the simulators of run.py demo or of another run.py simulate "
+            "hold it?). To fault a partner of a running demo: curl -X POST "
+            'http://127.0.0.1:PORT/_sim/mode -d \'{"mode": "down"}\', see docs/partners.md',
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        return 0
     return 0
 
 

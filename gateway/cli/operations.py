@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import aio_pika
+
 from gateway.settings import Settings
 
 
@@ -46,13 +48,20 @@ def first_line(exc: BaseException) -> str:
 def _status(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from gateway.ops.status import snapshot
+    from gateway.ops.status import command_connection, snapshot
     from gateway.storage.database import Database
 
     async def run() -> int:
+        # The broker first, within ops.broker_timeout_seconds: the database part is shown without it.
+        broker_error = ""
+        connection = None
+        try:
+            connection = await command_connection(settings)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            broker_error = first_line(exc) or type(exc).__name__
         db = Database(settings.resolved_database_url)
         try:
-            snap = await snapshot(settings, db)
+            snap = await snapshot(settings, db, connection, reach_broker=connection is not None)
         except SQLAlchemyError as exc:
             print(
                 f"error: database unavailable or not migrated (python run.py db upgrade): {exc}",
@@ -61,79 +70,90 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         finally:
             await db.dispose()
-        if args.json:
-            print(json.dumps(snap.as_json(), indent=2))
-            return 0
-        q = snap.queues
-        print(f"Queues ({q.source if q else 'unavailable: ' + snap.broker_error})")
-        if q and q.source == "AMQP":
-            print("(the RabbitMQ management API does not answer: no unacked counts and no rates)")
-        if q:
-            print(
-                _table(
-                    ["queue", "role", "ready", "unacked", "consumers", "in/s", "out/s", "parked"],
-                    [
-                        [
-                            r.name if r.exists else f"{r.name} (not declared)",
-                            r.role,
-                            r.ready,
-                            r.unacked,
-                            r.consumers,
-                            None if r.publish_rate is None else f"{r.publish_rate:.1f}",
-                            None if r.deliver_rate is None else f"{r.deliver_rate:.1f}",
-                            r.parked,
-                        ]
-                        for r in q.rows
-                    ],
-                    right=(2, 3, 4, 5, 6, 7),
-                )
-            )
-        print()
-        print(
-            f"Outbox: {snap.outbox.backlog} waiting for the broker; "
-            f"oldest {_age(snap.outbox.oldest_age_seconds(snap.at))}"
-        )
-        print()
-        print("Partners")
-        print(
-            _table(
-                [
-                    "partner",
-                    "kind",
-                    "breaker",
-                    "success",
-                    "calls",
-                    "p50 ms",
-                    "p95 ms",
-                    "in flight",
-                    "last error",
-                ],
-                [
-                    [
-                        p.code,
-                        p.kind,
-                        p.breaker,
-                        None if p.success_rate is None else f"{p.success_rate * 100:.1f} %",
-                        p.calls,
-                        p.p50_ms,
-                        p.p95_ms,
-                        p.in_flight,
-                        (p.last_error or "")[:60],
-                    ]
-                    for p in snap.partners
-                ],
-                right=(3, 4, 5, 6, 7),
-            )
-        )
-        print()
-        c = snap.counts
-        print(
-            f"Overdue: {c['overdue']}  Stuck (> {settings.ops.stuck_after_minutes:g} min): {c['stuck']}  "
-            f"Retrying: {c['retrying']}  Inquiries pending: {c['pending_inquiries']}"
-        )
-        return 0
+            if connection is not None:
+                await connection.close()
+        code = _print_status(settings, snap, as_json=args.json)
+        if broker_error:
+            print(f"error: broker unreachable: {broker_error}", file=sys.stderr)
+            return 1
+        return code
 
     return asyncio.run(run())
+
+
+def _print_status(settings: Settings, snap: Any, *, as_json: bool) -> int:
+    """``run.py status`` output: the tables, or the console's JSON."""
+    if as_json:
+        print(json.dumps(snap.as_json(), indent=2))
+        return 0
+    q = snap.queues
+    print(f"Queues ({q.source if q else 'unavailable: ' + snap.broker_error})")
+    if q and q.source == "AMQP":
+        print("(the RabbitMQ management API does not answer: no unacked counts and no rates)")
+    if q:
+        print(
+            _table(
+                ["queue", "role", "ready", "unacked", "consumers", "in/s", "out/s", "parked"],
+                [
+                    [
+                        r.name if r.exists else f"{r.name} (not declared)",
+                        r.role,
+                        r.ready,
+                        r.unacked,
+                        r.consumers,
+                        None if r.publish_rate is None else f"{r.publish_rate:.1f}",
+                        None if r.deliver_rate is None else f"{r.deliver_rate:.1f}",
+                        r.parked,
+                    ]
+                    for r in q.rows
+                ],
+                right=(2, 3, 4, 5, 6, 7),
+            )
+        )
+    print()
+    print(
+        f"Outbox: {snap.outbox.backlog} waiting for the broker; "
+        f"oldest {_age(snap.outbox.oldest_age_seconds(snap.at))}"
+    )
+    print()
+    print("Partners")
+    print(
+        _table(
+            [
+                "partner",
+                "kind",
+                "breaker",
+                "success",
+                "calls",
+                "p50 ms",
+                "p95 ms",
+                "in flight",
+                "last error",
+            ],
+            [
+                [
+                    p.code,
+                    p.kind,
+                    p.breaker,
+                    None if p.success_rate is None else f"{p.success_rate * 100:.1f} %",
+                    p.calls,
+                    p.p50_ms,
+                    p.p95_ms,
+                    p.in_flight,
+                    (p.last_error or "")[:60],
+                ]
+                for p in snap.partners
+            ],
+            right=(3, 4, 5, 6, 7),
+        )
+    )
+    print()
+    c = snap.counts
+    print(
+        f"Overdue: {c['overdue']}  Stuck (> {settings.ops.stuck_after_minutes:g} min): {c['stuck']}  "
+        f"Retrying: {c['retrying']}  Inquiries pending: {c['pending_inquiries']}"
+    )
+    return 0
 
 
 def _actor(args: argparse.Namespace) -> str:
@@ -145,7 +165,7 @@ def _parking(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.amqp.names import Names
     from gateway.ops import parking
     from gateway.ops.queues import gateway_queues, passive_counts
-    from gateway.ops.status import broker_connection
+    from gateway.ops.status import READ_TIMEOUT_SECONDS, command_connection
     from gateway.storage.database import Database
 
     names = Names(settings.broker_namespace)
@@ -157,15 +177,21 @@ def _parking(settings: Settings, args: argparse.Namespace) -> int:
     )
 
     async def run() -> int:
-        connection = await broker_connection(settings)
+        connection = await command_connection(settings)
         async with connection:
             if args.action == "list":
-                for queue, _role in gateway_queues(settings):
-                    counts = await passive_counts(connection, names.parking(queue))
-                    print(f"{names.parking(queue):<56} {'-' if counts is None else counts[0]}")
+                # Reads only: bounded like the console's overview (a replay is never cut half-way).
+                async def listed() -> list[tuple[str, tuple[int, int] | None]]:
+                    return [
+                        (names.parking(queue), await passive_counts(connection, names.parking(queue)))
+                        for queue, _role in gateway_queues(settings)
+                    ]
+
+                for parking_queue, counts in await asyncio.wait_for(listed(), READ_TIMEOUT_SECONDS):
+                    print(f"{parking_queue:<56} {'-' if counts is None else counts[0]}")
                 return 0
             if args.action == "show":
-                return await _show(connection, names, args, where)
+                return await asyncio.wait_for(_show(connection, names, args, where), READ_TIMEOUT_SECONDS)
             ids = args.message_id or None
             if ids is None and args.action == "discard" and not args.all:
                 # Replaying everything is harmless (consumers de-duplicate); discarding is not.
@@ -201,8 +227,8 @@ def _parking(settings: Settings, args: argparse.Namespace) -> int:
     except parking.NoSuchQueue as exc:
         print(f"error: no such queue: {exc}", file=sys.stderr)
         return 2
-    except (TimeoutError, OSError) as exc:
-        print(f"error: broker unreachable: {exc}", file=sys.stderr)
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        print(f"error: broker unreachable: {first_line(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
 
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from gateway.amqp.names import Names
 from gateway.amqp.parking import republish
@@ -147,7 +147,7 @@ def describe(message: AbstractIncomingMessage, queue: str = "") -> ParkedMessage
 
 
 async def _parking_queue(
-    connection: AbstractRobustConnection, names: Names, queue: str, confirms: bool = False
+    connection: AbstractConnection, names: Names, queue: str, confirms: bool = False
 ) -> tuple[AbstractChannel, aio_pika.abc.AbstractQueue]:
     channel = await connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
     try:
@@ -158,7 +158,7 @@ async def _parking_queue(
 
 
 async def browse(
-    connection: AbstractRobustConnection,
+    connection: AbstractConnection,
     names: Names,
     queue: str,
     where: ParkingFilter | None = None,
@@ -185,7 +185,7 @@ async def browse(
 
 
 async def show(
-    connection: AbstractRobustConnection, names: Names, queue: str, message_id: str
+    connection: AbstractConnection, names: Names, queue: str, message_id: str
 ) -> ParkedMessage | None:
     channel, parking = await _parking_queue(connection, names, queue)
     try:
@@ -201,7 +201,7 @@ async def show(
 
 
 async def act(
-    connection: AbstractRobustConnection,
+    connection: AbstractConnection,
     names: Names,
     queue: str,
     action: Action,

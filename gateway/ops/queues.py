@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 import aio_pika
 import aiohttp
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 
 from gateway.amqp.names import Names
 from gateway.domain.registry import partner_kinds_receiving_documents
@@ -78,7 +78,7 @@ def gateway_queues(settings: Settings) -> list[tuple[str, str]]:
     return unique
 
 
-async def overview(settings: Settings, connection: AbstractRobustConnection | None = None) -> QueueOverview:
+async def overview(settings: Settings, connection: AbstractConnection | None = None) -> QueueOverview:
     """Depths of every gateway queue and its parking queue: management API first, AMQP otherwise."""
     queues = gateway_queues(settings)
     managed = await _from_management(settings, queues)
@@ -93,7 +93,7 @@ async def overview(settings: Settings, connection: AbstractRobustConnection | No
     return await _from_amqp(settings, queues, connection)
 
 
-async def passive_counts(connection: AbstractRobustConnection, queue: str) -> tuple[int, int] | None:
+async def passive_counts(connection: AbstractConnection, queue: str) -> tuple[int, int] | None:
     """(ready messages, consumers) of ``queue``, or None if it does not exist."""
     channel = await connection.channel()
     try:
@@ -106,7 +106,7 @@ async def passive_counts(connection: AbstractRobustConnection, queue: str) -> tu
 
 
 async def _from_amqp(
-    settings: Settings, queues: list[tuple[str, str]], connection: AbstractRobustConnection
+    settings: Settings, queues: list[tuple[str, str]], connection: AbstractConnection
 ) -> QueueOverview:
     names = Names(settings.broker_namespace)
     rows = []

@@ -10,9 +10,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
 from gateway.ops import backlog, partners, queues
 from gateway.partners import load_partners
@@ -89,8 +90,42 @@ async def broker_connection(settings: Settings) -> AbstractRobustConnection:
     )
 
 
+class BrokerSilent(TimeoutError):
+    """The broker did not complete the AMQP handshake in time (it accepted the TCP connection, or not)."""
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def command_connection(settings: Settings) -> AbstractConnection:
+    """A one-shot connection for an operator command, given up after ``ops.broker_timeout_seconds``.
+
+    Not a robust connection: a robust one whose first attempt is cancelled schedules its own reconnects,
+    and ``asyncio.run`` then never returns, so a broker that accepts the TCP connection and never answers
+    kept ``run.py status`` running for ever."""
+    timeout = settings.ops.broker_timeout_seconds
+    try:
+        return await asyncio.wait_for(
+            aio_pika.connect(
+                settings.broker_url, timeout=timeout, client_properties={"connection_name": "gateway-ops-cli"}
+            ),
+            timeout=timeout,
+        )
+    except TimeoutError as exc:
+        raise BrokerSilent(
+            f"the broker at {safe_url(settings.broker_url)} did not answer within {timeout:g} s "
+            "(ops.broker_timeout_seconds)"
+        ) from exc
+
+
 async def queue_overview(
-    settings: Settings, connection: AbstractRobustConnection | None
+    settings: Settings, connection: AbstractConnection | None
 ) -> tuple[queues.QueueOverview | None, str]:
     try:
         if connection is None:
@@ -106,7 +141,7 @@ async def queue_overview(
 async def snapshot(
     settings: Settings,
     db: Database,
-    connection: AbstractRobustConnection | None = None,
+    connection: AbstractConnection | None = None,
     reach_broker: bool = True,
 ) -> Snapshot:
     """``connection`` None: one is opened for this call, unless ``reach_broker`` is False (the caller

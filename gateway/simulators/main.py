@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.demo import CASE_QUEUE, COURT_INBOX, PROCURACY_INBOX, ensure_demo_clients, register_command
+from gateway.demo import CASE_QUEUE, PARTNER_CLIENTS, ensure_demo_clients, inbox_urls, register_command
 from gateway.partners import load_partners
 from gateway.settings import Settings
 from gateway.simulators.case_system import CaseSystemSimulator
@@ -51,12 +51,18 @@ def partner_modes(args: argparse.Namespace) -> dict[str, str]:
     return modes
 
 
-def prepare_keys(settings: Settings, keys: Path, case_queue: str) -> None:
-    """Key pairs for the simulated court, case system and BANK-TCB, generated when missing (a fresh
-    clone has none), and registered as clients in this configuration directory when the gateway does
-    not know them yet. Clients already registered are left alone: they may be an operator's. Every
-    step is logged, because the gateway refuses (401) a simulator whose public key it does not know."""
-    done = ensure_demo_clients(keys, settings.clients_dir, case_queue, replace=False)
+def prepare_keys(
+    settings: Settings, keys: Path, case_queue: str, only: tuple[str, ...] | None = None
+) -> None:
+    """Key pairs for the simulated court, case system and partners that call back (BANK-TCB, CA-HN,
+    VNEID), generated when missing (a fresh clone has none), and registered as clients in this
+    configuration directory when the gateway does not know them yet; ``only``: these clients alone.
+    Clients already registered are left alone: they may be an operator's. Every step is logged,
+    because the gateway refuses (401) a simulator whose public key it does not know."""
+    inboxes = inbox_urls(settings)
+    done = ensure_demo_clients(
+        keys, settings.clients_dir, case_queue, replace=False, inboxes=inboxes, only=only
+    )
     if done.created:
         log.warning(
             "generated simulator key pairs for %s under %s; the gateway accepts the simulators' "
@@ -70,7 +76,7 @@ def prepare_keys(settings: Settings, keys: Path, case_queue: str) -> None:
             "directory; a gateway using another must know its public key first: %s",
             client_id,
             settings.clients_dir,
-            register_command(client_id, keys, case_queue),
+            register_command(client_id, keys, case_queue, inboxes),
         )
     for client_id in done.unknown_to_gateway:
         log.warning(
@@ -79,7 +85,7 @@ def prepare_keys(settings: Settings, keys: Path, case_queue: str) -> None:
             client_id,
             settings.clients_dir,
             keys,
-            register_command(client_id, keys, case_queue),
+            register_command(client_id, keys, case_queue, inboxes),
         )
 
 
@@ -90,8 +96,9 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     keys = Path(os.environ.get("GATEWAY_DEMO_KEYS", settings.home / "var" / "keys"))
     case_queue = os.environ.get("GATEWAY_DEMO_CASE_QUEUE", CASE_QUEUE)
     partners_only = bool(getattr(args, "partners_only", False))
-    if not partners_only:
-        prepare_keys(settings, keys, case_queue)  # before the partners: BANK-TCB's key included
+    # Before the partners start: the ones that call the gateway back sign with these keys, and the
+    # gateway must know them (else every late report, police answer and VNeID status gets 401).
+    prepare_keys(settings, keys, case_queue, only=PARTNER_CLIENTS if partners_only else None)
     tcb_key = keys / "BANK-TCB.key"
     partners = await start_partners(
         ports={kind: port for kind, port in partner_ports(settings).items() if kind in KINDS},
@@ -118,12 +125,12 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
             settings.auth.audience,
             event_every=5,  # now and then a suspension of a judgment it pushed
         )
-        await court.start_inbox(port=urlsplit(COURT_INBOX).port or 0)
+        await court.start_inbox(port=settings.simulate.court_port)
         procuracy = ProcuracySimulator(
             GatewayClient(settings.api.public_url, "VKS-HN", keys / "VKS-HN.key", settings.auth.audience),
             recommend_every=3,
         )
-        await procuracy.start(port=urlsplit(PROCURACY_INBOX).port or 0)
+        await procuracy.start(port=settings.simulate.procuracy_port)
         case_system = CaseSystemSimulator(
             settings.api.public_url,
             "THADS-HN",

@@ -1,14 +1,17 @@
 """``GET /docs``: the API documentation for people, Swagger UI rendering ``GET /openapi.json``.
 
-Swagger UI's files come from the ``swagger-ui-bundle`` package and are served by the gateway itself under
-``/docs/static/``: the page loads nothing from the internet (its validator badge, which would call
-validator.swagger.io, is switched off). Every URL in the page is relative, so it also works behind a
-reverse proxy that puts the gateway under a path.
+The document is OpenAPI 3.1, which Swagger UI reads from version 5 on (version 4 shows "Unable to render
+this definition"). Its files come from the ``swagger-ui-bundle-v2`` package (Swagger UI 5; import name
+``swagger_ui_bundle``) and are served by the gateway itself under ``/docs/static/``: the page loads
+nothing from the internet (its validator badge, which would call validator.swagger.io, is switched off).
+Every URL in the page is relative, so it also works behind a reverse proxy that puts the gateway under a
+path.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Final
 
@@ -18,7 +21,7 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 from gateway.problems import not_found
 from gateway.web.operation import Operation, Response
 
-__all__ = ["ASSETS", "DOCUMENT", "OPERATIONS", "PATH", "STATIC"]
+__all__ = ["ASSETS", "DOCUMENT", "OPERATIONS", "PATH", "STATIC", "swagger_ui_version"]
 
 PATH: Final = "/docs"
 STATIC: Final = f"{PATH}/static"
@@ -76,6 +79,18 @@ _START_SCRIPT: Final = f"""window.addEventListener("load", function () {{
 """
 
 _CACHED: Final = "public, max-age=3600"
+
+_VERSIONED = re.compile(r"swagger-ui-(\d+)\.(\d+)\.(\d+)$")
+
+
+def swagger_ui_version() -> tuple[int, int, int]:
+    """The bundled Swagger UI's version, from the package's folder name (``vendor/swagger-ui-5.31.0``);
+    (0, 0, 0) when it does not say (the old ``swagger-ui-bundle`` package, Swagger UI 4)."""
+    found = _VERSIONED.search(Path(swagger_ui_path).name)
+    if found is None:
+        return (0, 0, 0)
+    major, minor, patch = (int(part) for part in found.groups())
+    return (major, minor, patch)
 
 
 @functools.cache
