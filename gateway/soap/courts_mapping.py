@@ -9,6 +9,7 @@ REST and once by SOAP hash the same and be recognised as a duplicate.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -19,10 +20,11 @@ from typing import Any
 import xmlschema
 from lxml import etree
 from xmlschema.validators import XsdFacet, XsdSimpleType
+from xmlschema.validators.exceptions import XMLSchemaChildrenValidationError
 
 from gateway.domain.judgment import MESSAGE_TYPE
-from gateway.problems import Violation
 from gateway.soap import COURTS_NS, envelope
+from gateway.validation import Violations, bounded_violations
 
 SCHEMA_VERSION = "1"
 XSD_NAME = "courts.xsd"
@@ -51,24 +53,36 @@ def schema() -> xmlschema.XMLSchema10:
     return xmlschema.XMLSchema10(BytesIO(package_file(XSD_NAME)), base_url=None)
 
 
-def xsd_violations(payload: etree._Element) -> list[Violation]:
-    """Every XSD error in ``payload`` (up to a cap), located by element path (/PushJudgmentRequest/...)."""
-    out: list[Violation] = []
-    seen: set[tuple[str, str]] = set()
-    for error in schema().iter_errors(payload, use_location_hints=False):
-        path = _CLARK.sub("", error.path or "") or "/"
-        value_error = isinstance(error.validator, XsdFacet | XsdSimpleType)
-        reason = error.reason or ""
-        message = _value_message(error.validator, reason) if value_error else _CLARK.sub("", reason)
-        # A bad value fails several checks (facet, then type); its first reason is the useful one.
-        key = (path, "" if value_error else message)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(Violation(path, message or "is not valid", "xsd"))
-        if len(out) >= MAX_XSD_VIOLATIONS:
-            break
-    return out
+def xsd_violations(
+    payload: etree._Element, *, limit: int = MAX_XSD_VIOLATIONS, deadline: float | None = None
+) -> Violations:
+    """The XSD errors in ``payload``, located by element path (/PushJudgmentRequest/...; a missing element
+    at its own path): one per path, at most ``limit`` listed and the rest counted (:class:`Violations`).
+    :class:`gateway.validation.BudgetExceeded` past ``deadline`` (``time.monotonic()``)."""
+    found = (
+        (_xsd_path(error), "xsd", functools.partial(_xsd_message, error), None)
+        for error in schema().iter_errors(payload, use_location_hints=False)
+    )
+    return bounded_violations(found, limit, deadline)
+
+
+def _xsd_path(error: Any) -> str:
+    path = _CLARK.sub("", error.path or "") or "/"
+    expected = getattr(error, "expected", None)
+    # "The content of element X is not complete. Tag Y expected.": the missing Y is the violation.
+    if isinstance(error, XMLSchemaChildrenValidationError) and error.invalid_child is None and expected:
+        name = getattr(expected[0], "local_name", None)
+        if isinstance(name, str) and len(expected) == 1:
+            return f"{path.rstrip('/')}/{name}"
+    return path
+
+
+def _xsd_message(error: Any) -> str:
+    # A bad value fails several checks (facet, then type); the first one kept per path is the useful one.
+    reason = error.reason or ""
+    if isinstance(error.validator, XsdFacet | XsdSimpleType):
+        return _value_message(error.validator, reason) or "is not valid"
+    return _CLARK.sub("", reason) or "is not valid"
 
 
 def _value_message(validator: object, reason: str) -> str:
@@ -86,6 +100,11 @@ def message_type_of(element: etree._Element) -> str:
     if element.tag not in _OPERATIONS:
         raise ValueError(f"expected {' or '.join(_OPERATIONS)}, got {element.tag}")
     return _OPERATIONS[element.tag][0]
+
+
+def message_type_of_tag(tag: str) -> str:
+    """The JSON message type a request element tag (Clark notation) carries; ``KeyError`` for another."""
+    return _OPERATIONS[tag][0]
 
 
 def response_of(element: etree._Element) -> str:
