@@ -279,7 +279,9 @@ def test_push_of_a_known_type_runs_its_schema() -> None:
     del doc["body"]["parties"]
     message_type, violations = validate_push(doc)
     assert message_type == "judgment.delivery"
-    assert [(v.path, v.message) for v in violations] == [("$.body.parties", "'parties' is a required property")]
+    assert [(v.path, v.message) for v in violations] == [
+        ("$.body.parties", "'parties' is a required property")
+    ]
 
 
 def test_catalog_is_built_once_and_hands_out_copies() -> None:
