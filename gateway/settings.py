@@ -62,7 +62,7 @@ class LimitsSettings(BaseModel):
     validation_budget_seconds: float = Field(5.0, gt=0)
     # Bodies up to this size are validated on the event loop (cheaper than a thread hop); larger ones
     # in the validation threads.
-    inline_validation_bytes: int = Field(65_536, ge=0)
+    inline_validation_bytes: int = Field(16_384, ge=0)
     validation_threads: int = Field(2, gt=0)
 
 

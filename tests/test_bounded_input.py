@@ -15,8 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from lxml import etree
 
-from gateway.soap import COURTS_NS
-from gateway.soap.xml_safety import XmlTooComplex, parse_bounded
+from gateway.soap import COURTS_NS, xml_safety
 from gateway.web.app import create_app
 from tests.conftest import World, fresh_judgment, make_world
 from tests.test_push_judgment import counts
@@ -100,13 +99,14 @@ async def test_a_wide_body_is_refused_by_the_element_limit(soap: TestClient[Any,
     ],
 )
 def test_parse_bounded_names_the_limit_passed(xml: bytes, limit: str) -> None:
-    with pytest.raises(XmlTooComplex) as caught:
-        parse_bounded(xml, max_elements=5, max_attributes=3, max_depth=4)
+    with pytest.raises(xml_safety.XmlTooComplex) as caught:
+        xml_safety.parse_bounded(xml, max_elements=5, max_attributes=3, max_depth=4)
     assert caught.value.limit == limit
 
 
 def test_parse_bounded_takes_a_document_within_the_limits() -> None:
-    root = parse_bounded(b'<a x="1"><b><c/></b></a>', max_elements=3, max_attributes=1, max_depth=3)
+    xml = b'<a x="1"><b><c/></b></a>'
+    root = xml_safety.parse_bounded(xml, max_elements=3, max_attributes=1, max_depth=3)
     assert root.tag == "a"
 
 
