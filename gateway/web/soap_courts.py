@@ -242,7 +242,10 @@ OPERATIONS: Final = (
             f"WSDL at `GET {PATH}?wsdl`. The same token in `Authorization`, the same rules and the same "
             "receipt as `POST /v1/judgments` (a judgment) and `POST /v1/documents` (a `court.event`); a new "
             "and a duplicate push both answer `200` (`Duplicate` in the response tells them apart). Errors "
-            "are SOAP Faults. DOCTYPEs and entities are refused."
+            "are SOAP Faults. DOCTYPEs and entities are refused; a client holding none of the grants of "
+            "either operation is refused (`403`) before its XML is read; XML past `[limits]` (elements, "
+            "attributes, depth) is `413` before the XSD sees it, and so is a validation that runs past "
+            "`limits.validation_budget_seconds`."
         ),
         # Authenticated inside the handler, so that a refused token is a SOAP Fault too.
         grant="judgments.push",
