@@ -16,7 +16,7 @@ gets is always ``jsonschema``'s. The two share the same format checks (the Pytho
 ``jsonschema-rs``), and ``tests/test_validation_fast_path.py`` proves they agree document by document.
 
 The work per document is bounded: at most ``limit`` violations are composed (one per path and rule), the
-rest only counted, and that count stops too (at a hundred times the limit); a deadline is checked between
+rest only counted, and that count stops too (at ten times the limit); a deadline is checked between
 violations. :func:`judge_off_loop` runs a large body's validation in a validation thread under the
 ``[limits] validation_budget_seconds`` budget and remembers the verdict for the document service, which asks
 :meth:`SchemaCatalog.violations` again for the same document object in the same request.
@@ -91,7 +91,8 @@ _PERSONAL_ID_MESSAGE: Final = "The value is not a valid 12-digit personal ID num
 _MISMATCH_KEYWORDS: Final = frozenset({"type", "const", "enum"})
 
 #: Past the listed violations, at most this many times the limit are counted, then "at least N more".
-COUNT_FACTOR: Final = 100
+#: Counting is not free: jsonschema still walks each bad item (about 1 ms each for a judgment's items).
+COUNT_FACTOR: Final = 10
 
 # Keywords whose larger / smaller value is the stricter one: of two such violations at one path, the stricter
 # is kept (a negative pay_money amount breaks "minimum 0" and "minimum 1": the client needs to hear "1").
@@ -168,7 +169,9 @@ _PREJUDGED: contextvars.ContextVar[tuple[object, str, Violations] | None] = cont
 def remember_verdict(document: object, message_type: str, violations: Violations) -> None:
     """Make :meth:`SchemaCatalog.violations` answer ``violations`` for this very ``document`` object (by
     identity) and type, for the rest of the current request's context: the verdict was reached off the event
-    loop, and the service asking again must not walk the document a second time on it."""
+    loop, and the service asking again must not walk the document a second time on it. Every service asks
+    before it changes anything in the document (the web layer hands it over as parsed), which is what makes
+    the verdict still hold."""
     _PREJUDGED.set((document, message_type, violations))
 
 
