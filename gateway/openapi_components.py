@@ -41,7 +41,10 @@ PROBLEMS: Final[dict[int, tuple[str, str, str, str]]] = {
         "PayloadTooLarge",
         "payload-too-large",
         "Request body too large",
-        "The body is larger than `api.max_body_bytes`.",
+        "The body is larger than `api.max_body_bytes` (`payload-too-large`), or would cost more work "
+        "than one request may (`too-complex`: XML elements, attributes or depth past `[limits]`, or a "
+        "schema validation past `limits.validation_budget_seconds`; `limit` names the setting). Send a "
+        "smaller message.",
     ),
     415: (
         "UnsupportedMediaType",
@@ -53,7 +56,8 @@ PROBLEMS: Final[dict[int, tuple[str, str, str, str]]] = {
         "ValidationFailed",
         "validation-failed",
         "The message does not satisfy its schema",
-        "Schema or rule violations: every one is listed in `errors` with its JSON path.",
+        "Schema or rule violations: each is listed in `errors` with its JSON path (a missing member at its "
+        "own path), up to `limits.max_errors`; `errors_omitted` counts the rest.",
     ),
     429: (
         "TooManyRequests",

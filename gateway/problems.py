@@ -12,9 +12,26 @@ from typing import Any
 
 from gateway.domain.violations import Violation
 
-__all__ = ["PROBLEM_BASE", "Problem", "Violation"]
+__all__ = ["DEFAULT_MAX_LISTED", "PROBLEM_BASE", "Problem", "Violation", "set_max_listed"]
 
 PROBLEM_BASE = "https://gateway.thads.example/problems/"
+
+#: Violations a problem lists by default; the rest are counted in ``errors_omitted`` (``[limits]``).
+DEFAULT_MAX_LISTED = 100
+_max_listed = DEFAULT_MAX_LISTED
+
+
+def set_max_listed(limit: int) -> None:
+    """How many violations a 422 lists from now on, process-wide (``[limits] max_errors``)."""
+    global _max_listed
+    if limit <= 0:
+        raise ValueError("the violation listing limit must be positive")
+    _max_listed = limit
+
+
+def max_listed() -> int:
+    """How many violations a 422 lists (see :func:`set_max_listed`)."""
+    return _max_listed
 
 
 @dataclass(slots=True)
@@ -28,6 +45,8 @@ class Problem(Exception):
     violations: list[Violation] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Violations found but not listed in ``violations`` (a client fixes the listed ones and sends again).
+    omitted: int = 0
 
     def __post_init__(self) -> None:
         Exception.__init__(self, f"{self.status} {self.kind}: {self.detail or self.title}")
@@ -44,19 +63,47 @@ class Problem(Exception):
             out["instance"] = instance
         if self.violations:
             out["errors"] = [v.as_dict() for v in self.violations]
+        if self.omitted:
+            out["errors_omitted"] = self.omitted
         out.update(self.extra)
         return out
 
 
 def invalid(violations: list[Violation], detail: str = "") -> Problem:
-    """422: the document is well-formed but breaks the schema or a business rule."""
-    ordered = sorted(violations, key=lambda v: (v.path, v.message))
+    """422: the document is well-formed but breaks the schema or a business rule.
+
+    At most :func:`max_listed` violations are listed, each once; the others are counted in
+    ``errors_omitted`` (plus any a capped list says it left out: its ``omitted`` attribute), so a hostile
+    document cannot turn into a 60 MB answer.
+    """
+    ordered = sorted(set(violations), key=lambda v: (v.path, v.message, v.rule))
+    limit = max_listed()
+    omitted = max(0, len(ordered) - limit) + int(getattr(violations, "omitted", 0))
+    listed = ordered[:limit]
+    counted = f"{len(listed) + omitted} violation(s)"
+    if omitted:
+        bound = "at least " if getattr(violations, "counted_all", True) is False else ""
+        counted += f", the first {len(listed)} listed, {bound}{omitted} more"
     return Problem(
         422,
         "validation-failed",
         "The message does not satisfy its schema",
-        detail or f"{len(ordered)} violation(s); fix all of them and send again.",
-        ordered,
+        detail or f"{counted}; fix all of them and send again.",
+        listed,
+        omitted=omitted,
+    )
+
+
+def too_complex(limit: str, value: float, detail: str) -> Problem:
+    """413: the body is within the byte limit but would cost more work than one request may (a ``[limits]``
+    setting): too many XML elements or attributes, too deep, or its validation ran over the time budget.
+    ``limit`` names the setting, so the client (and the operator reading the audit) knows which."""
+    return Problem(
+        413,
+        "too-complex",
+        "Request too complex",
+        f"{detail} (limit {limit} = {value:g}); send a smaller message.",
+        extra={"limit": limit, "limit_value": value},
     )
 
 

@@ -50,6 +50,23 @@ class ApiSettings(BaseModel):
     rate_limit_storage: str = "memory://"
 
 
+class LimitsSettings(BaseModel):
+    """What one request may cost the api before it is refused (docs/architecture.md, "Bounded work")."""
+
+    # XML (SOAP) bodies, counted while parsing, before the XSD sees them: over one is 413 naming it.
+    xml_max_elements: int = Field(20_000, gt=0)
+    xml_max_attributes: int = Field(64, ge=0)
+    xml_max_depth: int = Field(32, gt=0)
+    # Violations listed in a 422 (problem+json `errors`, SOAP Fault detail); the rest are counted.
+    max_errors: int = Field(100, gt=0)
+    # Wall-clock budget of one body's schema validation (XSD and JSON Schema); over it: 413.
+    validation_budget_seconds: float = Field(5.0, gt=0)
+    # Bodies up to this size are validated on the event loop (cheaper than a thread hop); larger ones
+    # in the validation threads.
+    inline_validation_bytes: int = Field(16_384, ge=0)
+    validation_threads: int = Field(2, gt=0)
+
+
 class AuthSettings(BaseModel):
     audience: str = "thads-gateway"
     leeway_seconds: int = Field(30, ge=0, le=300)
@@ -148,6 +165,7 @@ class Settings(BaseSettings):
     ops: OpsSettings = Field(default_factory=OpsSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     simulate: SimulateSettings = Field(default_factory=SimulateSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @classmethod
     def settings_customise_sources(

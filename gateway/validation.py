@@ -14,18 +14,29 @@ times faster than walking the schema in Python: validation was over a third of t
 Only a document it rejects is walked by ``jsonschema``, which lists the violations — so the list a client
 gets is always ``jsonschema``'s. The two share the same format checks (the Python ones, handed to
 ``jsonschema-rs``), and ``tests/test_validation_fast_path.py`` proves they agree document by document.
+
+The work per document is bounded: at most ``limit`` violations are composed (one per path and rule), the
+rest only counted, and that count stops too (at ten times the limit); a deadline is checked between
+violations. :func:`judge_off_loop` runs a large body's validation in a validation thread under the
+``[limits] validation_budget_seconds`` budget and remembers the verdict for the document service, which asks
+:meth:`SchemaCatalog.violations` again for the same document object in the same request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import copy
 import functools
+import gc
 import json
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from importlib.resources.abc import Traversable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import jsonschema_rs
 from jsonschema import (  # type: ignore[import-untyped,unused-ignore]
@@ -36,15 +47,24 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from gateway.domain.identifiers import UUID, is_personal_id, scrub
-from gateway.problems import Violation
+from gateway.problems import Violation, max_listed, too_complex
+
+if TYPE_CHECKING:
+    from gateway.settings import LimitsSettings
 
 __all__ = [
     "SCHEMA_BASE",
+    "BudgetExceeded",
     "SchemaCatalog",
+    "Violations",
+    "bounded_violations",
     "catalog",
     "format_checker",
     "is_canonical_uuid",
     "is_vn_personal_id",
+    "judge_off_loop",
+    "off_loop",
+    "remember_verdict",
     "validate_push",
 ]
 
@@ -68,6 +88,139 @@ _PERSONAL_ID_MESSAGE: Final = "The value is not a valid 12-digit personal ID num
 
 # Errors that mean "this alternative is a different shape altogether", so a poor match.
 _MISMATCH_KEYWORDS: Final = frozenset({"type", "const", "enum"})
+
+#: Past the listed violations, at most this many times the limit are counted, then "at least N more".
+#: Counting is not free: jsonschema still walks each bad item (about 1 ms each for a judgment's items).
+COUNT_FACTOR: Final = 10
+
+# Keywords whose larger / smaller value is the stricter one: of two such violations at one path, the stricter
+# is kept (a negative pay_money amount breaks "minimum 0" and "minimum 1": the client needs to hear "1").
+_LARGER_IS_STRICTER: Final = frozenset({"minimum", "exclusiveMinimum", "minLength", "minItems"})
+_SMALLER_IS_STRICTER: Final = frozenset({"maximum", "exclusiveMaximum", "maxLength", "maxItems"})
+
+T = TypeVar("T")
+
+
+class BudgetExceeded(Exception):
+    """The validation ran past its deadline (``[limits] validation_budget_seconds``)."""
+
+
+class Violations(list[Violation]):
+    """Violations, possibly cut short: ``omitted`` more were found; ``counted_all`` is ``False`` when the
+    counting itself stopped, so ``omitted`` is a lower bound."""
+
+    omitted: int = 0
+    counted_all: bool = True
+
+
+def bounded_violations(
+    found: Iterable[tuple[str, str, Callable[[], str], object]], limit: int, deadline: float | None
+) -> Violations:
+    """Collect ``(path, rule, message, strictness)`` items, one per path and rule, at most ``limit`` listed.
+
+    ``message`` is called only for a listed violation (composing is the costly part); further ones are
+    counted up to ``limit * COUNT_FACTOR``. Raises :class:`BudgetExceeded` once ``time.monotonic()`` passes
+    ``deadline``. ``strictness`` (comparable or ``None``) picks which of two at one path and rule is kept.
+    """
+    listed: dict[tuple[str, str], tuple[Callable[[], str], object]] = {}
+    more: set[tuple[str, str]] = set()
+    counted_all = True
+    for path, rule, message, strictness in found:
+        if deadline is not None and time.monotonic() > deadline:
+            raise BudgetExceeded
+        key = (path, rule)
+        if key in listed:
+            if _stricter(strictness, listed[key][1]):
+                listed[key] = (message, strictness)
+            continue
+        if len(listed) < limit:
+            listed[key] = (message, strictness)
+        elif key not in more:
+            more.add(key)
+            if len(more) >= limit * COUNT_FACTOR:
+                counted_all = False
+                break
+    out = Violations(
+        sorted(
+            (Violation(path, message(), rule) for (path, rule), (message, _) in listed.items()),
+            key=lambda v: (v.path, v.message, v.rule),
+        )
+    )
+    out.omitted = len(more)
+    out.counted_all = counted_all
+    return out
+
+
+def _stricter(new: object, old: object) -> bool:
+    if not isinstance(new, tuple) or not isinstance(old, tuple):
+        return False
+    try:
+        return bool(new > old)
+    except TypeError:
+        return False
+
+
+_PREJUDGED: contextvars.ContextVar[tuple[object, str, Violations] | None] = contextvars.ContextVar(
+    "gateway_prejudged", default=None
+)
+
+
+def remember_verdict(document: object, message_type: str, violations: Violations) -> None:
+    """Make :meth:`SchemaCatalog.violations` answer ``violations`` for this very ``document`` object (by
+    identity) and type, for the rest of the current request's context: the verdict was reached off the event
+    loop, and the service asking again must not walk the document a second time on it. Every service asks
+    before it changes anything in the document (the web layer hands it over as parsed), which is what makes
+    the verdict still hold."""
+    _PREJUDGED.set((document, message_type, violations))
+
+
+@functools.cache
+def _executor(threads: int) -> ThreadPoolExecutor:
+    # Threads rather than processes: the document is already a Python object here (a process would need it
+    # pickled there and parsed again: 60% slower), and pure-Python validation gives the GIL up every switch
+    # interval, so the event loop keeps answering (docs/architecture.md, "Bounded work per request").
+    # What still paused the loop were full garbage collections walking every long-lived object (schemas,
+    # modules, services) mid-validation, up to 600 ms; frozen, they are no longer walked (about 100 ms).
+    gc.freeze()
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="validation")
+
+
+async def off_loop(work: Callable[[float], T], *, size: int, limits: LimitsSettings) -> T:
+    """``work(deadline)`` within ``[limits] validation_budget_seconds``: inline for a body of at most
+    ``inline_validation_bytes`` (a thread hop costs more than validating it), else in a validation thread.
+
+    Over the budget: a 413 ``too-complex`` problem naming it. ``work`` should check the deadline itself
+    (a thread cannot be stopped from outside): the 413 is answered at the deadline either way.
+    """
+    budget = limits.validation_budget_seconds
+    deadline = time.monotonic() + budget
+    try:
+        if size <= limits.inline_validation_bytes:
+            return work(deadline)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        future = loop.run_in_executor(_executor(limits.validation_threads), context.run, work, deadline)
+        async with asyncio.timeout(budget):
+            return await future
+    except (BudgetExceeded, TimeoutError) as exc:
+        raise too_complex(
+            "validation_budget_seconds", budget, "validating the message took longer than one request may"
+        ) from exc
+
+
+async def judge_off_loop(
+    message_type: str, document: object, *, size: int, limits: LimitsSettings, schemas: SchemaCatalog | None
+) -> Violations:
+    """The (capped) violations of ``document`` as ``message_type``, found under the budget by
+    :func:`off_loop`, and remembered (:func:`remember_verdict`) for the service that asks again."""
+    used = schemas or catalog()
+    verdict = await off_loop(
+        lambda deadline: used.violations(message_type, document, limit=limits.max_errors, deadline=deadline),
+        size=size,
+        limits=limits,
+    )
+    remember_verdict(document, message_type, verdict)
+    return verdict
 
 
 def is_vn_personal_id(value: str) -> bool:
@@ -189,20 +342,27 @@ class SchemaCatalog:
         """A copy of the schema for ``message_type``; ``KeyError`` if unknown."""
         return copy.deepcopy(self._schemas[message_type])
 
-    def violations(self, message_type: str, document: object) -> list[Violation]:
-        """Every way ``document`` breaks the ``message_type`` schema, sorted by path then message.
+    def violations(
+        self, message_type: str, document: object, *, limit: int | None = None, deadline: float | None = None
+    ) -> Violations:
+        """How ``document`` breaks the ``message_type`` schema, sorted by path then message: one violation per
+        path and rule, at most ``limit`` (default: :func:`gateway.problems.max_listed`) listed and the rest
+        counted (:class:`Violations`). A missing member is located at its own path (``$.body.amount_vnd``).
 
-        ``KeyError`` if the message type is unknown. An empty list means the document is valid.
+        ``KeyError`` if the message type is unknown; :class:`BudgetExceeded` past ``deadline`` (a
+        ``time.monotonic()`` value). An empty list means the document is valid.
         """
+        held = _PREJUDGED.get()
+        if held is not None and held[0] is document and held[1] == message_type:
+            return held[2]
         validator = self._validators[message_type]
         if self.surely_valid(message_type, document):
-            return []
-        found = {
-            Violation(path=str(leaf.json_path), message=_message(leaf), rule=_rule(leaf))
-            for error in validator.iter_errors(document)
-            for leaf in _leaf_errors(error)
-        }
-        return sorted(found, key=lambda v: (v.path, v.message, v.rule))
+            return Violations()
+        found = (
+            (_path(leaf), _rule(leaf), functools.partial(_message, leaf), _strictness(leaf))
+            for leaf in _leaves(validator.iter_errors(document))
+        )
+        return bounded_violations(found, limit if limit is not None else max_listed(), deadline)
 
     def validate_push(self, document: object) -> tuple[str | None, list[Violation]]:
         """Validate a complete pushed message against the schema its ``message_type`` names.
@@ -231,6 +391,45 @@ def catalog() -> SchemaCatalog:
 def validate_push(document: object) -> tuple[str | None, list[Violation]]:
     """:meth:`SchemaCatalog.validate_push` on the process-wide :func:`catalog`."""
     return catalog().validate_push(document)
+
+
+def _leaves(errors: Iterable[Any]) -> Iterator[Any]:
+    for error in errors:
+        yield from _leaf_errors(error)
+
+
+def _path(error: Any) -> str:
+    """The JSON path of a violation; for a missing member, the member's own path rather than its parent's."""
+    base = str(error.json_path)
+    if error.validator in ("required", "dependentRequired") and isinstance(error.instance, dict):
+        missing = _missing_member(error)
+        if missing is not None:
+            return f"{base}.{missing}"
+    return base
+
+
+def _missing_member(error: Any) -> str | None:
+    # jsonschema yields one error per missing name, its message starting with the name's repr.
+    wanted = error.validator_value
+    names: Iterable[object] = (
+        [name for names in wanted.values() for name in names] if isinstance(wanted, Mapping) else wanted
+    )
+    message = str(error.message)
+    for name in names:
+        if isinstance(name, str) and name not in error.instance and message.startswith(repr(name)):
+            return name
+    return None
+
+
+def _strictness(error: Any) -> tuple[int, Any] | None:
+    value = error.validator_value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if error.validator in _LARGER_IS_STRICTER:
+        return (0, value)
+    if error.validator in _SMALLER_IS_STRICTER:
+        return (0, -value)
+    return None
 
 
 def _leaf_errors(error: Any) -> list[Any]:

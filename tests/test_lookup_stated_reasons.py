@@ -47,7 +47,7 @@ def test_an_inquiry_without_a_title_is_refused_naming_it() -> None:
 
     violations = catalog().violations("asset.inquiry", body)
 
-    assert [(v.path, v.rule) for v in violations] == [("$", "required")]
+    assert [(v.path, v.rule) for v in violations] == [("$.title", "required")]  # the missing member's path
     assert "'title'" in violations[0].message
 
 
@@ -56,7 +56,7 @@ def test_an_inquiry_without_a_title_is_refused_naming_it() -> None:
     [
         ({"judgment": {**TITLE_JSON["judgment"], "number": "bản án 123"}}, "$.title.judgment.number"),
         ({"judgment": {**TITLE_JSON["judgment"], "court_code": "tand hn"}}, "$.title.judgment.court_code"),
-        ({"enforcement_decision": {"number": "152/QĐ-THADS"}}, "$.title.enforcement_decision"),
+        ({"enforcement_decision": {"number": "152/QĐ-THADS"}}, "$.title.enforcement_decision.date"),
         ({"decision": TITLE_JSON["enforcement_decision"]}, "$.title"),
     ],
     ids=["judgment-number", "court-code", "decision-without-date", "unknown-member"],

@@ -57,7 +57,7 @@ def test_a_suspension_needs_the_day_it_takes_effect_and_every_court_event_is_urg
     doc = example("court.event", "valid-suspension-by-message-id.json")
     assert court.event_rules(doc, EVENING) == []
     del doc["body"]["effective_from"]
-    assert [v.path for v in catalog().violations(court.EVENT, doc)] == ["$.body"]
+    assert [v.path for v in catalog().violations(court.EVENT, doc)] == ["$.body.effective_from"]
     protest = example("court.event", "valid-cassation-protest-by-natural-key.json")
     assert protest["priority"] == "normal"
     assert REGISTRY[court.EVENT].priority(protest) == "urgent"

@@ -151,7 +151,8 @@ async def test_unknown_recipient_is_422(api: TestClient[Any, Any], world: World)
 
 async def test_a_message_type_that_is_not_a_string_is_a_clear_422(api, world):
     for bad in ({}, [], 7, None):
-        resp = await api.post("/v1/documents", json={"message_type": bad}, headers=world.case_headers())
+        # The court: a client that may send some document (any other is refused before its body is read).
+        resp = await api.post("/v1/documents", json={"message_type": bad}, headers=world.court_headers())
         assert resp.status == 422, (bad, await resp.text())
         body = await resp.json()
         assert any(v["path"] == "$.message_type" for v in body["errors"]), body

@@ -135,7 +135,8 @@ def test_xsd_errors_are_all_collected_with_their_location() -> None:
     assert by_path["/PushJudgmentRequest/Body/Judgment/Date"] == "is not a valid xs:date"
     assert "/PushJudgmentRequest/Body/Items/Item[2]/AmountVnd" in by_path
     assert "Bogus" in by_path["/PushJudgmentRequest/Body/Parties/Party[2]/Organisation"]
-    assert "Summary" in by_path["/PushJudgmentRequest/Body/Judgment"]
+    # A missing element is located at its own path, as a missing JSON member is.
+    assert "Summary" in by_path["/PushJudgmentRequest/Body/Judgment/Summary"]
     # One violation per bad value (not one per failed facet), no namespace noise, all marked as XSD.
     assert len(violations) == 5
     assert all("{" not in v.message and "tns:" not in v.message for v in violations)

@@ -70,7 +70,7 @@ async def test_every_violation_is_listed_with_its_path(api: TestClient[Any, Any]
 @pytest.mark.parametrize(
     ("document", "paths"),
     [
-        ({"kind": "webhook"}, {"$"}),
+        ({"kind": "webhook"}, {"$.url"}),  # a missing member at its own path
         ({"kind": "queue", "url": "https://example.org/events"}, {"$"}),
         ({"kind": "mail", "extra": 1}, {"$.kind", "$"}),
         ({"kind": "queue", "message_types": ["judgment.delivery", "judgment.delivery"]}, {"$.message_types"}),

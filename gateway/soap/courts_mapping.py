@@ -9,6 +9,7 @@ REST and once by SOAP hash the same and be recognised as a duplicate.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -19,10 +20,11 @@ from typing import Any
 import xmlschema
 from lxml import etree
 from xmlschema.validators import XsdFacet, XsdSimpleType
+from xmlschema.validators.exceptions import XMLSchemaChildrenValidationError
 
 from gateway.domain.judgment import MESSAGE_TYPE
-from gateway.problems import Violation
-from gateway.soap import COURTS_NS, envelope
+from gateway.soap import COURTS_NS, SOAP_ENV, envelope
+from gateway.validation import Violations, bounded_violations
 
 SCHEMA_VERSION = "1"
 XSD_NAME = "courts.xsd"
@@ -51,24 +53,77 @@ def schema() -> xmlschema.XMLSchema10:
     return xmlschema.XMLSchema10(BytesIO(package_file(XSD_NAME)), base_url=None)
 
 
-def xsd_violations(payload: etree._Element) -> list[Violation]:
-    """Every XSD error in ``payload`` (up to a cap), located by element path (/PushJudgmentRequest/...)."""
-    out: list[Violation] = []
-    seen: set[tuple[str, str]] = set()
-    for error in schema().iter_errors(payload, use_location_hints=False):
-        path = _CLARK.sub("", error.path or "") or "/"
-        value_error = isinstance(error.validator, XsdFacet | XsdSimpleType)
-        reason = error.reason or ""
-        message = _value_message(error.validator, reason) if value_error else _CLARK.sub("", reason)
-        # A bad value fails several checks (facet, then type); its first reason is the useful one.
-        key = (path, "" if value_error else message)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(Violation(path, message or "is not valid", "xsd"))
-        if len(out) >= MAX_XSD_VIOLATIONS:
-            break
-    return out
+def xsd_violations(
+    payload: etree._Element, *, limit: int = MAX_XSD_VIOLATIONS, deadline: float | None = None
+) -> Violations:
+    """The XSD errors in ``payload``, located by element path (/PushJudgmentRequest/...; a missing element
+    at its own path): one per path, at most ``limit`` listed and the rest counted (:class:`Violations`).
+    :class:`gateway.validation.BudgetExceeded` past ``deadline`` (``time.monotonic()``)."""
+    path_of = _ElementPaths()
+    found = (
+        (path_of(error), "xsd", functools.partial(_xsd_message, error), None)
+        for error in schema().iter_errors(payload, use_location_hints=False)
+    )
+    return bounded_violations(found, limit, deadline)
+
+
+class _ElementPaths:
+    """``/PushJudgmentRequest/Body/Items/Item[2]/AmountVnd`` for an element of the request: local names from
+    the request element down, a 1-based position where siblings share the name (as xmlschema writes it).
+
+    xmlschema's own ``error.path`` walks the tree from the root for every error, which made a body with
+    thousands of errors cost seconds; here each parent's children are numbered once per validation.
+    """
+
+    def __init__(self) -> None:
+        self._numbered: dict[etree._Element, dict[etree._Element, tuple[int, bool]]] = {}
+
+    def __call__(self, error: Any) -> str:
+        element = getattr(error, "elem", None)
+        path = (
+            self._path(element) if isinstance(element, etree._Element) else _CLARK.sub("", error.path or "")
+        )
+        expected = getattr(error, "expected", None)
+        # "The content of element X is not complete. Tag Y expected.": the missing Y is the violation.
+        if isinstance(error, XMLSchemaChildrenValidationError) and error.invalid_child is None and expected:
+            name = getattr(expected[0], "local_name", None)
+            if isinstance(name, str) and len(expected) == 1:
+                return f"{path.rstrip('/')}/{name}"
+        return path or "/"
+
+    def _path(self, element: etree._Element) -> str:
+        steps: list[str] = []
+        node: etree._Element | None = element
+        while node is not None:
+            parent = node.getparent()
+            step = etree.QName(node).localname
+            if parent is None or parent.tag == f"{{{SOAP_ENV}}}Body":
+                steps.append(step)
+                break
+            position, shared = self._position(parent, node)
+            steps.append(f"{step}[{position}]" if shared else step)
+            node = parent
+        return "/" + "/".join(reversed(steps))
+
+    def _position(self, parent: etree._Element, node: etree._Element) -> tuple[int, bool]:
+        numbered = self._numbered.get(parent)
+        if numbered is None:
+            seen: dict[object, int] = {}
+            order: list[tuple[etree._Element, int]] = []
+            for child in parent:
+                seen[child.tag] = seen.get(child.tag, 0) + 1
+                order.append((child, seen[child.tag]))
+            numbered = {child: (n, seen[child.tag] > 1) for child, n in order}
+            self._numbered[parent] = numbered
+        return numbered.get(node, (1, False))
+
+
+def _xsd_message(error: Any) -> str:
+    # A bad value fails several checks (facet, then type); the first one kept per path is the useful one.
+    reason = error.reason or ""
+    if isinstance(error.validator, XsdFacet | XsdSimpleType):
+        return _value_message(error.validator, reason) or "is not valid"
+    return _CLARK.sub("", reason) or "is not valid"
 
 
 def _value_message(validator: object, reason: str) -> str:
@@ -86,6 +141,11 @@ def message_type_of(element: etree._Element) -> str:
     if element.tag not in _OPERATIONS:
         raise ValueError(f"expected {' or '.join(_OPERATIONS)}, got {element.tag}")
     return _OPERATIONS[element.tag][0]
+
+
+def message_type_of_tag(tag: str) -> str:
+    """The JSON message type a request element tag (Clark notation) carries; ``KeyError`` for another."""
+    return _OPERATIONS[tag][0]
 
 
 def response_of(element: etree._Element) -> str:

@@ -40,13 +40,21 @@ def from_problem(problem: Problem, code: str | None = None) -> bytes:
         status=problem.status,
         problem_type=PROBLEM_BASE + problem.kind,
         violations=problem.violations,
+        omitted=problem.omitted,
     )
 
 
 def build(
-    code: str, message: str, *, status: int, problem_type: str, violations: Sequence[Violation] = ()
+    code: str,
+    message: str,
+    *,
+    status: int,
+    problem_type: str,
+    violations: Sequence[Violation] = (),
+    omitted: int = 0,
 ) -> bytes:
-    """A complete SOAP 1.1 envelope holding one Fault, with a ``GatewayFault`` detail for Client/Server."""
+    """A complete SOAP 1.1 envelope holding one Fault, with a ``GatewayFault`` detail for Client/Server;
+    ``omitted``: violations found but not listed (``ErrorsOmitted``, REST's ``errors_omitted``)."""
     if code not in ENVELOPE_CODES:
         raise ValueError(f"not a SOAP 1.1 faultcode: {code}")
     root = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
@@ -68,6 +76,8 @@ def build(
         if violation.rule:
             item.set("rule", _text(violation.rule))
         item.text = _text(violation.message)
+    if omitted:
+        etree.SubElement(info, f"{{{COURTS_NS}}}ErrorsOmitted").text = str(omitted)
     return _serialise(root)
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.connectors import bank
 from gateway.partners import load_partners
+from gateway.problems import set_max_listed
 from gateway.reference_data import load_calendar, load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.outbound import OutboundPolicy
@@ -73,6 +74,7 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
         await db.dispose()
 
     app.cleanup_ctx.append(lifecycle)
+    set_max_listed(settings.limits.max_errors)  # how many violations a 422 lists, the rest counted
     add_routes(app)
     console.mount(app, settings)  # the operators' console at /ops
     return app

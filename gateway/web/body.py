@@ -1,14 +1,19 @@
-"""Reading request bodies safely: content type, size limit, then parse."""
+"""Reading request bodies safely: content type, size limit, then parse; then the schema verdict of a body
+the route declares, reached off the event loop when the body is large (:func:`~gateway.validation.off_loop`).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 
 from aiohttp import web
 
 from gateway.problems import Problem, bad_request, too_large, unsupported_media_type
+from gateway.validation import catalog, judge_off_loop
 from gateway.web.context import SERVICES
+from gateway.web.operation import OPERATIONS_KEY
 
 JSON_TYPES = ("application/json",)
 
@@ -46,7 +51,9 @@ async def read_json(request: web.Request) -> object:
     if not raw:
         raise bad_request("the request body is empty")
     try:
-        document: object = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        document: object = json.loads(
+            raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except UnicodeDecodeError as exc:
         raise bad_request(f"the body is not UTF-8 (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
@@ -54,9 +61,34 @@ async def read_json(request: web.Request) -> object:
     except RecursionError as exc:
         # The stdlib parser recurses once per level and gives up near the interpreter's limit (~1,000).
         raise _too_deep() from exc
+    except ValueError as exc:
+        # A number the parser refuses: an integer past Python's 4,300-digit conversion limit, or a float
+        # beyond double range. The caller's mistake, so a 400, never the 503 an escaping error would be.
+        raise bad_request(f"a number in the JSON cannot be read: {_first_sentence(exc)}") from exc
     if deeper_than(document, MAX_DEPTH):
         raise _too_deep()
+    await _prejudge(request, document, len(raw))
     return document
+
+
+async def _prejudge(request: web.Request, document: object, size: int) -> None:
+    """Validate ``document`` against the schema its route declares (the document's own ``message_type``
+    where it declares several) under the validation budget, and remember the verdict for the service,
+    which then does not walk the document again on the event loop."""
+    route = request.match_info.route.name
+    declared = next(
+        (op.request_schemas for op in request.app.get(OPERATIONS_KEY, ()) if op.name == route), ()
+    )
+    known = set(catalog().message_types())
+    candidates = [name for name in declared if name in known]
+    if len(candidates) == 1:
+        message_type = candidates[0]
+    elif isinstance(document, dict) and document.get("message_type") in candidates:
+        message_type = str(document["message_type"])
+    else:
+        return  # nothing declared, or a type the service refuses without validating
+    limits = request.app[SERVICES].settings.limits
+    await judge_off_loop(message_type, document, size=size, limits=limits, schemas=None)
 
 
 def deeper_than(document: object, limit: int) -> bool:
@@ -79,6 +111,18 @@ def deeper_than(document: object, limit: int) -> bool:
 
 def _too_deep() -> Problem:
     return bad_request(f"the JSON is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # float("1e999") is inf: not a number JSON can carry back, and no schema range check catches it.
+        raise ValueError(f"{text[:40]} is out of range for a number")
+    return value
+
+
+def _first_sentence(exc: ValueError) -> str:
+    return str(exc).split(";")[0][:200]
 
 
 def _reject_constant(name: str) -> object:

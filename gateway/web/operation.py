@@ -23,6 +23,8 @@ __all__ = [
     "Operation",
     "Parameter",
     "Response",
+    "admitting_grants",
+    "may_hold_one",
 ]
 
 JSON_MEDIA: Final = "application/json"
@@ -93,6 +95,10 @@ class Operation:
     #: ``None``: public. Else the grant the caller needs (:data:`ANY_CLIENT`: any registered client).
     grant: str | None = None
     grant_check: GrantCheck = "route"
+    #: With ``grant_check="service"``: grants of which the client must hold at least one (or one of their
+    #: sub-grants, ``assets.inquire:bank`` for ``assets.inquire``) before its body is even read. Empty: the
+    #: grants of the document types in ``request``, else ``grant`` itself (:func:`admitting_grants`).
+    admitting: tuple[str, ...] = ()
     #: Schema file stem of the body; several: the body is one of them.
     request: str | tuple[str, ...] | None = None
     request_media: str = JSON_MEDIA
@@ -115,6 +121,28 @@ class Operation:
         if self.request is None:
             return ()
         return (self.request,) if isinstance(self.request, str) else self.request
+
+
+def admitting_grants(operation: Operation, grants_of: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """The grants one of which a client needs before ``operation`` reads its body. ``grants_of``: the
+    grants that allow sending each document type (``documents.send:<type>`` and older names)."""
+    if operation.admitting:
+        return frozenset(operation.admitting)
+    by_type = [grants_of[name] for name in operation.request_schemas if name in grants_of]
+    if by_type:
+        return frozenset().union(*by_type)
+    return frozenset({operation.grant}) if operation.grant is not None else frozenset()
+
+
+def may_hold_one(grants: frozenset[str], held: frozenset[str], revoked: bool = False) -> bool:
+    """Whether a client holding ``held`` may be allowed one of ``grants``: one of them, its family
+    (``documents.send`` for ``documents.send:x``), or a sub-grant of one (``assets.inquire:bank``)."""
+    if revoked:
+        return False
+    return any(
+        grant in held or grant.split(":", 1)[0] in held or any(h.startswith(grant + ":") for h in held)
+        for grant in grants
+    )
 
 
 #: The operations an application routes, as registered (``GET /openapi.json`` describes exactly these).

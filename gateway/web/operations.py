@@ -13,6 +13,8 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.domain.registry import REGISTRY
+from gateway.problems import forbidden
 from gateway.web import (
     routes_citizens,
     routes_docs,
@@ -25,7 +27,7 @@ from gateway.web import (
     soap_courts,
 )
 from gateway.web.auth import authenticate, require
-from gateway.web.operation import ANY_CLIENT, OPERATIONS_KEY, Operation
+from gateway.web.operation import ANY_CLIENT, OPERATIONS_KEY, Operation, admitting_grants, may_hold_one
 
 __all__ = ["OPERATIONS", "Operation", "add_routes"]
 
@@ -55,6 +57,11 @@ def add_routes(app: web.Application, operations: Sequence[Operation] = OPERATION
             app.router.add_route(operation.method, operation.path, handler, name=operation.name)
 
 
+def document_grants() -> dict[str, frozenset[str]]:
+    """Per document type, the grants that allow sending it."""
+    return {name: frozenset({t.grant, *t.extra_grants}) for name, t in REGISTRY.items()}
+
+
 def _guarded(operation: Operation) -> Handler:
     """The handler, after authentication and the operation's grant; handlers read ``PRINCIPAL_KEY``."""
     grant = operation.grant
@@ -64,11 +71,21 @@ def _guarded(operation: Operation) -> Handler:
         return operation.handler
     target = operation.handler
     only_authenticate = grant == ANY_CLIENT or operation.grant_check == "service"
+    # The service checks the exact grant once the body names it; a client holding none that could apply is
+    # refused here, before its body is read, parsed or validated.
+    admitting = (
+        admitting_grants(operation, document_grants())
+        if operation.grant_check == "service" and grant != ANY_CLIENT
+        else None
+    )
 
     @functools.wraps(target)
     async def guarded(request: web.Request) -> web.StreamResponse:
         if only_authenticate:
-            authenticate(request)
+            principal = authenticate(request)
+            client = principal.client
+            if admitting and not may_hold_one(admitting, client.grants, client.revoked):
+                raise forbidden(f"client {client.id} holds none of the grants {operation.name} needs")
         else:
             require(request, grant)
         return await target(request)

@@ -17,7 +17,16 @@ from typing import Final
 from aiohttp import web
 from lxml import etree
 
-from gateway.problems import Problem, bad_request, invalid, unavailable, unsupported_media_type
+from gateway.domain.registry import REGISTRY
+from gateway.problems import (
+    Problem,
+    bad_request,
+    forbidden,
+    invalid,
+    too_complex,
+    unavailable,
+    unsupported_media_type,
+)
 from gateway.soap import CONTENT_TYPE, COURTS_NS, EnvelopeError, body_payload, faults
 from gateway.soap.courts_mapping import (
     EVENT_REQUEST,
@@ -25,18 +34,20 @@ from gateway.soap.courts_mapping import (
     WSDL_NAME,
     XSD_NAME,
     message_type_of,
+    message_type_of_tag,
     package_file,
     receipt_to_xml,
     response_of,
     xml_to_message,
     xsd_violations,
 )
-from gateway.soap.xml_safety import XmlRejected, parse_untrusted
+from gateway.soap.xml_safety import XmlRejected, XmlTooComplex, parse_bounded, parse_untrusted
+from gateway.validation import Violations, catalog, off_loop, remember_verdict
 from gateway.web.auth import authenticate
 from gateway.web.body import read_limited
 from gateway.web.context import SERVICES
 from gateway.web.middleware import audit_rejection
-from gateway.web.operation import Operation, Parameter, Response
+from gateway.web.operation import Operation, Parameter, Response, may_hold_one
 
 __all__ = ["OPERATIONS", "PATH", "ROUTE"]
 
@@ -52,6 +63,15 @@ SOAP_ACTIONS: Final = {
     REQUEST: f"{COURTS_NS}#PushJudgment",
     EVENT_REQUEST: f"{COURTS_NS}#PushCourtEvent",
 }
+
+#: Grants of which a client must hold one before its XML is even read: those of any document type this
+#: door takes (``judgments.push`` or ``documents.send:judgment.delivery``, ``documents.send:court.event``).
+#: The exact grant of the operation the Body names is checked by the service after parsing.
+ADMITTING: Final = frozenset(
+    grant
+    for message_type in (message_type_of_tag(tag) for tag in SOAP_ACTIONS)
+    for grant in (REGISTRY[message_type].grant, *REGISTRY[message_type].extra_grants)
+)
 
 
 async def describe(request: web.Request) -> web.Response:
@@ -95,12 +115,23 @@ async def push_judgment(request: web.Request) -> web.Response:
 
 async def _push(request: web.Request) -> web.Response:
     principal = authenticate(request)
+    client = principal.client
+    if not may_hold_one(ADMITTING, client.grants, client.revoked):
+        raise forbidden(f"client {client.id} holds none of the grants {', '.join(sorted(ADMITTING))}")
     if request.content_type != CONTENT_TYPE:
         raise unsupported_media_type(f"{CONTENT_TYPE}; charset=utf-8 (SOAP 1.1)")
     action = _soap_action(request)
     raw = await read_limited(request)
+    limits = request.app[SERVICES].settings.limits
     try:
-        root = parse_untrusted(raw)
+        root = parse_bounded(
+            raw,
+            max_elements=limits.xml_max_elements,
+            max_attributes=limits.xml_max_attributes,
+            max_depth=limits.xml_max_depth,
+        )
+    except XmlTooComplex as exc:
+        raise too_complex(exc.limit, exc.value, str(exc)) from exc
     except XmlRejected as exc:
         raise bad_request(str(exc)) from exc
     payload = body_payload(root)
@@ -110,11 +141,27 @@ async def _push(request: web.Request) -> web.Response:
     # An empty SOAPAction means "the URI says it" (SOAP 1.1 section 6.1.1): the Body element decides.
     if action not in ("", expected):
         raise bad_request(f"SOAPAction {action!r} does not match the Body's operation; send {expected!r}")
-    violations = xsd_violations(payload)
-    if violations:
-        raise invalid(violations, f"{len(violations)} XSD violation(s); fix all of them and send again.")
-    document = xml_to_message(payload)
     message_type = message_type_of(payload)
+
+    def validate(deadline: float) -> tuple[Violations, dict[str, object] | None, Violations]:
+        # The XSD, then (for a valid envelope) the JSON Schema of the message it maps to: both under one
+        # budget, off the event loop for a large body (pure-Python xmlschema holds the GIL between checks).
+        xsd = xsd_violations(payload, limit=limits.max_errors, deadline=deadline)
+        if xsd:
+            return xsd, None, Violations()
+        document = xml_to_message(payload)
+        schema = catalog().violations(message_type, document, limit=limits.max_errors, deadline=deadline)
+        return xsd, document, schema
+
+    xsd, document, verdict = await off_loop(validate, size=len(raw), limits=limits)
+    if document is None:
+        count = len(xsd) + xsd.omitted
+        raise invalid(
+            xsd,
+            f"{'at least ' if not xsd.counted_all else ''}{count} XSD violation(s); fix all "
+            "of them and send again.",
+        )
+    remember_verdict(document, message_type, verdict)
     result = await request.app[SERVICES].documents.submit(
         principal,
         document,
@@ -195,7 +242,10 @@ OPERATIONS: Final = (
             f"WSDL at `GET {PATH}?wsdl`. The same token in `Authorization`, the same rules and the same "
             "receipt as `POST /v1/judgments` (a judgment) and `POST /v1/documents` (a `court.event`); a new "
             "and a duplicate push both answer `200` (`Duplicate` in the response tells them apart). Errors "
-            "are SOAP Faults. DOCTYPEs and entities are refused."
+            "are SOAP Faults. DOCTYPEs and entities are refused; a client holding none of the grants of "
+            "either operation is refused (`403`) before its XML is read; XML past `[limits]` (elements, "
+            "attributes, depth) is `413` before the XSD sees it, and so is a validation that runs past "
+            "`limits.validation_budget_seconds`."
         ),
         # Authenticated inside the handler, so that a refused token is a SOAP Fault too.
         grant="judgments.push",
