@@ -81,6 +81,22 @@ def test_clients_lifecycle_and_token(
     assert store.get("TAND-HCM") is not None and store.get("TAND-HCM").revoked  # type: ignore[union-attr]
 
 
+def test_a_clients_role_is_stated_listed_and_kept(
+    config_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["keys", "--out", str(tmp_path), "--name", "k"])
+    pub = str(tmp_path / "k.pub")
+    args = ["clients", "add", "--id", "CCTHA-BD", "--public-key", pub, "--grant", "documents.send"]
+    assert main([*args, "--role", "enforcement_office"]) == 0
+    capsys.readouterr()
+    assert main(["clients", "list"]) == 0
+    assert "enforcement_office" in capsys.readouterr().out
+    store = ClientStore(config_dir / "clients", recheck_seconds=0)
+    assert store.get("CCTHA-BD").role == "enforcement_office"  # type: ignore[union-attr]
+    with pytest.raises(SystemExit):  # argparse refuses a role it does not know
+        main([*args, "--role", "landlord"])
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import logs
+from gateway.domain.parties import CLIENT_ROLES
 from gateway.security.clients import ClientConfigError, ClientStore
 from gateway.security.keys import UnacceptableKey, load_private_key, write_keypair
 from gateway.security.tokens import issue_token
@@ -85,16 +86,18 @@ def _clients(settings: Settings, args: argparse.Namespace) -> int:
             deliver_to=args.deliver_to,
             name=args.name,
             outbound_hosts=args.outbound_host,
+            role=args.role,
         )
         print(
             f"client {client.id}: grants {', '.join(sorted(client.grants))}; keys {len(client.keys)}; "
-            f"delivery {client.deliver_to or '-'}"
+            f"delivery {client.deliver_to or '-'}; role {client.role or '-'}"
         )
         change = {
             "grants": sorted(client.grants),
             "keys": len(client.keys),
             "deliver_to": str(client.deliver_to or ""),
             "outbound_hosts": list(client.outbound_hosts or []),
+            "role": client.role,
         }
         return _audit_client_change(settings, args, client.id, change)
     elif args.action == "revoke":
@@ -104,7 +107,8 @@ def _clients(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for c in store.all():
             state = "revoked" if c.revoked else "active"
-            print(f"{c.id:<16} {state:<8} {','.join(sorted(c.grants)):<48} {c.deliver_to or '-'}")
+            role = c.role or "-"
+            print(f"{c.id:<16} {state:<8} {role:<18} {','.join(sorted(c.grants)):<48} {c.deliver_to or '-'}")
     return 0
 
 
@@ -225,6 +229,12 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="HOST",
         help="the only hosts its callback and webhook URLs may name (default: any host the policy allows)",
+    )
+    add.add_argument(
+        "--role",
+        choices=sorted(CLIENT_ROLES),
+        help="the kind of party it is: it may send only the document types its role sends "
+        "(default: the partner kind in partners.toml, else the agency-code prefix)",
     )
     add.add_argument("--actor", help="who makes the change, for the audit log (default: $USER)")
     cl_sub.add_parser("list")
