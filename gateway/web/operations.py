@@ -68,9 +68,9 @@ def _guarded(operation: Operation) -> Handler:
     @functools.wraps(target)
     async def guarded(request: web.Request) -> web.StreamResponse:
         if only_authenticate:
-            authenticate(request)
+            await authenticate(request)
         else:
-            require(request, grant)
+            await require(request, grant)
         return await target(request)
 
     return guarded

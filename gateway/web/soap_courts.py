@@ -94,7 +94,7 @@ async def push_judgment(request: web.Request) -> web.Response:
 
 
 async def _push(request: web.Request) -> web.Response:
-    principal = authenticate(request)
+    principal = await authenticate(request)
     if request.content_type != CONTENT_TYPE:
         raise unsupported_media_type(f"{CONTENT_TYPE}; charset=utf-8 (SOAP 1.1)")
     action = _soap_action(request)
