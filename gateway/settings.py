@@ -121,6 +121,9 @@ class OpsSettings(BaseModel):
     signin_workers: int = Field(1, ge=1, le=4)
     signin_queue: int = Field(4, ge=0)
     signin_budget_seconds: float = Field(3, gt=0)
+    # A refused attempt (429, 503) is answered after this pause, which costs the api nothing: a client
+    # looping on refusals cannot turn them into a flood of cheap requests.
+    signin_refusal_delay_seconds: float = Field(1, ge=0, le=10)
 
 
 class Settings(BaseSettings):

@@ -4,6 +4,7 @@ with the operator's username, what was done and the reason given."""
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -314,10 +315,12 @@ async def login_post(request: web.Request) -> web.StreamResponse:
             account = await gate.check(accounts, username, password)
     except Throttled as exc:
         SIGNIN_ATTEMPTS.labels("throttled").inc()
-        return await _retry_later(request, 429, f"Too many sign-in attempts: {exc.why}.", exc.retry_after)
+        await asyncio.sleep(state.settings.ops.signin_refusal_delay_seconds)
+        return _retry_later(429, f"Too many sign-in attempts: {exc.why}.", exc.retry_after)
     except Busy as exc:
         SIGNIN_ATTEMPTS.labels("busy").inc()
-        return await _retry_later(request, 503, "Sign-in is busy: try again in a moment.", exc.retry_after)
+        await asyncio.sleep(state.settings.ops.signin_refusal_delay_seconds)
+        return _retry_later(503, "Sign-in is busy: try again in a moment.", exc.retry_after)
     if account is None:
         SIGNIN_ATTEMPTS.labels("failed").inc()
         gate.failed(username)
@@ -352,11 +355,17 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def _retry_later(request: web.Request, status: int, why: str, retry_after: int) -> web.Response:
-    """The sign-in page again with ``why``, answered ``status`` with ``Retry-After``."""
-    response = await login_page(request, why, status=status)
-    response.headers["Retry-After"] = str(retry_after)
-    return response
+def _retry_later(status: int, why: str, retry_after: int) -> web.Response:
+    """``why``, answered ``status`` with ``Retry-After``: a fixed short page, no template, so that a
+    flood of refused attempts costs the api as little as possible."""
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in: retry later</title>'
+        f'</head><body><p role="alert">{html.escape(why)} Retry in {retry_after} s: '
+        f'<a href="{PREFIX}/login">sign in</a>.</p></body></html>'
+    )
+    return web.Response(
+        text=body, status=status, content_type="text/html", headers={"Retry-After": str(retry_after)}
+    )
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
