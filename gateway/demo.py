@@ -213,6 +213,9 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
         "GATEWAY_OUTBOUND__ALLOW_HTTP_LOOPBACK": "true",
         # The simulators accept any partner token; real deployments put real ones in these variables.
         **{f"GATEWAY_SECRET_{code}": "demo-token" for code in PARTNER_SECRETS},
+        # A development convenience: the banner's curls reuse one printed token, so the demo's tokens are
+        # not single-use (its simulators mint a token per request all the same).
+        "GATEWAY_AUTH__SINGLE_USE_TOKENS": "false",
     }
     os.environ.update(env)
     settings = load_settings()

@@ -26,6 +26,18 @@ HTTP_SECONDS = Histogram(
     ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+UNAUTHENTICATED_REJECTIONS = Counter(
+    "gateway_unauthenticated_rejections_total",
+    "Requests refused before the caller was known (no token, a bad or used token, malformed), by route "
+    "name and reason; the audit log gets one aggregated record per route and reason per minute",
+    ["route", "reason"],
+)
+SIGNIN_ATTEMPTS = Counter(
+    "gateway_console_signin_total",
+    "Console sign-in attempts by outcome: ok, failed, throttled (429), busy (503: the password checks "
+    "are saturated)",
+    ["outcome"],
+)
 SIGNING_KEY_EXPIRY = Gauge(
     "gateway_signing_key_expiry_timestamp_seconds",
     "Unix time by which the receipt-signing key should be rotated (its file's time + rotate_after_days)",

@@ -71,6 +71,9 @@ class AuthSettings(BaseModel):
     audience: str = "thads-gateway"
     leeway_seconds: int = Field(30, ge=0, le=300)
     max_token_lifetime_seconds: int = Field(3600, gt=0)
+    # Each token is accepted once (its jti is remembered until it expires, by every api process): a
+    # client mints a token per request. False only for development, where a hand-made token is reused.
+    single_use_tokens: bool = True
 
 
 class SigningSettings(BaseModel):
@@ -127,6 +130,20 @@ class OpsSettings(BaseModel):
     management_password: str = "guest"  # noqa: S105 - the broker's own default, overridable
     # Operator commands (run.py status, run.py parking) give up on a broker that does not answer.
     broker_timeout_seconds: float = Field(5, gt=0)
+    # However active, a console session ends this long after sign-in (activity never extends it).
+    session_max_hours: float = Field(8, gt=0, le=24)
+    # Sign-in attempts: per remote address, and failed ones per account (429 with Retry-After past them;
+    # shared between api processes when api.rate_limit_storage is Redis).
+    signin_rate_per_address: str = "10/minute"
+    signin_failures_per_account: str = "5/minute"
+    # Password checks (argon2) run on this many threads, at most signin_queue waiting; past that a
+    # sign-in is answered 503 at once, and one that waits longer than signin_budget_seconds too.
+    signin_workers: int = Field(1, ge=1, le=4)
+    signin_queue: int = Field(4, ge=0)
+    signin_budget_seconds: float = Field(3, gt=0)
+    # A refused attempt (429, 503) is answered after this pause, which costs the api nothing: a client
+    # looping on refusals cannot turn them into a flood of cheap requests.
+    signin_refusal_delay_seconds: float = Field(1, ge=0, le=10)
 
 
 class SimulateSettings(BaseModel):

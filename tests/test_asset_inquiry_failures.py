@@ -133,10 +133,13 @@ async def test_not_granted_source_is_403_and_preconditions_are_422(tmp_path: Pat
 
 async def test_concurrent_requests_with_one_idempotency_key_make_one_inquiry(tmp_path: Path) -> None:
     async with gateway(tmp_path) as (lw, api):
-        headers = {**lw.world.case_headers(), "Idempotency-Key": "THA-HN-2026-000123-race"}
+
+        def headers() -> dict[str, str]:
+            return {**lw.world.case_headers(), "Idempotency-Key": "THA-HN-2026-000123-race"}
+
         body = inquiry(sources=["tax"])
         responses = await asyncio.gather(
-            *(api.post("/v1/asset-inquiries", json=body, headers=headers) for _ in range(10))
+            *(api.post("/v1/asset-inquiries", json=body, headers=headers()) for _ in range(10))
         )
         assert {r.status for r in responses} == {202}
         ids = {(await r.json())["inquiry_id"] for r in responses}

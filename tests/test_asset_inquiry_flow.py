@@ -105,7 +105,11 @@ async def test_an_identity_that_owns_nothing_and_an_ambiguous_one(
     assert statuses.pop("population") == "found"
     assert set(statuses.values()) == {"not_found"}
     ambiguous = await (
-        await api.post("/v1/asset-inquiries", json=inquiry("001079000001"), headers=headers)
+        await api.post(
+            "/v1/asset-inquiries",
+            json=inquiry("001079000001"),
+            headers={**lw.world.case_headers(), "Prefer": "wait=20"},
+        )
     ).json()
     land = rows_by_source(ambiguous)["land"]
     assert land["match_status"] == "ambiguous_identity"

@@ -35,7 +35,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, GatewayPro
 
 async def submit_all(lw: LookupWorld, procs: GatewayProcesses) -> dict[str, str]:
     """POST N inquiries concurrently; returns inquiry id -> debtor ID number."""
-    headers = lw.world.case_headers()
+    headers = lw.world.case_headers  # a fresh token per request
     out: dict[str, str] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50)) as http:
 

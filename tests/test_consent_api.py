@@ -50,15 +50,14 @@ async def stored(world: World) -> tuple[int, list[Any]]:
 async def test_the_service_records_a_consent_and_the_latest_decision_is_answered(
     api: Client, world: World
 ) -> None:
-    headers = VNEID.headers(world.settings)
     granted = example("consent.request", "valid-granted.json")
-    resp = await api.post("/v1/consents", json=granted, headers=headers)
+    resp = await api.post("/v1/consents", json=granted, headers=VNEID.headers(world.settings))
     body = await resp.json()
     assert resp.status == 201, body
     assert body["status"] == body["current_status"] == "granted" and body["recorded_by"] == "VNEID"
     # A withdrawal made before the consent, recorded late, does not override it.
     late = {"person": granted["person"], "status": "withdrawn", "at": "2026-03-01T08:00:00+07:00"}
-    body = await (await api.post("/v1/consents", json=late, headers=headers)).json()
+    body = await (await api.post("/v1/consents", json=late, headers=VNEID.headers(world.settings))).json()
     assert body["status"] == "withdrawn" and body["current_status"] == "granted"
     count, audit = await stored(world)
     assert count == 2 and len(audit) == 2
@@ -75,7 +74,7 @@ async def test_refusals_list_every_violation_and_store_nothing(api: Client, worl
     assert {"$.person.id_number", "$.channel", "$.status", "$.at"} <= paths
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     ahead = {"person": {"id_number": "001085012345"}, "status": "granted", "at": future}
-    resp = await api.post("/v1/consents", json=ahead, headers=headers)
+    resp = await api.post("/v1/consents", json=ahead, headers=VNEID.headers(world.settings))
     assert resp.status == 422 and (await resp.json())["errors"][0]["path"] == "$.at"
     resp = await api.post(
         "/v1/consents", json=example("consent.request", "valid-granted.json"), headers=world.case_headers()

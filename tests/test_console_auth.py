@@ -12,7 +12,7 @@ from sqlalchemy import select
 from gateway.ops import operators
 from gateway.storage.database import Database
 from gateway.storage.tables import audit_log
-from gateway.web.console.session import COOKIE, SessionCodec, derive_key
+from gateway.web.console.session import COOKIE, SessionCodec, SessionStore, derive_key
 from gateway.web.context import SERVICES
 from tests.conftest import World
 from tests.support.console import TEST_PASSWORD, add_operator, csrf_of, operator_client, sign_in
@@ -112,8 +112,12 @@ async def test_expired_forged_and_revoked_sessions_are_refused(
     use_cookie(api, expired)
     assert (await api.get("/ops/", allow_redirects=False)).status == 302
 
-    valid = codec.encode(codec.open("olga", "operator"))
+    session = codec.open("olga", "operator")
+    valid = codec.encode(session)
     use_cookie(api, valid)
+    # Well signed, but never opened by a sign-in: no session row, refused.
+    assert (await api.get("/ops/", allow_redirects=False)).status == 302
+    await SessionStore(api.app[SERVICES].db, 3600).open(session)  # type: ignore[index]
     assert (await api.get("/ops/", allow_redirects=False)).status == 200
     use_cookie(api, valid[:-2] + "xx")
     assert (await api.get("/ops/", allow_redirects=False)).status == 302

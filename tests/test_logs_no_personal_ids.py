@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,14 +65,18 @@ def leaks(lines: list[str]) -> list[str]:
     return found
 
 
-async def status_of(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
-    async with http.get(url, headers=headers) as resp:
+async def status_of(http: aiohttp.ClientSession, url: str, headers: Callable[[], dict[str, str]]) -> str:
+    async with http.get(url, headers=headers()) as resp:
         assert resp.status == 200, await resp.text()
         return str((await resp.json())["status"])
 
 
 async def wait_status(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], *wanted: str, timeout: float = 30
+    http: aiohttp.ClientSession,
+    url: str,
+    headers: Callable[[], dict[str, str]],
+    *wanted: str,
+    timeout: float = 30,
 ) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while (status := await status_of(http, url, headers)) not in wanted:
@@ -110,9 +114,9 @@ async def test_no_log_line_of_a_full_run_shows_a_personal_id(
                 assert resp.status == 202, await resp.text()
         for document in sent:
             url = f"{procs.url}/v1/messages/{document['message_id']}"
-            await wait_status(http, url, world.case_headers(), "answered")
+            await wait_status(http, url, world.case_headers, "answered")
         url = f"{procs.url}/v1/messages/{judgment['message_id']}"
-        await wait_status(http, url, world.court_headers(), "delivered")
+        await wait_status(http, url, world.court_headers, "delivered")
     procs.stop_all()
 
     lines = {role: (procs.logs / f"{role}.log").read_text("utf-8").splitlines() for role in ("api", "worker")}

@@ -38,7 +38,7 @@ class Api:
     async def send(self, document: dict[str, Any]) -> None:
         # The backlog is pushed faster than the client's configured rate: 429s are waited out.
         url = self.procs.url + "/v1/documents"
-        await post_until_taken(self.http, url, document, self.pw.world.case_headers())
+        await post_until_taken(self.http, url, document, self.pw.world.case_headers)
 
     async def view(self, message_id: str) -> dict[str, Any]:
         headers = self.pw.world.case_headers()

@@ -1,10 +1,15 @@
 """Bearer-token verification: each client signs its own JWTs; we check them against its keys only.
 
-A client sends the same token with every request until it expires, and checking its signature was a
-seventh of the api's time per push (Ed25519 or ECDSA, plus parsing it twice). A token that verified is
+Where single-use tokens are off a client may send one token with every request until it expires, and
+checking its signature was a seventh of the api's time per push (Ed25519 or ECDSA, plus parsing it
+twice). A token that verified is
 remembered until it expires (``cachetools.TLRUCache``), tied to the client as it was loaded: when the
 client's file changes (a key rotated or removed, the client revoked) the store loads a new client, and
 every token remembered for the old one is checked from scratch again.
+
+The cache only spares the signature check. With single-use tokens (:mod:`gateway.security.replay`) every
+request, cached or not, still claims its ``jti`` before it is served, so a remembered token is never let
+through twice.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from gateway.security.keys import PrivateKey, algorithm_for
 
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
 ACCEPTED_ALGORITHMS = frozenset({"ES256", "EdDSA"})
+#: A jti longer than this is refused (it is stored, per issuer, while single-use tokens are on).
+MAX_TOKEN_ID = 128
 
 
 class TokenRejected(Exception):
@@ -33,6 +40,8 @@ class Principal:
     client: Client
     subject: str
     token_id: str
+    #: When the token stops being accepted (exp + leeway, Unix time): how long its jti is remembered.
+    expires: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +115,12 @@ class TokenVerifier:
                 raise TokenRejected(f"token lifetime {lifetime}s exceeds {self._max_lifetime}s")
             if int(claims["iat"]) > time.time() + self._leeway:
                 raise TokenRejected("token issued in the future")
-            principal = Principal(client=client, subject=str(claims["sub"]), token_id=str(claims["jti"]))
-            return principal, float(claims["exp"]) + self._leeway
+            token_id = str(claims["jti"])
+            if not 1 <= len(token_id) <= MAX_TOKEN_ID:
+                raise TokenRejected(f"jti must be 1-{MAX_TOKEN_ID} characters")
+            expires = float(claims["exp"]) + self._leeway
+            principal = Principal(client, str(claims["sub"]), token_id, expires)
+            return principal, expires
         raise TokenRejected(f"signature does not verify with this client's keys ({last_error})")
 
 

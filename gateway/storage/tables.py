@@ -267,3 +267,28 @@ event_outbox = Table(
     Column("claimed_until", TS),
     Column("claimed_by", String(64)),
 )
+
+#: Bearer tokens already used once (``auth.single_use_tokens``): a token's ``jti`` is remembered until
+#: the token expires, for every api process at once, so a copied token cannot be sent again. Keyed by
+#: issuer too, since each client chooses its own ids. Rows past ``expires_at`` are pruned.
+token_uses = Table(
+    "token_uses",
+    metadata,
+    Column("issuer", String(32), nullable=False),
+    Column("jti", String(128), nullable=False),
+    Column("expires_at", TS, nullable=False, index=True),
+    PrimaryKeyConstraint("issuer", "jti"),
+)
+
+#: Console sessions, server side: the signed cookie names a row here, and signing out revokes it for
+#: every api process at once. ``expires_at`` is the absolute end; activity never moves it.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("sid", String(64), primary_key=True),
+    Column("username", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("issued_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False, index=True),
+    Column("revoked_at", TS),
+)

@@ -12,6 +12,7 @@ from gateway.problems import set_max_listed
 from gateway.reference_data import load_calendar, load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.outbound import OutboundPolicy
+from gateway.security.replay import token_uses_store
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
 from gateway.services.answers import AnswerService
@@ -27,6 +28,7 @@ from gateway.web.context import SERVICES, Services
 from gateway.web.middleware import problems
 from gateway.web.operations import add_routes
 from gateway.web.rate_limit import ClientRateLimiter
+from gateway.web.rejections import REJECTIONS, RejectionTally, flushing
 
 
 def build_services(settings: Settings, db: Database) -> Services:
@@ -58,6 +60,7 @@ def build_services(settings: Settings, db: Database) -> Services:
         ),
         answers=AnswerService(db, bank.parse_callback),
         limiter=ClientRateLimiter(settings.api.rate_limit, settings.api.rate_limit_storage),
+        token_uses=token_uses_store(db, settings.api.rate_limit_storage, settings.broker_namespace),
     )
 
 
@@ -69,10 +72,13 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
         db = Database(settings.resolved_database_url, settings.database)
         if migrate:
             await upgrade(db.url)
-        app[SERVICES] = build_services(settings, db)
-        yield
+        app[SERVICES] = services = build_services(settings, db)
+        async with flushing(app, db):
+            yield
+        await services.token_uses.close()
         await db.dispose()
 
+    app[REJECTIONS] = RejectionTally()
     app.cleanup_ctx.append(lifecycle)
     set_max_listed(settings.limits.max_errors)  # how many violations a 422 lists, the rest counted
     add_routes(app)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.security.clients import ClientStore
+from gateway.security.replay import TokenUses
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
 from gateway.services.answers import AnswerService
@@ -30,6 +31,7 @@ class Services:
     inquiries: InquiryService
     answers: AnswerService
     limiter: ClientRateLimiter
+    token_uses: TokenUses
 
 
 SERVICES = web.AppKey("services", Services)

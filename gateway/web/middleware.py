@@ -1,6 +1,7 @@
 """Cross-cutting request handling: every request gets a request id (bound to every log line it causes,
 echoed in ``X-Request-ID``) and is counted and timed by route; every error becomes problem+json, every
-5xx carries an incident id that is in the log line too; rejections are audited."""
+5xx carries an incident id that is in the log line too; rejections are audited (a known client's one by
+one, an unknown caller's counted and aggregated: :mod:`gateway.web.rejections`)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from gateway.domain.identifiers import scrub
 from gateway.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from gateway.problems import Problem, unavailable
 from gateway.storage.audit import AuditEntry, append
-from gateway.web.auth import PRINCIPAL_KEY
+from gateway.web.auth import PRINCIPAL_KEY, REFUSED_BECAUSE
 from gateway.web.context import SERVICES
+from gateway.web.rejections import REJECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +142,21 @@ def _with_incident(problem: Problem) -> Problem:
 
 
 async def audit_rejection(request: web.Request, problem: Problem) -> None:
-    route = request.match_info.route.name
+    """Audit a refusal: a known client's one by one (on the audited routes); a caller not yet known is
+    only counted (:mod:`gateway.web.rejections`), whatever the route, so a flood writes no row each."""
+    route = route_name(request)
+    principal = request.get(PRINCIPAL_KEY)
+    if principal is None:
+        tally = request.config_dict.get(REJECTIONS)
+        if tally is not None:
+            reason = request.get(REFUSED_BECAUSE) or problem.kind
+            tally.add(route, reason, problem.status, audited=route in AUDITED_ROUTES)
+        return
     if route not in AUDITED_ROUTES:
         return
-    principal = request.get(PRINCIPAL_KEY)
     entry = AuditEntry(
-        actor=principal.client.id if principal else "anonymous",
-        subject=principal.subject if principal else None,
+        actor=principal.client.id,
+        subject=principal.subject,
         action=route,
         outcome="rejected",
         status_code=problem.status,

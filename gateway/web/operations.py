@@ -82,12 +82,12 @@ def _guarded(operation: Operation) -> Handler:
     @functools.wraps(target)
     async def guarded(request: web.Request) -> web.StreamResponse:
         if only_authenticate:
-            principal = authenticate(request)
+            principal = await authenticate(request)
             client = principal.client
             if admitting and not may_hold_one(admitting, client.grants, client.revoked):
                 raise forbidden(f"client {client.id} holds none of the grants {operation.name} needs")
         else:
-            require(request, grant)
+            await require(request, grant)
         return await target(request)
 
     return guarded

@@ -114,7 +114,7 @@ async def push_judgment(request: web.Request) -> web.Response:
 
 
 async def _push(request: web.Request) -> web.Response:
-    principal = authenticate(request)
+    principal = await authenticate(request)
     client = principal.client
     if not may_hold_one(ADMITTING, client.grants, client.revoked):
         raise forbidden(f"client {client.id} holds none of the grants {', '.join(sorted(ADMITTING))}")

@@ -67,6 +67,9 @@ def running_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi
         "GATEWAY_API__RATE_LIMIT": api["rate_limit"],
         "GATEWAY_API__MAX_WAIT_SECONDS": str(api["max_wait_seconds"]),
         "GATEWAY_LOG_LEVEL": "WARNING",
+        # A development convenience: the generated requests reuse one token per client kind, so tokens
+        # are not single-use here (tests/test_single_use_tokens.py covers single use).
+        "GATEWAY_AUTH__SINGLE_USE_TOKENS": "false",
         # No broker: the api needs one only to subscribe to status events, and generated runs must not
         # declare queues on the shared broker; those operations answer their documented 503.
         "GATEWAY_BROKER_URL": "amqp://guest:guest@127.0.0.1:9/",

@@ -329,11 +329,11 @@ async def drive_lookups(
 ) -> Load:
     """Asset inquiries back to back, each ``Prefer: wait=30`` (the api answers 200 once every source
     answered); a 202 is followed by polling. Every one must end ``complete``."""
-    headers = world.case_headers() | {"Prefer": "wait=30"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
 
         async def one(i: int) -> None:
             body = inquiry(IDS[i % len(IDS)], sources=sources)
+            headers = world.case_headers() | {"Prefer": "wait=30"}
             async with http.post(f"{url}/v1/asset-inquiries", json=body, headers=headers) as resp:
                 assert resp.status in (200, 202), await resp.text()
                 view = await resp.json()
@@ -341,7 +341,9 @@ async def drive_lookups(
             while view["status"] in ("pending", "partial"):
                 assert time.monotonic() < give_up, "an inquiry stayed open for a minute"
                 await asyncio.sleep(0.05)
-                async with http.get(f"{url}/v1/asset-inquiries/{view['inquiry_id']}", headers=headers) as r:
+                async with http.get(
+                    f"{url}/v1/asset-inquiries/{view['inquiry_id']}", headers=world.case_headers()
+                ) as r:
                     assert r.status == 200, await r.text()
                     view = await r.json()
             assert view["status"] == "complete", view["status"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,13 +47,14 @@ async def push_all(base_url: str, world: World, pushes: list[tuple[str, dict[str
     """Send every push concurrently (100 connections); originals first-come wins the 202."""
     outcome = PushOutcome()
     first: dict[str, dict[str, Any]] = {}
-    token = world.court_headers()
     connector = aiohttp.TCPConnector(limit=100)
     async with aiohttp.ClientSession(connector=connector) as http:
 
         async def one(kind: str, doc: dict[str, Any]) -> None:
             for _ in range(20):
-                async with http.post(f"{base_url}/v1/judgments", json=doc, headers=token) as resp:
+                async with http.post(
+                    f"{base_url}/v1/judgments", json=doc, headers=world.court_headers()
+                ) as resp:
                     body = await resp.json(content_type=None)
                     outcome.statuses.append((kind, doc["message_id"], resp.status))
                     if resp.status in (429, 503):  # a real client waits and resends the same message
@@ -77,15 +79,16 @@ async def post_until_taken(
     http: aiohttp.ClientSession,
     url: str,
     body: dict[str, Any],
-    headers: dict[str, str],
+    headers: Callable[[], dict[str, str]],
     expect: int = 202,
     patience: float = 60.0,
 ) -> dict[str, Any]:
     """POST as a well-behaved client does: a 429 is waited out for its ``Retry-After`` and the same body
-    sent again (for up to ``patience`` seconds); the answer then has to be ``expect``. Its JSON body."""
+    sent again (for up to ``patience`` seconds), with a fresh token each time (``headers()``: tokens are
+    single-use); the answer then has to be ``expect``. Its JSON body."""
     deadline = asyncio.get_running_loop().time() + patience
     while True:
-        async with http.post(url, json=body, headers=headers) as resp:
+        async with http.post(url, json=body, headers=headers()) as resp:
             if resp.status != 429:
                 assert resp.status == expect, await resp.text()
                 answer: dict[str, Any] = await resp.json()

@@ -4,6 +4,7 @@ with the operator's username, what was done and the reason given."""
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,14 +22,23 @@ from aiohttp.typedefs import Handler
 from multidict import MultiDictProxy
 
 from gateway.amqp.names import Names
+from gateway.metrics import SIGNIN_ATTEMPTS
 from gateway.ops import backlog, parking, partners, queues, status
 from gateway.ops import messages as ops_messages
 from gateway.ops.masking import mask_text
-from gateway.ops.operators import Operator, OperatorFile, OperatorFileError, authenticate
+from gateway.ops.operators import Operator, OperatorFile, OperatorFileError
 from gateway.partners import load_partners
 from gateway.settings import Settings
 from gateway.storage.audit import AuditEntry, append
-from gateway.web.console.session import COOKIE, LOGIN_COOKIE, Session, SessionCodec, derive_key
+from gateway.web.console.session import (
+    COOKIE,
+    LOGIN_COOKIE,
+    Session,
+    SessionCodec,
+    SessionStore,
+    derive_key,
+)
+from gateway.web.console.signin import Busy, SignInGate, Throttled
 from gateway.web.context import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -67,6 +77,8 @@ class ConsoleState:
     settings: Settings
     operators: OperatorFile
     codec: SessionCodec | None = None
+    sessions: SessionStore | None = None
+    gate: SignInGate | None = None
     broker: AbstractRobustConnection | None = None
     broker_failed_at: float = 0.0
     broker_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -74,8 +86,22 @@ class ConsoleState:
 
     def codec_for(self, services: Services) -> SessionCodec:
         if self.codec is None:
-            self.codec = SessionCodec(derive_key(services.signer), self.settings.ops.session_minutes * 60)
+            self.codec = SessionCodec(
+                derive_key(services.signer),
+                self.settings.ops.session_minutes * 60,
+                self.settings.ops.session_max_hours * 3600,
+            )
         return self.codec
+
+    def sessions_for(self, services: Services) -> SessionStore:
+        if self.sessions is None:
+            self.sessions = SessionStore(services.db, self.settings.ops.session_max_hours * 3600)
+        return self.sessions
+
+    def signin_gate(self) -> SignInGate:
+        if self.gate is None:
+            self.gate = SignInGate(self.settings.ops, self.settings.api.rate_limit_storage)
+        return self.gate
 
     def accounts(self) -> tuple[dict[str, Operator], str]:
         try:
@@ -101,6 +127,8 @@ class ConsoleState:
             return self.broker
 
     async def close(self) -> None:
+        if self.gate is not None:
+            self.gate.close()
         if self.broker is not None:
             await self.broker.close()
             self.broker = None
@@ -178,6 +206,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     session = codec.decode(request.cookies.get(COOKIE))
     accounts, _ = state.accounts()
     account = accounts.get(session.username) if session else None
+    # The cookie's MAC proves where it came from; the session row whether it is still open (signed
+    # out anywhere, past its absolute end: refused here too).
+    if session is not None and not await state.sessions_for(_services(request)).live(session):
+        session = None
     if session is None or account is None or account.role != session.role:
         if request.path.startswith(f"{PREFIX}/api/"):
             return _secure_headers(web.json_response({"error": "sign in first"}, status=401))
@@ -268,6 +300,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     state = _state(request)
     services = _services(request)
     codec = state.codec_for(services)
+    gate = state.signin_gate()
     form = await request.post()
     if not codec.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), _form_text(form, "csrf")):
         return refused(request, "The sign-in form is stale (CSRF check failed): reload it and try again.")
@@ -275,9 +308,22 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     password = form.get("password")
     accounts, _ = state.accounts()
     account = None
-    if isinstance(password, str) and password and username:
-        account = await asyncio.to_thread(authenticate, accounts, username, password)
+    try:
+        # Counted before any hashing: past the limits an attempt costs nothing but this.
+        gate.admit(request.remote or "unknown", username)
+        if isinstance(password, str) and password and username:
+            account = await gate.check(accounts, username, password)
+    except Throttled as exc:
+        SIGNIN_ATTEMPTS.labels("throttled").inc()
+        await asyncio.sleep(state.settings.ops.signin_refusal_delay_seconds)
+        return _retry_later(429, f"Too many sign-in attempts: {exc.why}.", exc.retry_after)
+    except Busy as exc:
+        SIGNIN_ATTEMPTS.labels("busy").inc()
+        await asyncio.sleep(state.settings.ops.signin_refusal_delay_seconds)
+        return _retry_later(503, "Sign-in is busy: try again in a moment.", exc.retry_after)
     if account is None:
+        SIGNIN_ATTEMPTS.labels("failed").inc()
+        gate.failed(username)
         await _audit(
             request,
             AuditEntry(
@@ -290,7 +336,9 @@ async def login_post(request: web.Request) -> web.StreamResponse:
             ),
         )
         return await login_page(request, "Unknown operator or wrong password.", status=401)
+    SIGNIN_ATTEMPTS.labels("ok").inc()
     session = codec.open(account.username, account.role)
+    await state.sessions_for(services).open(session)
     await _audit(
         request,
         AuditEntry(
@@ -298,7 +346,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
             action="ops.signin",
             outcome="ok",
             status_code=303,
-            data={"role": account.role, "remote": request.remote},
+            data={"role": account.role, "remote": request.remote, "session": session.sid[:8]},
         ),
     )
     response = web.HTTPSeeOther(_safe_next(_form_text(form, "next")))
@@ -307,8 +355,23 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+def _retry_later(status: int, why: str, retry_after: int) -> web.Response:
+    """``why``, answered ``status`` with ``Retry-After``: a fixed short page, no template, so that a
+    flood of refused attempts costs the api as little as possible."""
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in: retry later</title>'
+        f'</head><body><p role="alert">{html.escape(why)} Retry in {retry_after} s: '
+        f'<a href="{PREFIX}/login">sign in</a>.</p></body></html>'
+    )
+    return web.Response(
+        text=body, status=status, content_type="text/html", headers={"Retry-After": str(retry_after)}
+    )
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
     account = _operator(request)
+    # Revoked before the cookie is deleted: a copy of it is refused by every api process from now on.
+    await _state(request).sessions_for(_services(request)).revoke(_session(request).sid)
     await _audit(request, AuditEntry(actor=account.username, action="ops.signout", outcome="ok"))
     response = web.HTTPSeeOther(f"{PREFIX}/login")
     response.del_cookie(COOKIE, path=PREFIX)
