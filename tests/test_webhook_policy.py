@@ -18,14 +18,13 @@ from aiohttp.test_utils import TestClient
 from gateway.amqp.names import Names
 from gateway.security.clients import ClientStore
 from gateway.security.keys import public_pem
-from gateway.services.documents import copy_id
 from gateway.web.app import create_app
 from gateway.worker.events import RESCAN_SECONDS
 from tests.conftest import World, make_world
 from tests.support.flows_world import FlowsWorld, flows_world
 from tests.support.gateway_procs import BROKER
 from tests.support.listeners import Listener, listening
-from tests.test_procuracy_flow import decision
+from tests.test_procuracy_flow import copy_of, decision
 
 #: aio-pika's default ``reconnect_interval``: its connection recovery pauses this long after each pass.
 RECONNECT_INTERVAL_SECONDS = 5.0
@@ -127,7 +126,7 @@ async def send_decision(flows: FlowsWorld) -> str:
     """An enforcement decision; returns the id of the procuracy's copy once the procuracy confirmed it."""
     doc = decision()
     await flows.send(doc)
-    the_copy = copy_id(doc["message_id"], "procuracy")
+    the_copy = copy_of(flows, doc["message_id"])
     await flows.wait_for(the_copy, "confirmed", client="VKS-HN")
     return the_copy
 
