@@ -359,7 +359,12 @@ async def test_no_match_has_no_rows(
         (200, found(vehicles=[{**VEHICLES[0], "class": "tank"}]), False, "$.rows[0].class (enum)"),
         (200, found(vehicles=[]), False, "$.rows (minItems)"),
         (200, {**found(vehicles=VEHICLES), "match_status": "maybe"}, False, "$.match_status (enum)"),
-        (200, {"match_status": "found", "vehicles": VEHICLES}, False, "$.as_of: 'as_of' is a required property"),
+        (
+            200,
+            {"match_status": "found", "vehicles": VEHICLES},
+            False,
+            "$.as_of: 'as_of' is a required property",
+        ),
     ],
     ids=[
         "503",
