@@ -85,7 +85,7 @@ class CaseSystemClient:
     """The case system's HTTP side: waits out 429s as a real client does, and counts them."""
 
     def __init__(self, lw: LookupWorld, procs: GatewayProcesses, http: aiohttp.ClientSession) -> None:
-        self.headers = lw.world.case_headers()
+        self.headers = lw.world.case_headers  # a fresh token for every request: tokens are single-use
         self.url = procs.url
         self.http = http
         self.throttled = 0
@@ -105,11 +105,11 @@ class CaseSystemClient:
 
     async def send(self, document: dict[str, Any]) -> None:
         url = f"{self.url}/v1/documents"
-        await self.call(lambda: self.http.post(url, json=document, headers=self.headers), 202)
+        await self.call(lambda: self.http.post(url, json=document, headers=self.headers()), 202)
 
     async def view(self, message_id: str) -> dict[str, Any]:
         url = f"{self.url}/v1/messages/{message_id}"
-        return await self.call(lambda: self.http.get(url, headers=self.headers), 200)
+        return await self.call(lambda: self.http.get(url, headers=self.headers()), 200)
 
 
 async def executions(lw: LookupWorld, http: aiohttp.ClientSession) -> dict[str, dict[str, int]]:

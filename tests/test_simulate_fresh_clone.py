@@ -109,6 +109,18 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> bytes:
+    """SIGTERM, then SIGKILL if it has not ended within 15 s; what it printed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+    return output
+
+
 def test_full_simulate_starts_on_a_fresh_home_and_keeps_running(tmp_path: Path) -> None:
     settings = fresh_settings(tmp_path)
     shutil.copy(ROOT / "config" / "partners.toml", settings.config_dir / "partners.toml")
@@ -144,13 +156,7 @@ def test_full_simulate_starts_on_a_fresh_home_and_keeps_running(tmp_path: Path) 
         time.sleep(1)
         still_running = proc.poll() is None
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            output, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
+        output = _stop(proc)
     log = output.decode("utf-8", "replace")
     assert still_running, log
     assert "No such file" not in log, log
@@ -275,12 +281,7 @@ async def test_partners_only_registers_the_partners_that_call_back_and_a_late_ba
                 await asyncio.wait_for(worker, 30)
             if api is not None:
                 await api.close()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                output, _ = proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                output, _ = proc.communicate()
+            output = _stop(proc)
             names = Names(world.settings.broker_namespace)
             queues = [names.partner(c) for c in PARTNER_CODES] + [names.replies_queue, names.callbacks_queue]
             await delete_topology(world, queues + [names.parking(q) for q in queues])
