@@ -4,6 +4,7 @@ whatever a name resolves to — and, when a client's registration lists them, on
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import shutil
 import tomllib
@@ -14,7 +15,13 @@ import pytest
 from gateway.cli import main
 from gateway.security.clients import ClientConfigError, ClientStore
 from gateway.security.keys import generate_keypair, public_pem
-from gateway.security.outbound import OutboundPolicy, OutboundRefused, PolicyResolver, address_refusal
+from gateway.security.outbound import (
+    LOOKUPS_AT_ONCE,
+    OutboundPolicy,
+    OutboundRefused,
+    PolicyResolver,
+    address_refusal,
+)
 from tests.conftest import ROOT
 
 STRICT = OutboundPolicy()
@@ -130,6 +137,32 @@ async def test_a_name_that_does_not_resolve_is_accepted_at_registration_and_chec
 
     assert await STRICT.violations(url, "$.url") == []
     await STRICT.check(url)  # not refused: the send fails on it like on any unreachable receiver
+
+
+async def test_a_flood_of_slow_names_holds_only_a_few_resolver_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # getaddrinfo runs in the loop's default thread pool, which the storage layer's commits share.
+    loop = asyncio.get_running_loop()
+    running = peak = 0
+
+    async def slow_getaddrinfo(*_args: object, **_kw: object) -> list[object]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.Event().wait()  # a resolver that never answers
+        finally:
+            running -= 1
+        return []
+
+    monkeypatch.setattr(loop, "getaddrinfo", slow_getaddrinfo)
+    quick = OutboundPolicy(resolve_timeout_seconds=0.2)
+    answers = await asyncio.gather(
+        *(quick.violations(f"https://slow{i}.example/hook", "$.url") for i in range(20))
+    )
+    assert answers == [[]] * 20  # unresolved by the deadline: accepted, checked again at each send
+    assert peak == LOOKUPS_AT_ONCE
 
 
 async def test_the_sessions_resolver_refuses_a_forbidden_answer() -> None:

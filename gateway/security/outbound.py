@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -120,6 +121,24 @@ def _is_loopback_name(host: str) -> bool:
     return any(host == name or host.endswith("." + name) for name in _LOOPBACK_NAMES)
 
 
+#: DNS lookups of client-named hosts at once, per event loop. ``getaddrinfo`` runs in the loop's default
+#: thread pool and a slow resolver holds a thread past our timeout; a flood of slow names must not
+#: starve the other users of that pool.
+LOOKUPS_AT_ONCE: Final = 4
+_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _lookup_slot() -> asyncio.Semaphore:
+    """This loop's semaphore (a semaphore belongs to the loop it first waited on)."""
+    loop = asyncio.get_running_loop()
+    slot = _lookups.get(loop)
+    if slot is None:
+        slot = _lookups[loop] = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+    return slot
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundPolicy:
     """The outbound URL policy of one installation (``[outbound]`` in ``gateway.toml``)."""
@@ -202,7 +221,9 @@ class OutboundPolicy:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.resolve_timeout_seconds):
+            # The wait for a free lookup counts against the budget: client-named hosts never hold more
+            # than a few of the loop's default threads, which the storage layer's commits also use.
+            async with asyncio.timeout(self.resolve_timeout_seconds), _lookup_slot():
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, TimeoutError):
             if unresolved_ok:
