@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.amqp.names import Names
 from gateway.domain.calendar import WorkingCalendar, due_at, reminder_at
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
 from gateway.domain.identifiers import canonical_ids, mask, person_refs
@@ -32,6 +31,7 @@ from gateway.problems import conflict, forbidden, invalid
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer, canonical_json
 from gateway.storage import messages as store
+from gateway.storage import outbox
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
 from gateway.storage.messages import OutboxItem
@@ -41,7 +41,6 @@ from gateway.validation import SchemaCatalog
 #: How long before its deadline a document's sender is reminded, unless documents.toml says otherwise.
 DEFAULT_REMINDER_LEAD = timedelta(hours=4)
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
-DOCUMENTS_EXCHANGE = "documents"
 NATURAL_KEY_MAX = 200  # messages.natural_key
 #: What the key of the gateway's own message ids is derived from (see :func:`issued_id`).
 ISSUED_ID_LABEL = b"thads-gateway issued message ids v1"
@@ -120,6 +119,9 @@ class DocumentService:
         self._ctx = rule_context
         self._clock = clock
         self.registry = registry
+        #: The relay of this process (set where one runs): takes the outbox rows of each accepted
+        #: document from the commit, so nothing waits for a polling pass.
+        self.relay: outbox.Handover = outbox.NoHandover()
         if admissions is None:
             from gateway.services.admissions import ADMISSIONS  # imports this module
 
@@ -277,11 +279,19 @@ class DocumentService:
                 self._prepared(doc_type, copy, copy_digest, copy_key, received_at, None, actor, action)
             )
 
+        claim = self.relay.claim()
+        held: list[outbox.Pending] = []
+
         async def store_all(conn: AsyncConnection) -> None:
+            held.clear()  # what a rolled-back run of this body inserted
             if first is not None:
                 await first(conn)
             for prepared in (accepted, *copies):
-                await store.insert_accepted(conn, prepared.row, prepared.item, actor.id, prepared.evidence)
+                held.append(
+                    await store.insert_accepted(
+                        conn, prepared.row, prepared.item, actor.id, prepared.evidence, claim
+                    )
+                )
                 await append(conn, prepared.audit)
             for prepared in copies:
                 detail = {"copy": prepared.row["message_id"], "to": prepared.row["recipient"]}
@@ -312,6 +322,7 @@ class DocumentService:
                 # (a copy). Said without naming it.
                 raise conflict(_ID_TAKEN) from None
             return await self._duplicate(actor, action, earlier, doc["message_id"])
+        self.relay.hand_over(held)
         return PushResult(accepted.receipt, duplicate=False)
 
     def _prepared(
@@ -349,8 +360,8 @@ class DocumentService:
             "remind_at": reminder_at(received_at, due, self._reminder_lead) if due else None,
         }
         item = OutboxItem(
-            exchange=DOCUMENTS_EXCHANGE,
-            routing_key=Names.routing_key(doc["recipient"], priority),
+            exchange=outbox.DOCUMENTS,
+            routing_key=doc["recipient"],
             priority=5 if priority == "urgent" else 0,
             headers={
                 "message_type": doc["message_type"],

@@ -20,6 +20,7 @@ from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.registry import partner_kinds_receiving_documents
 from gateway.metrics import observe_signing_key
 from gateway.partners import Partner, load_partners, missing_credentials
+from gateway.pipeline import build_relay
 from gateway.reference_data import load_reminder_lead
 from gateway.security.clients import Client, ClientStore
 from gateway.security.outbound import Outbound, OutboundPolicy, client_session
@@ -36,7 +37,6 @@ from gateway.worker.delivery import Deliverer, Recipient
 from gateway.worker.gauges import pollers
 from gateway.worker.lookups import LookupWorker
 from gateway.worker.partner_health import PartnerHealthWriter
-from gateway.worker.relay import Relay
 
 log = logging.getLogger(__name__)
 RESCAN_SECONDS = 5.0
@@ -88,7 +88,7 @@ class Worker:
         async with aiohttp.ClientSession() as http, client_session(policy) as client_http:
             outbound = Outbound(policy, client_http, functools.partial(_outbound_hosts, clients))
             deliverer = Deliverer(db, publisher, self.names, signer, http, settings.delivery, documents)
-            relay = Relay(db, publisher, self.names, settings.relay)
+            relay = build_relay(settings, db, clients, documents, lambda: publisher)
             channel = await consume_conn.channel()
             await channel.set_qos(prefetch_count=settings.delivery.prefetch)
             self._urgent_channel = await consume_conn.channel()
@@ -132,6 +132,7 @@ class Worker:
                 await stop.wait()
             finally:
                 await cancel_all(tasks)
+                await relay.close()
                 await close_all(connectors)
                 if metrics is not None:
                     await metrics.cleanup()
