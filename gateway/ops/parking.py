@@ -243,6 +243,9 @@ async def act(
             outcome.acted_at[message.message_id or ""] = datetime.now(UTC)
             if action == "replay":
                 await republish(channel, queue, message)
+            # Taken with basic.get, not consumed: no gateway.amqp.consume policy (no retry, no park) and
+            # no settle() that would log a failed ack away. It must raise: ``done`` is what the caller
+            # audits, and a discard whose ack failed left the message parked.
             await message.ack()
             done.append(message.message_id or "")
             if (wanted is not None and wanted <= set(done)) or (limit is not None and len(done) >= limit):
