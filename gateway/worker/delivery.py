@@ -10,7 +10,6 @@ that repeats is suppressed by the status check.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,10 +21,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway import logs
 from gateway.amqp.broker import Publisher
+from gateway.amqp.consume import Park
 from gateway.amqp.names import Names
-from gateway.amqp.settle import settle
 from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.answers import answer_document
 from gateway.domain.delivery import PartnerReceipt
@@ -100,35 +98,22 @@ class Deliverer:
         self._settings = settings
         self.actor = "gateway.delivery"
 
-    async def handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
-        """Consumer callback for ``names.deliver(recipient.id)`` and its urgent lane."""
-        with logs.consuming(message, recipient=recipient.id):
-            try:
-                await self._handle(recipient, message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Storage or broker trouble: leave the message to the broker (redelivered; the delivery
-                # limit parks it if this never clears).
-                log.exception("delivery of %s to %s failed; requeueing", message.message_id, recipient.id)
-                await asyncio.sleep(1)
-                await settle(message.nack(requeue=True))
-
-    async def _handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
+    async def deliver(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
+        """Handler of ``names.deliver(recipient.id)`` and its urgent lane, under the consumer policy
+        (``gateway/amqp/consume.py``): returning acks; :class:`Park` parks; storage or broker trouble
+        (any other exception) leaves the message to the broker, whose delivery limit parks what never
+        clears."""
         message_id = message.message_id or ""
         async with self._db.read() as conn:
             row = await store.get(conn, message_id) if message_id else None
         if row is None:
-            log.error("unknown message %r on %s: parking it", message_id, recipient.id)
-            await settle(message.reject(requeue=False))
-            return
+            raise Park(f"unknown message {message_id!r} on {recipient.id}", level=logging.ERROR)
         if must_not_deliver(Status(row.status)):
             # Delivered already (a redelivered copy), or revoked by its sender before it got here.
             revoked = row.status == Status.REVOKED
             SUPPRESSED.labels(recipient.id).inc()
             event = "not_delivered_revoked" if revoked else "duplicate_suppressed"
             await self._db.write(lambda conn: store.add_evidence(conn, message_id, event, self.actor))
-            await settle(message.ack())
             return
 
         attempt = _attempt(message)
@@ -166,7 +151,6 @@ class Deliverer:
             await self._db.write(record)
         await follow_revoked(self._db.read, self._documents.issue, recorded[-1:])
         DELIVERED.labels(recipient.id, channel).inc()
-        await settle(message.ack())
         log.debug("delivered to %s via %s (attempt %d)", recipient.id, channel, attempt)
 
     async def _forward(
@@ -282,7 +266,7 @@ class Deliverer:
                 reason=f"not delivered after {attempt} attempt(s): {reason}",
             )
         PARKED.labels(recipient.id).inc()
-        await settle(message.reject(requeue=False))  # dead-letter -> parking queue
+        raise Park(reason)  # dead-letter -> parking queue
 
     async def _retry_or_park(
         self, recipient: Recipient, message: AbstractIncomingMessage, attempt: int, reason: str
@@ -311,8 +295,7 @@ class Deliverer:
             message_type=message.type,
             headers={**(message.headers or {}), ATTEMPT_HEADER: attempt + 1},
         )
-        RETRIED.labels(recipient.id).inc()
-        await settle(message.ack())
+        RETRIED.labels(recipient.id).inc()  # returning acks this copy: the retry tier holds the next
 
 
 def _attempt(message: AbstractIncomingMessage) -> int:

@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp import topology
 from gateway.amqp.broker import Publisher, connect
+from gateway.amqp.consume import RetryLater, callback
 from gateway.amqp.names import Names
 from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
@@ -171,10 +172,12 @@ class Worker:
                 d.delivery_limit,
                 None,
             )
-            recipient = Recipient(partner.code, partner=guarded[partner.code])
-            await queue.consume(functools.partial(deliverer.handle, recipient))
+            handler = functools.partial(
+                deliverer.deliver, Recipient(partner.code, partner=guarded[partner.code])
+            )
             urgent = await self._urgent_lane(partner.code)
-            await urgent.consume(functools.partial(deliverer.handle, recipient))
+            for lane in (queue, urgent):
+                await lane.consume(callback(handler, queue=lane.name, recipient=partner.code))
 
     async def _urgent_lane(self, recipient: str) -> AbstractQueue:
         assert self._urgent_channel is not None
@@ -219,14 +222,13 @@ class Worker:
                 # Looked up per message: a changed delivery target applies at once.
                 current = clients.get(client_id)
                 if current is None or current.deliver_to is None:
-                    await message.nack(requeue=True)
-                    await asyncio.sleep(1)
-                    return
-                await deliverer.handle(Recipient(client_id, client=current), message)
+                    # Held a second, then back to the queue: a configuration fix has time to land.
+                    raise RetryLater(f"{client_id} has no delivery target")
+                await deliverer.deliver(Recipient(client_id, client=current), message)
 
-            await queue.consume(on_message)
             urgent = await self._urgent_lane(client.id)
-            await urgent.consume(on_message)
+            for lane in (queue, urgent):
+                await lane.consume(callback(on_message, queue=lane.name, recipient=client.id))
         self._consuming[client.id] = target
         log.info("delivering to %s via %s", client.id, target)
 
