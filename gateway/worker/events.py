@@ -59,6 +59,8 @@ LEASE_SECONDS = 30.0
 #: ``delivery_limit`` attempts must stay within the broker's consumer timeout (30 minutes by default).
 MAX_RETRY_DELAY_SECONDS = 60.0
 RESCAN_SECONDS = 2.0
+#: How often the event relay looks for events: a read when there are none.
+POLL_SECONDS = 0.2
 
 
 class EventRelay:
@@ -97,6 +99,9 @@ class EventRelay:
 
     async def run_once(self) -> int:
         """One batch, published in order; returns the events published."""
+        async with self._db.read() as conn:
+            if not await store.waiting(conn):
+                return 0
         batch = await self._db.write(lambda conn: store.claim(conn, self._owner, BATCH, LEASE_SECONDS))
         if not batch:
             return 0
@@ -304,7 +309,7 @@ def start(
     settings: Settings,
 ) -> list[asyncio.Task[None]]:
     """The relay and the dispatcher, as tasks of the worker (once ``<ns>.events`` is declared)."""
-    relay = EventRelay(db, publish_connection, names, settings.relay.poll_interval_seconds)
+    relay = EventRelay(db, publish_connection, names, POLL_SECONDS)
     dispatcher = WebhookDispatcher(db, consume_connection, names, signer, outbound, settings)
     return [
         asyncio.create_task(relay.run(), name="event-relay"),
