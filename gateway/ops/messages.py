@@ -20,7 +20,7 @@ from gateway.domain.identifiers import canonical_uuid
 from gateway.ops.masking import mask_text, mask_value
 from gateway.storage import messages as store
 from gateway.storage.tables import messages
-from gateway.storage.timestamps import as_utc, iso
+from gateway.storage.timestamps import iso
 
 #: Events of a timeline that are about handing the document over.
 DELIVERY_EVENTS: Final = frozenset(
@@ -220,7 +220,3 @@ async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None
         payload=payload,
         receipt=mask_value(receipt) if isinstance(receipt, dict) else {},
     )
-
-
-def is_overdue(row_due_at: datetime | None, at: datetime) -> bool:
-    return row_due_at is not None and as_utc(row_due_at) < at

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -186,8 +186,3 @@ async def timeline(conn: AsyncConnection, message_id: str) -> list[dict[str, Any
         }
         for r in rows
     ]
-
-
-async def status_counts(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))
-    return {str(status): int(n) for status, n in rows}
