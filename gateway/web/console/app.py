@@ -10,7 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from gateway.ops.masking import mask_text
+from gateway.domain.identifiers import scrub
 from gateway.ops.operators import OperatorFile
 from gateway.settings import Settings
 from gateway.web.console import login, messages, overview, parking, partners
@@ -50,7 +50,7 @@ FILTERS: Final[dict[str, Callable[..., str]]] = {
     "num": _fmt_number,
     "age": _fmt_age,
     "pct": _fmt_rate,
-    "mask": mask_text,
+    "mask": scrub,
 }
 
 

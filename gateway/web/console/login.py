@@ -8,8 +8,8 @@ import secrets
 
 from aiohttp import web
 
+from gateway.domain.identifiers import scrub
 from gateway.metrics import SIGNIN_ATTEMPTS
-from gateway.ops.masking import mask_text
 from gateway.storage.audit import AuditEntry
 from gateway.web.console import PREFIX
 from gateway.web.console.guard import is_secure, set_cookie
@@ -95,7 +95,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         await audit(
             request,
             AuditEntry(
-                actor=mask_text(username or "anonymous")[:64],
+                actor=scrub(username or "anonymous")[:64],
                 action="ops.signin",
                 outcome="failed",
                 status_code=401,
