@@ -51,7 +51,6 @@ async def replies(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]
             "sender": r.sender,
             "status": r.status,
             "received_at": iso(r.received_at),
-            "href": f"/v1/messages/{r.message_id}",
         }
         for r in rows
     ]
