@@ -32,11 +32,11 @@ from gateway.connectors.rest import (
     parse_object,
     pick,
 )
+from gateway.domain.issued import REVOCATION
 
 KIND: Final = "bank"
 ACCEPTED: Final = "accepted"
 ORDERS_PATH: Final = "/api/v1/orders"
-REVOCATION: Final = "document.revocation"
 ACCOUNT_FIELDS: Final = ("account_number", "branch", "currency", "type", "opened_on", "closed_on")
 
 

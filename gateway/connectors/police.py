@@ -19,10 +19,10 @@ from typing import Any, Final
 from gateway.connectors.bank import processing
 from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt, document_id
 from gateway.connectors.rest import RestConnector, parse_object
+from gateway.domain.issued import REVOCATION
 
 KIND: Final = "police"
 DOCUMENTS_PATH: Final = "/api/v1/documents"
-REVOCATION: Final = "document.revocation"
 
 
 class PoliceConnector(RestConnector):

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from gateway.domain.identifiers import mask
+from gateway.domain.issued import DEADLINE_EVENT, REVOCATION
 from gateway.domain.violations import Violation
 
 Document = dict[str, Any]
@@ -39,8 +40,6 @@ ORDER_TYPES: Final = (
 #: The report type answering each order type.
 REPORT_FOR: Final = {order: "report." + order.removeprefix("order.") for order in ORDER_TYPES}
 REPORT_TYPES: Final = tuple(REPORT_FOR.values())
-DEADLINE_EVENT: Final = "event.deadline"
-REVOCATION: Final = "document.revocation"
 MESSAGE_TYPES: Final = (*ORDER_TYPES, *REPORT_TYPES, DEADLINE_EVENT, REVOCATION)
 
 EXECUTED: Final = "executed"

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from gateway.domain import judgment, orders
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
 from gateway.domain.flows import citizen, court, police, procuracy
+from gateway.domain.issued import DEADLINE_EVENT, REVOCATION
 from gateway.domain.parties import BANK, COURT, ENFORCEMENT_OFFICE, GATEWAY, LAND
 from gateway.domain.violations import Violation
 
@@ -94,19 +95,19 @@ _TYPES: list[DocumentType] = [
     *(_order(t) for t in orders.ORDER_TYPES),
     *(_report(t) for t in orders.ORDER_TYPES),
     DocumentType(
-        message_type=orders.DEADLINE_EVENT,
-        natural_key=orders.NATURAL_KEYS[orders.DEADLINE_EVENT],
+        message_type=DEADLINE_EVENT,
+        natural_key=orders.NATURAL_KEYS[DEADLINE_EVENT],
         recipients="client",
-        rules=_pure(orders.DEADLINE_EVENT),
+        rules=_pure(DEADLINE_EVENT),
         confirmed_by="nobody",
         # Reminders and escalations are the gateway's word to a sender: no client may speak it.
         sent_by=frozenset({GATEWAY}),
     ),
     DocumentType(
-        message_type=orders.REVOCATION,
-        natural_key=orders.NATURAL_KEYS[orders.REVOCATION],
+        message_type=REVOCATION,
+        natural_key=orders.NATURAL_KEYS[REVOCATION],
         recipients="any",
-        rules=_pure(orders.REVOCATION),
+        rules=_pure(REVOCATION),
         references=(Reference("revokes"),),
         delivered_event="revocation_delivered",
         # Issued on the sender's behalf through POST /v1/messages/{id}/revocation, never pushed.

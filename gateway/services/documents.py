@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.domain.calendar import WorkingCalendar, due_at, reminder_at
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
 from gateway.domain.identifiers import canonical_ids, mask, person_refs
+from gateway.domain.issued import copy_type
 from gateway.domain.parties import client_role
 from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
@@ -274,7 +275,7 @@ class DocumentService:
             # Stored with the original, in its transaction: every copy the law requires, and only once.
             copy = copy_document(doc, copy_to, doc_type.copy_to or "", self._id_key)
             copy_digest = hashlib.sha256(canonical_json(copy)).hexdigest()
-            copy_key = stored_key(f"copy:{doc_type.copy_to}|{natural_key}")
+            copy_key = stored_key(f"{copy_type(doc_type.copy_to or '')}|{natural_key}")
             copies.append(
                 self._prepared(doc_type, copy, copy_digest, copy_key, received_at, None, actor, action)
             )
@@ -631,7 +632,7 @@ def copy_id(key: bytes, original_id: str, table: str) -> str:
     """The copy's ``message_id``: named after the original and the routing table under the gateway's
     key (:func:`issued_id`), so however often the original is pushed, and through whichever api, its
     copy is one document, and nobody can know the copy's id before the gateway makes it."""
-    return issued_id(key, f"copy:{table}", original_id.lower())
+    return issued_id(key, copy_type(table), original_id.lower())
 
 
 def copy_document(doc: Document, recipient: str, table: str, key: bytes) -> Document:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,7 +52,6 @@ async def replies(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]
             "sender": r.sender,
             "status": r.status,
             "received_at": iso(r.received_at),
-            "href": f"/v1/messages/{r.message_id}",
         }
         for r in rows
     ]
@@ -191,8 +190,3 @@ async def timeline(conn: AsyncConnection, message_id: str) -> list[dict[str, Any
         }
         for r in rows
     ]
-
-
-async def status_counts(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))
-    return {str(status): int(n) for status, n in rows}

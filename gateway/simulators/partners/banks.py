@@ -36,6 +36,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from gateway.domain.issued import REVOCATION
 from gateway.security.keys import PrivateKey, generate_keypair, load_private_key
 from gateway.security.tokens import issue_token
 from gateway.simulators.partners import (
@@ -68,7 +69,6 @@ FIRST_RETRY = 0.5
 MAX_RETRY = 5.0
 GIVE_UP_AFTER = 300.0
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080"
-REVOCATION: Final = "document.revocation"
 ORDER_TYPES: Final = frozenset({"order.account_blocking", "order.funds_transfer", "order.account_release"})
 # A report's message_id is uuid5(REPORT_IDS, <the order's message_id>): the same report every time.
 REPORT_IDS: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:thads:simulators:bank-report")

@@ -40,6 +40,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.domain.answers import answer_document
+from gateway.domain.issued import REVOCATION
 from gateway.security.keys import PrivateKey, generate_keypair, load_private_key
 from gateway.simulators.partners import ICT, Refused, check_bearer, dumps, json_error, reference, rest_app
 from gateway.simulators.partners.banks import DEFAULT_GATEWAY_URL, Callbacks
@@ -52,7 +53,6 @@ PATH: Final = "/ca-hn"
 DOCUMENTS_PATH: Final = "/api/v1/documents"
 PROTECTION_REQUEST: Final = "police.protection_request"
 URGENT_ASSISTANCE: Final = "police.urgent_assistance"
-REVOCATION: Final = "document.revocation"
 ANSWER_TYPES: Final = {
     PROTECTION_REQUEST: "police.protection_answer",
     URGENT_ASSISTANCE: "police.assistance_ack",
