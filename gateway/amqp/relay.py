@@ -20,6 +20,7 @@ published twice (the process dies between the confirm and the delete): the copy 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from aio_pika.exceptions import DeliveryError
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -74,6 +76,14 @@ class Published:
     item: Pending
     route: Route
     at: datetime
+
+
+class _Failure(enum.Enum):
+    NOT_SENT = "not sent"
+    UNCERTAIN = "uncertain"
+
+
+NOT_SENT, UNCERTAIN = _Failure.NOT_SENT, _Failure.UNCERTAIN
 
 
 class Router(Protocol):
@@ -189,12 +199,13 @@ class Relay:
         withheld = [item for item in batch if self._withhold(item)]
         sending = [item for item in batch if not self._withhold(item)]
         results = await asyncio.gather(*(self._publish(item) for item in sending))
-        done = [r for r in results if r is not None]
-        failed = [item.id for item, r in zip(sending, results, strict=True) if r is None]
+        done = [r for r in results if isinstance(r, Published)]
+        failed = [item.id for item, r in zip(sending, results, strict=True) if not isinstance(r, Published)]
+        unsent = [item.id for item, r in zip(sending, results, strict=True) if r is NOT_SENT]
 
         async def record(conn: AsyncConnection) -> Any:
             await outbox.remove(conn, [p.item.id for p in done] + [w.id for w in withheld])
-            await outbox.release(conn, failed, self.owner)
+            await outbox.release(conn, failed, self.owner, unsent)
             return await self._recorder.record(conn, done, withheld)
 
         recorded = await self._db.write(record)
@@ -205,7 +216,10 @@ class Relay:
             raise ConnectionError(f"{len(failed)} of {len(batch)} publishes failed")
         return len(done)
 
-    async def _publish(self, item: Pending) -> Published | None:
+    async def _publish(self, item: Pending) -> Published | _Failure:
+        """The publish of one row: :class:`Published`, or why not — :data:`NOT_SENT` where the broker
+        certainly did not take it (no connection, returned unroutable, refused), :data:`UNCERTAIN` where
+        it may have (no confirm came): the next publish of that row says it may be a repeat."""
         publisher = self._publisher()
         async with self._in_flight:
             try:
@@ -231,9 +245,15 @@ class Relay:
                 )
             except asyncio.CancelledError:
                 raise
+            except DeliveryError as exc:  # returned unroutable, or refused by the queue
+                log.warning("publish of %s refused: %s", item.message_id, exc)
+                return NOT_SENT
+            except ConnectionError as exc:
+                log.warning("publish of %s not sent: %s", item.message_id, exc)
+                return NOT_SENT if publisher is None else UNCERTAIN
             except Exception as exc:
                 log.warning("publish of %s failed: %s", item.message_id, exc)
-                return None
+                return UNCERTAIN
         if item.attempts > 1:
             REPUBLISHED.inc()
         return Published(item, route, now())

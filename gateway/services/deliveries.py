@@ -112,6 +112,11 @@ class RelayRecorder:
                 doc_type = self._types.get(str(item.headers.get("message_type")))
                 body = json.loads(item.body).get("body") if doc_type and doc_type.delivered_event else None
                 detail = delivery_detail("amqp", item.attempts)
+                if item.attempts > 1:
+                    # An earlier publish of this row may have reached the queue (no confirm came, or
+                    # its writer died before recording it): the copy said ``redelivered``; count it.
+                    again = {"attempt": item.attempts, "channel": "amqp"}
+                    await store.add_evidence(conn, item.message_id, "redelivered", self.actor, again, p.at)
                 delivered.append(
                     await record_delivered(conn, doc_type, item.message_id, body, detail, p.at, self.actor)
                 )

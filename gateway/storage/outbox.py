@@ -152,13 +152,21 @@ async def claim(conn: AsyncConnection, owner: str, limit: int, lease_seconds: fl
     ]
 
 
-async def release(conn: AsyncConnection, ids: list[int], owner: str) -> None:
-    """Give rows back at once (publish failed): the next relay pass takes them again."""
+async def release(conn: AsyncConnection, ids: list[int], owner: str, unsent: Sequence[int] = ()) -> None:
+    """Give rows back at once (publish failed): the next relay pass takes them again. ``unsent``: those
+    the broker certainly did not take (returned unroutable, refused, never sent), whose attempt does not
+    count, so that the next publish is not flagged as a possible repeat."""
     if ids:
         await conn.execute(
             update(outbox)
             .where(outbox.c.id.in_(ids), outbox.c.claimed_by == owner)
             .values(claimed_until=None, claimed_by=None)
+        )
+    if unsent:
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(list(unsent)), outbox.c.attempts > 0)
+            .values(attempts=outbox.c.attempts - 1)
         )
 
 
