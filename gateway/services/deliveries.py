@@ -48,7 +48,9 @@ async def record_delivered(
 ) -> Delivered:
     """``message_id`` reached its recipient: status, evidence, delivery count, and the note in the
     timelines of the documents it references. ``body`` is the document's body (for the references)."""
-    moved = await store.transition(conn, message_id, Status.DELIVERED, actor, detail, at=at)
+    moved = await store.transition(
+        conn, message_id, Status.DELIVERED, actor, detail, at=at, extra=store.ONE_MORE_DELIVERY
+    )
     status = None
     if not moved:
         # The sender revoked it while it was being handed over (or an answer pushed meanwhile moved it
@@ -56,7 +58,7 @@ async def record_delivered(
         await store.add_evidence(conn, message_id, "delivered", actor, detail, at)
         row = await store.get(conn, message_id)
         status = str(row.status) if row is not None else None
-    await store.count_delivery(conn, message_id)
+        await store.count_delivery(conn, message_id)
     if doc_type is not None and doc_type.delivered_event:
         for ref in doc_type.references:
             target = (body or {}).get(ref.field)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
@@ -167,6 +167,10 @@ async def transition(
         reason=reason,
     )
     return True
+
+
+#: ``extra`` of a transition that is also a delivery: counted in the same UPDATE.
+ONE_MORE_DELIVERY: Final = {"delivery_count": messages.c.delivery_count + 1}
 
 
 async def count_delivery(conn: AsyncConnection, message_id: str) -> None:
