@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.delivery import PartnerReceipt
@@ -22,6 +23,10 @@ from gateway.domain.status import Status, must_not_deliver
 from gateway.storage import messages as store
 from gateway.storage.outbox import DOCUMENTS, Pending
 from gateway.storage.timestamps import iso, now
+
+DELIVERED = Counter(
+    "gateway_deliveries_total", "Documents handed to their recipient", ["recipient", "channel"]
+)
 
 #: Issues a gateway document (a revocation the recipient must hear of).
 Issue = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -35,6 +40,7 @@ class Delivered:
     message_id: str
     moved: bool
     status: str | None = None
+    recipient: str = ""
 
 
 async def record_delivered(
@@ -119,9 +125,10 @@ class RelayRecorder:
                     # its writer died before recording it): the copy said ``redelivered``; count it.
                     again = {"attempt": item.attempts, "channel": "amqp"}
                     await store.add_evidence(conn, item.message_id, "redelivered", self.actor, again, p.at)
-                delivered.append(
-                    await record_delivered(conn, doc_type, item.message_id, body, detail, p.at, self.actor)
+                outcome = await record_delivered(
+                    conn, doc_type, item.message_id, body, detail, p.at, self.actor
                 )
+                delivered.append(replace(outcome, recipient=item.routing_key))
                 continue
             moved = await store.transition(conn, item.message_id, Status.QUEUED, self.actor, detail, at=p.at)
             if not moved:
@@ -133,6 +140,8 @@ class RelayRecorder:
         return delivered
 
     async def after(self, recorded: list[Delivered]) -> None:
+        for outcome in recorded:
+            DELIVERED.labels(outcome.recipient, "amqp").inc()
         await follow_revoked(self._db_read, self._issue, recorded)
 
 

@@ -33,7 +33,13 @@ from gateway.domain.status import Status, must_not_deliver
 from gateway.problems import Problem
 from gateway.security.clients import Client
 from gateway.security.signing import Signer
-from gateway.services.deliveries import Delivered, delivery_detail, follow_revoked, record_delivered
+from gateway.services.deliveries import (
+    DELIVERED,
+    Delivered,
+    delivery_detail,
+    follow_revoked,
+    record_delivered,
+)
 from gateway.services.documents import DocumentService
 from gateway.settings import DeliverySettings
 from gateway.storage import messages as store
@@ -43,9 +49,6 @@ from gateway.worker import webhook
 
 log = logging.getLogger(__name__)
 
-DELIVERED = Counter(
-    "gateway_deliveries_total", "Documents handed to their recipient", ["recipient", "channel"]
-)
 SUPPRESSED = Counter(
     "gateway_delivery_duplicates_suppressed_total", "Redelivered copies not passed on again", ["recipient"]
 )
