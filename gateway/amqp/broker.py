@@ -118,9 +118,14 @@ class BrokerLink:
         self._connection = await connect(self._url, self._name)
         self.publisher = Publisher(self._connection)
 
-    async def close(self) -> None:
+    async def close(self, patience: float = 5.0) -> None:
+        """Close the connection. A connection attempt under way is let finish first (``patience``):
+        cancelled inside aio-pika's handshake it can leave the robust connection's own tasks running,
+        which then hold the event loop open; cancelled while waiting between attempts it cannot."""
         if self._task is not None and not self._task.done():
-            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=patience)
+            if not self._task.done():
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         if self._connection is not None:
