@@ -1,37 +1,45 @@
 """RFC 9457 problem details: the one error shape every endpoint answers with.
 
-Handlers raise a :class:`Problem`; the error middleware turns it into
-``application/problem+json``. Anything else escaping a handler becomes a 503
-"try again" problem, never a bare 500 with a stack trace.
+Services raise the domain's errors (:mod:`gateway.domain.errors`); :func:`problem_for` is the one place
+that says which problem, with which HTTP status, each of them is, for the REST API (the error middleware,
+``gateway/web/middleware.py``) and the SOAP endpoint (whose Faults carry the same status) alike. What is
+genuinely HTTP (parsing a request, authentication, rate limits) is raised as a :class:`Problem` directly.
+The error middleware turns either into ``application/problem+json``. Anything else escaping a handler
+becomes a 503 "try again" problem, never a bare 500 with a stack trace.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+from gateway.domain.errors import (
+    DEFAULT_MAX_LISTED,
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    Refused,
+    TooComplex,
+    Unavailable,
+    max_listed,
+    set_max_listed,
+)
 from gateway.domain.violations import Violation
 
-__all__ = ["DEFAULT_MAX_LISTED", "PROBLEM_BASE", "Problem", "Violation", "set_max_listed"]
+__all__ = [
+    "DEFAULT_MAX_LISTED",
+    "PROBLEM_BASE",
+    "STATUS_OF",
+    "Problem",
+    "Violation",
+    "max_listed",
+    "problem_for",
+    "set_max_listed",
+]
 
 PROBLEM_BASE = "https://gateway.thads.example/problems/"
-
-#: Violations a problem lists by default; the rest are counted in ``errors_omitted`` (``[limits]``).
-DEFAULT_MAX_LISTED = 100
-_max_listed = DEFAULT_MAX_LISTED
-
-
-def set_max_listed(limit: int) -> None:
-    """How many violations a 422 lists from now on, process-wide (``[limits] max_errors``)."""
-    global _max_listed
-    if limit <= 0:
-        raise ValueError("the violation listing limit must be positive")
-    _max_listed = limit
-
-
-def max_listed() -> int:
-    """How many violations a 422 lists (see :func:`set_max_listed`)."""
-    return _max_listed
 
 
 @dataclass(slots=True)
@@ -69,42 +77,61 @@ class Problem(Exception):
         return out
 
 
-def invalid(violations: list[Violation], detail: str = "") -> Problem:
-    """422: the document is well-formed but breaks the schema or a business rule.
+#: The HTTP status of each domain error: what the API documents (422 for a refused document, ...).
+STATUS_OF: Final[Mapping[type[DomainError], int]] = {
+    Refused: 422,
+    TooComplex: 413,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
 
-    At most :func:`max_listed` violations are listed, each once; the others are counted in
-    ``errors_omitted`` (plus any a capped list says it left out: its ``omitted`` attribute), so a hostile
-    document cannot turn into a 60 MB answer.
-    """
-    ordered = sorted(set(violations), key=lambda v: (v.path, v.message, v.rule))
-    limit = max_listed()
-    omitted = max(0, len(ordered) - limit) + int(getattr(violations, "omitted", 0))
-    listed = ordered[:limit]
-    counted = f"{len(listed) + omitted} violation(s)"
-    if omitted:
-        bound = "at least " if getattr(violations, "counted_all", True) is False else ""
-        counted += f", the first {len(listed)} listed, {bound}{omitted} more"
+#: The problem ``title`` of each slug a domain error carries.
+_TITLES: Final[Mapping[str, str]] = {
+    Refused.slug: "The message does not satisfy its schema",
+    TooComplex.slug: "Request too complex",
+    Forbidden.slug: "Not allowed",
+    NotFound.slug: "Not found",
+    Conflict.slug: "Conflicts with an earlier request",
+    Unavailable.slug: "Temporarily unavailable",
+    "broker-unavailable": "The message broker is unavailable",
+}
+
+
+def problem_for(error: DomainError) -> Problem:
+    """The problem a domain error is answered with: its status, type, title, detail and violations."""
+    status = next((STATUS_OF[kind] for kind in type(error).__mro__ if kind in STATUS_OF), None)
+    if status is None:
+        raise TypeError(f"{type(error).__name__} has no HTTP status: add it to STATUS_OF")
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(error, Unavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, TooComplex):
+        extra = {"limit": error.limit, "limit_value": error.value}
     return Problem(
-        422,
-        "validation-failed",
-        "The message does not satisfy its schema",
-        detail or f"{counted}; fix all of them and send again.",
-        listed,
-        omitted=omitted,
+        status,
+        error.slug,
+        _TITLES.get(error.slug, "Request refused"),
+        error.detail,
+        list(error.violations),
+        headers,
+        extra,
+        omitted=error.omitted,
     )
+
+
+def invalid(violations: list[Violation], detail: str = "") -> Problem:
+    """422: the request is well-formed but breaks the schema of what it must hold (for a web door's own
+    checks; services raise :class:`~gateway.domain.errors.Refused`)."""
+    return problem_for(Refused(violations, detail))
 
 
 def too_complex(limit: str, value: float, detail: str) -> Problem:
-    """413: the body is within the byte limit but would cost more work than one request may (a ``[limits]``
-    setting): too many XML elements or attributes, too deep, or its validation ran over the time budget.
-    ``limit`` names the setting, so the client (and the operator reading the audit) knows which."""
-    return Problem(
-        413,
-        "too-complex",
-        "Request too complex",
-        f"{detail} (limit {limit} = {value:g}); send a smaller message.",
-        extra={"limit": limit, "limit_value": value},
-    )
+    """413: the body is within the byte limit but would cost more work than one request may
+    (:class:`~gateway.domain.errors.TooComplex`)."""
+    return problem_for(TooComplex(limit, value, detail))
 
 
 def bad_request(detail: str) -> Problem:
@@ -122,15 +149,12 @@ def unauthorized(detail: str) -> Problem:
 
 
 def forbidden(detail: str) -> Problem:
-    return Problem(403, "forbidden", "Not allowed", detail)
+    """403 for what the web door refuses itself (a token's grants); services raise ``Forbidden``."""
+    return problem_for(Forbidden(detail))
 
 
 def not_found(detail: str = "No such resource, or not visible to this client.") -> Problem:
-    return Problem(404, "not-found", "Not found", detail)
-
-
-def conflict(detail: str) -> Problem:
-    return Problem(409, "conflict", "Conflicts with an earlier request", detail)
+    return problem_for(NotFound(detail))
 
 
 def too_large(limit: int) -> Problem:
@@ -142,10 +166,4 @@ def unsupported_media_type(expected: str) -> Problem:
 
 
 def unavailable(detail: str, retry_after: int = 5) -> Problem:
-    return Problem(
-        503,
-        "unavailable",
-        "Temporarily unavailable",
-        detail,
-        headers={"Retry-After": str(retry_after)},
-    )
+    return problem_for(Unavailable(detail, retry_after))

@@ -10,8 +10,7 @@ from typing import Any
 from gateway.domain.flows.citizen import NOTICE
 from gateway.domain.identifiers import pseudonym
 from gateway.domain.registry import REGISTRY
-from gateway.services.admissions import citizen_consent
-from gateway.services.documents import AdmissionContext
+from gateway.services.admissions import AdmissionContext, citizen_consent
 from gateway.storage import consents
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database

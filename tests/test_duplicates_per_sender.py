@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from gateway.domain.doctypes import RuleContext
+from gateway.domain.errors import Conflict
 from gateway.domain.registry import REGISTRY
 from gateway.partners import load_partners
-from gateway.problems import Problem
 from gateway.reference_data import load_calendar, load_legal_bases
 from gateway.services.documents import DocumentService
 from gateway.validation import catalog
@@ -68,9 +68,8 @@ async def test_a_natural_key_held_by_another_sender_is_not_a_duplicate(services:
     await documents.submit(principal(services, "THADS-HCM"), theirs)
     mine = blocking_order()
     mine["body"]["decision"]["number"] = theirs["body"]["decision"]["number"]
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(Conflict) as caught:
         await documents.submit(principal(services, "THADS-HN"), mine)
-    assert caught.value.status == 409
     assert theirs["message_id"] not in caught.value.detail
 
 

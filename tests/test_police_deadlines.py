@@ -16,9 +16,9 @@ import tomli_w
 from sqlalchemy import select
 
 from gateway.domain.doctypes import RuleContext
+from gateway.domain.errors import Refused
 from gateway.domain.flows import police as rules
 from gateway.partners import load_partners
-from gateway.problems import Problem
 from gateway.reference_data import load_calendar, load_deadlines, load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
@@ -170,7 +170,7 @@ async def test_the_notice_period_counts_local_days_from_acceptance(
     if not refused:
         await submit(world, documents, request)
         return
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(Refused) as caught:
         await submit(world, documents, request)
     (violation,) = caught.value.violations
     assert violation.path == "$.body.coercion_plan.coercion_date"

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from gateway.cli.evidence import operator
-from gateway.problems import Problem
+from gateway.domain.errors import DomainError
 from gateway.settings import Settings
 
 
@@ -32,7 +32,7 @@ def _data_access(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         report = asyncio.run(run())
-    except Problem as exc:
+    except DomainError as exc:
         reasons = "; ".join(v.message for v in exc.violations) or str(exc)
         print(f"data-access: {reasons}", file=sys.stderr)
         return 2

@@ -14,8 +14,8 @@ from typing import Any, Final
 import aiohttp
 
 from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt
+from gateway.domain.violations import Violation
 from gateway.partners import Partner
-from gateway.problems import Violation
 from gateway.validation import catalog
 
 # Partners answer a few kilobytes; a runaway body must not fill the worker's memory.

@@ -1,10 +1,14 @@
 """Admission checks: rules that need stored state (a citizen's consent on record...), by the name a
-:class:`~gateway.domain.doctypes.DocumentType` gives in ``admissions``. The service runs them inside
-acceptance, after the pure rules, and refuses the document (422) with their violations."""
+:class:`~gateway.domain.doctypes.DocumentType` gives in ``admissions``. The document service
+(``gateway/services/documents.py``) runs them inside acceptance, after the pure rules, and refuses the
+document (:class:`~gateway.domain.errors.Refused`) with their violations. This module knows nothing of
+that service: it only says what a check is and which checks there are."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -12,8 +16,22 @@ from gateway.domain.doctypes import Document, DocumentType
 from gateway.domain.flows import citizen
 from gateway.domain.identifiers import pseudonym
 from gateway.domain.violations import Violation
-from gateway.services.documents import AdmissionCheck, AdmissionContext
 from gateway.storage import consents
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionContext:
+    """What an admission check may need besides stored state: the key of personal-ID pseudonyms (a
+    consent on record is kept under the pseudonym) and the acceptance time."""
+
+    pepper: bytes
+    now: datetime
+
+
+#: A check that needs stored state, run inside acceptance: the violations that refuse ``doc``.
+AdmissionCheck = Callable[
+    [AsyncConnection, DocumentType, Document, AdmissionContext], Awaitable[list[Violation]]
+]
 
 
 async def citizen_consent(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gateway.domain.errors import NotFound, Refused
 from gateway.domain.lookup import LookupAnswer, PartnerError
-from gateway.problems import Violation, invalid, not_found
+from gateway.domain.violations import Violation
 from gateway.security.tokens import Principal
 from gateway.services.inquiry_results import apply_answer
 from gateway.storage import inquiries as store
@@ -26,15 +27,15 @@ class AnswerService:
         """Record the answer if its source is still pending; True if this call recorded it.
         A partner can only answer its own requests (anything else is 404, like an unknown ref)."""
         if not isinstance(body, dict):
-            raise invalid([Violation("$", "must be a JSON object")])
+            raise Refused([Violation("$", "must be a JSON object")])
         try:
             request_ref, answer = self._parse(body)
         except PartnerError as exc:
-            raise invalid([Violation("$", exc.reason)]) from exc
+            raise Refused([Violation("$", exc.reason)]) from exc
         async with self._db.read() as conn:
             source = await store.source_by_ref(conn, request_ref)
         if source is None or source.partner_code != principal.client.id:
-            raise not_found("no pending request with this request_ref for this partner")
+            raise NotFound("no pending request with this request_ref for this partner")
         return await apply_answer(
             self._db,
             request_ref,

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
+from gateway.domain.errors import Refused
 from gateway.domain.identifiers import is_personal_id, pseudonym
 from gateway.domain.violations import Violation
-from gateway.problems import invalid
 from gateway.storage import consents as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
@@ -36,19 +36,19 @@ class CitizenService:
         self._clock = clock
 
     async def record_consent(self, actor: str, subject: str | None, document: object) -> dict[str, Any]:
-        """Record a person's consent to notices, or its withdrawal. Raises ``Problem`` (422)."""
+        """Record a person's consent to notices, or its withdrawal. Raises :class:`Refused`."""
         violations = self._catalog.violations("consent.request", document)
         if violations:
-            raise invalid(violations)
+            raise Refused(violations)
         assert isinstance(document, dict)
         person = pseudonym(document["person"]["id_number"], self._pepper)
         try:
             at = datetime.fromisoformat(document["at"])
         except ValueError:  # RFC 3339 allows a leap second, which Python's datetime cannot hold
-            raise invalid([Violation("$.at", "is not a time this service can record", "format")]) from None
+            raise Refused([Violation("$.at", "is not a time this service can record", "format")]) from None
         recorded_at = self._clock()
         if at > recorded_at:
-            raise invalid([Violation("$.at", "lies in the future: a consent is recorded once given", "at")])
+            raise Refused([Violation("$.at", "lies in the future: a consent is recorded once given", "at")])
         consent = store.Consent(
             person_ref=person,
             channel=document.get("channel", store.VNEID_CHANNEL),
@@ -88,7 +88,7 @@ class CitizenService:
         """Every lookup and document that named the person: who, when, which case, basis and purpose,
         which categories of data came back (never the data). The request is audited, without the ID."""
         if not is_personal_id(person_id):
-            raise invalid([Violation("person_id", "must be a 12-digit personal identification number")])
+            raise Refused([Violation("person_id", "must be a 12-digit personal identification number")])
         person = pseudonym(person_id, self._pepper)
         async with self._db.transaction() as conn:
             found = await store.accesses(conn, person, LOOKUP_ACTIONS)

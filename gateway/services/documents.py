@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.calendar import WorkingCalendar, due_at, reminder_at
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
+from gateway.domain.errors import Conflict, Forbidden, Refused
 from gateway.domain.identifiers import canonical_ids, mask, person_refs
 from gateway.domain.issued import copy_type
 from gateway.domain.parties import client_role
@@ -28,9 +29,9 @@ from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
 from gateway.domain.violations import Violation
 from gateway.partners import Partner
-from gateway.problems import conflict, forbidden, invalid
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer, canonical_json
+from gateway.services.admissions import ADMISSIONS, AdmissionCheck, AdmissionContext
 from gateway.storage import messages as store
 from gateway.storage import outbox
 from gateway.storage.audit import AuditEntry, append
@@ -74,21 +75,6 @@ class Actor:
     subject: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AdmissionContext:
-    """What an admission check may need besides stored state: the key of personal-ID pseudonyms (a
-    consent on record is kept under the pseudonym) and the acceptance time."""
-
-    pepper: bytes
-    now: datetime
-
-
-#: A check that needs stored state, run inside acceptance: the violations that refuse ``doc`` (422).
-AdmissionCheck = Callable[
-    [AsyncConnection, DocumentType, Document, AdmissionContext], Awaitable[list[Violation]]
-]
-
-
 class DocumentService:
     def __init__(
         self,
@@ -123,11 +109,7 @@ class DocumentService:
         #: The relay of this process (set where one runs): takes the outbox rows of each accepted
         #: document from the commit, so nothing waits for a polling pass.
         self.relay: outbox.Handover = outbox.NoHandover()
-        if admissions is None:
-            from gateway.services.admissions import ADMISSIONS  # imports this module
-
-            admissions = ADMISSIONS
-        self._admissions = dict(admissions)
+        self._admissions = dict(ADMISSIONS if admissions is None else admissions)
         self._pepper = signer.pseudonym_pepper()
         # The ids of what the gateway issues (events, revocations, copies): stable across processes,
         # unguessable for clients.
@@ -145,14 +127,15 @@ class DocumentService:
     ) -> PushResult:
         """A client's document. ``only_type``: the door takes one type only (``/v1/judgments``).
 
-        Raises :class:`Problem` (403, 409, 422). Nothing is written unless the whole document is good.
+        Raises :class:`Forbidden`, :class:`Conflict` or :class:`Refused` (gateway/domain/errors.py).
+        Nothing is written unless the whole document is good.
         """
         client = principal.client
         doc_type = self._type_of(document, only_type)
         self._authorise(client, doc_type)
         doc = self._schema_valid(doc_type, document)
         if doc["sender"] != client.id:
-            raise forbidden(f"client {client.id} may only send messages whose sender is {client.id}")
+            raise Forbidden(f"client {client.id} may only send messages whose sender is {client.id}")
         return await self._accept(doc_type, doc, Actor(client.id, principal.subject), action, trusted=False)
 
     async def accept_from_partner(
@@ -198,11 +181,11 @@ class DocumentService:
             return self.registry[only_type]
         known = ", ".join(sorted(self.registry))
         if not isinstance(document, dict):
-            raise invalid([Violation("$", f"must be a JSON object; known message types: {known}", "type")])
+            raise Refused([Violation("$", f"must be a JSON object; known message types: {known}", "type")])
         message_type = document.get("message_type")
         if not isinstance(message_type, str) or message_type not in self.registry:  # {} is unhashable
             shown = repr(message_type)[:60] if message_type is not None else "missing"
-            raise invalid(
+            raise Refused(
                 [Violation("$.message_type", f"{shown} is not a known message type; known: {known}", "enum")]
             )
         return self.registry[str(message_type)]
@@ -211,15 +194,15 @@ class DocumentService:
         """403 unless ``client`` holds a grant for ``doc_type`` *and* is a kind of party that sends it.
         A type only the gateway issues is refused to every client, whatever it holds."""
         if doc_type.gateway_only:
-            raise forbidden(f"{doc_type.message_type} is issued by the gateway only; no client sends it")
+            raise Forbidden(f"{doc_type.message_type} is issued by the gateway only; no client sends it")
         granted = client.allows(doc_type.grant) or any(client.allows(g) for g in doc_type.extra_grants)
         if not granted:
-            raise forbidden(f"client {client.id} is not granted {doc_type.grant}")
+            raise Forbidden(f"client {client.id} is not granted {doc_type.grant}")
         role = self.role_of(client)
         if role not in doc_type.sent_by:
             senders = " or ".join(sorted(doc_type.sent_by)) or "nobody"
             who = f"is a {role}" if role else "has no role on record (role in its client file)"
-            raise forbidden(
+            raise Forbidden(
                 f"client {client.id} {who}; {doc_type.message_type} is sent by {senders} only, "
                 "whatever grant the client holds"
             )
@@ -227,7 +210,7 @@ class DocumentService:
     def _schema_valid(self, doc_type: DocumentType, document: object) -> Document:
         violations = self._catalog.violations(doc_type.message_type, document)
         if violations:
-            raise invalid(violations)
+            raise Refused(violations)
         assert isinstance(document, dict)
         return canonical_ids(document)
 
@@ -256,7 +239,7 @@ class DocumentService:
                     context = AdmissionContext(self._pepper, accepting_at)
                     violations += await self._admissions[name](conn, doc_type, doc, context)
         if violations:
-            raise invalid(violations)
+            raise Refused(violations)
 
         action = action or doc_type.grant
         digest = hashlib.sha256(canonical_json(doc)).hexdigest()
@@ -321,7 +304,7 @@ class DocumentService:
                     raise  # the gateway's own write (a delivery record with it): its caller decides
                 # Nothing of this sender's explains it: an id taken by a document the gateway made
                 # (a copy). Said without naming it.
-                raise conflict(_ID_TAKEN) from None
+                raise Conflict(_ID_TAKEN) from None
             return await self._duplicate(actor, action, earlier, doc["message_id"])
         self.relay.hand_over(held)
         return PushResult(accepted.receipt, duplicate=False)
@@ -548,17 +531,17 @@ class DocumentService:
             same_id = await store.get(conn, doc["message_id"])
             if same_id is not None:
                 if same_id.sender != doc["sender"] or same_id.message_type != doc_type.message_type:
-                    raise conflict(_ID_TAKEN)
+                    raise Conflict(_ID_TAKEN)
                 # The gateway rebuilds a partner's synchronous answer on every redelivery (new created_at):
                 # for what it builds itself, the same message_id is the same document.
                 if same_id.sha256 != digest and not trusted:
-                    raise conflict(_ID_TAKEN)
+                    raise Conflict(_ID_TAKEN)
                 return same_id
             same_key = await store.get_by_natural_key(conn, doc_type.message_type, natural_key)
         if same_key is not None and same_key.sender != doc["sender"]:
             # Natural keys name their sender (docs/documents.md); were one not to, another sender's
             # document is still never answered as this one's duplicate.
-            raise conflict("another sender's document has this natural key: this is no resend of yours")
+            raise Conflict("another sender's document has this natural key: this is no resend of yours")
         return same_key
 
     async def _duplicate(self, actor: Actor, action: str, earlier: Any, pushed_id: str) -> PushResult:

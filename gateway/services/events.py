@@ -5,7 +5,7 @@ client never receives another's events. ``queue``: the client consumes it. ``web
 consumes it and POSTs each event, signed, in order (``gateway/worker/events.py``).
 
 Subscribing talks to the broker (declare, bind; delete on unsubscribing): while the broker is down it
-answers 503 and changes nothing. Nothing else in the api needs the broker.
+is refused as unavailable (503 in the API) and changes nothing. Nothing else in the api needs the broker.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from sqlalchemy.engine import Row
 from gateway.amqp import topology
 from gateway.amqp.names import Names
 from gateway.domain import events
+from gateway.domain.errors import Conflict, NotFound, Refused, Unavailable
 from gateway.domain.registry import REGISTRY
 from gateway.domain.violations import Violation
-from gateway.problems import Problem, conflict, invalid, not_found
 from gateway.security.outbound import OutboundPolicy
 from gateway.security.tokens import Principal
 from gateway.settings import Settings
@@ -71,13 +71,11 @@ async def declare_queue(
     return declared
 
 
-def _unavailable(exc: BaseException) -> Problem:
-    return Problem(
-        503,
-        "broker-unavailable",
-        "The message broker is unavailable",
+def _unavailable(exc: BaseException) -> Unavailable:
+    return Unavailable(
         f"nothing was changed; try again later ({type(exc).__name__})",
-        headers={"Retry-After": "5"},
+        retry_after=5,
+        slug="broker-unavailable",
     )
 
 
@@ -112,7 +110,7 @@ class SubscriptionService:
         client = principal.client.id
         violations = self._catalog.violations(SCHEMA, document)
         if violations:
-            raise invalid(violations)
+            raise Refused(violations)
         assert isinstance(document, dict)
         kind: str = document["kind"]
         types: list[str] = list(document.get("message_types") or [])
@@ -127,7 +125,7 @@ class SubscriptionService:
                 document["url"], "$.url", principal.client.outbound_hosts
             )
         if violations:
-            raise invalid(violations)
+            raise Refused(violations)
         async with self._db.read() as conn:
             active = (
                 await conn.execute(
@@ -137,7 +135,7 @@ class SubscriptionService:
                 )
             ).all()
         if len(active) >= MAX_SUBSCRIPTIONS:
-            raise conflict(
+            raise Conflict(
                 f"client {client} already holds {MAX_SUBSCRIPTIONS} subscriptions; delete one first"
             )
         subscription_id = str(uuid.uuid4())
@@ -194,7 +192,7 @@ class SubscriptionService:
                 )
             ).first()
         if row is None:
-            raise not_found(f"no subscription {subscription_id} of client {principal.client.id}")
+            raise NotFound(f"no subscription {subscription_id} of client {principal.client.id}")
         if row.revoked_at is not None:
             return self._view(row)
         queue = self._names.event_subscription(row.client_id, row.subscription_id)

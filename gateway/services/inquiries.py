@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain import inquiry as rules
 from gateway.domain.calendar import WorkingCalendar, due_at
+from gateway.domain.errors import Conflict, Forbidden, NotFound, Refused
 from gateway.domain.identifiers import mask, pseudonym
 from gateway.domain.lookup import LookupRequest, Subject, Title
 from gateway.partners import Partner
-from gateway.problems import conflict, forbidden, invalid, not_found
 from gateway.security.outbound import OutboundPolicy
 from gateway.security.signing import canonical_json
 from gateway.security.tokens import Principal
@@ -66,10 +66,10 @@ class InquiryService:
         """Validate, authorise, store the inquiry and its partner requests. Returns (view, created)."""
         client = principal.client
         if not any(client.allows(g) for g in (SERVICE, *(f"{SERVICE}:{k}" for k in rules.SOURCE_KINDS))):
-            raise forbidden(f"client {client.id} is not granted {SERVICE}")
+            raise Forbidden(f"client {client.id} is not granted {SERVICE}")
         violations = self._catalog.violations(MESSAGE_TYPE, body)
         if violations:
-            raise invalid(violations)
+            raise Refused(violations)
         assert isinstance(body, dict)
         sources, problems = rules.expand_sources(body["sources"], self._refs)
         problems += rules.precondition_violations(body, set(self._legal_bases))
@@ -79,10 +79,10 @@ class InquiryService:
                 body["callback_url"], "$.callback_url", client.outbound_hosts
             )
         if problems:
-            raise invalid(problems)
+            raise Refused(problems)
         denied = sorted(g for g in rules.required_grants(sources) if not client.allows(g))
         if denied:
-            raise forbidden(f"client {client.id} is not granted {', '.join(denied)}")
+            raise Forbidden(f"client {client.id} is not granted {', '.join(denied)}")
 
         digest = hashlib.sha256(canonical_json(body)).hexdigest()
         if idempotency_key:
@@ -90,7 +90,7 @@ class InquiryService:
                 earlier = await store.by_idempotency_key(conn, client.id, idempotency_key)
             if earlier is not None:
                 if earlier.request_sha256 != digest:
-                    raise conflict("this Idempotency-Key was used for a different inquiry")
+                    raise Conflict("this Idempotency-Key was used for a different inquiry")
                 return await self.view(principal, earlier.inquiry_id), False
 
         inquiry_id = str(uuid.uuid4())
@@ -214,7 +214,7 @@ class InquiryService:
             if earlier is None:
                 raise
             if earlier.request_sha256 != digest:
-                raise conflict("this Idempotency-Key was used for a different inquiry") from None
+                raise Conflict("this Idempotency-Key was used for a different inquiry") from None
             return await self.view(principal, earlier.inquiry_id), False
         return await self._view(principal, inquiry_id), True
 
@@ -229,7 +229,7 @@ class InquiryService:
         async with self._db.read() as conn:
             inquiry = await store.get(conn, inquiry_id)
             if inquiry is None or inquiry.client_id != principal.client.id:
-                raise not_found()
+                raise NotFound()
             return representation(inquiry, await store.sources_of(conn, inquiry_id))
 
     async def wait(self, principal: Principal, inquiry_id: str, seconds: float) -> dict[str, Any]:

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.domain.doctypes import DocumentType
+from gateway.domain.errors import Conflict, Forbidden, NotFound, Refused
 from gateway.domain.identifiers import canonical_uuid
 from gateway.domain.issued import REVOCATION
 from gateway.domain.revocation import revocation_document
 from gateway.domain.status import Status, is_delivered
 from gateway.domain.violations import Violation
-from gateway.problems import conflict, forbidden, invalid, not_found
 from gateway.security.tokens import Principal
 from gateway.services.documents import DocumentService
 from gateway.storage import messages as store
@@ -97,7 +97,7 @@ class MessageService:
         """
         violations = self._catalog.violations("confirmation.request", document)
         if violations:
-            raise invalid(violations)
+            raise Refused(violations)
         assert isinstance(document, dict)
         case_ref, note = document.get("case_ref"), document.get("note")
         who = principal.client.id
@@ -107,20 +107,20 @@ class MessageService:
             by = doc_type.confirmed_by if doc_type else "recipient"
             confirmer = row.recipient if by == "recipient" else row.sender
             if by == "nobody" or who != confirmer:
-                raise forbidden(f"only the {by} confirms a {row.message_type}")
+                raise Forbidden(f"only the {by} confirms a {row.message_type}")
             if doc_type and doc_type.confirmation_needs_case_ref and not case_ref:
-                raise invalid([_case_ref_required()])
+                raise Refused([_case_ref_required()])
             if row.status == Status.CONFIRMED:
                 if case_ref and row.case_ref != case_ref:
-                    raise conflict(f"already confirmed with case number {row.case_ref}")
+                    raise Conflict(f"already confirmed with case number {row.case_ref}")
                 first = False
             else:
                 ready = Status.DELIVERED if by == "recipient" else Status.ANSWERED
                 if row.status != ready and not (by == "recipient" and row.status == Status.ANSWERED):
-                    raise conflict(f"cannot confirm a message whose status is {row.status}")
+                    raise Conflict(f"cannot confirm a message whose status is {row.status}")
                 first = await self._confirm(conn, row, who, case_ref, note)
                 if not first:
-                    raise conflict("the message changed status meanwhile; read it and retry")
+                    raise Conflict("the message changed status meanwhile; read it and retry")
                 await self._confirm_original(conn, row, who)
                 await append(
                     conn,
@@ -161,18 +161,18 @@ class MessageService:
         recipient. An answered document stays: an executed measure is undone by a release instead."""
         violations = self._catalog.violations("revocation.request", document)
         if violations:
-            raise invalid(violations)
+            raise Refused(violations)
         assert isinstance(document, dict)
         reason = str(document["reason"])
         async with self._db.read() as conn:
             row = await self._visible(conn, principal, message_id)
         if row.sender != principal.client.id:
-            raise forbidden("only the sender revokes a document")
+            raise Forbidden("only the sender revokes a document")
         if row.message_type == REVOCATION:
-            raise conflict("a revocation cannot itself be revoked")
+            raise Conflict("a revocation cannot itself be revoked")
         status = Status(row.status)
         if status in (Status.ANSWERED, Status.CONFIRMED):
-            raise conflict(f"the document is already {status}: it cannot be revoked any more")
+            raise Conflict(f"the document is already {status}: it cannot be revoked any more")
         if status == Status.REVOKED:
             return await self._status(principal, row.message_id)
         async with self._db.transaction() as conn:
@@ -180,7 +180,7 @@ class MessageService:
                 conn, row.message_id, Status.REVOKED, principal.client.id, {"reason": reason}, reason=reason
             )
             if not moved:
-                raise conflict("the message changed status meanwhile; read it and retry")
+                raise Conflict("the message changed status meanwhile; read it and retry")
             await append(
                 conn,
                 AuditEntry(
@@ -204,7 +204,7 @@ class MessageService:
         canonical = canonical_uuid(message_id)
         row = await store.get(conn, canonical) if canonical else None
         if row is None or principal.client.id not in (row.sender, row.recipient):
-            raise not_found()
+            raise NotFound()
         return row
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from gateway.problems import Violation
+from gateway.domain.violations import Violation
 
 #: Past the listed violations, at most this many times the limit are counted, then "at least N more".
 #: Counting is not free: jsonschema still walks each bad item (about 1 ms each for a judgment's items).

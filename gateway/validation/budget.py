@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
-from gateway.problems import too_complex
+from gateway.domain.errors import TooComplex
 from gateway.validation.bounds import BudgetExceeded, Violations
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ async def off_loop(work: Callable[[float], T], *, size: int, limits: LimitsSetti
     """``work(deadline)`` within ``[limits] validation_budget_seconds``: inline for a body of at most
     ``inline_validation_bytes`` (a thread hop costs more than validating it), else in a validation thread.
 
-    Over the budget: a 413 ``too-complex`` problem naming it. ``work`` should check the deadline itself
+    Over the budget: ``TooComplex`` naming it (413 ``too-complex``). ``work`` should check the deadline itself
     (a thread cannot be stopped from outside): the 413 is answered at the deadline either way.
     """
     budget = limits.validation_budget_seconds
@@ -72,6 +72,6 @@ async def off_loop(work: Callable[[float], T], *, size: int, limits: LimitsSetti
         async with asyncio.timeout(budget):
             return await future
     except (BudgetExceeded, TimeoutError) as exc:
-        raise too_complex(
+        raise TooComplex(
             "validation_budget_seconds", budget, "validating the message took longer than one request may"
         ) from exc

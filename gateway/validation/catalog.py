@@ -15,7 +15,8 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unuse
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from gateway.problems import Violation, max_listed
+from gateway.domain.errors import max_listed
+from gateway.domain.violations import Violation
 from gateway.validation.bounds import Violations, bounded_violations
 from gateway.validation.budget import off_loop, remember_verdict, remembered
 from gateway.validation.formats import format_checker

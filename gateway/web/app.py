@@ -27,7 +27,7 @@ from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.validation import catalog
-from gateway.web import console
+from gateway.web.console.app import mount as mount_console
 from gateway.web.context import SERVICES, Services
 from gateway.web.middleware import problems
 from gateway.web.operations import add_routes
@@ -109,5 +109,5 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     set_max_listed(settings.limits.max_errors)  # how many violations a 422 lists, the rest counted
     add_routes(app)
-    console.mount(app, settings)  # the operators' console at /ops
+    mount_console(app, settings)  # the operators' console at /ops
     return app

@@ -1,7 +1,8 @@
 """Cross-cutting request handling: every request gets a request id (bound to every log line it causes,
-echoed in ``X-Request-ID``) and is counted and timed by route; every error becomes problem+json, every
-5xx carries an incident id that is in the log line too; rejections are audited (a known client's one by
-one, an unknown caller's counted and aggregated: :mod:`gateway.web.rejections`)."""
+echoed in ``X-Request-ID``) and is counted and timed by route; every error becomes problem+json (a
+service's domain error the problem :func:`gateway.problems.problem_for` names for it), every 5xx carries
+an incident id that is in the log line too; rejections are audited (a known client's one by one, an
+unknown caller's counted and aggregated: :mod:`gateway.web.rejections`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from aiohttp.typedefs import Handler
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import logs
+from gateway.domain.errors import DomainError
 from gateway.domain.identifiers import scrub
 from gateway.metrics import HTTP_REQUESTS, HTTP_SECONDS
-from gateway.problems import Problem, unavailable
+from gateway.problems import Problem, problem_for, unavailable
 from gateway.storage.audit import AuditEntry, append
 from gateway.web.auth import PRINCIPAL_KEY, REFUSED_BECAUSE
 from gateway.web.context import SERVICES
@@ -95,7 +97,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except Problem as problem:
+    except (Problem, DomainError) as refused:
+        # A service's error by meaning becomes the problem the API documents for it (gateway/problems.py).
+        problem = refused if isinstance(refused, Problem) else problem_for(refused)
         await audit_rejection(request, problem)
         return problem_response(_with_incident(problem), request.path)
     except web.HTTPException as exc:

@@ -17,12 +17,14 @@ from typing import Final
 from aiohttp import web
 from lxml import etree
 
+from gateway.domain.errors import DomainError
 from gateway.domain.registry import REGISTRY
 from gateway.problems import (
     Problem,
     bad_request,
     forbidden,
     invalid,
+    problem_for,
     too_complex,
     unavailable,
     unsupported_media_type,
@@ -106,6 +108,8 @@ async def push_judgment(request: web.Request) -> web.Response:
         return await _reject(request, bad_request(str(exc)), code=exc.code)
     except Problem as problem:
         return await _reject(request, problem)
+    except DomainError as error:  # the same status and type as the REST API's problem for it
+        return await _reject(request, problem_for(error))
     except Exception:
         # A defect or an outage, not the caller's fault: log it with a reference they can quote.
         incident = str(uuid.uuid4())

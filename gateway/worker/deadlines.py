@@ -20,9 +20,9 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from gateway.domain.errors import DomainError
 from gateway.domain.issued import DEADLINE_EVENT
 from gateway.domain.status import Status
-from gateway.problems import Problem
 from gateway.security.clients import ClientStore
 from gateway.services.documents import DocumentService
 from gateway.storage import deadlines as store
@@ -116,9 +116,9 @@ class DeadlineWatcher:
             event["case_ref"] = row.case_ref
         try:
             await self._documents.issue(event)
-        except Problem as problem:
+        except DomainError as refused:
             log.error(
-                "could not issue the %s for %s: %s %s", kind, row.message_id, problem, problem.violations
+                "could not issue the %s for %s: %s %s", kind, row.message_id, refused, refused.violations
             )
         return 1
 

@@ -28,9 +28,9 @@ from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.answers import answer_document
 from gateway.domain.delivery import PartnerReceipt
 from gateway.domain.doctypes import DocumentType
+from gateway.domain.errors import DomainError
 from gateway.domain.identifiers import scrub
 from gateway.domain.status import Status, must_not_deliver
-from gateway.problems import Problem
 from gateway.security.clients import Client
 from gateway.security.signing import Signer
 from gateway.services.deliveries import (
@@ -222,7 +222,7 @@ class Deliverer:
         answer = answer_document(original, doc_type.answer_type, report, iso(now()) or "")
         try:
             result = await self._documents.accept_from_partner(partner, answer, first=record)
-        except Problem as problem:
+        except DomainError as problem:
             # The partner executed the order but its answer is unusable: keep the evidence, let the
             # deadline escalate, never drop what the partner said.
             detail = {

@@ -13,7 +13,8 @@ import pytest
 import tomli_w
 from sqlalchemy import select
 
-from gateway.problems import Problem
+from gateway.domain.errors import DomainError
+from gateway.problems import Problem, problem_for
 from gateway.security.clients import ClientStore
 from gateway.security.keys import generate_keypair, public_pem
 from gateway.security.tokens import Principal
@@ -87,11 +88,13 @@ async def submit(services: Services, client_id: str, doc: dict[str, Any]) -> Any
 
 
 async def refusal(services: Services, client_id: str, doc: dict[str, Any], status: int) -> Problem:
-    """The problem ``client_id`` gets for ``doc``, which must have ``status``."""
-    with pytest.raises(Problem) as caught:
+    """The problem ``client_id`` is answered with for ``doc`` (the service's refusal as the API says it),
+    which must have ``status``."""
+    with pytest.raises(DomainError) as caught:
         await submit(services, client_id, doc)
-    assert caught.value.status == status, caught.value
-    return caught.value
+    problem = problem_for(caught.value)
+    assert problem.status == status, caught.value
+    return problem
 
 
 async def stored(services: Services, message_id: str) -> Any:

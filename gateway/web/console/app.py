@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.domain.identifiers import scrub
 from gateway.ops.operators import OperatorFile
 from gateway.settings import Settings
-from gateway.web.console import login, messages, overview, parking, partners
+from gateway.web.console import PREFIX, login, messages, overview, parking, partners
 from gateway.web.console.guard import guard
 from gateway.web.console.pages import JINJA
 from gateway.web.console.state import STATE, ConsoleState
@@ -52,6 +52,11 @@ FILTERS: Final[dict[str, Callable[..., str]]] = {
     "pct": _fmt_rate,
     "mask": scrub,
 }
+
+
+def mount(app: web.Application, settings: Settings) -> None:
+    """The console at :data:`~gateway.web.console.PREFIX` of ``app``."""
+    app.add_subapp(PREFIX, build(settings))
 
 
 def build(settings: Settings) -> web.Application:
