@@ -34,10 +34,11 @@ from gateway.connectors.base import (
 )
 from gateway.connectors.rest import PartnerTimeout, canonical_answer, headers, status_error
 from gateway.connectors.zeep_transport import AiohttpTransport
+from gateway.domain.doctypes import PartnerKind
 from gateway.domain.lookup import Title
 from gateway.partners import Partner
 
-KIND: Final = "land"
+KIND: Final = PartnerKind.LAND_REGISTRY
 OPERATION: Final = "QueryLandRights"
 SUSPEND: Final = "SuspendTransfer"
 LIFT: Final = "LiftSuspension"
