@@ -35,7 +35,7 @@ services: ## Make sure RabbitMQ (and PostgreSQL if installed) are running
 browser: ## Make sure Debian's chromium is installed for the browser tests
 	bash scripts/ensure-browser.sh
 
-lint: venv ## ruff check, ruff format --check, mypy
+lint: venv ## ruff check, ruff format --check, strict mypy over gateway/ and tests/ (files in [tool.mypy])
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy

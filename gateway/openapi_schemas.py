@@ -33,7 +33,7 @@ JSON = dict[str, Any]
 
 #: The gateway's own formats, stated as the pattern they amount to: a client (or a generator of test
 #: data) that knows only standard JSON Schema then sees exactly what the gateway accepts. The format
-#: stays beside it, naming the check (:func:`gateway.validation.is_vn_personal_id`).
+#: stays beside it, naming the check (:func:`gateway.domain.identifiers.is_personal_id`).
 FORMAT_PATTERNS: dict[str, str] = {
     # 12 ASCII digits whose first three, the province code of the birth registration, are 001-096.
     "vn-personal-id": PERSONAL_ID.pattern,

@@ -94,7 +94,11 @@ class WorkerSettings(BaseModel):
 
 
 class RelaySettings(BaseModel):
-    poll_interval_seconds: float = Field(0.2, gt=0)
+    #: The fallback pass only: what each process commits it publishes at once (gateway/amqp/relay.py).
+    poll_interval_seconds: float = Field(1.0, gt=0)
+    #: The api publishes what it accepts itself (one broker hop, no polling); off, the worker's
+    #: fallback pass publishes it (and the api never connects to the broker).
+    publish_from_api: bool = True
     batch_size: int = Field(200, gt=0)
     max_in_flight: int = Field(256, gt=0)
     lease_seconds: float = Field(30, gt=0)

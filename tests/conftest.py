@@ -65,7 +65,8 @@ class World:
 
 
 def example(message_type: str, name: str) -> dict[str, Any]:
-    return json.loads((EXAMPLES / message_type / name).read_text("utf-8"))
+    doc: dict[str, Any] = json.loads((EXAMPLES / message_type / name).read_text("utf-8"))
+    return doc
 
 
 def fresh_judgment(name: str = "valid-civil-judgment-two-persons.json") -> dict[str, Any]:

@@ -21,7 +21,9 @@ from tests.conftest import EXAMPLES
 from tests.support.lookup_world import PARTNER_CODES, LookupWorld, running_gateway
 
 pytestmark = pytest.mark.rabbitmq
-BASE = json.loads((EXAMPLES / "asset-inquiry" / "valid-all-registers.json").read_text("utf-8"))
+BASE: dict[str, Any] = json.loads(
+    (EXAMPLES / "asset-inquiry" / "valid-all-registers.json").read_text("utf-8")
+)
 
 
 def inquiry(id_number: str = "001085012345", **changes: Any) -> dict[str, Any]:

@@ -107,7 +107,7 @@ async def test_expired_forged_and_revoked_sessions_are_refused(
     world: World, api: TestClient[Any, Any]
 ) -> None:
     await operator_client(api, world.settings)
-    codec = SessionCodec(derive_key(api.app[SERVICES].signer), 60)  # type: ignore[index]
+    codec = SessionCodec(derive_key(api.app[SERVICES].signer), 60)
     expired = codec.encode(codec.open("olga", "operator", at=time.time() - 3600))
     use_cookie(api, expired)
     assert (await api.get("/ops/", allow_redirects=False)).status == 302
@@ -117,7 +117,7 @@ async def test_expired_forged_and_revoked_sessions_are_refused(
     use_cookie(api, valid)
     # Well signed, but never opened by a sign-in: no session row, refused.
     assert (await api.get("/ops/", allow_redirects=False)).status == 302
-    await SessionStore(api.app[SERVICES].db, 3600).open(session)  # type: ignore[index]
+    await SessionStore(api.app[SERVICES].db, 3600).open(session)
     assert (await api.get("/ops/", allow_redirects=False)).status == 200
     use_cookie(api, valid[:-2] + "xx")
     assert (await api.get("/ops/", allow_redirects=False)).status == 302

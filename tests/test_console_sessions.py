@@ -98,8 +98,15 @@ async def test_sign_in_is_throttled_per_account_with_retry_after(
     assert [(await attempt(client, "olga", "wrong password!")).status for _ in range(2)] == [401, 401]
     # The account is past its failures: even its right password waits, and no hashing is spent on it.
     checks: list[str] = []
-    real = signin.authenticate
-    monkeypatch.setattr(signin, "authenticate", lambda a, u, p: checks.append(u) or real(a, u, p))
+    real = operators.authenticate  # the function the sign-in page imports
+
+    def counted(
+        accounts: dict[str, operators.Operator], username: str, password: str
+    ) -> operators.Operator | None:
+        checks.append(username)
+        return real(accounts, username, password)
+
+    monkeypatch.setattr(signin, "authenticate", counted)
     resp = await attempt(client, "olga", TEST_PASSWORD)
     assert resp.status == 429
     assert int(resp.headers["Retry-After"]) >= 1

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import zeep
 from aiohttp.test_utils import TestClient
 from lxml import etree
 
@@ -17,6 +16,7 @@ from gateway.soap.courts_mapping import EVENT_REQUEST, EVENT_RESPONSE, xml_to_me
 from gateway.soap.xml_safety import parse_untrusted
 from gateway.web.app import create_app
 from tests.conftest import ROOT, World, fresh_judgment
+from tests.support import zeep_typed
 from tests.test_soap_endpoint import answer, fault, violation_paths
 
 C = f"{{{COURTS_NS}}}"
@@ -114,9 +114,9 @@ async def test_the_soap_action_must_name_the_operation_of_the_body(
 
 
 def test_the_wsdl_declares_push_court_event_for_zeep_clients() -> None:
-    client = zeep.Client(str(ROOT / "gateway" / "soap" / "courts.wsdl"))
+    client = zeep_typed.client(str(ROOT / "gateway" / "soap" / "courts.wsdl"))
     binding = next(iter(client.wsdl.bindings.values()))
-    operation = binding.get("PushCourtEvent")
+    operation = zeep_typed.operation(binding, "PushCourtEvent")
     assert operation.soapaction == f"{COURTS_NS}#PushCourtEvent"
     assert operation.input.body.qname == etree.QName(EVENT_REQUEST)
     assert operation.output.body.qname == etree.QName(EVENT_RESPONSE)

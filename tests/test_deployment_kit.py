@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import pytest
@@ -107,12 +107,14 @@ def load_yaml(path: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return load_yaml(COMPOSE)
+    doc: dict[str, Any] = load_yaml(COMPOSE)
+    return doc
 
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, Any]:
-    return compose["services"]
+    by_name: dict[str, Any] = compose["services"]
+    return by_name
 
 
 def alert_rules() -> list[dict[str, Any]]:
@@ -120,7 +122,8 @@ def alert_rules() -> list[dict[str, Any]]:
 
 
 def dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text("utf-8"))
+    doc: dict[str, Any] = json.loads(DASHBOARD.read_text("utf-8"))
+    return doc
 
 
 def dashboard_exprs(node: Any) -> list[str]:
@@ -343,7 +346,7 @@ def test_metric_names_are_from_the_contract() -> None:
     # Alerts on partner outcomes name failure outcomes that exist (gateway/connectors/resilience.py).
     from gateway.connectors.resilience import DeliveryStatus, OutcomeStatus
 
-    outcomes = set(OutcomeStatus.__args__) | set(DeliveryStatus.__args__)
+    outcomes = set(get_args(OutcomeStatus)) | set(get_args(DeliveryStatus))
     for rule in alert_rules():
         for values in re.findall(r'outcome=~?"([^"]+)"', rule["expr"]):
             assert set(values.split("|")) <= outcomes, (rule["alert"], values)

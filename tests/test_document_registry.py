@@ -54,7 +54,7 @@ def test_partner_kinds_are_those_of_the_enum_as_plain_strings() -> None:
 
 
 def test_the_vehicle_register_is_not_the_police() -> None:
-    assert PartnerKind.VEHICLE_REGISTER == "vehicle" and PartnerKind.POLICE_UNIT == "police"
+    assert (PartnerKind.VEHICLE_REGISTER.value, PartnerKind.POLICE_UNIT.value) == ("vehicle", "police")
 
 
 def test_an_unknown_partner_kind_is_refused_naming_the_valid_ones() -> None:

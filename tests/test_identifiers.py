@@ -4,6 +4,7 @@ the same message whatever the letter case it is written in."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from aiohttp.test_utils import TestClient
 import gateway
 from gateway.domain import identifiers
 from gateway.domain.identifiers import canonical_ids, canonical_uuid
+from gateway.openapi_schemas import component_name, components_from_files, message_schemas
+from gateway.validation import format_checker
 from tests.conftest import World, fresh_judgment
 
 COMMON = json.loads((Path(gateway.__file__).parent / "schemas" / "common.schema.json").read_text("utf-8"))
@@ -20,6 +23,31 @@ COMMON = json.loads((Path(gateway.__file__).parent / "schemas" / "common.schema.
 def test_agency_code_and_case_ref_patterns_are_the_schemas_own() -> None:
     assert COMMON["$defs"]["agency_code"]["pattern"] == identifiers.AGENCY_CODE.pattern
     assert COMMON["$defs"]["case_ref"]["pattern"] == identifiers.CASE_REF.pattern
+
+
+def test_the_personal_id_the_schemas_state_is_the_one_definition() -> None:
+    # The files say it as the format vn-personal-id; the published schemas as a pattern.
+    assert COMMON["$defs"]["personal_id"] == {
+        "description": COMMON["$defs"]["personal_id"]["description"],
+        "type": "string",
+        "format": "vn-personal-id",
+    }
+    published = components_from_files(message_schemas())[component_name("common")]
+    assert published["$defs"]["personal_id"]["pattern"] == identifiers.PERSONAL_ID.pattern
+    checker = format_checker()
+    for value in (
+        "001085012345",
+        "096999999999",
+        "000123456789",
+        "097123456789",
+        "00108501234",
+        "0010850123456",
+        "001085012345\n",
+        "\uff10\uff10\uff11085012345",
+    ):
+        accepted = identifiers.is_personal_id(value)
+        assert checker.conforms(value, "vn-personal-id") is accepted, value
+        assert (re.fullmatch(published["$defs"]["personal_id"]["pattern"], value) is not None) is accepted
 
 
 def test_client_ids_partner_codes_and_the_gateway_code_use_the_agency_code_pattern() -> None:

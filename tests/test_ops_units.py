@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.cli.operations import _table
-from gateway.ops.masking import mask_text, mask_value
+from gateway.domain.identifiers import scrub, scrub_value
 from gateway.ops.parking import ParkedMessage, ParkingFilter
 from gateway.web.console.session import SessionCodec
 
@@ -15,11 +15,11 @@ def test_masking_hides_personal_ids_but_keeps_uuids_and_hashes() -> None:
     uuid_with_digit_tail = "92e93231-57e5-4160-be5a-201185012345"
     sha = "16a08eacb52144f150b4e5e43dc93caf6b4548dd2e768105473d001185012345"
     text = f'id "001185012345" in {uuid_with_digit_tail}, hash {sha}, CCCD 001185012345.'
-    assert mask_text(text) == f'id "001*******45" in {uuid_with_digit_tail}, hash {sha}, CCCD 001*******45.'
+    assert scrub(text) == f'id "001*******45" in {uuid_with_digit_tail}, hash {sha}, CCCD 001*******45.'
     # Nine digits or more are masked (old ID cards, tax codes, bank accounts); eight are not.
-    assert mask_text("1234567890123") == "123********23"
-    assert mask_text("order 12345678") == "order 12345678"
-    assert mask_value({"a": ["001185012345", 1], "b": None}) == {"a": ["001*******45", 1], "b": None}
+    assert scrub("1234567890123") == "123********23"
+    assert scrub("order 12345678") == "order 12345678"
+    assert scrub_value({"a": ["001185012345", 1], "b": None}) == {"a": ["001*******45", 1], "b": None}
 
 
 def test_sessions_expire_slide_and_resist_forgery() -> None:

@@ -90,6 +90,7 @@ async def test_blocking_order_is_executed_reported_once_and_confirmed(
 
     [report] = await received(lw.world.case_queue, expect=1)
     assert report["message_id"] == reply["message_id"]
+    assert reply["href"] == f"/v1/messages/{reply['message_id']}"
     assert report["in_reply_to"] == order["message_id"] and report["case_ref"] == order["case_ref"]
     assert report["body"]["total_blocked"] == 500_000_000
 

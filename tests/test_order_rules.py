@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "gateway" / "schemas" / "exa
 #: The orders and their reports, as the registry declares them, with the gateway's deadline events and
 #: revocations: the types whose rules gateway.domain.orders builds.
 ORDER_TYPES = [t for t in REGISTRY if t.startswith("order.")]
-REPORT_FOR = {order: REGISTRY[order].answer_type for order in ORDER_TYPES}
+REPORT_FOR = {order: str(REGISTRY[order].answer_type) for order in ORDER_TYPES}
 REPORT_TYPES = [t for t in REGISTRY if t.startswith("report.")]
 MESSAGE_TYPES = [*ORDER_TYPES, *REPORT_TYPES, "event.deadline", "document.revocation"]
 

@@ -149,7 +149,10 @@ async def test_unknown_recipient_is_422(api: TestClient[Any, Any], world: World)
     assert [e["path"] for e in (await resp.json())["errors"]] == ["$.recipient"]
 
 
-async def test_a_message_type_that_is_not_a_string_is_a_clear_422(api, world):
+async def test_a_message_type_that_is_not_a_string_is_a_clear_422(
+    api: TestClient[Any, Any], world: World
+) -> None:
+    bad: object
     for bad in ({}, [], 7, None):
         # The court: a client that may send some document (any other is refused before its body is read).
         resp = await api.post("/v1/documents", json={"message_type": bad}, headers=world.court_headers())

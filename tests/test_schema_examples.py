@@ -12,12 +12,12 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import gateway
+from gateway.domain.identifiers import is_personal_id
 from gateway.validation import (
     SCHEMA_BASE,
     SchemaCatalog,
     catalog,
     is_canonical_uuid,
-    is_vn_personal_id,
     validate_push,
 )
 
@@ -184,7 +184,7 @@ def test_canonical_uuid_in_upper_case_is_accepted() -> None:
     ],
 )
 def test_vn_personal_id(value: str, expected: bool) -> None:
-    assert is_vn_personal_id(value) is expected
+    assert is_personal_id(value) is expected
 
 
 @pytest.mark.parametrize(

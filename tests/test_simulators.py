@@ -18,11 +18,11 @@ import jwt
 import pytest
 import zeep
 from aiohttp import web
-from zeep.helpers import serialize_object
 
 from gateway.security.keys import PrivateKey, generate_keypair, private_pem, public_pem
 from gateway.simulators.partners import seed
 from gateway.simulators.partners.servers import Partners, start_partners
+from tests.support import zeep_typed
 from tests.support.lookup_requests import OFFICER_ID, STATED_JSON, STATED_SOAP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -333,7 +333,7 @@ def items(container: dict[str, list[Any]] | None, name: str) -> list[Any]:
 
 def land_answer(result: Any) -> dict[str, Any]:
     """zeep's QueryLandRightsResponse in the canonical JSON names."""
-    data = serialize_object(result, dict)
+    data = zeep_typed.as_dict(result)
     parcels: list[dict[str, Any]] = []
     for p in items(data["Parcels"], "Parcel"):
         assert isinstance(p["AreaM2"], Decimal)
@@ -350,7 +350,7 @@ def query_with_zeep(
     wsdl: Path, address: str | None, identifiers: list[str]
 ) -> tuple[str, list[dict[str, Any]]]:
     settings = zeep.Settings(strict=True, forbid_external=True)
-    with zeep.Client(str(wsdl), settings=settings) as client:
+    with zeep_typed.client(str(wsdl), settings=settings) as client:
         client.transport.session.headers.update(HEADERS)
         binding = "{urn:vn:gov:land:registry:1}LandRegistrySoap11Binding"
         service = client.create_service(binding, address) if address else client.service

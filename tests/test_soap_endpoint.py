@@ -20,6 +20,7 @@ from gateway.soap.xml_safety import parse_untrusted
 from gateway.web import soap_courts
 from gateway.web.app import create_app
 from tests.conftest import World
+from tests.support.elements import child, child_text
 from tests.test_push_judgment import counts
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "soap" / "push-judgment.xml"
@@ -39,8 +40,8 @@ def fresh_request(edit: Callable[[etree._Element], None] | None = None) -> bytes
     """The sample request with a new message_id and judgment number, so tests never collide."""
     root = etree.fromstring(SAMPLE.read_bytes())
     payload = body_payload(root)
-    payload.find(C + "MessageId").text = str(uuid.uuid4())
-    payload.find(f"{C}Body/{C}Judgment/{C}Number").text = f"{uuid.uuid4().int % 900000 + 1}/2026/DS-PT"
+    child(payload, C + "MessageId").text = str(uuid.uuid4())
+    child(payload, f"{C}Body/{C}Judgment/{C}Number").text = f"{uuid.uuid4().int % 900000 + 1}/2026/DS-PT"
     if edit is not None:
         edit(payload)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
@@ -116,8 +117,8 @@ async def test_schema_violations_become_a_client_fault_with_json_paths(
     soap: TestClient[Any, Any], world: World
 ) -> None:
     def break_rules(payload: etree._Element) -> None:
-        payload.find(f"{C}Body/{C}Judgment/{C}Type").text = "judgement"
-        payload.find(C + "Recipient").text = "THADS-XX"
+        child(payload, f"{C}Body/{C}Judgment/{C}Type").text = "judgement"
+        child(payload, C + "Recipient").text = "THADS-XX"
 
     resp = await soap.post("/soap/courts", data=fresh_request(break_rules), headers=headers(world))
     element = await fault(resp, 422)
@@ -130,8 +131,8 @@ async def test_schema_violations_become_a_client_fault_with_json_paths(
 
 async def test_xsd_violations_are_all_reported(soap: TestClient[Any, Any], world: World) -> None:
     def break_types(payload: etree._Element) -> None:
-        payload.find(C + "CreatedAt").text = "yesterday"
-        payload.find(f"{C}Body/{C}Judgment/{C}Date").text = "10/02/2026"
+        child(payload, C + "CreatedAt").text = "yesterday"
+        child(payload, f"{C}Body/{C}Judgment/{C}Date").text = "10/02/2026"
 
     element = await fault(
         await soap.post("/soap/courts", data=fresh_request(break_types), headers=headers(world)), 422
@@ -171,7 +172,7 @@ async def test_missing_soap_action_and_empty_soap_action(soap: TestClient[Any, A
 async def test_doctype_is_refused_before_anything_else(soap: TestClient[Any, Any], world: World) -> None:
     body = fresh_request().replace(b"?>", b'?>\n<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>', 1)
     element = await fault(await soap.post("/soap/courts", data=body, headers=headers(world)), 400)
-    assert "DOCTYPE" in element.findtext("faultstring")
+    assert "DOCTYPE" in child_text(element, "faultstring")
 
 
 async def test_unknown_body_element_and_soap_12_are_refused(soap: TestClient[Any, Any], world: World) -> None:
@@ -190,7 +191,7 @@ async def test_forbidden_conflict_and_too_large(soap: TestClient[Any, Any], worl
     assert (await soap.post("/soap/courts", data=body, headers=headers(world))).status == 200
     changed = body.replace(b"Tranh ch", b"Tranh-ch", 1)
     element = await fault(await soap.post("/soap/courts", data=changed, headers=headers(world)), 409)
-    assert element.findtext(f"detail/{C}GatewayFault/{C}Type").endswith("/conflict")
+    assert child_text(element, f"detail/{C}GatewayFault/{C}Type").endswith("/conflict")
     limit = world.settings.api.max_body_bytes
     huge = io.BytesIO(b"<a>" + b" " * (limit + 10) + b"</a>")
     await fault(await soap.post("/soap/courts", data=huge, headers=headers(world)), 413)

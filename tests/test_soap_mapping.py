@@ -16,6 +16,8 @@ from gateway.soap import COURTS_NS, SOAP_ENV, EnvelopeError, body_payload, fault
 from gateway.soap.courts_mapping import REQUEST, RESPONSE, receipt_to_xml, xml_to_message, xsd_violations
 from gateway.soap.xml_safety import XmlRejected, parse_untrusted
 from gateway.validation import catalog
+from tests.support import zeep_typed
+from tests.support.elements import child, child_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "data" / "soap" / "push-judgment.xml"
@@ -42,12 +44,12 @@ def sample_payload() -> etree._Element:
 
 @pytest.fixture(scope="module")
 def client() -> zeep.Client:
-    return zeep.Client(str(WSDL), settings=zeep.Settings(strict=True, forbid_external=True))
+    return zeep_typed.client(str(WSDL), settings=zeep.Settings(strict=True, forbid_external=True))
 
 
 def operation(client: zeep.Client) -> Any:
     (binding,) = client.wsdl.bindings.values()
-    return binding, binding.get("PushJudgment")
+    return binding, zeep_typed.operation(binding, "PushJudgment")
 
 
 def reply(body: bytes, status: int = 200) -> SimpleNamespace:
@@ -85,14 +87,14 @@ def test_sample_request_maps_to_a_valid_canonical_message() -> None:
 def test_absent_optionals_are_omitted_and_typed_values_trimmed() -> None:
     payload = sample_payload()
     for name in ("CorrelationId", "Priority"):
-        payload.remove(payload.find(C + name))
-    document = payload.find(f"{C}Body/{C}Document")
-    document.remove(document.find(C + "Filename"))
-    item = payload.find(f"{C}Body/{C}Items/{C}Item[2]")
-    item.find(C + "Kind").text = "perform_act"
-    item.remove(item.find(C + "AmountVnd"))
-    payload.find(f"{C}Body/{C}Items/{C}Item/{C}AmountVnd").text = "\n  +0001250000000 "
-    payload.find(f"{C}Body/{C}Judgment/{C}Date").text = " 2026-02-10\n"
+        payload.remove(child(payload, C + name))
+    document = child(payload, f"{C}Body/{C}Document")
+    document.remove(child(document, C + "Filename"))
+    item = child(payload, f"{C}Body/{C}Items/{C}Item[2]")
+    child(item, C + "Kind").text = "perform_act"
+    item.remove(child(item, C + "AmountVnd"))
+    child(payload, f"{C}Body/{C}Items/{C}Item/{C}AmountVnd").text = "\n  +0001250000000 "
+    child(payload, f"{C}Body/{C}Judgment/{C}Date").text = " 2026-02-10\n"
     assert xsd_violations(payload) == []
     doc = xml_to_message(payload)
     assert "correlation_id" not in doc and "priority" not in doc
@@ -105,8 +107,8 @@ def test_absent_optionals_are_omitted_and_typed_values_trimmed() -> None:
 
 def test_business_rules_are_left_to_the_json_schema() -> None:
     payload = sample_payload()
-    payload.find(f"{C}Body/{C}Judgment/{C}Type").text = "judgement"
-    payload.find(f"{C}Body/{C}Parties/{C}Party/{C}Person/{C}IdNumber").text = "12345"
+    child(payload, f"{C}Body/{C}Judgment/{C}Type").text = "judgement"
+    child(payload, f"{C}Body/{C}Parties/{C}Party/{C}Person/{C}IdNumber").text = "12345"
     assert xsd_violations(payload) == []
     paths = {v.path for v in catalog().violations("judgment.delivery", xml_to_message(payload))}
     assert "$.body.judgment.type" in paths
@@ -123,12 +125,12 @@ def test_mapping_refuses_a_foreign_element() -> None:
 
 def test_xsd_errors_are_all_collected_with_their_location() -> None:
     payload = sample_payload()
-    payload.find(C + "CreatedAt").text = "yesterday"
-    payload.find(f"{C}Body/{C}Judgment/{C}Date").text = "2026-02-30"
-    payload.find(f"{C}Body/{C}Items/{C}Item[2]/{C}AmountVnd").text = "12.5"
-    payload.find(f"{C}Body/{C}Parties/{C}Party[2]/{C}Organisation").append(etree.Element(C + "Bogus"))
-    judgment = payload.find(f"{C}Body/{C}Judgment")
-    judgment.remove(judgment.find(C + "Summary"))
+    child(payload, C + "CreatedAt").text = "yesterday"
+    child(payload, f"{C}Body/{C}Judgment/{C}Date").text = "2026-02-30"
+    child(payload, f"{C}Body/{C}Items/{C}Item[2]/{C}AmountVnd").text = "12.5"
+    child(payload, f"{C}Body/{C}Parties/{C}Party[2]/{C}Organisation").append(etree.Element(C + "Bogus"))
+    judgment = child(payload, f"{C}Body/{C}Judgment")
+    judgment.remove(child(judgment, C + "Summary"))
     violations = xsd_violations(payload)
     by_path = {v.path: v.message for v in violations}
     assert by_path["/PushJudgmentRequest/CreatedAt"] == "is not a valid xs:dateTime"
@@ -145,14 +147,14 @@ def test_xsd_errors_are_all_collected_with_their_location() -> None:
 
 def test_an_absurdly_long_amount_is_an_xsd_error_not_a_crash() -> None:
     payload = sample_payload()
-    payload.find(f"{C}Body/{C}Items/{C}Item/{C}AmountVnd").text = "9" * 5000
+    child(payload, f"{C}Body/{C}Items/{C}Item/{C}AmountVnd").text = "9" * 5000
     assert [v.path for v in xsd_violations(payload)] == ["/PushJudgmentRequest/Body/Items/Item[1]/AmountVnd"]
 
 
 def test_person_and_organisation_together_is_an_xsd_error() -> None:
     payload = sample_payload()
-    party = payload.find(f"{C}Body/{C}Parties/{C}Party")
-    party.append(copy.deepcopy(payload.find(f"{C}Body/{C}Parties/{C}Party[2]/{C}Organisation")))
+    party = child(payload, f"{C}Body/{C}Parties/{C}Party")
+    party.append(copy.deepcopy(child(payload, f"{C}Body/{C}Parties/{C}Party[2]/{C}Organisation")))
     assert any(v.path.endswith("/Party[1]") for v in xsd_violations(payload))
 
 
@@ -270,11 +272,11 @@ def test_wsdl_declares_push_judgment_with_our_elements(client: zeep.Client) -> N
     assert op.soapaction == f"{COURTS_NS}#PushJudgment"
     assert op.input.body.qname == etree.QName(REQUEST)
     assert op.output.body.qname == etree.QName(RESPONSE)
-    assert client.get_element(f"{C}GatewayFault") is not None
+    assert zeep_typed.element(client, f"{C}GatewayFault") is not None
 
 
 def test_zeep_reads_the_sample_request_with_our_schema(client: zeep.Client) -> None:
-    parsed = client.get_element(REQUEST).parse(sample_payload(), client.wsdl.types)
+    parsed = zeep_typed.element(client, REQUEST).parse(sample_payload(), client.wsdl.types)
     assert parsed.Body.Items.Item[0].AmountVnd == 1250000000
     assert parsed.Body.Parties.Party[1].Organisation.EnterpriseCode == "0101234567"
 
@@ -307,12 +309,12 @@ def test_validation_fault_lists_every_violation() -> None:
         Violation("$.recipient", "'THADS-XX' is not a registered recipient"),
     ]
     body = faults.from_problem(invalid(violations))
-    fault = parse_untrusted(body).find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    fault = child(parse_untrusted(body), f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
     assert fault.findtext("faultcode") == "soap:Client"
-    assert "3 violation(s)" in fault.findtext("faultstring")
-    info = fault.find(f"detail/{C}GatewayFault")
+    assert "3 violation(s)" in child_text(fault, "faultstring")
+    info = child(fault, f"detail/{C}GatewayFault")
     assert info.findtext(C + "HttpStatus") == "422"
-    assert info.findtext(C + "Type").endswith("/validation-failed")
+    assert child_text(info, C + "Type").endswith("/validation-failed")
     found = [(v.get("path"), v.get("rule"), v.text) for v in info.iter(C + "Violation")]
     assert sorted(found, key=str) == sorted(
         ((v.path, v.rule or None, v.message) for v in violations), key=str
@@ -326,7 +328,7 @@ def test_faults_are_valid_against_the_xsd_and_read_by_zeep(client: zeep.Client) 
         binding.process_reply(client, op, reply(faults.from_problem(problem), status=422))
     assert caught.value.code == "soap:Client"
     detail = caught.value.detail.find(C + "GatewayFault")
-    assert client.get_element(f"{C}GatewayFault").parse(detail, client.wsdl.types).HttpStatus == 422
+    assert zeep_typed.element(client, f"{C}GatewayFault").parse(detail, client.wsdl.types).HttpStatus == 422
     # Characters XML cannot carry are replaced, not a reason to fail while reporting an error.
     assert detail.find(C + "Violation").text == "bad\ufffdvalue"
 
@@ -336,13 +338,13 @@ def test_faults_are_valid_against_the_xsd_and_read_by_zeep(client: zeep.Client) 
     [(unauthorized("no token"), "soap:Client", "401"), (unavailable("storage down"), "soap:Server", "503")],
 )
 def test_fault_code_follows_the_rest_status(problem: Any, code: str, status: str) -> None:
-    fault = parse_untrusted(faults.from_problem(problem)).find(f".//{{{SOAP_ENV}}}Fault")
+    fault = child(parse_untrusted(faults.from_problem(problem)), f".//{{{SOAP_ENV}}}Fault")
     assert fault.findtext("faultcode") == code
     assert fault.findtext(f"detail/{C}GatewayFault/{C}HttpStatus") == status
 
 
 def test_envelope_level_faults_have_no_detail() -> None:
     body = faults.from_problem(invalid([]), code="MustUnderstand")
-    fault = parse_untrusted(body).find(f".//{{{SOAP_ENV}}}Fault")
+    fault = child(parse_untrusted(body), f".//{{{SOAP_ENV}}}Fault")
     assert fault.findtext("faultcode") == "soap:MustUnderstand"
     assert fault.find("detail") is None

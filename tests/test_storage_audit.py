@@ -130,7 +130,12 @@ async def test_records_of_the_first_format_still_verify_but_only_in_full(db: Dat
     from gateway.storage.audit import holds, link, linkable, record
 
     at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
-    fields = {"actor": "TAND-HN", "action": "judgments.push", "outcome": "accepted", "subject": None}
+    fields: dict[str, str | int | None] = {
+        "actor": "TAND-HN",
+        "action": "judgments.push",
+        "outcome": "accepted",
+        "subject": None,
+    }
     fields |= {"status_code": 202, "message_id": None, "object_ref": None, "reason": None, "data": None}
     old = hashlib.sha256(
         json.dumps(fields | {"at": at.isoformat(), "prev_hash": GENESIS}, sort_keys=True).encode()

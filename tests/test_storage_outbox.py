@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from gateway.amqp.relay import Published, Route
+from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
+from gateway.services.deliveries import RelayRecorder
 from gateway.storage import messages as store
 from gateway.storage import outbox
 from gateway.storage.database import Database
@@ -119,12 +123,27 @@ async def test_an_expired_lease_can_be_claimed_again(db: Database) -> None:
     assert [p.attempts for p in retaken] == [2, 2]
 
 
-async def test_completed_rows_are_deleted_and_their_messages_queued(db: Database) -> None:
+async def relayed(db: Database, taken: list[Pending], delivers: bool, actor: str = "relay-a") -> None:
+    """What the relay writes once the broker confirmed ``taken``: rows deleted, statuses recorded."""
+    recorder = RelayRecorder(REGISTRY, db.read, issue=_no_issue)
+    route = Route("", "inbox", delivers=True) if delivers else Route("gw.documents", "THADS-HN")
+    recorder.actor = actor
+    async with db.transaction() as conn:
+        await outbox.remove(conn, [p.id for p in taken])
+        await recorder.record(conn, [Published(p, route, now()) for p in taken], [])
+
+
+async def _no_issue(document: dict[str, Any]) -> None:
+    raise AssertionError("nothing to revoke here")
+
+
+async def test_rows_published_to_a_delivery_queue_are_deleted_and_their_messages_queued(
+    db: Database,
+) -> None:
     message_ids = await accept(db, 3)
     taken = await claim(db, "relay-a")
 
-    async with db.transaction() as conn:
-        await outbox.complete(conn, [(p, now()) for p in taken], "relay-a")
+    await relayed(db, taken, delivers=False)
 
     async with db.read() as conn:
         assert await outbox.backlog(conn) == 0
@@ -136,19 +155,62 @@ async def test_completed_rows_are_deleted_and_their_messages_queued(db: Database
     assert timeline[-1]["detail"] == {"attempts": 1}
 
 
+async def test_a_publish_to_the_recipients_own_queue_is_its_delivery_recorded_once(db: Database) -> None:
+    [message_id] = await accept(db, 1)
+    taken = await claim(db, "relay-a")
+
+    await relayed(db, taken, delivers=True)
+
+    assert await status_of(db, message_id) == Status.DELIVERED
+    assert await events_of(db, message_id) == ["accepted", "delivered"]
+    async with db.read() as conn:
+        row = await store.get(conn, message_id)
+        timeline = await store.timeline(conn, message_id)
+    assert row is not None and row.delivery_count == 1
+    assert timeline[-1]["detail"] == {"channel": "amqp", "attempt": 1}
+
+
 async def test_completing_an_already_delivered_message_keeps_it_delivered(db: Database) -> None:
     [message_id] = await accept(db, 1)
     taken = await claim(db, "relay-a")
     async with db.transaction() as conn:
         assert await store.transition(conn, message_id, Status.DELIVERED, "worker")
 
-    async with db.transaction() as conn:
-        await outbox.complete(conn, [(p, now()) for p in taken], "relay-a")
+    await relayed(db, taken, delivers=False)
 
     assert await status_of(db, message_id) == Status.DELIVERED
     assert await events_of(db, message_id) == ["accepted", "delivered", "queued"]
     async with db.read() as conn:
         assert await outbox.backlog(conn) == 0
+
+
+async def test_a_document_row_holds_no_body_and_a_claim_reads_it_from_the_message(db: Database) -> None:
+    [message_id] = await accept(db, 1)
+    async with db.read() as conn:
+        stored = (await conn.execute(select(outbox_table.c.body))).scalar_one()
+        assert await outbox.claimable(conn)
+    assert stored is None
+
+    [taken] = await claim(db, "relay-a")
+
+    assert json.loads(taken.body)["message_id"] == message_id
+    assert taken.status == Status.RECEIVED
+    async with db.read() as conn:
+        assert not await outbox.claimable(conn)  # held by relay-a now
+
+
+async def test_a_row_held_by_its_writer_is_not_claimed_until_its_lease_ends(db: Database) -> None:
+    row, item = accepted_message(1)
+    async with db.transaction() as conn:
+        held = await store.insert_accepted(
+            conn, row, item, "TAND-HN", {}, outbox.Claim("api-1", now() + timedelta(seconds=0.2))
+        )
+
+    assert held.attempts == 1 and held.body == item.body  # published from memory: nothing to read
+    assert await claim(db, "relay-b") == []
+    await asyncio.sleep(0.25)
+    [retaken] = await claim(db, "relay-b")
+    assert retaken.id == held.id and retaken.attempts == 2  # a possible repeat: said so downstream
 
 
 async def test_concurrent_claimers_never_share_a_row(db: Database) -> None:

@@ -5,6 +5,7 @@ reconnect; publishes that failed are retried by their callers, never re-sent by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,14 @@ class Publisher:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up now (a robust connection between reconnects is not)."""
+        if self._connection.is_closed:
+            return False
+        event = getattr(self._connection, "connected", None)
+        return event.is_set() if isinstance(event, asyncio.Event) else True
 
     async def channel(self) -> AbstractChannel:
         async with self._lock:
@@ -88,3 +97,31 @@ class Publisher:
         )
         target = await self._exchange(exchange)
         await target.publish(message, routing_key=routing_key, mandatory=True, timeout=self._timeout)
+
+
+class BrokerLink:
+    """A publishing connection a process can live without: connected in the background (waiting while
+    the broker is down), so a process that mostly serves HTTP starts and serves whatever the broker does.
+    ``publisher`` is None until the first connection."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self._url = url
+        self._name = name
+        self._connection: AbstractRobustConnection | None = None
+        self.publisher: Publisher | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect(), name=f"connect-{self._name}")
+
+    async def _connect(self) -> None:
+        self._connection = await connect(self._url, self._name)
+        self.publisher = Publisher(self._connection)
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._connection is not None:
+            await self._connection.close()

@@ -45,6 +45,8 @@ async def replay(connection: AbstractRobustConnection, names: Names, queue: str,
         if message is None:
             break
         await republish(channel, queue, message)
+        # Taken with basic.get by an operator's command, not consumed: no gateway.amqp.consume policy
+        # here. An ack that fails raises, so the command never counts a message it did not move.
         await message.ack()
         moved += 1
     await channel.close()

@@ -35,7 +35,9 @@ from gateway.connectors.base import (
 from gateway.connectors.rest import PartnerTimeout, canonical_answer, headers, status_error
 from gateway.connectors.zeep_transport import AiohttpTransport
 from gateway.domain.doctypes import PartnerKind
+from gateway.domain.issued import REVOCATION
 from gateway.domain.lookup import Title
+from gateway.domain.orders import LAND_SUSPENSION_LIFTING, LAND_TRANSFER_SUSPENSION
 from gateway.partners import Partner
 
 KIND: Final = PartnerKind.LAND_REGISTRY
@@ -45,9 +47,9 @@ LIFT: Final = "LiftSuspension"
 REVOKE: Final = "RevokeOrder"
 # Document type -> the operation that carries it.
 OPERATIONS: Final = {
-    "order.land_transfer_suspension": SUSPEND,
-    "order.land_suspension_lifting": LIFT,
-    "document.revocation": REVOKE,
+    LAND_TRANSFER_SUSPENSION: SUSPEND,
+    LAND_SUSPENSION_LIFTING: LIFT,
+    REVOCATION: REVOKE,
 }
 # SOAP 1.1 and 1.2 names of "the service failed, the request may be fine".
 SERVER_FAULTS: Final = frozenset({"Server", "Receiver"})

@@ -50,7 +50,16 @@ _TOKENS = re.compile(
 
 
 def is_personal_id(value: str) -> bool:
-    """A valid 12-digit personal ID (province 001-096)."""
+    """Whether ``value`` is a valid Vietnamese 12-digit personal identification number (the schemas'
+    ``vn-personal-id`` format).
+
+    Layout: digits 1-3 are the province code of the birth registration (001..096), digit 4
+    encodes century of birth and sex (0/1 = 1900s male/female, 2/3 = 2000s, 4/5 = 2100s,
+    6/7 = 2200s, 8/9 = 2300s, so every digit 0-9 is legitimate), digits 5-6 are the last two
+    digits of the year of birth, and the last six are a serial number. Only the length, the ASCII
+    digits and the province range are checked: the birth-year digits cannot be verified without
+    the date of birth.
+    """
     return bool(PERSONAL_ID.fullmatch(value))
 
 

@@ -28,8 +28,13 @@ from gateway.domain.violations import Violation
 #: time of acceptance: the context is not used.
 Rules = Callable[[Document, RuleContext], list[Violation]]
 
-DEADLINE_EVENT: Final = "event.deadline"
-REVOCATION: Final = "document.revocation"
+#: The orders' names, for the code that refers to them (a connector's operation per type); each is
+#: declared, with its report, by its entry in ``gateway/domain/registry.py``.
+ACCOUNT_BLOCKING: Final = "order.account_blocking"
+FUNDS_TRANSFER: Final = "order.funds_transfer"
+ACCOUNT_RELEASE: Final = "order.account_release"
+LAND_TRANSFER_SUSPENSION: Final = "order.land_transfer_suspension"
+LAND_SUSPENSION_LIFTING: Final = "order.land_suspension_lifting"
 
 EXECUTED: Final = "executed"
 PARTIALLY_EXECUTED: Final = "partially_executed"

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from gateway.domain import judgment, orders
 from gateway.domain.doctypes import Document, DocumentType, PartnerKind, Reference, RuleContext
 from gateway.domain.flows import citizen, court, police, procuracy
+from gateway.domain.issued import DEADLINE_EVENT, REVOCATION
 from gateway.domain.orders import Rows
 from gateway.domain.parties import COURT, ENFORCEMENT_OFFICE, GATEWAY
 from gateway.domain.violations import Violation
@@ -56,7 +57,7 @@ _TYPES: list[DocumentType] = [
     # -- Orders (docs/orders.md): an enforcement office orders a partner, the partner reports. The case
     # system confirms it has the report (confirmed_by="sender"): the order's exchange is then complete.
     DocumentType(
-        message_type="order.account_blocking",
+        message_type=orders.ACCOUNT_BLOCKING,
         natural_key=orders.order_key,
         recipients="partner",
         partner_kinds=frozenset({PartnerKind.BANK}),
@@ -68,33 +69,33 @@ _TYPES: list[DocumentType] = [
         sent_by=OFFICE,
     ),
     DocumentType(
-        message_type="order.funds_transfer",
+        message_type=orders.FUNDS_TRANSFER,
         natural_key=orders.order_key,
         recipients="partner",
         partner_kinds=frozenset({PartnerKind.BANK}),
         rules=orders.order_rules(ACCOUNTS),
         debtor_refs=orders.debtor_refs,
         answer_type="report.funds_transfer",
-        references=(Reference("blocking_order", frozenset({"order.account_blocking"})),),
+        references=(Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING})),),
         deadline=ORDER_DEADLINE,
         confirmed_by="sender",
         sent_by=OFFICE,
     ),
     DocumentType(
-        message_type="order.account_release",
+        message_type=orders.ACCOUNT_RELEASE,
         natural_key=orders.order_key,
         recipients="partner",
         partner_kinds=frozenset({PartnerKind.BANK}),
         rules=orders.order_rules(ACCOUNTS, orders.release_scope),
         debtor_refs=orders.debtor_refs,
         answer_type="report.account_release",
-        references=(Reference("blocking_order", frozenset({"order.account_blocking"})),),
+        references=(Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING})),),
         deadline=ORDER_DEADLINE,
         confirmed_by="sender",
         sent_by=OFFICE,
     ),
     DocumentType(
-        message_type="order.land_transfer_suspension",
+        message_type=orders.LAND_TRANSFER_SUSPENSION,
         natural_key=orders.order_key,
         recipients="partner",
         partner_kinds=frozenset({PartnerKind.LAND_REGISTRY}),
@@ -106,14 +107,14 @@ _TYPES: list[DocumentType] = [
         sent_by=OFFICE,
     ),
     DocumentType(
-        message_type="order.land_suspension_lifting",
+        message_type=orders.LAND_SUSPENSION_LIFTING,
         natural_key=orders.order_key,
         recipients="partner",
         partner_kinds=frozenset({PartnerKind.LAND_REGISTRY}),
         rules=orders.order_rules(PARCELS),
         debtor_refs=orders.debtor_refs,
         answer_type="report.land_suspension_lifting",
-        references=(Reference("suspension_order", frozenset({"order.land_transfer_suspension"})),),
+        references=(Reference("suspension_order", frozenset({orders.LAND_TRANSFER_SUSPENSION})),),
         deadline=ORDER_DEADLINE,
         confirmed_by="sender",
         sent_by=OFFICE,
@@ -124,7 +125,7 @@ _TYPES: list[DocumentType] = [
         natural_key=orders.report_key,
         recipients="client",
         rules=orders.blocking_report_rules,
-        answers=frozenset({"order.account_blocking"}),
+        answers=frozenset({orders.ACCOUNT_BLOCKING}),
         sent_by=frozenset({PartnerKind.BANK}),
     ),
     DocumentType(
@@ -132,7 +133,7 @@ _TYPES: list[DocumentType] = [
         natural_key=orders.report_key,
         recipients="client",
         rules=orders.transfer_report_rules,
-        answers=frozenset({"order.funds_transfer"}),
+        answers=frozenset({orders.FUNDS_TRANSFER}),
         sent_by=frozenset({PartnerKind.BANK}),
     ),
     DocumentType(
@@ -140,7 +141,7 @@ _TYPES: list[DocumentType] = [
         natural_key=orders.report_key,
         recipients="client",
         rules=orders.release_report_rules,
-        answers=frozenset({"order.account_release"}),
+        answers=frozenset({orders.ACCOUNT_RELEASE}),
         sent_by=frozenset({PartnerKind.BANK}),
     ),
     DocumentType(
@@ -148,7 +149,7 @@ _TYPES: list[DocumentType] = [
         natural_key=orders.report_key,
         recipients="client",
         rules=orders.rows_report_rules(PARCELS, done="suspended", not_done="not_suspended"),
-        answers=frozenset({"order.land_transfer_suspension"}),
+        answers=frozenset({orders.LAND_TRANSFER_SUSPENSION}),
         sent_by=frozenset({PartnerKind.LAND_REGISTRY}),
     ),
     DocumentType(
@@ -156,12 +157,12 @@ _TYPES: list[DocumentType] = [
         natural_key=orders.report_key,
         recipients="client",
         rules=orders.rows_report_rules(PARCELS, done="lifted", not_done="not_lifted"),
-        answers=frozenset({"order.land_suspension_lifting"}),
+        answers=frozenset({orders.LAND_SUSPENSION_LIFTING}),
         sent_by=frozenset({PartnerKind.LAND_REGISTRY}),
     ),
     # -- Issued by the gateway alone.
     DocumentType(
-        message_type=orders.DEADLINE_EVENT,
+        message_type=DEADLINE_EVENT,
         natural_key=orders.deadline_key,
         recipients="client",
         rules=orders.deadline_rules,
@@ -170,7 +171,7 @@ _TYPES: list[DocumentType] = [
         sent_by=frozenset({GATEWAY}),
     ),
     DocumentType(
-        message_type=orders.REVOCATION,
+        message_type=REVOCATION,
         natural_key=orders.revocation_key,
         recipients="any",
         rules=orders.revocation_rules,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-REVOCATION = "document.revocation"
+from gateway.domain.issued import REVOCATION
 
 
 def revocation_document(original: Any, reason: str, created_at: str) -> dict[str, Any]:

@@ -24,8 +24,6 @@ class Status(StrEnum):
     OVERDUE = "overdue"
 
 
-ORDER = [Status.RECEIVED, Status.QUEUED, Status.DELIVERED, Status.ANSWERED, Status.CONFIRMED]
-
 _ALLOWED: dict[Status, frozenset[Status]] = {
     # A relay may publish after the delivery already happened (redelivery of a confirmed publish whose
     # bookkeeping was lost), so "queued" only ever moves forward from "received".
@@ -50,10 +48,6 @@ OPEN = frozenset({Status.RECEIVED, Status.QUEUED, Status.DELIVERED, Status.ANSWE
 def sources_for(target: Status) -> frozenset[Status]:
     """Statuses from which ``target`` may be reached."""
     return _ALLOWED.get(target, frozenset())
-
-
-def can_move(current: Status, target: Status) -> bool:
-    return current in sources_for(target)
 
 
 def is_delivered(status: Status) -> bool:

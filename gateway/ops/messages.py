@@ -1,7 +1,8 @@
 """Finding messages and reading one as an operator: envelope, timeline, replies, deliveries, payload.
 
-Every string that leaves this module has its 12-digit identifiers masked
-(:func:`gateway.ops.masking.mask_text`), payload included; whether the payload is shown at all is the
+Every string that leaves this module has its personal IDs masked
+(:func:`gateway.domain.identifiers.scrub`, which keeps message ids, digests and dates whole), payload
+included; whether the payload is shown at all is the
 caller's decision (the operator's role).
 """
 
@@ -16,11 +17,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.domain.identifiers import canonical_uuid
-from gateway.ops.masking import mask_text, mask_value
+from gateway.domain.identifiers import canonical_uuid, scrub, scrub_value
 from gateway.storage import messages as store
 from gateway.storage.tables import messages
-from gateway.storage.timestamps import as_utc, iso
+from gateway.storage.timestamps import iso
 
 #: Events of a timeline that are about handing the document over.
 DELIVERY_EVENTS: Final = frozenset(
@@ -96,7 +96,7 @@ def line(row: Row[Any]) -> MessageLine:
         sender=row.sender,
         recipient=row.recipient,
         status=row.status,
-        case_ref=mask_text(row.case_ref or ""),
+        case_ref=scrub(row.case_ref or ""),
         received_at=iso(row.received_at) or "",
         due_at=iso(row.due_at) or "",
         updated_at=iso(row.updated_at) or "",
@@ -150,7 +150,7 @@ async def statuses(conn: AsyncConnection, message_ids: list[str]) -> dict[str, t
             messages.c.message_id.in_(wanted)
         )
     )
-    return {r.message_id: (r.status, mask_text(r.status_reason or "")) for r in rows}
+    return {r.message_id: (r.status, scrub(r.status_reason or "")) for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +174,13 @@ async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None
             "event": e["event"],
             "at": e["at"],
             "actor": e["actor"],
-            "detail": json.dumps(mask_value(e["detail"]), ensure_ascii=False, sort_keys=True)
+            "detail": json.dumps(scrub_value(e["detail"]), ensure_ascii=False, sort_keys=True)
             if e.get("detail")
             else "",
         }
         for e in await store.timeline(conn, row.message_id)
     ]
-    replies = [mask_value(r) for r in await store.replies(conn, row.message_id)]
+    replies = [scrub_value(r) for r in await store.replies(conn, row.message_id)]
     envelope = [
         ("message_id", row.message_id),
         ("message_type", row.message_type),
@@ -206,21 +206,17 @@ async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None
             payload = json.dumps(json.loads(row.payload), indent=2, ensure_ascii=False)
         except ValueError:
             payload = row.payload
-        payload = mask_text(payload)
+        payload = scrub(payload)
     try:
         receipt = json.loads(row.receipt)
     except ValueError:
         receipt = {}
     return MessageDetail(
         summary=line(row),
-        envelope=[(k, mask_text(v)) for k, v in envelope],
+        envelope=[(k, scrub(v)) for k, v in envelope],
         timeline=events,
         deliveries=[e for e in events if e["event"] in DELIVERY_EVENTS],
         replies=replies,
         payload=payload,
-        receipt=mask_value(receipt) if isinstance(receipt, dict) else {},
+        receipt=scrub_value(receipt) if isinstance(receipt, dict) else {},
     )
-
-
-def is_overdue(row_due_at: datetime | None, at: datetime) -> bool:
-    return row_due_at is not None and as_utc(row_due_at) < at

@@ -22,8 +22,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 
 from gateway.amqp.names import Names
 from gateway.amqp.parking import republish
+from gateway.domain.identifiers import scrub
 from gateway.domain.status import Status
-from gateway.ops.masking import mask_text
 from gateway.storage import messages as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
@@ -128,7 +128,7 @@ def describe(message: AbstractIncomingMessage, queue: str = "") -> ParkedMessage
     headers = dict(message.headers or {})
     reason, at, deaths = _death(headers, queue)
     shown = {
-        k: mask_text(_text(v))
+        k: scrub(_text(v))
         for k, v in sorted(headers.items())
         if k != "x-death" and isinstance(v, str | bytes | int | float | bool)
     }
@@ -142,7 +142,7 @@ def describe(message: AbstractIncomingMessage, queue: str = "") -> ParkedMessage
         deaths=deaths,
         size=len(message.body),
         headers=shown,
-        body=mask_text(message.body.decode("utf-8", "replace")),
+        body=scrub(message.body.decode("utf-8", "replace")),
     )
 
 
@@ -243,6 +243,9 @@ async def act(
             outcome.acted_at[message.message_id or ""] = datetime.now(UTC)
             if action == "replay":
                 await republish(channel, queue, message)
+            # Taken with basic.get, not consumed: no gateway.amqp.consume policy (no retry, no park) and
+            # no settle() that would log a failed ack away. It must raise: ``done`` is what the caller
+            # audits, and a discard whose ack failed left the message parked.
             await message.ack()
             done.append(message.message_id or "")
             if (wanted is not None and wanted <= set(done)) or (limit is not None and len(done) >= limit):
@@ -262,7 +265,7 @@ async def record(db: Database, outcome: Outcome, actor: str, reason: str, via: s
     async with db.transaction() as conn:
         for message_id in outcome.done:
             row = await store.get(conn, message_id) if message_id else None
-            detail = {"queue": outcome.queue, "by": actor, "reason": mask_text(reason), "via": via}
+            detail = {"queue": outcome.queue, "by": actor, "reason": scrub(reason), "via": via}
             if row is not None:
                 if outcome.action == "discard":
                     await store.transition(
@@ -271,7 +274,7 @@ async def record(db: Database, outcome: Outcome, actor: str, reason: str, via: s
                         Status.FAILED,
                         actor,
                         detail,
-                        reason=mask_text(f"discarded from parking by {actor}: {reason}"),
+                        reason=scrub(f"discarded from parking by {actor}: {reason}"),
                     )
                 await store.add_evidence(
                     conn,

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.ops.masking import mask_text
+from gateway.domain.identifiers import scrub
 from gateway.partners import Partner
 from gateway.storage.tables import partner_health
 from gateway.storage.timestamps import as_utc, now
@@ -106,7 +106,7 @@ async def health(
                 p50_ms=max(p50) if p50 else None,
                 p95_ms=max(p95) if p95 else None,
                 in_flight=sum(int(r.in_flight) for r in fresh),
-                last_error=mask_text(str(latest.last_error)) if latest else None,
+                last_error=scrub(str(latest.last_error)) if latest else None,
                 last_error_at=as_utc(latest.last_error_at) if latest else None,
                 updated_at=max(as_utc(r.updated_at) for r in fresh),
             )
@@ -149,4 +149,4 @@ async def probe(partner: Partner, within: float = 3.0) -> Probe:
     except TimeoutError:
         return Probe(partner.code, False, elapsed(), f"no answer within {within:g} s")
     except (aiohttp.ClientError, OSError, ValueError) as exc:
-        return Probe(partner.code, False, elapsed(), mask_text(f"{type(exc).__name__}: {exc}")[:300])
+        return Probe(partner.code, False, elapsed(), scrub(f"{type(exc).__name__}: {exc}")[:300])

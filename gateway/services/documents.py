@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.amqp.names import Names
 from gateway.domain.calendar import WorkingCalendar, due_at, reminder_at
 from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
 from gateway.domain.identifiers import canonical_ids, mask, person_refs
+from gateway.domain.issued import copy_type
 from gateway.domain.parties import client_role
 from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
@@ -32,6 +32,7 @@ from gateway.problems import conflict, forbidden, invalid
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer, canonical_json
 from gateway.storage import messages as store
+from gateway.storage import outbox
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
 from gateway.storage.messages import OutboxItem
@@ -41,7 +42,6 @@ from gateway.validation import SchemaCatalog
 #: How long before its deadline a document's sender is reminded, unless documents.toml says otherwise.
 DEFAULT_REMINDER_LEAD = timedelta(hours=4)
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
-DOCUMENTS_EXCHANGE = "documents"
 NATURAL_KEY_MAX = 200  # messages.natural_key
 #: What the key of the gateway's own message ids is derived from (see :func:`issued_id`).
 ISSUED_ID_LABEL = b"thads-gateway issued message ids v1"
@@ -120,6 +120,9 @@ class DocumentService:
         self._ctx = rule_context
         self._clock = clock
         self.registry = registry
+        #: The relay of this process (set where one runs): takes the outbox rows of each accepted
+        #: document from the commit, so nothing waits for a polling pass.
+        self.relay: outbox.Handover = outbox.NoHandover()
         if admissions is None:
             from gateway.services.admissions import ADMISSIONS  # imports this module
 
@@ -272,16 +275,24 @@ class DocumentService:
             # Stored with the original, in its transaction: every copy the law requires, and only once.
             copy = copy_document(doc, copy_to, doc_type.copy_to or "", self._id_key)
             copy_digest = hashlib.sha256(canonical_json(copy)).hexdigest()
-            copy_key = stored_key(f"copy:{doc_type.copy_to}|{natural_key}")
+            copy_key = stored_key(f"{copy_type(doc_type.copy_to or '')}|{natural_key}")
             copies.append(
                 self._prepared(doc_type, copy, copy_digest, copy_key, received_at, None, actor, action)
             )
 
+        claim = self.relay.claim()
+        held: list[outbox.Pending] = []
+
         async def store_all(conn: AsyncConnection) -> None:
+            held.clear()  # what a rolled-back run of this body inserted
             if first is not None:
                 await first(conn)
             for prepared in (accepted, *copies):
-                await store.insert_accepted(conn, prepared.row, prepared.item, actor.id, prepared.evidence)
+                held.append(
+                    await store.insert_accepted(
+                        conn, prepared.row, prepared.item, actor.id, prepared.evidence, claim
+                    )
+                )
                 await append(conn, prepared.audit)
             for prepared in copies:
                 detail = {"copy": prepared.row["message_id"], "to": prepared.row["recipient"]}
@@ -312,6 +323,7 @@ class DocumentService:
                 # (a copy). Said without naming it.
                 raise conflict(_ID_TAKEN) from None
             return await self._duplicate(actor, action, earlier, doc["message_id"])
+        self.relay.hand_over(held)
         return PushResult(accepted.receipt, duplicate=False)
 
     def _prepared(
@@ -349,8 +361,8 @@ class DocumentService:
             "remind_at": reminder_at(received_at, due, self._reminder_lead) if due else None,
         }
         item = OutboxItem(
-            exchange=DOCUMENTS_EXCHANGE,
-            routing_key=Names.routing_key(doc["recipient"], priority),
+            exchange=outbox.DOCUMENTS,
+            routing_key=doc["recipient"],
             priority=5 if priority == "urgent" else 0,
             headers={
                 "message_type": doc["message_type"],
@@ -620,7 +632,7 @@ def copy_id(key: bytes, original_id: str, table: str) -> str:
     """The copy's ``message_id``: named after the original and the routing table under the gateway's
     key (:func:`issued_id`), so however often the original is pushed, and through whichever api, its
     copy is one document, and nobody can know the copy's id before the gateway makes it."""
-    return issued_id(key, f"copy:{table}", original_id.lower())
+    return issued_id(key, copy_type(table), original_id.lower())
 
 
 def copy_document(doc: Document, recipient: str, table: str, key: bytes) -> Document:

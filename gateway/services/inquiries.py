@@ -24,6 +24,7 @@ from gateway.security.signing import canonical_json
 from gateway.security.tokens import Principal
 from gateway.services.inquiry_results import representation
 from gateway.storage import inquiries as store
+from gateway.storage import outbox
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
 from gateway.storage.timestamps import now
@@ -45,6 +46,8 @@ class InquiryService:
         outbound: OutboundPolicy | None = None,
     ) -> None:
         self._db = db
+        #: The relay of this process, when one runs: publishes the partner requests from the commit.
+        self.relay: outbox.Handover = outbox.NoHandover()
         self._outbound = outbound or OutboundPolicy()
         self._catalog = catalog
         self._partners = {p.code: p for p in partners}
@@ -148,16 +151,13 @@ class InquiryService:
                     "exchange": "requests",
                     "routing_key": ref.partner_code,
                     "priority": 5 if urgent else 0,
-                    "headers": json.dumps(
-                        {
-                            "message_type": "asset.lookup",
-                            "correlation_id": inquiry_id,
-                            "source_id": ref.source_id,
-                        }
-                    ),
+                    "headers": {
+                        "message_type": "asset.lookup",
+                        "correlation_id": inquiry_id,
+                        "source_id": ref.source_id,
+                    },
                     "body": json.dumps(payload, ensure_ascii=False),
-                    "created_at": at,
-                    "attempts": 0,
+                    "at": at,
                 }
             )
         inquiry = {
@@ -195,12 +195,15 @@ class InquiryService:
             },
         )
         try:
+            claim = self.relay.claim()
+            held: list[outbox.Pending] = []
 
             async def create(conn: AsyncConnection) -> None:
-                await store.create(conn, inquiry, source_rows, requests)
+                held[:] = await store.create(conn, inquiry, source_rows, requests, claim)
                 await append(conn, audit)
 
             await self._db.write(create)
+            self.relay.hand_over(held)
         except IntegrityError:
             if not idempotency_key:
                 raise

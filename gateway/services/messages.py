@@ -8,7 +8,8 @@ from typing import Any
 
 from gateway.domain.doctypes import DocumentType
 from gateway.domain.identifiers import canonical_uuid
-from gateway.domain.revocation import REVOCATION, revocation_document
+from gateway.domain.issued import REVOCATION
+from gateway.domain.revocation import revocation_document
 from gateway.domain.status import Status, is_delivered
 from gateway.domain.violations import Violation
 from gateway.problems import conflict, forbidden, invalid, not_found

@@ -17,6 +17,7 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
+from gateway.amqp.consume import callback
 from gateway.simulators.gateway_client import GatewayClient, local_now
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,10 @@ class CaseSystemSimulator:
             queue = await self._wait_for_queue(connection)
 
             async def on_message(message: AbstractIncomingMessage) -> None:
-                async with message.process(requeue=True):
-                    await self._handle(http, message)
+                await self._handle(http, message)
 
-            await queue.consume(on_message)
+            # Like the gateway's consumers: acked once handled, handed back after a back-off if not.
+            await queue.consume(callback(on_message, queue=self.queue))
             await asyncio.Future()  # until cancelled
 
     async def _wait_for_queue(self, connection: aio_pika.abc.AbstractRobustConnection) -> AbstractQueue:

@@ -96,6 +96,11 @@ async def claim(conn: AsyncConnection, owner: str, limit: int, lease_seconds: fl
     return [PendingEvent(r.id, r.event_id, r.message_id, r.routing_key, r.body, r.attempts) for r in rows]
 
 
+async def waiting(conn: AsyncConnection) -> bool:
+    """Whether any event waits to be published: a read, so an idle relay pass writes nothing."""
+    return (await conn.execute(select(event_outbox.c.id).limit(1))).first() is not None
+
+
 async def complete(conn: AsyncConnection, ids: list[int]) -> None:
     """Events the broker confirmed."""
     if ids:

@@ -11,7 +11,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.storage.tables import inquiries, inquiry_sources, outbox
+from gateway.storage import outbox as outbox_rows
+from gateway.storage.tables import inquiries, inquiry_sources
 from gateway.storage.timestamps import now
 
 PENDING = "pending"
@@ -35,12 +36,13 @@ async def create(
     inquiry: dict[str, Any],
     sources: list[dict[str, Any]],
     requests: list[dict[str, Any]],
-) -> None:
-    """The inquiry, its sources (pending) and one outbox request per source: one transaction."""
+    claim: outbox_rows.Claim | None = None,
+) -> list[outbox_rows.Pending]:
+    """The inquiry, its sources (pending) and one outbox request per source (arguments of
+    :func:`gateway.storage.outbox.insert`, held by ``claim``): one transaction."""
     await conn.execute(insert(inquiries), [inquiry])
     await conn.execute(insert(inquiry_sources), sources)
-    if requests:
-        await conn.execute(insert(outbox), requests)
+    return [await outbox_rows.insert(conn, **request, claim=claim) for request in requests]
 
 
 async def get(conn: AsyncConnection, inquiry_id: str) -> Row[Any] | None:
@@ -131,15 +133,13 @@ async def set_status(conn: AsyncConnection, inquiry_id: str, status: str, comple
 
 async def queue_callback(conn: AsyncConnection, message_id: str, client_id: str, url: str, body: str) -> None:
     """Outbox entry for the caller's callback_url (published by the relay, POSTed by a worker)."""
-    await conn.execute(
-        insert(outbox).values(
-            message_id=message_id,
-            exchange="callbacks",
-            routing_key=client_id,
-            priority=0,
-            headers=json.dumps({"url": url, "message_type": "asset.inquiry.result"}),
-            body=body,
-            created_at=now(),
-            attempts=0,
-        )
+    headers = {"url": url, "message_type": "asset.inquiry.result"}
+    await outbox_rows.insert(
+        conn,
+        message_id=message_id,
+        exchange="callbacks",
+        routing_key=client_id,
+        headers=headers,
+        body=body,
+        at=now(),
     )

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.status import Status, sources_for
 from gateway.storage import events
-from gateway.storage.tables import evidences, messages, outbox
+from gateway.storage import outbox as outbox_rows
+from gateway.storage.tables import evidences, messages
 from gateway.storage.timestamps import iso, now
 
 #: Times a transition re-reads a status another writer changed under it before it gives up.
@@ -51,32 +52,34 @@ async def replies(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]
             "sender": r.sender,
             "status": r.status,
             "received_at": iso(r.received_at),
-            "href": f"/v1/messages/{r.message_id}",
         }
         for r in rows
     ]
 
 
 async def insert_accepted(
-    conn: AsyncConnection, row: dict[str, Any], item: OutboxItem, actor: str, detail: dict[str, Any]
-) -> None:
-    """Store the message, its first evidence, its outbox entry and its ``received`` status event (one
-    transaction, the caller's)."""
+    conn: AsyncConnection,
+    row: dict[str, Any],
+    item: OutboxItem,
+    actor: str,
+    detail: dict[str, Any],
+    claim: outbox_rows.Claim | None = None,
+) -> outbox_rows.Pending:
+    """Store the message, its first evidence, its outbox entry (held by ``claim``, when its writer relays
+    it itself) and its ``received`` status event (one transaction, the caller's)."""
     at = row["received_at"]
     await conn.execute(insert(messages), dict(**row, status=Status.RECEIVED, updated_at=at, delivery_count=0))
     await add_evidence(conn, row["message_id"], "accepted", actor, detail, at)
-    await conn.execute(
-        insert(outbox),
-        dict(
-            message_id=row["message_id"],
-            exchange=item.exchange,
-            routing_key=item.routing_key,
-            priority=item.priority,
-            headers=json.dumps(item.headers, sort_keys=True),
-            body=item.body,
-            created_at=at,
-            attempts=0,
-        ),
+    pending = await outbox_rows.insert(
+        conn,
+        message_id=row["message_id"],
+        exchange=item.exchange,
+        routing_key=item.routing_key,
+        priority=item.priority,
+        headers=item.headers,
+        body=item.body,
+        at=at,
+        claim=claim,
     )
     await events.record(
         conn,
@@ -88,6 +91,7 @@ async def insert_accepted(
         previous_status=None,
         at=at,
     )
+    return pending
 
 
 async def add_evidence(
@@ -186,8 +190,3 @@ async def timeline(conn: AsyncConnection, message_id: str) -> list[dict[str, Any
         }
         for r in rows
     ]
-
-
-async def status_counts(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))
-    return {str(status): int(n) for status, n in rows}

@@ -1,21 +1,40 @@
-"""Outbox claims: several relays may run; each claims a batch under a lease, publishes it, deletes it."""
+"""The outbox: rows written in the transaction that accepts what they carry, published by a relay, then
+deleted. Several relays may run: each row is held by one claim (a lease) at a time. Callers own the
+transaction.
+
+A row is claimed in one of two ways: by the process that writes it, in the same insert (``claim=``;
+that process publishes it as soon as it commits, with no read), or, once unclaimed or its lease has run
+out (the writer died or the broker refused), by any relay's fallback pass (:func:`claim`).
+
+A document's row holds no body: the body is the message row's payload, stored once, which the fallback
+pass joins in (with the message's status, so a document revoked while it waited is not sent).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.domain.status import Status
-from gateway.storage import messages as store
-from gateway.storage.tables import outbox
+from gateway.storage.tables import messages, outbox
 from gateway.storage.timestamps import now
 
+#: The logical exchange of documents (the others: ``requests``, ``callbacks``).
 DOCUMENTS = "documents"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who holds a row, and until when."""
+
+    owner: str
+    until: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +47,64 @@ class Pending:
     headers: dict[str, Any]
     body: str
     attempts: int
+    #: The message's status when claimed (documents only): a revoked one is not published.
+    status: str | None = None
+
+
+class Handover(Protocol):
+    """The relay of the writing process, as writers see it (``gateway/amqp/relay.py``)."""
+
+    def claim(self) -> Claim | None: ...
+
+    def hand_over(self, items: Sequence[Pending]) -> None: ...
+
+
+class NoHandover:
+    """No relay in this process: rows are left to the fallback pass of a relay elsewhere."""
+
+    def claim(self) -> Claim | None:
+        return None
+
+    def hand_over(self, items: Sequence[Pending]) -> None:
+        return None
+
+
+async def insert(
+    conn: AsyncConnection,
+    *,
+    message_id: str,
+    exchange: str,
+    routing_key: str,
+    headers: dict[str, Any],
+    body: str,
+    at: datetime,
+    priority: int = 0,
+    claim: Claim | None = None,
+) -> Pending:
+    """One row; a document's body is not stored (its message row has it). With ``claim`` the row is held
+    by its writer from the start, which publishes it after the commit from the returned :class:`Pending`
+    (no claim transaction, no read)."""
+    values: dict[str, Any] = dict(
+        message_id=message_id,
+        exchange=exchange,
+        routing_key=routing_key,
+        priority=priority,
+        headers=json.dumps(headers, sort_keys=True),
+        body=None if exchange == DOCUMENTS else body,
+        created_at=at,
+        attempts=1 if claim else 0,
+    )
+    if claim is not None:
+        values |= {"claimed_by": claim.owner, "claimed_until": claim.until}
+    row_id = (await conn.execute(sql_insert(outbox).values(**values).returning(outbox.c.id))).scalar_one()
+    return Pending(row_id, message_id, exchange, routing_key, priority, headers, body, values["attempts"])
+
+
+async def claimable(conn: AsyncConnection) -> bool:
+    """Whether any row is free to claim: a read, so an idle fallback pass costs no write transaction."""
+    at = now()
+    query = select(outbox.c.id).where(or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < at))
+    return (await conn.execute(query.limit(1))).first() is not None
 
 
 async def claim(conn: AsyncConnection, owner: str, limit: int, lease_seconds: float) -> list[Pending]:
@@ -53,7 +130,12 @@ async def claim(conn: AsyncConnection, owner: str, limit: int, lease_seconds: fl
             attempts=outbox.c.attempts + 1,
         )
     )
-    rows = await conn.execute(select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id))
+    rows = await conn.execute(
+        select(outbox, messages.c.payload, messages.c.status)
+        .select_from(outbox.outerjoin(messages, messages.c.message_id == outbox.c.message_id))
+        .where(outbox.c.id.in_(ids))
+        .order_by(outbox.c.id)
+    )
     return [
         Pending(
             id=r.id,
@@ -62,38 +144,36 @@ async def claim(conn: AsyncConnection, owner: str, limit: int, lease_seconds: fl
             routing_key=r.routing_key,
             priority=r.priority,
             headers=json.loads(r.headers),
-            body=r.body,
+            body=r.body if r.body is not None else (r.payload or ""),
             attempts=r.attempts,
+            status=str(r.status) if r.exchange == DOCUMENTS and r.status is not None else None,
         )
         for r in rows
     ]
 
 
-async def release(conn: AsyncConnection, ids: list[int], owner: str) -> None:
-    """Give rows back at once (publish failed): the next relay pass takes them again."""
+async def release(conn: AsyncConnection, ids: list[int], owner: str, unsent: Sequence[int] = ()) -> None:
+    """Give rows back at once (publish failed): the next relay pass takes them again. ``unsent``: those
+    the broker certainly did not take (returned unroutable, refused, never sent), whose attempt does not
+    count, so that the next publish is not flagged as a possible repeat."""
     if ids:
         await conn.execute(
             update(outbox)
             .where(outbox.c.id.in_(ids), outbox.c.claimed_by == owner)
             .values(claimed_until=None, claimed_by=None)
         )
+    if unsent:
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(list(unsent)), outbox.c.attempts > 0)
+            .values(attempts=outbox.c.attempts - 1)
+        )
 
 
-async def complete(conn: AsyncConnection, published: list[tuple[Pending, datetime]], actor: str) -> None:
-    """Rows the broker confirmed: delete them, record ``queued`` on the documents among them (lookup
-    requests and callbacks have their own records)."""
-    if not published:
-        return
-    await conn.execute(delete(outbox).where(outbox.c.id.in_([p.id for p, _ in published])))
-    for item, at in published:
-        if item.exchange != DOCUMENTS:
-            continue
-        detail = {"attempts": item.attempts}
-        moved = await store.transition(conn, item.message_id, Status.QUEUED, actor, detail, at=at)
-        if not moved:
-            # Delivery already happened (or a previous publish of this row was confirmed but not
-            # recorded): keep the evidence, not the status change.
-            await store.add_evidence(conn, item.message_id, "queued", actor, detail, at)
+async def remove(conn: AsyncConnection, ids: list[int]) -> None:
+    """Rows the broker confirmed."""
+    if ids:
+        await conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
 
 
 async def backlog(conn: AsyncConnection) -> int:

@@ -90,7 +90,8 @@ outbox = Table(
     Column("routing_key", String(200), nullable=False),
     Column("priority", Integer, nullable=False, default=0),
     Column("headers", Text, nullable=False),
-    Column("body", Text, nullable=False),
+    # NULL for a document: its body is the message row's payload (stored once, read by the relay).
+    Column("body", Text),
     Column("created_at", TS, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     # Lease: a relay claims rows until this time; a crashed relay's rows are claimed again after it.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.amqp.broker import BrokerLink
 from gateway.connectors import bank
 from gateway.partners import load_partners
+from gateway.pipeline import build_relay
 from gateway.problems import set_max_listed
 from gateway.reference_data import load_calendar, load_legal_bases
 from gateway.security.clients import ClientStore
@@ -64,6 +68,29 @@ def build_services(settings: Settings, db: Database) -> Services:
     )
 
 
+@contextlib.asynccontextmanager
+async def relaying(settings: Settings, services: Services) -> AsyncIterator[None]:
+    """The api publishes what it accepts (``relay.publish_from_api``): its own relay, on a broker
+    connection made in the background, so the api starts and accepts while the broker is down (rows
+    then wait in the outbox for whichever relay can publish)."""
+    if not settings.relay.publish_from_api:
+        yield
+        return
+    link = BrokerLink(settings.broker_url, "gateway-api-publish")
+    link.start()
+    relay = build_relay(settings, services.db, services.clients, services.documents, lambda: link.publisher)
+    services.inquiries.relay = relay
+    fallback = asyncio.create_task(relay.run(), name="relay")
+    try:
+        yield
+    finally:
+        fallback.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fallback
+        await relay.close()
+        await link.close()
+
+
 def create_app(settings: Settings, migrate: bool = True) -> web.Application:
     # The body limit is enforced by our reader (413 as problem+json); aiohttp's own cap is a backstop.
     app = web.Application(middlewares=[problems], client_max_size=settings.api.max_body_bytes + 1024)
@@ -73,7 +100,7 @@ def create_app(settings: Settings, migrate: bool = True) -> web.Application:
         if migrate:
             await upgrade(db.url)
         app[SERVICES] = services = build_services(settings, db)
-        async with flushing(app, db):
+        async with flushing(app, db), relaying(settings, services):
             yield
         await services.token_uses.close()
         await db.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -18,8 +18,13 @@ from gateway.web.operation import ANY_CLIENT, Example, Operation, Response
 __all__ = ["OPERATIONS"]
 
 
+def _message_path(message_id: str) -> str:
+    """Where a message is followed (``GET``), confirmed and revoked."""
+    return f"/v1/messages/{message_id}"
+
+
 def _receipt_response(result: PushResult) -> web.Response:
-    location = f"/v1/messages/{result.receipt['message_id']}"
+    location = _message_path(result.receipt["message_id"])
     return web.json_response(
         result.receipt,
         status=200 if result.duplicate else 202,
@@ -57,11 +62,17 @@ async def push_judgment(request: web.Request) -> web.Response:
     return _receipt_response(result)
 
 
+def _status_response(view: dict[str, Any]) -> web.Response:
+    """A message's status view, each reply with the link to follow it."""
+    replies = [reply | {"href": _message_path(reply["message_id"])} for reply in view["replies"]]
+    return web.json_response(view | {"replies": replies})
+
+
 async def get_message(request: web.Request) -> web.Response:
     view = await request.app[SERVICES].messages.status(
         request[PRINCIPAL_KEY], request.match_info["message_id"]
     )
-    return web.json_response(view)
+    return _status_response(view)
 
 
 async def confirm_message(request: web.Request) -> web.Response:
@@ -69,7 +80,7 @@ async def confirm_message(request: web.Request) -> web.Response:
     view, _first = await request.app[SERVICES].messages.confirm(
         request[PRINCIPAL_KEY], request.match_info["message_id"], document
     )
-    return web.json_response(view)
+    return _status_response(view)
 
 
 async def revoke_message(request: web.Request) -> web.Response:
@@ -77,7 +88,7 @@ async def revoke_message(request: web.Request) -> web.Response:
     view = await request.app[SERVICES].messages.revoke(
         request[PRINCIPAL_KEY], request.match_info["message_id"], document
     )
-    return web.json_response(view)
+    return _status_response(view)
 
 
 async def keys(request: web.Request) -> web.Response:

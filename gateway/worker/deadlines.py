@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from gateway.domain.issued import DEADLINE_EVENT
 from gateway.domain.status import Status
 from gateway.problems import Problem
 from gateway.security.clients import ClientStore
@@ -32,7 +33,6 @@ from gateway.storage.timestamps import as_utc, iso, now
 log = logging.getLogger(__name__)
 
 EVENTS = Counter("gateway_deadline_events_total", "Reminders and escalations issued", ["kind"])
-DEADLINE_EVENT = "event.deadline"
 ACTOR = "gateway.deadlines"
 
 

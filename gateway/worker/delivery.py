@@ -10,7 +10,6 @@ that repeats is suppressed by the status check.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,20 +21,19 @@ from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway import logs
 from gateway.amqp.broker import Publisher
+from gateway.amqp.consume import Park
 from gateway.amqp.names import Names
-from gateway.amqp.settle import settle
 from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.answers import answer_document
 from gateway.domain.delivery import PartnerReceipt
 from gateway.domain.doctypes import DocumentType
 from gateway.domain.identifiers import scrub
-from gateway.domain.revocation import revocation_document
 from gateway.domain.status import Status, must_not_deliver
 from gateway.problems import Problem
 from gateway.security.clients import Client
 from gateway.security.signing import Signer
+from gateway.services.deliveries import Delivered, delivery_detail, follow_revoked, record_delivered
 from gateway.services.documents import DocumentService
 from gateway.settings import DeliverySettings
 from gateway.storage import messages as store
@@ -100,35 +98,22 @@ class Deliverer:
         self._settings = settings
         self.actor = "gateway.delivery"
 
-    async def handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
-        """Consumer callback for ``names.deliver(recipient.id)`` and its urgent lane."""
-        with logs.consuming(message, recipient=recipient.id):
-            try:
-                await self._handle(recipient, message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Storage or broker trouble: leave the message to the broker (redelivered; the delivery
-                # limit parks it if this never clears).
-                log.exception("delivery of %s to %s failed; requeueing", message.message_id, recipient.id)
-                await asyncio.sleep(1)
-                await settle(message.nack(requeue=True))
-
-    async def _handle(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
+    async def deliver(self, recipient: Recipient, message: AbstractIncomingMessage) -> None:
+        """Handler of ``names.deliver(recipient.id)`` and its urgent lane, under the consumer policy
+        (``gateway/amqp/consume.py``): returning acks; :class:`Park` parks; storage or broker trouble
+        (any other exception) leaves the message to the broker, whose delivery limit parks what never
+        clears."""
         message_id = message.message_id or ""
         async with self._db.read() as conn:
             row = await store.get(conn, message_id) if message_id else None
         if row is None:
-            log.error("unknown message %r on %s: parking it", message_id, recipient.id)
-            await settle(message.reject(requeue=False))
-            return
+            raise Park(f"unknown message {message_id!r} on {recipient.id}", level=logging.ERROR)
         if must_not_deliver(Status(row.status)):
             # Delivered already (a redelivered copy), or revoked by its sender before it got here.
             revoked = row.status == Status.REVOKED
             SUPPRESSED.labels(recipient.id).inc()
             event = "not_delivered_revoked" if revoked else "duplicate_suppressed"
             await self._db.write(lambda conn: store.add_evidence(conn, message_id, event, self.actor))
-            await settle(message.ack())
             return
 
         attempt = _attempt(message)
@@ -143,9 +128,11 @@ class Deliverer:
                 lambda conn: store.add_evidence(conn, message_id, "redelivered", self.actor, detail)
             )
         receipt: PartnerReceipt | None = None
+        # Parsed once: the partner's call, its answer and the delivery record all read it.
+        document: dict[str, Any] = json.loads(message.body)
         try:
             if recipient.partner is not None:
-                channel, receipt = "connector", await self._to_partner(recipient.partner, message)
+                channel, receipt = "connector", await self._to_partner(recipient.partner, message, document)
             else:
                 assert recipient.client is not None
                 channel = await self._forward(recipient.client, message, attempt, repeat)
@@ -156,15 +143,14 @@ class Deliverer:
             await self._retry_or_park(recipient, message, attempt, str(exc))
             return
 
-        recorded: list[tuple[bool, Any]] = []
-        record = self._delivery_record(row, channel, attempt, receipt, now(), recorded)
+        recorded: list[Delivered] = []
+        record = self._delivery_record(row, document, channel, attempt, receipt, now(), recorded)
         report = receipt.report if receipt is not None else None
-        if report is None or not await self._store_answer(recipient.id, row, message, report, record):
+        if report is None or not await self._store_answer(recipient.id, row, document, report, record):
             recorded.clear()  # what a rolled-back run of ``record`` saw
             await self._db.write(record)
-        await self._after_delivery(recorded[-1])
+        await follow_revoked(self._db.read, self._documents.issue, recorded[-1:])
         DELIVERED.labels(recipient.id, channel).inc()
-        await settle(message.ack())
         log.debug("delivered to %s via %s (attempt %d)", recipient.id, channel, attempt)
 
     async def _forward(
@@ -199,9 +185,9 @@ class Deliverer:
         return "webhook"
 
     async def _to_partner(
-        self, partner: GuardedConnector, message: AbstractIncomingMessage
+        self, partner: GuardedConnector, message: AbstractIncomingMessage, original: dict[str, Any]
     ) -> PartnerReceipt | None:
-        document = json.loads(message.body)
+        document = dict(original)
         # The law wants the partner told the deadline: the gateway's own, when the sender gave none.
         due_at = (message.headers or {}).get("due_at")
         if isinstance(due_at, str) and "due_at" not in document:
@@ -219,7 +205,7 @@ class Deliverer:
         self,
         partner: str,
         row: Any,
-        message: AbstractIncomingMessage,
+        original: dict[str, Any],
         report: dict[str, Any],
         record: Callable[[AsyncConnection], Awaitable[None]],
     ) -> bool:
@@ -230,7 +216,6 @@ class Deliverer:
         doc_type = self._types.get(row.message_type)
         if doc_type is None or doc_type.answer_type is None:
             return False
-        original = json.loads(message.body)
         answer = answer_document(original, doc_type.answer_type, report, iso(now()) or "")
         try:
             result = await self._documents.accept_from_partner(partner, answer, first=record)
@@ -249,48 +234,24 @@ class Deliverer:
     def _delivery_record(
         self,
         row: Any,
+        document: dict[str, Any],
         channel: str,
         attempt: int,
         receipt: PartnerReceipt | None,
         at: Any,
-        recorded: list[tuple[bool, Any]],
+        recorded: list[Delivered],
     ) -> Callable[[AsyncConnection], Awaitable[None]]:
-        """The write that records the delivery of ``row``; appends (moved to delivered?, the row after)
-        to ``recorded``."""
-        detail: dict[str, Any] = {"channel": channel, "attempt": attempt}
-        if receipt is not None:
-            detail |= {"answer": "later" if receipt.accepted_later else "at_once"}
-            if receipt.reference:
-                detail["partner_reference"] = receipt.reference
+        """The write that records the delivery of ``row``; appends its outcome to ``recorded``."""
+        detail = delivery_detail(channel, attempt, receipt)
         doc_type = self._types.get(row.message_type)
+        body = document.get("body")
 
         async def record(conn: AsyncConnection) -> None:
-            moved = await store.transition(conn, row.message_id, Status.DELIVERED, self.actor, detail, at=at)
-            if not moved:
-                # The sender revoked it while it was being handed over (or an answer pushed meanwhile
-                # moved it on): keep the delivery evidence either way.
-                await store.add_evidence(conn, row.message_id, "delivered", self.actor, detail, at)
-            await store.count_delivery(conn, row.message_id)
-            if doc_type is not None and doc_type.delivered_event:
-                await self._note_on_references(conn, doc_type, row, at)
-            recorded.append((moved, await store.get(conn, row.message_id)))
+            recorded.append(
+                await record_delivered(conn, doc_type, row.message_id, body, detail, at, self.actor)
+            )
 
         return record
-
-    async def _after_delivery(self, recorded: tuple[bool, Any]) -> None:
-        moved, current = recorded
-        if not moved and current is not None and current.status == Status.REVOKED:
-            # Revoked during the hand-over: the recipient has it, so it must hear of the revocation.
-            reason = current.status_reason or "revoked by its sender"
-            await self._documents.issue(revocation_document(current, reason, iso(now()) or ""))
-
-    async def _note_on_references(self, conn: Any, doc_type: DocumentType, row: Any, at: Any) -> None:
-        body = (json.loads(row.payload) if row.payload else {}).get("body", {})
-        for ref in doc_type.references:
-            target = body.get(ref.field)
-            if isinstance(target, str) and doc_type.delivered_event:
-                detail = {"by": row.message_id}
-                await store.add_evidence(conn, target, doc_type.delivered_event, self.actor, detail, at)
 
     async def _park(
         self, recipient: Recipient, message: AbstractIncomingMessage, attempt: int, reason: str
@@ -305,7 +266,7 @@ class Deliverer:
                 reason=f"not delivered after {attempt} attempt(s): {reason}",
             )
         PARKED.labels(recipient.id).inc()
-        await settle(message.reject(requeue=False))  # dead-letter -> parking queue
+        raise Park(reason)  # dead-letter -> parking queue
 
     async def _retry_or_park(
         self, recipient: Recipient, message: AbstractIncomingMessage, attempt: int, reason: str
@@ -334,8 +295,7 @@ class Deliverer:
             message_type=message.type,
             headers={**(message.headers or {}), ATTEMPT_HEADER: attempt + 1},
         )
-        RETRIED.labels(recipient.id).inc()
-        await settle(message.ack())
+        RETRIED.labels(recipient.id).inc()  # returning acks this copy: the retry tier holds the next
 
 
 def _attempt(message: AbstractIncomingMessage) -> int:

@@ -38,8 +38,8 @@ from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.amqp.consume import Abandon, Park, callback
 from gateway.amqp.names import Names
-from gateway.amqp.settle import settle
 from gateway.domain import events as domain
 from gateway.security.outbound import Outbound, OutboundRefused
 from gateway.security.signing import Signer
@@ -59,6 +59,8 @@ LEASE_SECONDS = 30.0
 #: ``delivery_limit`` attempts must stay within the broker's consumer timeout (30 minutes by default).
 MAX_RETRY_DELAY_SECONDS = 60.0
 RESCAN_SECONDS = 2.0
+#: How often the event relay looks for events: a read when there are none.
+POLL_SECONDS = 0.2
 
 
 class EventRelay:
@@ -97,6 +99,9 @@ class EventRelay:
 
     async def run_once(self) -> int:
         """One batch, published in order; returns the events published."""
+        async with self._db.read() as conn:
+            if not await store.waiting(conn):
+                return 0
         batch = await self._db.write(lambda conn: store.claim(conn, self._owner, BATCH, LEASE_SECONDS))
         if not batch:
             return 0
@@ -224,7 +229,8 @@ class WebhookDispatcher:
             async def on_event(message: AbstractIncomingMessage) -> None:
                 await self._deliver(hook, message, consumer)
 
-            consumer.tag = await queue.consume(on_event, robust=False)
+            on_message = callback(on_event, queue=name, client=hook.client_id)
+            consumer.tag = await queue.consume(on_message, robust=False)
         except aio_pika.exceptions.ChannelNotFoundEntity:
             # Deleted (the subscription is ending) or lost: not re-created here; an operator's to see.
             log.warning("queue %s of subscription %s does not exist", name, hook.subscription_id)
@@ -239,14 +245,14 @@ class WebhookDispatcher:
         log.info("status events of %s to %s", hook.client_id, hook.url)
 
     async def _deliver(self, hook: _Hook, message: AbstractIncomingMessage, consumer: _Consumer) -> None:
+        """Returns once the event is delivered (acked), raises ``Park`` to park it; see
+        :mod:`gateway.amqp.consume`."""
         try:
             event: dict[str, Any] = json.loads(message.body)
-        except ValueError:
-            await settle(message.reject(requeue=False))  # not ours: parked
-            return
+        except ValueError as exc:
+            raise Park("not a status event: unreadable JSON") from exc
         if not domain.matches(event, hook.client_id, hook.message_types):
-            await settle(message.ack())  # bindings say it cannot happen; never pass it on if it does
-            return
+            return  # bindings say it cannot happen; never pass it on if it does
         count = (message.headers or {}).get("x-delivery-count")
         attempt = (count if isinstance(count, int) else 0) + 1
         limit = self._settings.delivery.delivery_limit
@@ -255,18 +261,15 @@ class WebhookDispatcher:
         # it back to the broker, which counts the delivery.
         while True:
             if not await consumer.alive():
-                return  # unsubscribed (queue deleted) or the channel went: the broker keeps the event
+                # Unsubscribed (queue deleted) or the channel went: the broker keeps the event.
+                raise Abandon("the subscription's consumer is gone")
             try:
                 await self._outbound.check(hook.url, hook.client_id)
             except OutboundRefused as exc:
                 WEBHOOKS.labels("refused").inc()
-                log.warning(
-                    "status event webhook of %s refused by the outbound policy (%s); parked",
-                    hook.client_id,
-                    exc,
-                )
-                await settle(message.reject(requeue=False))  # dead-lettered to its parking queue
-                return
+                raise Park(
+                    f"status event webhook of {hook.client_id} refused by the outbound policy ({exc})"
+                ) from exc
             try:
                 await webhook.post(
                     self._outbound.session,
@@ -282,9 +285,9 @@ class WebhookDispatcher:
             except webhook.WebhookFailed as exc:
                 WEBHOOKS.labels("failed").inc()
                 if attempt >= limit:
-                    log.warning("status event webhook of %s failed %s times; parked", hook.client_id, attempt)
-                    await settle(message.reject(requeue=False))  # dead-lettered to its parking queue
-                    return
+                    raise Park(
+                        f"status event webhook of {hook.client_id} failed {attempt} times ({exc})"
+                    ) from exc
                 delay = min(delays[min(attempt, len(delays)) - 1], MAX_RETRY_DELAY_SECONDS)
                 log.warning(
                     "status event webhook of %s failed (%s); again in %ss", hook.client_id, exc, delay
@@ -293,7 +296,6 @@ class WebhookDispatcher:
                 attempt += 1
                 continue
             WEBHOOKS.labels("delivered").inc()
-            await settle(message.ack())
             return
 
 
@@ -307,7 +309,7 @@ def start(
     settings: Settings,
 ) -> list[asyncio.Task[None]]:
     """The relay and the dispatcher, as tasks of the worker (once ``<ns>.events`` is declared)."""
-    relay = EventRelay(db, publish_connection, names, settings.relay.poll_interval_seconds)
+    relay = EventRelay(db, publish_connection, names, POLL_SECONDS)
     dispatcher = WebhookDispatcher(db, consume_connection, names, signer, outbound, settings)
     return [
         asyncio.create_task(relay.run(), name="event-relay"),

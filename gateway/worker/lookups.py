@@ -1,13 +1,16 @@
 """Lookups in the worker: call partners (one queue per partner), record their replies, time out the
 silent ones, and call the caller back when an inquiry is final.
 
-Each step acks only after its effect is stored or published; each is idempotent on ``request_ref``,
-so a redelivered request may call a partner twice, but the inquiry records one answer.
+Each step acks only after its effect is stored or published (settled by :mod:`gateway.amqp.consume`: a
+step that raises is handed back to the broker after a back-off, one that raises ``Park`` is parked);
+each is idempotent on ``request_ref``, so a redelivered request may call a partner twice, but the
+inquiry records one answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import Any
@@ -16,10 +19,9 @@ from urllib.parse import urlsplit
 from aio_pika.abc import AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from gateway import logs
 from gateway.amqp.broker import Publisher
+from gateway.amqp.consume import Park, consume
 from gateway.amqp.names import Names
-from gateway.amqp.settle import settle
 from gateway.connectors.resilience import GuardedConnector, Outcome
 from gateway.domain.identifiers import scrub
 from gateway.security.outbound import Outbound, OutboundRefused
@@ -56,46 +58,37 @@ class LookupWorker:
     # -- partner queues ------------------------------------------------------------------------
 
     async def on_request(self, partner_code: str, message: AbstractIncomingMessage) -> None:
-        with logs.consuming(message, partner=partner_code):
-            await self._on_request(partner_code, message)
+        await consume(
+            message,
+            functools.partial(self._on_request, partner_code),
+            queue=self._names.partner(partner_code),
+            partner=partner_code,
+        )
 
     async def _on_request(self, partner_code: str, message: AbstractIncomingMessage) -> None:
         try:
             request = parse_request(message.body)
-        except (ValueError, TypeError, KeyError):
-            log.error("unreadable lookup request on %s: parking it", partner_code)
-            await settle(message.reject(requeue=False))
-            return
-        try:
-            async with self._db.read() as conn:
-                source = await store.source_by_ref(conn, request.request_ref)
-            if source is None or source.status != PENDING:
-                await settle(message.ack())  # answered already (or timed out): nothing to do
-                return
-            outcome = await self._connectors[partner_code].call(request)
-            log.debug("lookup on %s: %s after %d attempt(s)", partner_code, outcome.status, outcome.attempts)
-            await self._publisher.publish(
-                self._names.replies,
-                partner_code,
-                json.dumps(reply_body(request.request_ref, outcome), ensure_ascii=False).encode(),
-                message_id=request.request_ref,
-                correlation_id=request.inquiry_id,
-                message_type="asset.lookup.reply",
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("lookup %s on %s failed; requeueing", request.request_ref, partner_code)
-            await asyncio.sleep(1)
-            await settle(message.nack(requeue=True))
-            return
-        await settle(message.ack())
+        except (ValueError, TypeError, KeyError) as exc:
+            raise Park(f"unreadable lookup request ({type(exc).__name__})", level=logging.ERROR) from exc
+        async with self._db.read() as conn:
+            source = await store.source_by_ref(conn, request.request_ref)
+        if source is None or source.status != PENDING:
+            return  # answered already (or timed out): nothing to do
+        outcome = await self._connectors[partner_code].call(request)
+        log.debug("lookup on %s: %s after %d attempt(s)", partner_code, outcome.status, outcome.attempts)
+        await self._publisher.publish(
+            self._names.replies,
+            partner_code,
+            json.dumps(reply_body(request.request_ref, outcome), ensure_ascii=False).encode(),
+            message_id=request.request_ref,
+            correlation_id=request.inquiry_id,
+            message_type="asset.lookup.reply",
+        )
 
     # -- replies -------------------------------------------------------------------------------
 
     async def on_reply(self, message: AbstractIncomingMessage) -> None:
-        with logs.consuming(message):
-            await self._on_reply(message)
+        await consume(message, self._on_reply, queue=self._names.replies_queue)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -108,18 +101,8 @@ class LookupWorker:
                 await apply_answer(
                     self._db, data["request_ref"], answer_from(data), data.get("partner", "partner")
                 )
-        except asyncio.CancelledError:
-            raise
-        except (ValueError, KeyError):
-            log.error("unreadable reply %s: parking it", message.message_id)
-            await settle(message.reject(requeue=False))
-            return
-        except Exception:
-            log.exception("recording reply %s failed; requeueing", message.message_id)
-            await asyncio.sleep(1)
-            await settle(message.nack(requeue=True))
-            return
-        await settle(message.ack())
+        except (ValueError, KeyError) as exc:
+            raise Park(f"unreadable reply ({type(exc).__name__})", level=logging.ERROR) from exc
 
     # -- deadlines -----------------------------------------------------------------------------
 
@@ -148,8 +131,7 @@ class LookupWorker:
         """POST the final inquiry to the caller's callback_url, signed like document webhooks, only where
         the outbound policy allows (checked again now, and by the session's resolver at connect time),
         never following a redirect; audited as a read of the results it carries before they leave."""
-        with logs.consuming(message):
-            await self._on_callback(message)
+        await consume(message, self._on_callback, queue=self._names.callbacks_queue)
 
     async def _on_callback(self, message: AbstractIncomingMessage) -> None:
         url = str((message.headers or {}).get("url", ""))
@@ -157,42 +139,26 @@ class LookupWorker:
         host = urlsplit(url).hostname or ""
         try:
             read = callback_read(client_id, host, message.message_id or "", message.body)
-        except (ValueError, KeyError, TypeError):
-            log.error("unreadable callback %s: parking it", message.message_id)
-            await settle(message.reject(requeue=False))
-            return
-        refused: OutboundRefused | None = None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Park(f"unreadable callback ({type(exc).__name__})", level=logging.ERROR) from exc
         try:
             await self._outbound.check(url, client_id)
-        except OutboundRefused as exc:
-            refused = exc
-        try:
-            if refused is not None:
-                await self._audit(
-                    AuditEntry(
-                        actor="gateway.callback",
-                        action="assets.callback",
-                        outcome="refused",
-                        message_id=message.message_id,
-                        object_ref=read.object_ref,
-                        reason=str(refused),
-                        data={"client": client_id, "host": host},
-                    )
+        except OutboundRefused as refused:
+            # Audited before it is parked; an audit that fails hands the callback back for later.
+            await self._audit(
+                AuditEntry(
+                    actor="gateway.callback",
+                    action="assets.callback",
+                    outcome="refused",
+                    message_id=message.message_id,
+                    object_ref=read.object_ref,
+                    reason=str(refused),
+                    data={"client": client_id, "host": host},
                 )
-            else:
-                # Before the results leave: a callback that cannot be audited is not sent yet.
-                await self._audit(read)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("auditing callback %s failed; requeueing", message.message_id)
-            await asyncio.sleep(1)
-            await settle(message.nack(requeue=True))
-            return
-        if refused is not None:
-            log.warning("callback to %s refused by the outbound policy (%s): parked", scrub(url), refused)
-            await settle(message.reject(requeue=False))
-            return
+            )
+            raise Park(f"callback to {scrub(url)} refused by the outbound policy ({refused})") from refused
+        # Before the results leave: a callback that cannot be audited is not sent yet.
+        await self._audit(read)
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(5),
@@ -213,10 +179,7 @@ class LookupWorker:
                         10.0,
                     )
         except webhook.WebhookFailed as exc:
-            log.warning("callback to %s failed for good (%s): parking it", scrub(url), scrub(str(exc)))
-            await settle(message.reject(requeue=False))
-            return
-        await settle(message.ack())
+            raise Park(f"callback to {scrub(url)} failed for good ({scrub(str(exc))})") from exc
 
     async def _audit(self, entry: AuditEntry) -> None:
         async with self._db.transaction() as conn:

@@ -14,12 +14,14 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp import topology
 from gateway.amqp.broker import Publisher, connect
+from gateway.amqp.consume import RetryLater, callback
 from gateway.amqp.names import Names
 from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.registry import partner_kinds_receiving_documents
 from gateway.metrics import observe_signing_key
 from gateway.partners import Partner, load_partners, missing_credentials
+from gateway.pipeline import build_relay
 from gateway.reference_data import load_reminder_lead
 from gateway.security.clients import Client, ClientStore
 from gateway.security.outbound import Outbound, OutboundPolicy, client_session
@@ -36,7 +38,6 @@ from gateway.worker.delivery import Deliverer, Recipient
 from gateway.worker.gauges import pollers
 from gateway.worker.lookups import LookupWorker
 from gateway.worker.partner_health import PartnerHealthWriter
-from gateway.worker.relay import Relay
 
 log = logging.getLogger(__name__)
 RESCAN_SECONDS = 5.0
@@ -88,7 +89,7 @@ class Worker:
         async with aiohttp.ClientSession() as http, client_session(policy) as client_http:
             outbound = Outbound(policy, client_http, functools.partial(_outbound_hosts, clients))
             deliverer = Deliverer(db, publisher, self.names, signer, http, settings.delivery, documents)
-            relay = Relay(db, publisher, self.names, settings.relay)
+            relay = build_relay(settings, db, clients, documents, lambda: publisher)
             channel = await consume_conn.channel()
             await channel.set_qos(prefetch_count=settings.delivery.prefetch)
             self._urgent_channel = await consume_conn.channel()
@@ -132,6 +133,7 @@ class Worker:
                 await stop.wait()
             finally:
                 await cancel_all(tasks)
+                await relay.close()
                 await close_all(connectors)
                 if metrics is not None:
                     await metrics.cleanup()
@@ -170,10 +172,12 @@ class Worker:
                 d.delivery_limit,
                 None,
             )
-            recipient = Recipient(partner.code, partner=guarded[partner.code])
-            await queue.consume(functools.partial(deliverer.handle, recipient))
+            handler = functools.partial(
+                deliverer.deliver, Recipient(partner.code, partner=guarded[partner.code])
+            )
             urgent = await self._urgent_lane(partner.code)
-            await urgent.consume(functools.partial(deliverer.handle, recipient))
+            for lane in (queue, urgent):
+                await lane.consume(callback(handler, queue=lane.name, recipient=partner.code))
 
     async def _urgent_lane(self, recipient: str) -> AbstractQueue:
         assert self._urgent_channel is not None
@@ -218,14 +222,13 @@ class Worker:
                 # Looked up per message: a changed delivery target applies at once.
                 current = clients.get(client_id)
                 if current is None or current.deliver_to is None:
-                    await message.nack(requeue=True)
-                    await asyncio.sleep(1)
-                    return
-                await deliverer.handle(Recipient(client_id, client=current), message)
+                    # Held a second, then back to the queue: a configuration fix has time to land.
+                    raise RetryLater(f"{client_id} has no delivery target")
+                await deliverer.deliver(Recipient(client_id, client=current), message)
 
-            await queue.consume(on_message)
             urgent = await self._urgent_lane(client.id)
-            await urgent.consume(on_message)
+            for lane in (queue, urgent):
+                await lane.consume(callback(on_message, queue=lane.name, recipient=client.id))
         self._consuming[client.id] = target
         log.info("delivering to %s via %s", client.id, target)
 

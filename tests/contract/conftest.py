@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,12 @@ def running_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi
     url = f"http://127.0.0.1:{port}"
     # A rate no generated run reaches (429 is documented, but would cut the run short), and a short
     # `Prefer: wait` cap so that a generated wait stays well inside the request timeout.
-    api = {"public_url": url, "port": port, "rate_limit": "100000/second", "max_wait_seconds": 2}
+    api: dict[str, Any] = {
+        "public_url": url,
+        "port": port,
+        "rate_limit": "100000/second",
+        "max_wait_seconds": 2,
+    }
     world = make_world(home, f"sqlite+aiosqlite:///{home}/gateway.db", api=api)
     for name in ("partners.toml", "legal_bases.toml", "holidays.toml", "documents.toml"):
         shutil.copy(ROOT / "config" / name, world.settings.config_dir / name)

@@ -59,7 +59,7 @@ def configured_backend() -> Backend:
 
 
 def _server() -> URL:
-    url = make_url(_configured if configured_backend() == "postgres" else DEFAULT_SERVER)
+    url = make_url((_configured or "") if configured_backend() == "postgres" else DEFAULT_SERVER)
     return url.set(drivername="postgresql+asyncpg")
 
 

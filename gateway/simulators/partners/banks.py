@@ -23,6 +23,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.domain import orders
+from gateway.domain.issued import REVOCATION
 from gateway.simulators.partners import (
     Answerer,
     Inquiry,
@@ -35,7 +37,7 @@ from gateway.simulators.partners import (
 )
 from gateway.simulators.partners.behaviour import Behaviour
 from gateway.simulators.partners.callbacks import DEFAULT_GATEWAY_URL, Callbacks, signing_key
-from gateway.simulators.partners.desk import REVOCATION, Desk, Document
+from gateway.simulators.partners.desk import Desk, Document
 from gateway.simulators.partners.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,9 @@ PATHS = {"BANK-VCB": "/vcb", "BANK-BIDV": "/bidv", "BANK-CTG": "/ctg", "BANK-AGR
 ASYNC_BANKS = frozenset({"BANK-TCB"})
 INQUIRY_PATH = "/api/v1/account-inquiries"
 ORDERS_PATH = "/api/v1/orders"
-BLOCKING: Final = "order.account_blocking"
-TRANSFER: Final = "order.funds_transfer"
-RELEASE: Final = "order.account_release"
+BLOCKING: Final = orders.ACCOUNT_BLOCKING
+TRANSFER: Final = orders.FUNDS_TRANSFER
+RELEASE: Final = orders.ACCOUNT_RELEASE
 
 CALLBACKS = web.AppKey("callbacks", Callbacks)
 

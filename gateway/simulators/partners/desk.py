@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 from aiohttp import web
 
 from gateway.domain.answers import answer_document
+from gateway.domain.issued import REVOCATION
 from gateway.domain.registry import REGISTRY
 from gateway.simulators.partners import (
     ICT,
@@ -57,7 +58,6 @@ from gateway.simulators.partners.callbacks import DEFAULT_GATEWAY_URL, Callbacks
 
 AnswerMode = Literal["at_once", "late", "never"]
 ANSWER_MODES: Final[tuple[AnswerMode, ...]] = ("at_once", "late", "never")
-REVOCATION: Final = "document.revocation"
 Document = dict[str, Any]
 T = TypeVar("T")
 

@@ -32,10 +32,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.domain.issued import REVOCATION
 from gateway.simulators.partners import ICT, json_error, rest_app
 from gateway.simulators.partners.behaviour import ADMIN_PREFIX, Behaviour
 from gateway.simulators.partners.callbacks import DEFAULT_GATEWAY_URL, Callbacks, signing_key
-from gateway.simulators.partners.desk import REVOCATION, Desk, Document
+from gateway.simulators.partners.desk import Desk, Document
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import date, timedelta
 from typing import Any, Protocol
 
+from gateway.domain.identifiers import is_personal_id
 from gateway.simulators.fake_data import GIVEN, MIDDLE, SURNAMES
 
 RICH = "001085012345"
@@ -23,6 +24,8 @@ BANKS = ("BANK-VCB", "BANK-BIDV", "BANK-CTG", "BANK-AGR", "BANK-TCB")
 KINDS = ("land", "bank", "tax", "vehicle", "population")
 
 Row = dict[str, Any]
+# The registries' own form check, looser than a valid personal ID (identifiers.is_personal_id): twelve
+# digits in any province range are taken, and answered "not found".
 _ID = re.compile(r"^[0-9]{12}$")
 _ENTERPRISE = re.compile(r"^[0-9]{10}(-[0-9]{3})?$")
 
@@ -137,9 +140,7 @@ def _holds(identifier: str) -> bool:
     """Whether registries hold anything at all: people with a province code 001..096, and enterprises."""
     if identifier in (EMPTY, AMBIGUOUS) or _rng(identifier, "wealth").random() < 1 / 3:
         return False  # about a third of everyone owns nothing anywhere
-    return bool(_ENTERPRISE.match(identifier)) or (
-        bool(_ID.match(identifier)) and 1 <= int(identifier[:3]) <= 96
-    )
+    return bool(_ENTERPRISE.match(identifier)) or is_personal_id(identifier)
 
 
 def _rng(identifier: str, facet: str) -> random.Random:
@@ -290,7 +291,7 @@ def population(identifier: str) -> tuple[str, Row | None]:
         return "not_competent", None  # the population database holds citizens only
     if identifier == RICH:
         return "found", {"identity_status": "valid", "residence": dict(RICH_RESIDENCE)}
-    if not (_ID.match(identifier) and 1 <= int(identifier[:3]) <= 96):
+    if not is_personal_id(identifier):
         return "not_found", None
     rng = _rng(identifier, "population")
     draw = rng.random()

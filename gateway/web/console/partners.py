@@ -1,0 +1,62 @@
+"""The partners' health, and a test call to one partner by an operator (audited)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.ops import partners
+from gateway.partners import load_partners
+from gateway.storage.audit import AuditEntry
+from gateway.web.console.pages import (
+    MAX_REASON,
+    audit,
+    form_text,
+    not_found,
+    operator_of,
+    render,
+    requires_operator,
+    services_of,
+    state_of,
+)
+
+
+async def partners_page(request: web.Request, result: partners.Probe | None = None) -> web.Response:
+    settings = state_of(request).settings
+    async with services_of(request).db.read() as conn:
+        health = await partners.health(conn, load_partners(settings.config_dir))
+    context = {
+        "page": "partners",
+        "health": health,
+        "result": result,
+        "may_act": operator_of(request).may_act,
+        "stale_after": partners.STALE_AFTER_SECONDS,
+    }
+    return render(request, "partners.html", context)
+
+
+async def partners_get(request: web.Request) -> web.StreamResponse:
+    return await partners_page(request)
+
+
+async def partner_test(request: web.Request) -> web.StreamResponse:
+    code = request.match_info["code"]
+    if (denied := requires_operator(request)) is not None:
+        return denied
+    settings = state_of(request).settings
+    partner = next((p for p in load_partners(settings.config_dir) if p.code == code), None)
+    if partner is None:
+        return not_found(request, "partners", "No such partner.")
+    form = await request.post()
+    result = await partners.probe(partner)
+    await audit(
+        request,
+        AuditEntry(
+            actor=operator_of(request).username,
+            action="ops.partner.test",
+            outcome="ok" if result.ok else "error",
+            object_ref=partner.code,
+            reason=form_text(form, "reason")[:MAX_REASON] or None,
+            data={"latency_ms": result.latency_ms, "detail": result.detail},
+        ),
+    )
+    return await partners_page(request, result)
