@@ -23,8 +23,8 @@ late answers are not one answer document, :meth:`Desk.late_answers`.
 
 Test switches under ``<prefix>/_sim/``: ``GET orders`` -> ``{message_id: times executed}``; ``GET
 received`` -> what arrived, in order (message_id, message_type, priority, loop time); ``POST answers
-{"mode": "at_once"|"late"|"never"}``; ``POST orders/silent {"silent": bool}`` (``never``, or back to the
-mode it started with); ``POST orders/garbled {"garbled": bool}``: answers at once without the answer's
+{"mode": "at_once"|"late"|"never"}``; ``POST orders/silent {"silent": bool}`` (``never``, or back to how
+it answered before); ``POST orders/garbled {"garbled": bool}``: answers at once without the answer's
 ``outcome`` (a report that breaks its schema).
 """
 
