@@ -6,14 +6,13 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from gateway.domain.doctypes import PartnerKind
 from gateway.domain.identifiers import AGENCY_CODE
 from gateway.domain.inquiry import SOURCE_KINDS
-
-Kind = Literal["land", "bank", "tax", "vehicle", "population", "police", "vneid"]
 
 
 class RetryPolicy(BaseModel):
@@ -30,7 +29,9 @@ class BreakerPolicy(BaseModel):
 class Partner(BaseModel):
     code: str = Field(pattern=AGENCY_CODE.pattern)
     name: str = ""
-    kind: Kind
+    #: One of :class:`PartnerKind`'s values (``vehicle`` for the vehicle register, ``police`` for a
+    #: police unit); anything else is refused naming the valid ones.
+    kind: str
     protocol: Literal["rest", "soap"]
     endpoint: str
     wsdl: str | None = None
@@ -40,6 +41,11 @@ class Partner(BaseModel):
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
     deadline: str = "120s"
     credentials: str | None = None
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: object) -> str:
+        return str(PartnerKind.parse(value).value)
 
     @property
     def source_id(self) -> str:
@@ -64,7 +70,7 @@ def load_partners(config_dir: Path) -> list[Partner]:
     data = tomllib.loads(path.read_text("utf-8"))
     partners = []
     for raw in data.get("partner", []):
-        partner = Partner(**raw)
+        partner = _partner(path, raw)
         env = f"GATEWAY_PARTNER_{partner.code.replace('-', '_')}__ENDPOINT"
         if env in os.environ:
             partner = partner.model_copy(update={"endpoint": os.environ[env]})
@@ -75,6 +81,22 @@ def load_partners(config_dir: Path) -> list[Partner]:
     if len(set(codes)) != len(codes):
         raise ValueError("partner codes must be unique")
     return partners
+
+
+def _partner(path: Path, raw: Any) -> Partner:
+    """One ``[[partner]]`` block; a wrong kind (or any other field) is a ``ValueError`` naming the file,
+    the partner and what is valid."""
+    code = raw.get("code", "?") if isinstance(raw, dict) else "?"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: every [[partner]] entry must be a table")
+    try:
+        return Partner(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"{path}: partner {code}: {problems}") from None
 
 
 def missing_credentials(partners: list[Partner], environ: Mapping[str, str] | None = None) -> list[Partner]:

@@ -1,4 +1,5 @@
-"""REST connectors (bank, tax, vehicle, population) against fake partners on loopback."""
+"""REST connectors (bank, tax, vehicle, population; documents to banks, police units and VNeID) against
+fake partners on loopback."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from aiohttp import web
 
 from gateway.connectors import bank
 from gateway.connectors.base import ConnectorError, LookupRequest, Subject
-from gateway.connectors.registry import build_connectors, close_all
+from gateway.connectors.registry import REST_CONNECTORS, build_connectors, close_all
 from gateway.connectors.rest import RestConnector
+from gateway.domain.doctypes import PartnerKind
+from gateway.domain.registry import partner_kinds_receiving_documents
 from gateway.partners import Partner, load_partners
 from gateway.simulators.partners import seed
 from gateway.simulators.partners.servers import start_partners
@@ -449,6 +452,117 @@ async def test_registry_refuses_an_unsupported_protocol(session: aiohttp.ClientS
 
     with pytest.raises(ValueError, match="no SOAP connector"):
         await build_connectors([partner], session)
+
+
+# -- documents: the one hand-over every REST partner shares ---------------------------------------
+
+
+def document(message_type: str = "order.account_blocking", **fields: Any) -> dict[str, Any]:
+    return {"message_id": "7a3c5e1f-2b4d-4c6e-8f10-123456789abc", "message_type": message_type, **fields}
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [("bank", "/api/v1/orders"), ("police", "/api/v1/documents"), ("vneid", "/api/v1/notices")],
+)
+async def test_each_connector_states_only_where_it_takes_documents(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession, kind: str, path: str
+) -> None:
+    partner, url = fake
+    partner.status, partner.body = 202, {"status": "processing", "reference": "P-1"}
+    connector = await connector_for(kind, url, session)
+
+    receipt = await connector.deliver(document())
+
+    [(seen_path, headers, body)] = partner.seen
+    assert seen_path == "/p" + path and body == document()
+    assert headers["Idempotency-Key"] == headers["X-Request-Ref"] == document()["message_id"]
+    assert (receipt.report, receipt.reference, receipt.accepted_later) == (None, "P-1", True)
+
+
+async def test_an_answer_at_once_is_the_report_body(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession
+) -> None:
+    partner, url = fake
+    partner.body = {"executed_at": AS_OF, "outcome": "executed"}
+    connector = await connector_for("police", url, session)
+
+    receipt = await connector.deliver(document("police.protection_request"))
+
+    assert (receipt.report, receipt.accepted_later) == (partner.body, False)
+
+
+async def test_a_document_nothing_answers_is_taken_on_any_2xx(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession
+) -> None:
+    partner, url = fake
+    partner.body = b""
+    connector = await connector_for("bank", url, session)
+
+    receipt = await connector.deliver(document("document.revocation"))
+
+    assert (receipt.report, receipt.accepted_later) == (None, False)
+
+
+async def test_a_partner_answering_later_takes_a_200_as_later(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession
+) -> None:
+    partner, url = fake
+    partner.body = {"reference": "VNEID-1"}
+    connector = await connector_for("vneid", url, session)
+
+    receipt = await connector.deliver(document("notice.citizen"))
+
+    assert (receipt.report, receipt.reference, receipt.accepted_later) == (None, "VNEID-1", True)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retryable"),
+    [(409, {}, False), (422, {}, False), (503, {}, True), (202, {"status": "queued"}, False)],
+)
+async def test_a_refused_or_unavailable_partner_is_an_error(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession, status: int, body: Any, retryable: bool
+) -> None:
+    partner, url = fake
+    partner.status, partner.body = status, body
+    connector = await connector_for("bank", url, session)
+
+    with pytest.raises(ConnectorError) as caught:
+        await connector.deliver(document())
+
+    assert caught.value.retryable is retryable
+
+
+async def test_partners_that_answer_no_lookups_say_so(
+    fake: tuple[FakePartner, str], session: aiohttp.ClientSession
+) -> None:
+    _, url = fake
+    connector = await connector_for("police", url, session)
+
+    with pytest.raises(ConnectorError) as caught:
+        await connector.lookup(lookup_request("police"))
+
+    assert not caught.value.retryable and "answers no asset lookup" in caught.value.reason
+
+
+def test_every_kind_receiving_documents_has_a_connector_that_takes_them() -> None:
+    for kind in partner_kinds_receiving_documents():
+        if kind == PartnerKind.LAND_REGISTRY:
+            continue  # SOAP: one operation per document type (land.py)
+        assert REST_CONNECTORS[kind].documents_path, kind
+
+
+def test_an_unknown_partner_kind_names_the_valid_ones(tmp_path: Path) -> None:
+    (tmp_path / "partners.toml").write_text(
+        '[[partner]]\ncode = "POLICE-VEH"\nkind = "police-vehicle"\nprotocol = "rest"\nendpoint = "http://x"\n'
+    )
+
+    with pytest.raises(ValueError) as caught:
+        load_partners(tmp_path)
+
+    message = str(caught.value)
+    assert "POLICE-VEH" in message and "'police-vehicle'" in message
+    assert all(kind.value in message for kind in PartnerKind)
 
 
 # -- against the partner simulators -------------------------------------------------------------

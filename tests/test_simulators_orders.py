@@ -1,9 +1,11 @@
 """The partner simulators' side of orders, spoken to directly: the banks' order endpoint and book, the
-land registry's order operations, their idempotency, switches and count endpoints."""
+land registry's order operations, the desk every partner taking documents shares, their idempotency,
+switches and count endpoints."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -469,3 +471,68 @@ async def test_revoke_order_with_a_plain_zeep_client(sims: Partners) -> None:
     status, reference = await asyncio.to_thread(revoke_with_zeep, sims.urls["LAND-REG"], str(uuid.uuid4()))
 
     assert status == "acknowledged" and reference.startswith("LAND-REG-")
+
+
+# ------------------------------------------------------------------ every desk taking documents alike
+
+
+def police_request() -> dict[str, Any]:
+    path = ROOT / "gateway/schemas/examples/police.protection_request/valid-eviction-with-risks.json"
+    document: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return document | {"message_id": str(uuid.uuid4())}
+
+
+async def to_desk(
+    session: aiohttp.ClientSession, url: str, document: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    headers = BEARER | {"Idempotency-Key": document["message_id"]}
+    async with session.post(url, json=document, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_a_desk_answering_never_executes_nothing_until_it_answers_again(
+    sims: Partners, session: aiohttp.ClientSession
+) -> None:
+    desk = sims.urls["CA-HN"]
+    request = police_request()
+    async with session.post(desk + "/_sim/answers", json={"mode": "never"}) as response:
+        assert await response.json() == {"mode": "never"}
+
+    status, body = await to_desk(session, desk + "/api/v1/documents", request)
+    assert (status, body["status"]) == (202, "processing")
+    revocation = orders.revocation("CA-HN", request["message_id"])
+    status, body = await to_desk(session, desk + "/api/v1/documents", revocation)
+    assert (status, body["status"]) == (200, "acknowledged")  # a revocation is taken in every mode
+    async with session.get(desk + "/_sim/orders") as response:
+        assert await response.json() == {revocation["message_id"]: 1}
+
+    async with session.post(desk + "/_sim/answers", json={"mode": "at_once"}) as response:
+        assert response.status == 200
+    status, body = await to_desk(session, desk + "/api/v1/documents", request)
+    assert (status, body["decision"]) == (200, "agreed")
+    async with session.get(desk + "/_sim/received") as response:
+        received = [item["message_id"] for item in await response.json()]
+    assert received == [request["message_id"], revocation["message_id"], request["message_id"]]
+
+
+async def test_desks_refuse_what_they_do_not_take(sims: Partners, session: aiohttp.ClientSession) -> None:
+    order = orders.blocking("CA-HN", 1_000_000)
+    status, body = await to_desk(session, sims.urls["CA-HN"] + "/api/v1/documents", order)
+    assert (status, body["error"]) == (400, "unsupported_document")
+    status, body = await to_desk(session, sims.urls["VNEID"] + "/api/v1/notices", police_request())
+    assert (status, body["error"]) == (400, "unsupported_document")
+    async with session.post(sims.urls["CA-HN"] + "/_sim/answers", json={"mode": "sometimes"}) as response:
+        assert response.status == 400
+
+
+async def test_a_repeat_after_the_gateway_adds_its_deadline_is_the_same_document(
+    sims: Partners, session: aiohttp.ClientSession
+) -> None:
+    request = police_request()
+    url = sims.urls["CA-HN"] + "/api/v1/documents"
+    first = await to_desk(session, url, request)
+    again = await to_desk(session, url, request | {"due_at": "2026-03-12T17:00:00+07:00"})
+    changed = await to_desk(session, url, request | {"case_ref": "THA-HN-2026-000999"})
+
+    assert first == again and first[0] == 200
+    assert (changed[0], changed[1]["error"]) == (409, "idempotency_conflict")

@@ -6,10 +6,8 @@ match status of the result schema and is never validated against it; it only tel
 the source pending until :func:`parse_callback` reads the bank's late answer.
 
 Orders (``order.account_blocking``, ``order.funds_transfer``, ``order.account_release``) and revocations
-go whole to ``POST /api/v1/orders`` with ``Idempotency-Key: <message_id>``: the bank executes each
-message_id once. ``200`` carries the report body (passed on as the bank sent it; the report document built
-around it is validated where it is built), ``202 {"status": "processing"}`` means the bank pushes its report
-document later. The bank's reference comes in the ``X-Reference`` header (or the 202 body).
+go whole to ``POST /api/v1/orders``, as every REST partner takes documents (see ``rest.py``): ``200`` with
+the report body, or ``202 {"status": "processing"}`` and the bank pushes its report document later.
 """
 
 from __future__ import annotations
@@ -17,26 +15,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from gateway.connectors.base import (
-    ConnectorError,
-    LookupAnswer,
-    LookupRequest,
-    PartnerReceipt,
-    document_id,
-)
+from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest
 from gateway.connectors.rest import (
     RestConnector,
     as_list,
     canonical_answer,
     lookup_payload,
-    parse_object,
     pick,
+    processing,
 )
-from gateway.domain.issued import REVOCATION
+from gateway.domain.doctypes import PartnerKind
 
-KIND: Final = "bank"
+KIND: Final = PartnerKind.BANK
 ACCEPTED: Final = "accepted"
-ORDERS_PATH: Final = "/api/v1/orders"
 ACCOUNT_FIELDS: Final = ("account_number", "branch", "currency", "type", "opened_on", "closed_on")
 
 
@@ -47,6 +38,7 @@ def account_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
 class BankConnector(RestConnector):
     kind = KIND
     path = "/api/v1/account-inquiries"
+    documents_path = "/api/v1/orders"
 
     def payload(self, request: LookupRequest) -> dict[str, Any]:
         body = lookup_payload(request)
@@ -62,29 +54,6 @@ class BankConnector(RestConnector):
         if status == 202:
             return accepted(data)
         return canonical_answer(KIND, data, account_rows(data))
-
-    async def deliver(self, document: Mapping[str, Any]) -> PartnerReceipt:
-        message_id = document_id(document)
-        reply = await self.client.send(
-            ORDERS_PATH, document, message_id, extra_headers={"Idempotency-Key": message_id}
-        )
-        if document.get("message_type") == REVOCATION:
-            # Nothing to report on a revocation: any 2xx means the bank has it.
-            return PartnerReceipt(report=None, reference=reply.reference)
-        data = parse_object(reply.body)
-        if reply.status == 202:
-            return PartnerReceipt(reference=processing(data) or reply.reference, accepted_later=True)
-        return PartnerReceipt(report=data, reference=reply.reference)
-
-
-def processing(data: Mapping[str, Any]) -> str | None:
-    """The reference of a ``202 {"status": "processing", "reference"?}`` answer."""
-    if data.get("status") != "processing":
-        raise ConnectorError("202 answer without status 'processing'", retryable=False)
-    reference = data.get("reference")
-    if reference is not None and not isinstance(reference, str):
-        raise ConnectorError("202 answer with a non-string reference", retryable=False)
-    return reference
 
 
 def accepted(data: Mapping[str, Any]) -> LookupAnswer:

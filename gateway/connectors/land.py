@@ -34,12 +34,13 @@ from gateway.connectors.base import (
 )
 from gateway.connectors.rest import PartnerTimeout, canonical_answer, headers, status_error
 from gateway.connectors.zeep_transport import AiohttpTransport
+from gateway.domain.doctypes import PartnerKind
 from gateway.domain.issued import REVOCATION
 from gateway.domain.lookup import Title
 from gateway.domain.orders import LAND_SUSPENSION_LIFTING, LAND_TRANSFER_SUSPENSION
 from gateway.partners import Partner
 
-KIND: Final = "land"
+KIND: Final = PartnerKind.LAND_REGISTRY
 OPERATION: Final = "QueryLandRights"
 SUSPEND: Final = "SuspendTransfer"
 LIFT: Final = "LiftSuspension"

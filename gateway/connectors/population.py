@@ -10,10 +10,11 @@ from typing import Any
 
 from gateway.connectors.base import ConnectorError
 from gateway.connectors.rest import RestConnector
+from gateway.domain.doctypes import PartnerKind
 
 
 class PopulationConnector(RestConnector):
-    kind = "population"
+    kind = PartnerKind.POPULATION_REGISTER
     path = "/api/v1/citizens/verify"
 
     def rows(self, data: Mapping[str, Any]) -> list[dict[str, Any]]:

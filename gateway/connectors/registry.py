@@ -17,23 +17,27 @@ from gateway.connectors.rest import RestConnector
 from gateway.connectors.tax import TaxConnector
 from gateway.connectors.vehicle import VehicleConnector
 from gateway.connectors.vneid import VneidConnector
+from gateway.domain.doctypes import PartnerKind
 from gateway.partners import Partner
 
 log = logging.getLogger(__name__)
 
 REST_CONNECTORS: dict[str, type[RestConnector]] = {
-    "bank": BankConnector,
-    "tax": TaxConnector,
-    "vehicle": VehicleConnector,
-    "population": PopulationConnector,
-    "police": PoliceConnector,
-    "vneid": VneidConnector,
+    connector.kind: connector
+    for connector in (
+        BankConnector,
+        TaxConnector,
+        VehicleConnector,
+        PopulationConnector,
+        PoliceConnector,
+        VneidConnector,
+    )
 }
 
 
 async def build_connector(partner: Partner, session: aiohttp.ClientSession) -> Connector:
     if partner.protocol == "soap":
-        if partner.kind != "land":
+        if partner.kind != PartnerKind.LAND_REGISTRY:
             raise ValueError(f"partner {partner.code}: no SOAP connector for kind {partner.kind!r}")
         return await LandConnector.create(partner, session)
     if partner.kind not in REST_CONNECTORS:

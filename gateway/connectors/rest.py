@@ -1,5 +1,19 @@
 """Plumbing shared by the connectors: JSON over HTTP to a partner, failures as ``ConnectorError``,
-and the check of a canonical answer against ``asset.result.<kind>``.
+the check of a canonical answer against ``asset.result.<kind>``, and the hand-over of a document.
+
+A REST connector states what is its own — its kind, where it answers lookups (``path``) and how its rows
+become canonical, where it takes documents (``documents_path``) — and :class:`RestConnector` does the
+rest. Every partner that takes documents over REST takes them the same way (:meth:`RestClient.deliver`):
+``POST {endpoint}{documents_path}`` with the whole document as JSON and ``Idempotency-Key: <message_id>``
+(the partner executes each message_id once), and answers
+
+- ``200`` + the answer's body (a report body...): answered at once; the gateway builds the answer
+  document around it. For a document nothing answers (a revocation), any ``2xx``: the partner has it.
+- ``202 {"status": "processing", "reference"?}``: it pushes its answer document to ``POST /v1/documents``
+  later (a partner that always answers later, ``answers_later``, may say ``200`` too);
+- another ``4xx``: refused, not retried; ``5xx``, ``429``, timeouts, resets: unavailable, retried.
+
+The partner's reference comes in the ``X-Reference`` header (or the 202 body).
 
 Reasons never carry the partner's body or the subject: they end up in logs and in the inquiry.
 """
@@ -13,7 +27,8 @@ from typing import Any, Final
 
 import aiohttp
 
-from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt
+from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt, document_id
+from gateway.domain.registry import REGISTRY
 from gateway.domain.violations import Violation
 from gateway.partners import Partner
 from gateway.validation import catalog
@@ -110,6 +125,40 @@ class RestClient:
         reply = await self.send(path, payload, request_ref)
         return reply.status, parse_object(reply.body)
 
+    async def deliver(
+        self, path: str, document: Mapping[str, Any], *, answers_later: bool = False
+    ) -> PartnerReceipt:
+        """Hand ``document`` to the partner at ``path`` (see the module's docstring): its answer at once,
+        "accepted, answered later", or ``ConnectorError`` — retryable when the partner was unavailable,
+        not when it refused. ``answers_later``: the partner answers every document later, whatever 2xx."""
+        message_id = document_id(document)
+        reply = await self.send(path, document, message_id, extra_headers={"Idempotency-Key": message_id})
+        if answers_later:
+            data = parse_object(reply.body) if reply.body else {}
+            return PartnerReceipt(reference=_reference(data) or reply.reference, accepted_later=True)
+        doc_type = REGISTRY.get(str(document.get("message_type")))
+        if doc_type is not None and doc_type.answer_type is None:
+            # Nothing answers it (a revocation): any 2xx means the partner has it.
+            return PartnerReceipt(report=None, reference=reply.reference)
+        data = parse_object(reply.body)
+        if reply.status == 202:
+            return PartnerReceipt(reference=processing(data) or reply.reference, accepted_later=True)
+        return PartnerReceipt(report=data, reference=reply.reference)
+
+
+def processing(data: Mapping[str, Any]) -> str | None:
+    """The reference of a ``202 {"status": "processing", "reference"?}`` answer."""
+    if data.get("status") != "processing":
+        raise ConnectorError("202 answer without status 'processing'", retryable=False)
+    return _reference(data)
+
+
+def _reference(data: Mapping[str, Any]) -> str | None:
+    reference = data.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        raise ConnectorError("answer with a non-string reference", retryable=False)
+    return reference
+
 
 def parse_object(body: bytes) -> dict[str, Any]:
     try:
@@ -188,7 +237,12 @@ class RestConnector:
     """One REST partner kind: what to POST where, and how its answer becomes canonical rows."""
 
     kind: str = ""
+    #: Where it answers lookups; empty: it answers none.
     path: str = ""
+    #: Where it takes documents (:meth:`RestClient.deliver`); empty: it takes none.
+    documents_path: str = ""
+    #: It answers every document later, by pushing its answer document (a ``200`` means the same).
+    answers_later: bool = False
 
     def __init__(self, partner: Partner, session: aiohttp.ClientSession) -> None:
         self.partner = partner
@@ -201,13 +255,19 @@ class RestConnector:
         raise NotImplementedError
 
     async def lookup(self, request: LookupRequest) -> LookupAnswer:
+        if not self.path:
+            raise ConnectorError(
+                f"{self.kind} partner {self.partner.code} answers no asset lookup", retryable=False
+            )
         _, data = await self.client.post(self.path, self.payload(request), request.request_ref)
         return canonical_answer(self.kind, data, self.rows(data))
 
     async def deliver(self, document: Mapping[str, Any]) -> PartnerReceipt:
-        raise ConnectorError(
-            f"{self.kind} partner {self.partner.code} does not take documents", retryable=False
-        )
+        if not self.documents_path:
+            raise ConnectorError(
+                f"{self.kind} partner {self.partner.code} does not take documents", retryable=False
+            )
+        return await self.client.deliver(self.documents_path, document, answers_later=self.answers_later)
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session is the application's."""

@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from gateway.connectors.rest import RestConnector, as_list, pick
+from gateway.domain.doctypes import PartnerKind
 
 EMPLOYER_FIELDS: Final = ("enterprise_code", "name", "since")
 BUSINESS_FIELDS: Final = ("enterprise_code", "household_business_id", "name", "activity", "since")
 
 
 class TaxConnector(RestConnector):
-    kind = "tax"
+    kind = PartnerKind.TAX_AUTHORITY
     path = "/api/v1/income-sources/search"
 
     def rows(self, data: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Pure data and functions, no I/O. The pipeline (``services/documents.py``, the delivery worker, the
 deadline watcher) reads everything type-specific from here, so a new document family is a schema,
-examples, rules and one entry in ``gateway/domain/registry.py`` — not new endpoints or services.
+examples and one ``DocumentType(...)`` entry in ``gateway/domain/registry.py`` — not new endpoints or
+services. An entry that names an unknown partner kind or role fails when it is declared.
 """
 
 from __future__ import annotations
@@ -10,12 +11,50 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
-from gateway.domain.parties import GATEWAY
+from gateway.domain.parties import CLIENT_ROLES, GATEWAY
 from gateway.domain.violations import Violation
 
 Document = dict[str, Any]
+
+
+class PartnerKind(StrEnum):
+    """The kinds of partner the gateway reaches through a connector: ``kind`` in ``config/partners.toml``,
+    ``DocumentType.partner_kinds``, the connector (``gateway/connectors/``) and the simulator serving it.
+
+    A kind names what the partner *is*, not which ministry runs it: the traffic police's vehicle register
+    (``POLICE-VEH``) is :attr:`VEHICLE_REGISTER` (``"vehicle"``); :attr:`POLICE_UNIT` (``"police"``) is a
+    police unit protecting a coercion (``CA-HN``).
+    """
+
+    #: The land registry (``LAND-REG``, SOAP): parcels, transfer suspensions.
+    LAND_REGISTRY = "land"
+    #: A bank (``BANK-VCB``...): accounts, blocking, transfers, releases.
+    BANK = "bank"
+    #: The tax authority (``TAX``): employers and businesses.
+    TAX_AUTHORITY = "tax"
+    #: The traffic police's vehicle register (``POLICE-VEH``): registered vehicles. Not ``police``.
+    VEHICLE_REGISTER = "vehicle"
+    #: The national population database (``POP-REG``): identity and residence.
+    POPULATION_REGISTER = "population"
+    #: A police unit of the place of enforcement (``CA-HN``): protection of coercions, urgent assistance.
+    POLICE_UNIT = "police"
+    #: The national e-ID notification service (``VNEID``): notices to citizens.
+    VNEID = "vneid"
+
+    @classmethod
+    def parse(cls, value: object, where: str = "") -> PartnerKind:
+        """``value`` as a kind; ``ValueError`` naming ``where`` and every valid kind otherwise."""
+        for kind in cls:
+            if value == kind.value:
+                return kind
+        raise ValueError(
+            f"{where + ': ' if where else ''}unknown partner kind {value!r}; partner kinds are "
+            f"{', '.join(cls)} (the vehicle register is 'vehicle', a police unit is 'police')"
+        )
+
 
 #: Who may receive a type: a registered client (its AMQP queue or webhook), or a partner reached through
 #: its connector (config/partners.toml), limited to some partner kinds.
@@ -76,7 +115,7 @@ class DocumentType:
     #: Business identity, unique per type: a resend under a new message_id gets the original receipt.
     natural_key: Callable[[Document], str]
     recipients: RecipientKind
-    #: Partner kinds (``bank``, ``land``) that may receive it when ``recipients == "partner"``.
+    #: Partner kinds (:class:`PartnerKind`) that may receive it when ``recipients == "partner"``.
     partner_kinds: frozenset[str] = frozenset()
     rules: Callable[[Document, RuleContext], list[Violation]] = _no_rules
     #: Masked debtor references for the audit log (never a clear ID).
@@ -108,6 +147,19 @@ class DocumentType:
     #: Roles of the parties that send it (``gateway/domain/parties.py``): a client needs one of them
     #: besides its grant. Empty: no client sends it. ``{"gateway"}``: only the gateway issues it.
     sent_by: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        where = f"document type {self.message_type}"
+        kinds = frozenset(PartnerKind.parse(kind, where) for kind in self.partner_kinds)
+        # Plain strings, whichever way the entry spelled them: the kinds compare with config values.
+        object.__setattr__(self, "partner_kinds", frozenset(str(kind.value) for kind in kinds))
+        if (self.recipients == "partner") != bool(kinds):
+            raise ValueError(f"{where}: partner_kinds are given exactly when recipients is 'partner'")
+        unknown = sorted(str(role) for role in self.sent_by - CLIENT_ROLES - {GATEWAY})
+        if unknown:
+            known = ", ".join(sorted(CLIENT_ROLES | {GATEWAY}))
+            raise ValueError(f"{where}: unknown role(s) {', '.join(unknown)} in sent_by; roles are {known}")
+        object.__setattr__(self, "sent_by", frozenset(str(role) for role in self.sent_by))
 
     @property
     def grant(self) -> str:

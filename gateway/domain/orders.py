@@ -1,11 +1,14 @@
 """Rules for orders, their reports, deadline events and revocations beyond what their JSON Schemas say.
 
 Pure functions, no I/O. Every function here takes a document that already passed its schema
-(``gateway/schemas/<message_type>.schema.json``); on anything else it may raise ``KeyError``.
+(``gateway/schemas/<message_type>.schema.json``); on anything else it may raise ``KeyError``. Which
+rules and which natural key a type has is said by its entry in ``gateway/domain/registry.py``: the
+builders here (:func:`order_rules`, :func:`rows_report_rules`) take the type's fields as data, so a new
+order names its rows there rather than adding a case here.
 
-- An order (enforcement office -> bank or land registry, see docs/orders.md) is identified by the
-  decision that orders the measure and the partner it goes to: the same decision sent to the same
-  partner again is the same order, whatever its ``message_id``.
+- An order (enforcement office -> a partner, see docs/orders.md) is identified by the decision that
+  orders the measure and the partner it goes to: the same decision sent to the same partner again is
+  the same order, whatever its ``message_id``.
 - A report is identified by the order it answers: one report per order.
 - Amounts are whole VND; dates compare as ISO 8601 strings, date-times as aware datetimes.
 """
@@ -13,38 +16,38 @@ Pure functions, no I/O. Every function here takes a document that already passed
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from gateway.domain.doctypes import Document, RuleContext
 from gateway.domain.identifiers import mask
-from gateway.domain.issued import DEADLINE_EVENT, REVOCATION
 from gateway.domain.violations import Violation
 
-Document = dict[str, Any]
-Rule = Callable[[Document], list[Violation]]
-NaturalKey = Callable[[Document], str]
+#: A type's rules, as ``DocumentType.rules`` calls them. Nothing here depends on configuration or on the
+#: time of acceptance: the context is not used.
+Rules = Callable[[Document, RuleContext], list[Violation]]
 
+#: The orders' names, for the code that refers to them (a connector's operation per type); each is
+#: declared, with its report, by its entry in ``gateway/domain/registry.py``.
 ACCOUNT_BLOCKING: Final = "order.account_blocking"
 FUNDS_TRANSFER: Final = "order.funds_transfer"
 ACCOUNT_RELEASE: Final = "order.account_release"
 LAND_TRANSFER_SUSPENSION: Final = "order.land_transfer_suspension"
 LAND_SUSPENSION_LIFTING: Final = "order.land_suspension_lifting"
 
-ORDER_TYPES: Final = (
-    ACCOUNT_BLOCKING,
-    FUNDS_TRANSFER,
-    ACCOUNT_RELEASE,
-    LAND_TRANSFER_SUSPENSION,
-    LAND_SUSPENSION_LIFTING,
-)
-#: The report type answering each order type.
-REPORT_FOR: Final = {order: "report." + order.removeprefix("order.") for order in ORDER_TYPES}
-REPORT_TYPES: Final = tuple(REPORT_FOR.values())
-MESSAGE_TYPES: Final = (*ORDER_TYPES, *REPORT_TYPES, DEADLINE_EVENT, REVOCATION)
-
 EXECUTED: Final = "executed"
 PARTIALLY_EXECUTED: Final = "partially_executed"
 NOT_EXECUTED: Final = "not_executed"
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A list of rows in a body (``accounts``, ``parcels``, ``vehicles``) and the fields that identify
+    one row: the same row listed twice is refused."""
+
+    field: str
+    key: tuple[str, ...]
 
 
 # --- Natural keys --------------------------------------------------------------------------------
@@ -72,11 +75,6 @@ def revocation_key(doc: Document) -> str:
     return f"revokes|{doc['body']['revokes']}"
 
 
-def natural_key(doc: Document) -> str:
-    """The business identity of ``doc``, by its ``message_type``; ``KeyError`` for another type."""
-    return NATURAL_KEYS[doc["message_type"]](doc)
-
-
 # --- Audit -----------------------------------------------------------------------------------------
 
 
@@ -95,11 +93,6 @@ def debtor_refs(doc: Document) -> tuple[str, ...]:
 
 
 # --- Rules -----------------------------------------------------------------------------------------
-
-
-def rule_violations(doc: Document) -> list[Violation]:
-    """Every rule ``doc`` breaks, by its ``message_type``; ``KeyError`` for another type."""
-    return RULES[doc["message_type"]](doc)
 
 
 def _instant(value: str) -> datetime:
@@ -126,7 +119,7 @@ def _duplicates(rows: Iterable[dict[str, Any]], fields: tuple[str, ...], path: s
     return out
 
 
-def _order_rules(doc: Document) -> list[Violation]:
+def _order_rules(doc: Document, rows: Rows | None) -> list[Violation]:
     out = _envelope_rules(doc)
     body = doc["body"]
     decision = body["decision"]
@@ -149,15 +142,14 @@ def _order_rules(doc: Document) -> list[Violation]:
                 "$.body.title.enforcement_decision.date", "cannot be before the judgment date", "chronology"
             )
         )
-    if "accounts" in body:
-        out += _duplicates(body["accounts"], ("account_number",), "$.body.accounts")
-    if "parcels" in body:
-        out += _duplicates(body["parcels"], ("map_sheet", "parcel_number"), "$.body.parcels")
+    if rows is not None and rows.field in body:
+        out += _duplicates(body[rows.field], rows.key, f"$.body.{rows.field}")
     return out
 
 
-def _release_order_rules(doc: Document) -> list[Violation]:
-    out = _order_rules(doc)
+def release_scope(doc: Document) -> list[Violation]:
+    """A release of part of what is blocked states its amount; a full release states none."""
+    out: list[Violation] = []
     body = doc["body"]
     if body["scope"] == "partial" and "amount" not in body:
         out.append(Violation("$.body", "'amount' is required when scope is 'partial'", "scope"))
@@ -170,6 +162,20 @@ def _release_order_rules(doc: Document) -> list[Violation]:
             )
         )
     return out
+
+
+def order_rules(rows: Rows | None = None, *also: Callable[[Document], list[Violation]]) -> Rules:
+    """The rules of an order type: what every order must satisfy (the decision is the sender's and not
+    dated after the order, the title's dates are in order, a replacement does not replace itself), no
+    row of ``rows`` listed twice, and the rules ``also`` of that type alone."""
+
+    def rules(doc: Document, _ctx: RuleContext) -> list[Violation]:
+        out = _order_rules(doc, rows)
+        for rule in also:
+            out += rule(doc)
+        return out
+
+    return rules
 
 
 def _report_rules(doc: Document) -> list[Violation]:
@@ -206,7 +212,7 @@ def _total_violation(body: Document, field: str, rows: str, amount: str) -> list
     ]
 
 
-def _blocking_report_rules(doc: Document) -> list[Violation]:
+def blocking_report_rules(doc: Document, _ctx: RuleContext) -> list[Violation]:
     out = _report_rules(doc)
     body = doc["body"]
     accounts = body["accounts"]
@@ -264,7 +270,7 @@ def _amount_outcome(body: Document, amount_field: str) -> list[Violation]:
     return []
 
 
-def _transfer_report_rules(doc: Document) -> list[Violation]:
+def transfer_report_rules(doc: Document, _ctx: RuleContext) -> list[Violation]:
     out = _report_rules(doc)
     body = doc["body"]
     out += _duplicates(body["transfers"], ("account_number",), "$.body.transfers")
@@ -277,7 +283,7 @@ def _transfer_report_rules(doc: Document) -> list[Violation]:
     return out
 
 
-def _release_report_rules(doc: Document) -> list[Violation]:
+def release_report_rules(doc: Document, _ctx: RuleContext) -> list[Violation]:
     out = _report_rules(doc)
     body = doc["body"]
     out += _duplicates(body["released"], ("account_number",), "$.body.released")
@@ -286,28 +292,32 @@ def _release_report_rules(doc: Document) -> list[Violation]:
     return out
 
 
-def _land_report_rules(done: str, not_done: str) -> Rule:
-    """Rules of a land report whose parcels are ``done`` (no reason) or ``not_done`` (with one)."""
+def rows_report_rules(rows: Rows, done: str, not_done: str) -> Rules:
+    """The rules of a report whose ``rows`` each say the order was ``done`` on it (no reason) or
+    ``not_done`` (with its ``reason``): each row listed once, and the outcome follows the rows (all done:
+    executed, none: not_executed, else partially_executed). Land registry and vehicle register reports."""
+    path = f"$.body.{rows.field}"
 
-    def rules(doc: Document) -> list[Violation]:
+    def rules(doc: Document, _ctx: RuleContext) -> list[Violation]:
         out = _report_rules(doc)
         body = doc["body"]
-        parcels = body["parcels"]
-        for i, row in enumerate(parcels):
-            path = f"$.body.parcels[{i}]"
+        listed = body[rows.field]
+        for i, row in enumerate(listed):
             if row["status"] == not_done and "reason" not in row:
-                out.append(Violation(path, f"'reason' is required when status is {not_done!r}", "reason"))
+                message = f"'reason' is required when status is {not_done!r}"
+                out.append(Violation(f"{path}[{i}]", message, "reason"))
             if row["status"] == done and "reason" in row:
-                out.append(Violation(f"{path}.reason", f"must be absent when status is {done!r}", "reason"))
-        out += _duplicates(parcels, ("map_sheet", "parcel_number"), "$.body.parcels")
-        expected = _outcome_from_rows(sum(row["status"] == done for row in parcels), len(parcels))
-        out += _outcome_violation(body["outcome"], expected, "parcels", done)
+                message = f"must be absent when status is {done!r}"
+                out.append(Violation(f"{path}[{i}].reason", message, "reason"))
+        out += _duplicates(listed, rows.key, path)
+        expected = _outcome_from_rows(sum(row["status"] == done for row in listed), len(listed))
+        out += _outcome_violation(body["outcome"], expected, rows.field, done)
         return out
 
     return rules
 
 
-def _deadline_rules(doc: Document) -> list[Violation]:
+def deadline_rules(doc: Document, _ctx: RuleContext) -> list[Violation]:
     out = _envelope_rules(doc)
     body = doc["body"]
     created, due = _instant(doc["created_at"]), _instant(body["due_at"])
@@ -324,31 +334,8 @@ def _deadline_rules(doc: Document) -> list[Violation]:
     return out
 
 
-def _revocation_rules(doc: Document) -> list[Violation]:
+def revocation_rules(doc: Document, _ctx: RuleContext) -> list[Violation]:
     out = _envelope_rules(doc)
     if doc["body"]["revokes"].lower() == doc["message_id"].lower():
         out.append(Violation("$.body.revokes", "a document cannot revoke itself", "reference"))
     return out
-
-
-RULES: dict[str, Rule] = {
-    ACCOUNT_BLOCKING: _order_rules,
-    FUNDS_TRANSFER: _order_rules,
-    ACCOUNT_RELEASE: _release_order_rules,
-    LAND_TRANSFER_SUSPENSION: _order_rules,
-    LAND_SUSPENSION_LIFTING: _order_rules,
-    REPORT_FOR[ACCOUNT_BLOCKING]: _blocking_report_rules,
-    REPORT_FOR[FUNDS_TRANSFER]: _transfer_report_rules,
-    REPORT_FOR[ACCOUNT_RELEASE]: _release_report_rules,
-    REPORT_FOR[LAND_TRANSFER_SUSPENSION]: _land_report_rules("suspended", "not_suspended"),
-    REPORT_FOR[LAND_SUSPENSION_LIFTING]: _land_report_rules("lifted", "not_lifted"),
-    DEADLINE_EVENT: _deadline_rules,
-    REVOCATION: _revocation_rules,
-}
-
-NATURAL_KEYS: dict[str, NaturalKey] = {
-    **dict.fromkeys(ORDER_TYPES, order_key),
-    **dict.fromkeys(REPORT_TYPES, report_key),
-    DEADLINE_EVENT: deadline_key,
-    REVOCATION: revocation_key,
-}

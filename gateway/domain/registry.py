@@ -1,21 +1,37 @@
 """The registry of document types: every family the gateway carries, as data.
 
-Adding a type: its schema and examples in ``gateway/schemas``, its pure rules in ``gateway/domain``, one
-entry here, its deadline in ``config/documents.toml`` (optional) and, when a partner receives it through
-its own API, the connector's ``deliver``. See "Adding a document type" in the README.
+Every type is one ``DocumentType(...)`` entry — here, or in the list of its family under
+``gateway/domain/flows/`` — and everything particular to it is a field of that entry: who sends and
+receives it (partner kinds from :class:`PartnerKind`), what answers it, the earlier documents it names,
+its natural key, its rules (built from data: the rows an order lists, the statuses a report gives) and
+its deadline. Adding a type: its schema and examples in ``gateway/schemas``, its entry here and, when a
+partner receives it through its own API, the connector's path and the simulator's behaviour. See
+"Adding a document type" in the README.
+
+Importing this module checks the entries against each other (:func:`check`): an answer type that does
+not answer back, a reference to an unknown type, fail at start-up with a message saying what to fix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from gateway.domain import judgment, orders
-from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
+from gateway.domain.doctypes import Document, DocumentType, PartnerKind, Reference, RuleContext
 from gateway.domain.flows import citizen, court, police, procuracy
 from gateway.domain.issued import DEADLINE_EVENT, REVOCATION
-from gateway.domain.parties import BANK, COURT, ENFORCEMENT_OFFICE, GATEWAY, LAND
+from gateway.domain.orders import Rows
+from gateway.domain.parties import COURT, ENFORCEMENT_OFFICE, GATEWAY
 from gateway.domain.violations import Violation
+
+#: Only an enforcement office orders a measure.
+OFFICE = frozenset({ENFORCEMENT_OFFICE})
+#: The order's deadline: its report within three working days (config/documents.toml may say otherwise).
+ORDER_DEADLINE = "3wd"
+
+ACCOUNTS = Rows("accounts", ("account_number",))
+PARCELS = Rows("parcels", ("map_sheet", "parcel_number"))
 
 
 def _judgment_rules(doc: Document, ctx: RuleContext) -> list[Violation]:
@@ -24,60 +40,6 @@ def _judgment_rules(doc: Document, ctx: RuleContext) -> list[Violation]:
 
 def _judgment_debtors(doc: Document) -> tuple[str, ...]:
     return judgment.facts(doc).debtor_refs
-
-
-def _pure(message_type: str) -> Callable[[Document, RuleContext], list[Violation]]:
-    rule = orders.RULES[message_type]
-
-    def rules(doc: Document, _ctx: RuleContext) -> list[Violation]:
-        return rule(doc)
-
-    return rules
-
-
-#: Partner kind receiving each order (and sending its report), and the body field naming the earlier
-#: order it follows.
-_ORDERS: dict[str, tuple[str, Reference | None]] = {
-    orders.ACCOUNT_BLOCKING: (BANK, None),
-    orders.FUNDS_TRANSFER: (BANK, Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING}))),
-    orders.ACCOUNT_RELEASE: (BANK, Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING}))),
-    orders.LAND_TRANSFER_SUSPENSION: (LAND, None),
-    orders.LAND_SUSPENSION_LIFTING: (
-        LAND,
-        Reference("suspension_order", frozenset({orders.LAND_TRANSFER_SUSPENSION})),
-    ),
-}
-
-
-def _order(message_type: str) -> DocumentType:
-    kind, reference = _ORDERS[message_type]
-    return DocumentType(
-        message_type=message_type,
-        natural_key=orders.NATURAL_KEYS[message_type],
-        recipients="partner",
-        partner_kinds=frozenset({kind}),
-        rules=_pure(message_type),
-        debtor_refs=orders.debtor_refs,
-        answer_type=orders.REPORT_FOR[message_type],
-        references=(reference,) if reference else (),
-        deadline="3wd",
-        # The case system confirms it has the report: the order's exchange is then complete.
-        confirmed_by="sender",
-        sent_by=frozenset({ENFORCEMENT_OFFICE}),
-    )
-
-
-def _report(order_type: str) -> DocumentType:
-    message_type = orders.REPORT_FOR[order_type]
-    return DocumentType(
-        message_type=message_type,
-        natural_key=orders.NATURAL_KEYS[message_type],
-        recipients="client",
-        rules=_pure(message_type),
-        answers=frozenset({order_type}),
-        # The partner the order went to: a bank reports on accounts, the land registry on parcels.
-        sent_by=frozenset({_ORDERS[order_type][0]}),
-    )
 
 
 _TYPES: list[DocumentType] = [
@@ -92,22 +54,127 @@ _TYPES: list[DocumentType] = [
         extra_grants=frozenset({"judgments.push"}),
         sent_by=frozenset({COURT}),
     ),
-    *(_order(t) for t in orders.ORDER_TYPES),
-    *(_report(t) for t in orders.ORDER_TYPES),
+    # -- Orders (docs/orders.md): an enforcement office orders a partner, the partner reports. The case
+    # system confirms it has the report (confirmed_by="sender"): the order's exchange is then complete.
+    DocumentType(
+        message_type=orders.ACCOUNT_BLOCKING,
+        natural_key=orders.order_key,
+        recipients="partner",
+        partner_kinds=frozenset({PartnerKind.BANK}),
+        rules=orders.order_rules(ACCOUNTS),
+        debtor_refs=orders.debtor_refs,
+        answer_type="report.account_blocking",
+        deadline=ORDER_DEADLINE,
+        confirmed_by="sender",
+        sent_by=OFFICE,
+    ),
+    DocumentType(
+        message_type=orders.FUNDS_TRANSFER,
+        natural_key=orders.order_key,
+        recipients="partner",
+        partner_kinds=frozenset({PartnerKind.BANK}),
+        rules=orders.order_rules(ACCOUNTS),
+        debtor_refs=orders.debtor_refs,
+        answer_type="report.funds_transfer",
+        references=(Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING})),),
+        deadline=ORDER_DEADLINE,
+        confirmed_by="sender",
+        sent_by=OFFICE,
+    ),
+    DocumentType(
+        message_type=orders.ACCOUNT_RELEASE,
+        natural_key=orders.order_key,
+        recipients="partner",
+        partner_kinds=frozenset({PartnerKind.BANK}),
+        rules=orders.order_rules(ACCOUNTS, orders.release_scope),
+        debtor_refs=orders.debtor_refs,
+        answer_type="report.account_release",
+        references=(Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING})),),
+        deadline=ORDER_DEADLINE,
+        confirmed_by="sender",
+        sent_by=OFFICE,
+    ),
+    DocumentType(
+        message_type=orders.LAND_TRANSFER_SUSPENSION,
+        natural_key=orders.order_key,
+        recipients="partner",
+        partner_kinds=frozenset({PartnerKind.LAND_REGISTRY}),
+        rules=orders.order_rules(PARCELS),
+        debtor_refs=orders.debtor_refs,
+        answer_type="report.land_transfer_suspension",
+        deadline=ORDER_DEADLINE,
+        confirmed_by="sender",
+        sent_by=OFFICE,
+    ),
+    DocumentType(
+        message_type=orders.LAND_SUSPENSION_LIFTING,
+        natural_key=orders.order_key,
+        recipients="partner",
+        partner_kinds=frozenset({PartnerKind.LAND_REGISTRY}),
+        rules=orders.order_rules(PARCELS),
+        debtor_refs=orders.debtor_refs,
+        answer_type="report.land_suspension_lifting",
+        references=(Reference("suspension_order", frozenset({orders.LAND_TRANSFER_SUSPENSION})),),
+        deadline=ORDER_DEADLINE,
+        confirmed_by="sender",
+        sent_by=OFFICE,
+    ),
+    # -- Their reports: the partner an order went to answers it (in_reply_to = the order).
+    DocumentType(
+        message_type="report.account_blocking",
+        natural_key=orders.report_key,
+        recipients="client",
+        rules=orders.blocking_report_rules,
+        answers=frozenset({orders.ACCOUNT_BLOCKING}),
+        sent_by=frozenset({PartnerKind.BANK}),
+    ),
+    DocumentType(
+        message_type="report.funds_transfer",
+        natural_key=orders.report_key,
+        recipients="client",
+        rules=orders.transfer_report_rules,
+        answers=frozenset({orders.FUNDS_TRANSFER}),
+        sent_by=frozenset({PartnerKind.BANK}),
+    ),
+    DocumentType(
+        message_type="report.account_release",
+        natural_key=orders.report_key,
+        recipients="client",
+        rules=orders.release_report_rules,
+        answers=frozenset({orders.ACCOUNT_RELEASE}),
+        sent_by=frozenset({PartnerKind.BANK}),
+    ),
+    DocumentType(
+        message_type="report.land_transfer_suspension",
+        natural_key=orders.report_key,
+        recipients="client",
+        rules=orders.rows_report_rules(PARCELS, done="suspended", not_done="not_suspended"),
+        answers=frozenset({orders.LAND_TRANSFER_SUSPENSION}),
+        sent_by=frozenset({PartnerKind.LAND_REGISTRY}),
+    ),
+    DocumentType(
+        message_type="report.land_suspension_lifting",
+        natural_key=orders.report_key,
+        recipients="client",
+        rules=orders.rows_report_rules(PARCELS, done="lifted", not_done="not_lifted"),
+        answers=frozenset({orders.LAND_SUSPENSION_LIFTING}),
+        sent_by=frozenset({PartnerKind.LAND_REGISTRY}),
+    ),
+    # -- Issued by the gateway alone.
     DocumentType(
         message_type=DEADLINE_EVENT,
-        natural_key=orders.NATURAL_KEYS[DEADLINE_EVENT],
+        natural_key=orders.deadline_key,
         recipients="client",
-        rules=_pure(DEADLINE_EVENT),
+        rules=orders.deadline_rules,
         confirmed_by="nobody",
         # Reminders and escalations are the gateway's word to a sender: no client may speak it.
         sent_by=frozenset({GATEWAY}),
     ),
     DocumentType(
         message_type=REVOCATION,
-        natural_key=orders.NATURAL_KEYS[REVOCATION],
+        natural_key=orders.revocation_key,
         recipients="any",
-        rules=_pure(REVOCATION),
+        rules=orders.revocation_rules,
         references=(Reference("revokes"),),
         delivered_event="revocation_delivered",
         # Issued on the sender's behalf through POST /v1/messages/{id}/revocation, never pushed.
@@ -119,7 +186,39 @@ _TYPES: list[DocumentType] = [
     *citizen.TYPES,
 ]
 
-REGISTRY: Mapping[str, DocumentType] = MappingProxyType({t.message_type: t for t in _TYPES})
+
+def check(types: Iterable[DocumentType]) -> Mapping[str, DocumentType]:
+    """The types by ``message_type``, once they agree with each other; ``ValueError`` saying what to fix
+    otherwise: a type declared twice, an ``answer_type`` that is unknown or does not list the type in its
+    ``answers`` (and the reverse), a reference to an unknown type."""
+    by_type: dict[str, DocumentType] = {}
+    for doc_type in types:
+        if doc_type.message_type in by_type:
+            raise ValueError(f"document type {doc_type.message_type} is declared twice")
+        by_type[doc_type.message_type] = doc_type
+    for name, doc_type in by_type.items():
+        answer = by_type.get(doc_type.answer_type) if doc_type.answer_type else None
+        if doc_type.answer_type and (answer is None or name not in answer.answers):
+            raise ValueError(
+                f"document type {name}: its answer_type {doc_type.answer_type} must be declared with "
+                f"answers={{{name!r}}}"
+            )
+        for answered in sorted(doc_type.answers):
+            if answered not in by_type or by_type[answered].answer_type != name:
+                raise ValueError(
+                    f"document type {name} answers {answered}, which must be declared with "
+                    f"answer_type={name!r}"
+                )
+        for reference in doc_type.references:
+            unknown = sorted(reference.types - by_type.keys())
+            if unknown:
+                raise ValueError(
+                    f"document type {name}: reference {reference.field} names undeclared {', '.join(unknown)}"
+                )
+    return MappingProxyType(by_type)
+
+
+REGISTRY: Mapping[str, DocumentType] = check(_TYPES)
 
 
 def partner_kinds_receiving_documents() -> frozenset[str]:

@@ -1,8 +1,11 @@
-"""The partners the gateway queries for assets, simulated as real servers on loopback (docs/partners.md).
+"""The partners around the gateway, simulated as real servers on loopback (docs/partners.md).
 
-Land registry (SOAP), banks, tax, vehicles and population (REST JSON), answering from the seeded data of
-:mod:`.seed`. Start them all with :func:`.servers.start_partners`. This module holds what the REST
-simulators share: reading an inquiry, the partner's reference and the answer's timestamp.
+Land registry (SOAP), banks, tax, vehicles and population (REST JSON) answering lookups from the seeded
+data of :mod:`.seed`; banks, the land registry, the police unit and the e-ID notification service taking
+documents. Start them all with :func:`.servers.start_partners`. This module holds what the REST
+simulators share: reading an inquiry, the partner's reference and the answer's timestamp. What every
+partner taking documents shares is :mod:`.desk` (each message_id executed once, answered at once, later
+or never) and :mod:`.callbacks` (signed, retried calls back to the gateway).
 
 Like a partner bound by the law on requests for information, every simulator refuses a lookup that does
 not state its case (``case_ref``), officer (``officer_id``), legal basis (``legal_basis``), title (the

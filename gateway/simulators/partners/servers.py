@@ -1,9 +1,10 @@
-"""All five partner simulators as real HTTP servers, one port per kind (banks share one).
+"""Every partner simulator as a real HTTP server, one port per partner kind (banks share one).
 
 ``start_partners`` returns a :class:`Partners` whose ``urls`` are the endpoints to configure, keyed by
 partner code like ``config/partners.toml`` (``LAND-REG``, ``BANK-VCB``…, ``TAX``, ``POLICE-VEH``,
-``POP-REG``). ``set_mode`` switches a kind at runtime; ``down`` really stops listening (connection refused)
-and resets connections kept alive from before, and any other mode listens again on the same port.
+``POP-REG``, ``CA-HN``, ``VNEID``). ``set_mode`` switches a kind at runtime; ``down`` really stops
+listening (connection refused) and resets connections kept alive from before, and any other mode listens
+again on the same port.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.domain.doctypes import PartnerKind
 from gateway.simulators.partners import (
     LAST_REQUEST,
     banks,
@@ -27,10 +29,20 @@ from gateway.simulators.partners import (
     vneid,
 )
 from gateway.simulators.partners.behaviour import Behaviour
+from gateway.simulators.partners.callbacks import DEFAULT_GATEWAY_URL
 
 log = logging.getLogger(__name__)
 
-KINDS = ("land", "bank", "tax", "vehicle", "population", "vneid", "police")
+# Every partner kind (in this order: each kind's simulated faults draw from a seed of its own).
+KINDS: tuple[PartnerKind, ...] = (
+    PartnerKind.LAND_REGISTRY,
+    PartnerKind.BANK,
+    PartnerKind.TAX_AUTHORITY,
+    PartnerKind.VEHICLE_REGISTER,
+    PartnerKind.POPULATION_REGISTER,
+    PartnerKind.VNEID,
+    PartnerKind.POLICE_UNIT,
+)
 # Endpoint paths per partner code, under each kind's server.
 PATHS: dict[str, dict[str, str]] = {
     "land": {land.CODE: land.PATH},
@@ -124,15 +136,16 @@ async def start_partners(
     latency: tuple[float, float] = (0.005, 0.05),
     slow_delay: float = 30.0,
     seed: int = 0,
-    gateway_url: str = banks.DEFAULT_GATEWAY_URL,
+    gateway_url: str = DEFAULT_GATEWAY_URL,
     silent_banks: Iterable[str] = (),
     police_key: Path | None = None,
     vneid_key: Path | None = None,
     status_delay: float = 2.0,
 ) -> Partners:
-    """Start the five simulators. ``ports`` and ``modes`` are keyed by kind; a missing port is 0 (any free
-    port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks and pushed reports,
-    which go to ``gateway_url``; ``silent_banks`` take orders and never answer them (see banks.py).
+    """Start a simulator of every partner kind. ``ports`` and ``modes`` are keyed by kind; a missing port
+    is 0 (any free port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks and
+    pushed reports, which go to ``gateway_url``; ``silent_banks`` take orders and never answer them (see
+    banks.py).
     ``vneid_key`` signs the notification service's delivery statuses and consents (client ``VNEID``),
     pushed ``status_delay`` seconds after a notice (see vneid.py)."""
     ports, modes, silent = dict(ports or {}), dict(modes or {}), frozenset(silent_banks)
