@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import Any, Final
 
 from gateway.domain import judgment, orders
 from gateway.domain.doctypes import Document, DocumentType, PartnerKind, Reference, RuleContext
@@ -29,6 +30,18 @@ from gateway.domain.violations import Violation
 OFFICE = frozenset({ENFORCEMENT_OFFICE})
 #: The order's deadline: its report within three working days (config/documents.toml may say otherwise).
 ORDER_DEADLINE = "3wd"
+#: What every order's entry says alike: an office sends it to a partner, whose report is due within
+#: ORDER_DEADLINE, and the office confirms it once it has the report.
+AN_ORDER: Final[dict[str, Any]] = dict(
+    natural_key=orders.order_key,
+    recipients="partner",
+    debtor_refs=orders.debtor_refs,
+    deadline=ORDER_DEADLINE,
+    confirmed_by="sender",
+    sent_by=OFFICE,
+)
+#: ... and every report's: the partner's answer to the office that sent the order.
+A_REPORT: Final[dict[str, Any]] = dict(natural_key=orders.report_key, recipients="client")
 
 ACCOUNTS = Rows("accounts", ("account_number",))
 PARCELS = Rows("parcels", ("map_sheet", "parcel_number"))
@@ -58,104 +71,74 @@ _TYPES: list[DocumentType] = [
     # system confirms it has the report (confirmed_by="sender"): the order's exchange is then complete.
     DocumentType(
         message_type=orders.ACCOUNT_BLOCKING,
-        natural_key=orders.order_key,
-        recipients="partner",
+        **AN_ORDER,
         partner_kinds=frozenset({PartnerKind.BANK}),
         rules=orders.order_rules(ACCOUNTS),
-        debtor_refs=orders.debtor_refs,
         answer_type="report.account_blocking",
-        deadline=ORDER_DEADLINE,
-        confirmed_by="sender",
-        sent_by=OFFICE,
     ),
     DocumentType(
         message_type=orders.FUNDS_TRANSFER,
-        natural_key=orders.order_key,
-        recipients="partner",
+        **AN_ORDER,
         partner_kinds=frozenset({PartnerKind.BANK}),
         rules=orders.order_rules(ACCOUNTS),
-        debtor_refs=orders.debtor_refs,
         answer_type="report.funds_transfer",
         references=(Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING})),),
-        deadline=ORDER_DEADLINE,
-        confirmed_by="sender",
-        sent_by=OFFICE,
     ),
     DocumentType(
         message_type=orders.ACCOUNT_RELEASE,
-        natural_key=orders.order_key,
-        recipients="partner",
+        **AN_ORDER,
         partner_kinds=frozenset({PartnerKind.BANK}),
         rules=orders.order_rules(ACCOUNTS, orders.release_scope),
-        debtor_refs=orders.debtor_refs,
         answer_type="report.account_release",
         references=(Reference("blocking_order", frozenset({orders.ACCOUNT_BLOCKING})),),
-        deadline=ORDER_DEADLINE,
-        confirmed_by="sender",
-        sent_by=OFFICE,
     ),
     DocumentType(
         message_type=orders.LAND_TRANSFER_SUSPENSION,
-        natural_key=orders.order_key,
-        recipients="partner",
+        **AN_ORDER,
         partner_kinds=frozenset({PartnerKind.LAND_REGISTRY}),
         rules=orders.order_rules(PARCELS),
-        debtor_refs=orders.debtor_refs,
         answer_type="report.land_transfer_suspension",
-        deadline=ORDER_DEADLINE,
-        confirmed_by="sender",
-        sent_by=OFFICE,
     ),
     DocumentType(
         message_type=orders.LAND_SUSPENSION_LIFTING,
-        natural_key=orders.order_key,
-        recipients="partner",
+        **AN_ORDER,
         partner_kinds=frozenset({PartnerKind.LAND_REGISTRY}),
         rules=orders.order_rules(PARCELS),
-        debtor_refs=orders.debtor_refs,
         answer_type="report.land_suspension_lifting",
         references=(Reference("suspension_order", frozenset({orders.LAND_TRANSFER_SUSPENSION})),),
-        deadline=ORDER_DEADLINE,
-        confirmed_by="sender",
-        sent_by=OFFICE,
     ),
     # -- Their reports: the partner an order went to answers it (in_reply_to = the order).
     DocumentType(
         message_type="report.account_blocking",
-        natural_key=orders.report_key,
-        recipients="client",
+        **A_REPORT,
         rules=orders.blocking_report_rules,
         answers=frozenset({orders.ACCOUNT_BLOCKING}),
         sent_by=frozenset({PartnerKind.BANK}),
     ),
     DocumentType(
         message_type="report.funds_transfer",
-        natural_key=orders.report_key,
-        recipients="client",
+        **A_REPORT,
         rules=orders.transfer_report_rules,
         answers=frozenset({orders.FUNDS_TRANSFER}),
         sent_by=frozenset({PartnerKind.BANK}),
     ),
     DocumentType(
         message_type="report.account_release",
-        natural_key=orders.report_key,
-        recipients="client",
+        **A_REPORT,
         rules=orders.release_report_rules,
         answers=frozenset({orders.ACCOUNT_RELEASE}),
         sent_by=frozenset({PartnerKind.BANK}),
     ),
     DocumentType(
         message_type="report.land_transfer_suspension",
-        natural_key=orders.report_key,
-        recipients="client",
+        **A_REPORT,
         rules=orders.rows_report_rules(PARCELS, done="suspended", not_done="not_suspended"),
         answers=frozenset({orders.LAND_TRANSFER_SUSPENSION}),
         sent_by=frozenset({PartnerKind.LAND_REGISTRY}),
     ),
     DocumentType(
         message_type="report.land_suspension_lifting",
-        natural_key=orders.report_key,
-        recipients="client",
+        **A_REPORT,
         rules=orders.rows_report_rules(PARCELS, done="lifted", not_done="not_lifted"),
         answers=frozenset({orders.LAND_SUSPENSION_LIFTING}),
         sent_by=frozenset({PartnerKind.LAND_REGISTRY}),
