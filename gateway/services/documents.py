@@ -8,7 +8,6 @@ returned synchronously by its connector, and the gateway's own documents (deadli
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -32,6 +31,7 @@ from gateway.partners import Partner
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer, canonical_json
 from gateway.services.admissions import ADMISSIONS, AdmissionCheck, AdmissionContext
+from gateway.services.document_ids import copy_document, copy_id, issued_id, issued_id_key, stored_key
 from gateway.storage import messages as store
 from gateway.storage import outbox
 from gateway.storage.audit import AuditEntry, append
@@ -43,9 +43,6 @@ from gateway.validation import SchemaCatalog
 #: How long before its deadline a document's sender is reminded, unless documents.toml says otherwise.
 DEFAULT_REMINDER_LEAD = timedelta(hours=4)
 SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
-NATURAL_KEY_MAX = 200  # messages.natural_key
-#: What the key of the gateway's own message ids is derived from (see :func:`issued_id`).
-ISSUED_ID_LABEL = b"thads-gateway issued message ids v1"
 #: A write run inside another's transaction (see ``accept_from_partner``).
 WriteStep = Callable[[AsyncConnection], Awaitable[object]]
 
@@ -584,53 +581,9 @@ class DocumentService:
 _ID_TAKEN = "this message_id was already used for a different message; use a new message_id for a new message"
 
 
-def issued_id_key(signer: Signer) -> bytes:
-    """The key of the gateway's own message ids, derived from its receipt-signing key (Ed25519
-    signatures are deterministic): every process with the signing key derives the same, no client can."""
-    return signer.sign_bytes(ISSUED_ID_LABEL).encode()
-
-
-def issued_id(key: bytes, message_type: str, natural_key: str) -> str:
-    """A UUID (RFC 9562 version 8: custom) from HMAC-SHA256 of the type and natural key under ``key``:
-    the same for every process holding the key, unpredictable for anyone else."""
-    digest = bytearray(hmac.new(key, f"{message_type}|{natural_key}".encode(), hashlib.sha256).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
-    return str(uuid.UUID(bytes=bytes(digest)))
-
-
 def _local_iso(at: datetime, calendar: WorkingCalendar) -> str:
     """A deadline as partners read it: local time with its offset, to the second."""
     return at.astimezone(calendar.tz).replace(microsecond=0).isoformat()
-
-
-def stored_key(natural_key: str) -> str:
-    """A natural key as the bounded column keeps it: a long one as its digest (still unique per type)."""
-    if len(natural_key) > NATURAL_KEY_MAX:
-        return "sha256:" + hashlib.sha256(natural_key.encode()).hexdigest()
-    return natural_key
-
-
-def copy_id(key: bytes, original_id: str, table: str) -> str:
-    """The copy's ``message_id``: named after the original and the routing table under the gateway's
-    key (:func:`issued_id`), so however often the original is pushed, and through whichever api, its
-    copy is one document, and nobody can know the copy's id before the gateway makes it."""
-    return issued_id(key, copy_type(table), original_id.lower())
-
-
-def copy_document(doc: Document, recipient: str, table: str, key: bytes) -> Document:
-    """The copy of ``doc`` for ``recipient``: the same document under its own ``message_id``, with
-    ``copy_of`` naming the original and correlated with it."""
-    copy = doc | {
-        "message_id": copy_id(key, doc["message_id"], table),
-        "recipient": recipient,
-        "copy_of": doc["message_id"],
-        "correlation_id": doc.get("correlation_id") or doc["message_id"],
-    }
-    if doc.get("replaces"):
-        # The recipient of the copies knows the earlier copy, not the original it was made from.
-        copy["replaces"] = copy_id(key, doc["replaces"], table)
-    return copy
 
 
 async def _resolve(
