@@ -31,7 +31,7 @@ from gateway.storage.tables import audit_log, messages
 from gateway.storage.timestamps import iso, now
 
 FORMAT = "thads-gateway.evidence/1"
-#: What every receipt signs (services/documents.py); a receipt naming fewer signed fields proves less.
+#: What every receipt signs (services/document_records.py); a receipt naming fewer signed fields proves less.
 RECEIPT_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
 
 

@@ -15,12 +15,12 @@ import pytest
 import tomli_w
 from sqlalchemy import select
 
-from gateway.domain.doctypes import RuleContext
 from gateway.partners import load_partners
 from gateway.reference_data import load_calendar, load_deadlines, load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.security.tokens import Principal
+from gateway.services.document_rules import DocumentRules, by_code
 from gateway.services.documents import DocumentService
 from gateway.storage import messages as store
 from gateway.storage.database import Database
@@ -63,12 +63,13 @@ async def pipeline(world: World, tmp_path: Path) -> Any:
         catalog(),
         Signer.from_file(tmp_path / "receipt.pem"),
         clients,
-        load_partners(config),
-        load_calendar(config),
-        load_deadlines(config),
-        RuleContext(),
+        DocumentRules(
+            calendar=load_calendar(config),
+            partners=by_code(load_partners(config)),
+            deadlines=load_deadlines(config),
+            legal_bases=frozenset(load_legal_bases(config)),
+        ),
         clock=clock,
-        legal_bases=load_legal_bases(config),
     )
     watcher = DeadlineWatcher(db, documents, clients, "GW-THADS", timedelta(hours=4), 1.0, clock=clock)
     yield world, db, documents, watcher, clock

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from gateway.domain.doctypes import RuleContext
 from gateway.domain.errors import Conflict
 from gateway.domain.registry import REGISTRY
 from gateway.partners import load_partners
 from gateway.reference_data import load_calendar, load_legal_bases
+from gateway.services.document_rules import DocumentRules, by_code
 from gateway.services.documents import DocumentService
 from gateway.validation import catalog
 from gateway.web.context import Services
@@ -57,12 +57,12 @@ async def test_a_natural_key_held_by_another_sender_is_not_a_duplicate(services:
         catalog(),
         services.signer,
         services.clients,
-        load_partners(config),
-        load_calendar(config),
-        {},
-        RuleContext(),
-        registry=registry,
-        legal_bases=load_legal_bases(config),
+        DocumentRules(
+            calendar=load_calendar(config),
+            partners=by_code(load_partners(config)),
+            registry=registry,
+            legal_bases=frozenset(load_legal_bases(config)),
+        ),
     )
     theirs = blocking_order("THADS-HCM")
     await documents.submit(principal(services, "THADS-HCM"), theirs)

@@ -16,7 +16,7 @@ import pytest
 from gateway.domain.registry import REGISTRY
 from gateway.domain.revocation import revocation_document
 from gateway.security.signing import Signer
-from gateway.services.documents import issued_id
+from gateway.services.document_ids import issued_id
 from gateway.web.context import Services
 from tests.conftest import example
 from tests.support.documents_world import (

@@ -31,7 +31,7 @@ from gateway.reference_data import load_legal_bases
 from gateway.security.clients import ClientStore
 from gateway.security.keys import generate_keypair, public_pem
 from gateway.security.tokens import ACCEPTED_ALGORITHMS, REQUIRED_CLAIMS
-from gateway.services.documents import SIGNED_FIELDS
+from gateway.services.document_records import SIGNED_FIELDS
 from gateway.validation import catalog, format_checker
 from gateway.web import routes_openapi
 from gateway.web.app import create_app

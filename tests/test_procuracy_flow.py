@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.security.signing import Signer
-from gateway.services.documents import copy_id, issued_id_key
+from gateway.services.document_ids import copy_id, issued_id_key
 from tests.conftest import example
 from tests.support.flows_world import FlowsWorld, events, flows_world
 from tests.support.order_flow import received

@@ -1,8 +1,8 @@
 """Admission checks: rules that need stored state (a citizen's consent on record...), by the name a
-:class:`~gateway.domain.doctypes.DocumentType` gives in ``admissions``. The document service
-(``gateway/services/documents.py``) runs them inside acceptance, after the pure rules, and refuses the
-document (:class:`~gateway.domain.errors.Refused`) with their violations. This module knows nothing of
-that service: it only says what a check is and which checks there are."""
+:class:`~gateway.domain.doctypes.DocumentType` gives in ``admissions``. The checks made before a
+document is stored (``gateway/services/document_checks.py``) run them inside acceptance, after the
+pure rules, and refuse the document (:class:`~gateway.domain.errors.Refused`) with their violations.
+This module knows nothing of those checks: it only says what a check is and which checks there are."""
 
 from __future__ import annotations
 

@@ -8,44 +8,34 @@ returned synchronously by its connector, and the gateway's own documents (deadli
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
-import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.domain.calendar import WorkingCalendar, due_at, reminder_at
-from gateway.domain.doctypes import Document, DocumentType, Reference, RuleContext
+from gateway.domain.doctypes import Document, DocumentType
 from gateway.domain.errors import Conflict, Forbidden, Refused
-from gateway.domain.identifiers import canonical_ids, mask, person_refs
+from gateway.domain.identifiers import canonical_ids
 from gateway.domain.issued import copy_type
 from gateway.domain.parties import client_role
-from gateway.domain.registry import REGISTRY
-from gateway.domain.status import Status
 from gateway.domain.violations import Violation
-from gateway.partners import Partner
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer, canonical_json
-from gateway.services.admissions import ADMISSIONS, AdmissionCheck, AdmissionContext
+from gateway.services.document_checks import DocumentChecks
+from gateway.services.document_ids import copy_document, copy_id, issued_id, issued_id_key, stored_key
+from gateway.services.document_records import Actor, DocumentRecords, record_answer
+from gateway.services.document_rules import DocumentRules
 from gateway.storage import messages as store
 from gateway.storage import outbox
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
-from gateway.storage.messages import OutboxItem
-from gateway.storage.timestamps import as_utc, iso, now
+from gateway.storage.timestamps import as_utc, now
 from gateway.validation import SchemaCatalog
 
-#: How long before its deadline a document's sender is reminded, unless documents.toml says otherwise.
-DEFAULT_REMINDER_LEAD = timedelta(hours=4)
-SIGNED_FIELDS = ("receipt_id", "message_id", "received_at", "sha256", "sender", "recipient", "key_id")
-NATURAL_KEY_MAX = 200  # messages.natural_key
-#: What the key of the gateway's own message ids is derived from (see :func:`issued_id`).
-ISSUED_ID_LABEL = b"thads-gateway issued message ids v1"
 #: A write run inside another's transaction (see ``accept_from_partner``).
 WriteStep = Callable[[AsyncConnection], Awaitable[object]]
 
@@ -56,25 +46,6 @@ class PushResult:
     duplicate: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """One document ready to be stored: row, outbox entry, receipt, audit entry, first evidence."""
-
-    row: dict[str, Any]
-    item: OutboxItem
-    receipt: dict[str, Any]
-    audit: AuditEntry
-    evidence: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who hands a document in: a client (authenticated), a partner through its connector, or the gateway."""
-
-    id: str
-    subject: str | None = None
-
-
 class DocumentService:
     def __init__(
         self,
@@ -82,43 +53,22 @@ class DocumentService:
         catalog: SchemaCatalog,
         signer: Signer,
         clients: ClientStore,
-        partners: list[Partner],
-        calendar: WorkingCalendar,
-        deadlines: Mapping[str, str],
-        rule_context: RuleContext,
+        rules: DocumentRules,
         clock: Callable[[], datetime] = now,
-        registry: Mapping[str, DocumentType] = REGISTRY,
-        admissions: Mapping[str, AdmissionCheck] | None = None,
-        routing: Mapping[str, Mapping[str, str]] | None = None,
-        reminder_lead: timedelta = DEFAULT_REMINDER_LEAD,
-        legal_bases: Collection[str] = (),
     ) -> None:
         self._db = db
-        #: Codes of ``config/legal_bases.toml``: a document citing another is refused (none: every one is).
-        self._legal_bases = frozenset(legal_bases)
-        self._reminder_lead = reminder_lead
         self._catalog = catalog
-        self._signer = signer
-        self._clients = clients
-        self._partners = {p.code: p for p in partners}
-        self._calendar = calendar
-        self._deadlines = deadlines
-        self._ctx = rule_context
+        self._rules = rules
         self._clock = clock
-        self.registry = registry
+        self.registry = rules.registry
         #: The relay of this process (set where one runs): takes the outbox rows of each accepted
         #: document from the commit, so nothing waits for a polling pass.
         self.relay: outbox.Handover = outbox.NoHandover()
-        self._admissions = dict(ADMISSIONS if admissions is None else admissions)
-        self._pepper = signer.pseudonym_pepper()
+        self._checks = DocumentChecks(db, clients, rules, signer.pseudonym_pepper())
+        self._records = DocumentRecords(signer, rules)
         # The ids of what the gateway issues (events, revocations, copies): stable across processes,
         # unguessable for clients.
         self._id_key = issued_id_key(signer)
-        #: Routing tables of ``config/routing.toml`` (table -> sender -> recipient of the copy).
-        self._routing = {table: dict(rows) for table, rows in (routing or {}).items()}
-        missing = {name for t in registry.values() for name in t.admissions} - set(self._admissions)
-        if missing:
-            raise ValueError(f"document types need admission checks nobody registered: {sorted(missing)}")
 
     # -- doors -------------------------------------------------------------------------------------
 
@@ -171,7 +121,7 @@ class DocumentService:
     def role_of(self, client: Any) -> str | None:
         """What kind of party ``client`` is: its file's ``role``, else its partner kind
         (``config/partners.toml``), else its agency-code prefix (gateway/domain/parties.py)."""
-        partner = self._partners.get(client.id)
+        partner = self._rules.partners.get(client.id)
         return client_role(client.id, client.role, partner.kind if partner else None)
 
     # -- steps -------------------------------------------------------------------------------------
@@ -223,24 +173,8 @@ class DocumentService:
         trusted: bool,
         first: WriteStep | None = None,
     ) -> PushResult:
-        original = await self._answered(doc_type, doc)
-        accepting_at = self._clock()
-        violations = doc_type.violations(doc, replace(self._ctx, now=accepting_at))
-        violations += self._recipient_violations(doc_type, doc, original)
-        violations += self._legal_basis_violations(doc)
-        violations += await self._replaces_violations(doc_type, doc)
-        references, reference_violations = await self._references(doc_type, doc)
-        violations += reference_violations
-        copy_to, copy_violations = self._copy_target(doc_type, doc, trusted)
-        violations += copy_violations
-        if not violations and doc_type.admissions:
-            async with self._db.read() as conn:
-                for name in doc_type.admissions:
-                    context = AdmissionContext(self._pepper, accepting_at)
-                    violations += await self._admissions[name](conn, doc_type, doc, context)
-        if violations:
-            raise Refused(violations)
-
+        admitted = await self._checks.admit(doc_type, doc, trusted, self._clock)
+        original, references, copy_to = admitted.original, admitted.references, admitted.copy_to
         action = action or doc_type.grant
         digest = hashlib.sha256(canonical_json(doc)).hexdigest()
         natural_key = doc_type.natural_key(doc)
@@ -252,7 +186,9 @@ class DocumentService:
         # refusal below answers it as the duplicate (or conflict) it is. A read per push was a sixth of the
         # api's time, spent for the rare resend.
         received_at = as_utc(self._clock())  # SQLite compares timestamps as text: always UTC
-        accepted = self._prepared(doc_type, doc, digest, natural_key, received_at, original, actor, action)
+        accepted = self._records.prepared(
+            doc_type, doc, digest, natural_key, received_at, original, actor, action
+        )
         copies = []
         if copy_to is not None:
             # Stored with the original, in its transaction: every copy the law requires, and only once.
@@ -260,7 +196,9 @@ class DocumentService:
             copy_digest = hashlib.sha256(canonical_json(copy)).hexdigest()
             copy_key = stored_key(f"{copy_type(doc_type.copy_to or '')}|{natural_key}")
             copies.append(
-                self._prepared(doc_type, copy, copy_digest, copy_key, received_at, None, actor, action)
+                self._records.prepared(
+                    doc_type, copy, copy_digest, copy_key, received_at, None, actor, action
+                )
             )
 
         claim = self.relay.claim()
@@ -288,7 +226,7 @@ class DocumentService:
                 detail = {"by": doc["message_id"], "message_type": doc["message_type"]}
                 await store.add_evidence(conn, target, event, actor.id, detail, received_at)
             if original is not None:
-                await self._record_answer(conn, original, doc, actor.id, received_at)
+                await record_answer(conn, original, doc, actor.id, received_at)
             if doc.get("replaces"):
                 detail = {"replaced_by": doc["message_id"]}
                 await store.add_evidence(conn, doc["replaces"], "replaced", actor.id, detail, received_at)
@@ -308,218 +246,6 @@ class DocumentService:
             return await self._duplicate(actor, action, earlier, doc["message_id"])
         self.relay.hand_over(held)
         return PushResult(accepted.receipt, duplicate=False)
-
-    def _prepared(
-        self,
-        doc_type: DocumentType,
-        doc: Document,
-        digest: str,
-        natural_key: str,
-        received_at: datetime,
-        original: Any,
-        actor: Actor,
-        action: str,
-    ) -> _Prepared:
-        """What storing ``doc`` writes: its row, outbox entry, receipt, audit entry, first evidence."""
-        priority = doc_type.priority(doc)
-        receipt = self._receipt(doc, digest, iso(received_at) or "")
-        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-        row = {
-            "message_id": doc["message_id"],
-            "message_type": doc["message_type"],
-            "schema_version": doc["schema_version"],
-            "sender": doc["sender"],
-            "recipient": doc["recipient"],
-            "correlation_id": doc.get("correlation_id") or (original.correlation_id if original else None),
-            "in_reply_to": doc.get("in_reply_to"),
-            "replaces": doc.get("replaces"),
-            "case_ref": doc.get("case_ref"),
-            "priority": priority,
-            "natural_key": natural_key,
-            "sha256": digest,
-            "payload": body,
-            "receipt": json.dumps(receipt),
-            "received_at": received_at,
-            "due_at": (due := self._due_at(doc_type, priority, received_at)),
-            "remind_at": reminder_at(received_at, due, self._reminder_lead) if due else None,
-        }
-        item = OutboxItem(
-            exchange=outbox.DOCUMENTS,
-            routing_key=doc["recipient"],
-            priority=5 if priority == "urgent" else 0,
-            headers={
-                "message_type": doc["message_type"],
-                "sender": doc["sender"],
-                "recipient": doc["recipient"],
-                "correlation_id": row["correlation_id"] or doc["message_id"],
-                "sha256": digest,
-                "receipt_id": receipt["receipt_id"],
-                "received_at": receipt["received_at"],
-                "priority": priority,
-                **({"in_reply_to": doc["in_reply_to"]} if doc.get("in_reply_to") else {}),
-                **({"due_at": _local_iso(row["due_at"], self._calendar)} if row["due_at"] else {}),
-            },
-            body=body,
-        )
-        audit = AuditEntry(
-            actor=actor.id,
-            subject=actor.subject,
-            action=action,
-            outcome="accepted",
-            status_code=202,
-            message_id=doc["message_id"],
-            object_ref=natural_key[:200],
-            data={
-                "message_type": doc["message_type"],
-                "debtors": list(doc_type.debtor_refs(doc)),
-                # Keyed pseudonyms of every person the document names: the data-access report's key.
-                **({"persons": persons} if (persons := person_refs(doc, self._pepper)) else {}),
-                **({"officer_id": mask(doc["officer_id"])} if doc.get("officer_id") else {}),
-                **({"purpose": doc["purpose"]} if doc.get("purpose") else {}),
-                "recipient": doc["recipient"],
-                **({"case_ref": doc["case_ref"]} if doc.get("case_ref") else {}),
-                **({"legal_basis": doc["legal_basis"]} if doc.get("legal_basis") else {}),
-                **({"copy_of": doc["copy_of"]} if doc.get("copy_of") else {}),
-            },
-        )
-        evidence = {"receipt_id": receipt["receipt_id"]}
-        if doc.get("copy_of"):
-            evidence["copy_of"] = doc["copy_of"]
-        return _Prepared(row, item, receipt, audit, evidence)
-
-    async def _answered(self, doc_type: DocumentType, doc: Document) -> Any:
-        """The document ``doc`` answers, if it exists (checked in ``_recipient_violations``)."""
-        ref = doc.get("in_reply_to")
-        if not doc_type.answers or not isinstance(ref, str):
-            return None
-        async with self._db.read() as conn:
-            return await store.get(conn, ref)
-
-    def _recipient_violations(self, doc_type: DocumentType, doc: Document, original: Any) -> list[Violation]:
-        recipient = doc["recipient"]
-        out: list[Violation] = []
-        if doc_type.answers and doc.get("in_reply_to"):
-            if original is None or original.message_type not in doc_type.answers:
-                wanted = " or ".join(sorted(doc_type.answers))
-                return [Violation("$.in_reply_to", f"names no {wanted} known to the gateway", "reference")]
-            if original.recipient != doc["sender"]:
-                out.append(
-                    Violation("$.in_reply_to", "only the recipient of a document answers it", "answer")
-                )
-            if original.sender != recipient:
-                out.append(
-                    Violation("$.recipient", f"must be {original.sender}, who sent the original", "answer")
-                )
-            return out
-        partner = self._partners.get(recipient)
-        if partner is not None and (
-            doc_type.recipients == "any"
-            or (doc_type.recipients == "partner" and partner.kind in doc_type.partner_kinds)
-        ):
-            return []
-        if doc_type.recipients == "partner":
-            kinds = ", ".join(sorted(doc_type.partner_kinds))
-            message = f"{recipient!r} is not a configured partner ({kinds})"
-            return [Violation("$.recipient", message, "recipient")]
-        target = self._clients.get(recipient)
-        if target is None or target.revoked or target.deliver_to is None:
-            return [Violation("$.recipient", f"{recipient!r} is not a registered recipient", "recipient")]
-        return []
-
-    async def _references(
-        self, doc_type: DocumentType, doc: Document
-    ) -> tuple[list[tuple[str, str]], list[Violation]]:
-        """The earlier documents ``doc`` names (by ``message_id`` or natural key), checked; returns the
-        ``(message_id, event)`` pairs to note in their timelines, and the violations."""
-        noted: list[tuple[str, str]] = []
-        out: list[Violation] = []
-        body = doc.get("body") or {}
-        for ref in doc_type.references:
-            path = f"$.body.{ref.field}"
-            async with self._db.read() as conn:
-                earlier, violations = await _resolve(conn, ref, body.get(ref.field), path)
-            out += violations
-            if earlier is None:
-                continue
-            parties = (earlier.sender, earlier.recipient)
-            if ref.parties == "same" and parties != (doc["sender"], doc["recipient"]):
-                message = "must be an earlier order of this sender to this recipient"
-                out.append(Violation(path, message, "reference"))
-            elif ref.parties == "reverse" and parties != (doc["recipient"], doc["sender"]):
-                message = "must be an earlier document of this recipient to this sender"
-                out.append(Violation(path, message, "reference"))
-            elif ref.noted_as:
-                noted.append((earlier.message_id, ref.noted_as))
-        return noted, out
-
-    def _legal_basis_violations(self, doc: Document) -> list[Violation]:
-        """A stated legal basis must be one of ``config/legal_bases.toml``, as for lookups."""
-        basis = doc.get("legal_basis")
-        if basis is None or basis in self._legal_bases:
-            return []
-        known = ", ".join(sorted(self._legal_bases)) or "none configured"
-        message = f"{str(basis)[:64]!r} is not a known legal basis (config/legal_bases.toml); known: {known}"
-        return [Violation("$.legal_basis", message, "legal_basis")]
-
-    async def _replaces_violations(self, doc_type: DocumentType, doc: Document) -> list[Violation]:
-        """``replaces`` resolves like ``in_reply_to``: an earlier document of this type from this
-        sender. One message for "unknown" and "someone else's": it tells nothing about other parties."""
-        replaced = doc.get("replaces")
-        if not isinstance(replaced, str):
-            return []
-        async with self._db.read() as conn:
-            earlier = await store.get(conn, replaced)
-        mine = (doc["sender"], doc_type.message_type)
-        if earlier is None or (earlier.sender, earlier.message_type) != mine:
-            message = (
-                f"names no earlier {doc_type.message_type} of {doc['sender']} known to the gateway: "
-                "a document replaces only its sender's own document of the same type"
-            )
-            return [Violation("$.replaces", message, "reference")]
-        return []
-
-    def _copy_target(
-        self, doc_type: DocumentType, doc: Document, trusted: bool
-    ) -> tuple[str | None, list[Violation]]:
-        """Who receives the copy of ``doc`` (its type's routing table, by sender); none when the original
-        already goes there. A sender the table does not name is refused: a copy the law requires is
-        never silently skipped."""
-        if doc.get("copy_of") and not trusted:
-            return None, [Violation("$.copy_of", "is set by the gateway on the copies it makes", "copy")]
-        table = doc_type.copy_to
-        if table is None:
-            return None, []
-        target = self._routing.get(table, {}).get(doc["sender"])
-        if target is None:
-            message = (
-                f"{doc['sender']!r} has no {table} in config/routing.toml [{table}]: "
-                "the copy the law requires cannot be made"
-            )
-            return None, [Violation("$.sender", message, "routing")]
-        if target == doc["recipient"]:
-            return None, []
-        client = self._clients.get(target)
-        if client is None or client.revoked or client.deliver_to is None:
-            message = f"its {table} {target!r} (config/routing.toml) is not a registered recipient"
-            return None, [Violation("$.sender", message, "routing")]
-        return target, []
-
-    def _due_at(self, doc_type: DocumentType, priority: str, at: datetime) -> datetime | None:
-        """When the awaited step is due, in UTC (SQLite keeps no offset; the calendar speaks local time)."""
-        spec = self._deadlines.get(doc_type.message_type, doc_type.deadline)
-        if spec is None:
-            return None
-        deadline = due_at(at, spec, self._calendar, urgent=False)
-        urgent_spec = self._deadlines.get("urgent")
-        if priority == "urgent" and urgent_spec:
-            deadline = min(deadline, due_at(at, urgent_spec, self._calendar, urgent=False))
-        return deadline.astimezone(UTC)
-
-    async def _record_answer(self, conn: Any, original: Any, doc: Document, actor: str, at: datetime) -> None:
-        detail = {"reply": doc["message_id"], "message_type": doc["message_type"]}
-        moved = await store.transition(conn, original.message_id, Status.ANSWERED, actor, detail, at=at)
-        if not moved:
-            await store.add_evidence(conn, original.message_id, "answered", actor, detail, at)
 
     async def _earlier(
         self, doc_type: DocumentType, doc: Document, digest: str, natural_key: str, trusted: bool
@@ -564,111 +290,5 @@ class DocumentService:
             )
         return PushResult(json.loads(earlier.receipt), duplicate=True)
 
-    def _receipt(self, doc: Document, digest: str, received_at: str) -> dict[str, Any]:
-        fields = {
-            "receipt_id": str(uuid.uuid4()),
-            "message_id": doc["message_id"],
-            "received_at": received_at,
-            "sha256": digest,
-            "sender": doc["sender"],
-            "recipient": doc["recipient"],
-            "key_id": self._signer.key_id,
-        }
-        return fields | {
-            "alg": "EdDSA",
-            "signed_fields": list(SIGNED_FIELDS),
-            "signature": self._signer.sign(fields),
-        }
-
 
 _ID_TAKEN = "this message_id was already used for a different message; use a new message_id for a new message"
-
-
-def issued_id_key(signer: Signer) -> bytes:
-    """The key of the gateway's own message ids, derived from its receipt-signing key (Ed25519
-    signatures are deterministic): every process with the signing key derives the same, no client can."""
-    return signer.sign_bytes(ISSUED_ID_LABEL).encode()
-
-
-def issued_id(key: bytes, message_type: str, natural_key: str) -> str:
-    """A UUID (RFC 9562 version 8: custom) from HMAC-SHA256 of the type and natural key under ``key``:
-    the same for every process holding the key, unpredictable for anyone else."""
-    digest = bytearray(hmac.new(key, f"{message_type}|{natural_key}".encode(), hashlib.sha256).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
-    return str(uuid.UUID(bytes=bytes(digest)))
-
-
-def _local_iso(at: datetime, calendar: WorkingCalendar) -> str:
-    """A deadline as partners read it: local time with its offset, to the second."""
-    return at.astimezone(calendar.tz).replace(microsecond=0).isoformat()
-
-
-def stored_key(natural_key: str) -> str:
-    """A natural key as the bounded column keeps it: a long one as its digest (still unique per type)."""
-    if len(natural_key) > NATURAL_KEY_MAX:
-        return "sha256:" + hashlib.sha256(natural_key.encode()).hexdigest()
-    return natural_key
-
-
-def copy_id(key: bytes, original_id: str, table: str) -> str:
-    """The copy's ``message_id``: named after the original and the routing table under the gateway's
-    key (:func:`issued_id`), so however often the original is pushed, and through whichever api, its
-    copy is one document, and nobody can know the copy's id before the gateway makes it."""
-    return issued_id(key, copy_type(table), original_id.lower())
-
-
-def copy_document(doc: Document, recipient: str, table: str, key: bytes) -> Document:
-    """The copy of ``doc`` for ``recipient``: the same document under its own ``message_id``, with
-    ``copy_of`` naming the original and correlated with it."""
-    copy = doc | {
-        "message_id": copy_id(key, doc["message_id"], table),
-        "recipient": recipient,
-        "copy_of": doc["message_id"],
-        "correlation_id": doc.get("correlation_id") or doc["message_id"],
-    }
-    if doc.get("replaces"):
-        # The recipient of the copies knows the earlier copy, not the original it was made from.
-        copy["replaces"] = copy_id(key, doc["replaces"], table)
-    return copy
-
-
-async def _resolve(
-    conn: AsyncConnection, ref: Reference, value: object, path: str
-) -> tuple[Any, list[Violation]]:
-    """The earlier document a reference field names: by ``message_id``, or by the natural key built from
-    an object whose optional ``message_id`` must then name that same document.
-
-    Each refusal says what is true, where it is: nothing the other fields describe and nothing the
-    ``message_id`` names is at ``path``; a ``message_id`` naming another document, or none while the
-    other fields describe a known one, is at ``path.message_id``."""
-    wanted = " or ".join(sorted(ref.types)) or "document"
-    if isinstance(value, str):
-        earlier = await store.get(conn, value.lower())
-    elif isinstance(value, dict) and ref.key is not None:
-        key = stored_key(ref.key(value))
-        described = None
-        for message_type in sorted(ref.types):
-            described = described or await store.get_by_natural_key(conn, message_type, key)
-        by_id = value.get("message_id")
-        if not isinstance(by_id, str):
-            earlier = described
-        else:
-            earlier = await store.get(conn, by_id.lower())
-            if earlier is not None and ref.types and earlier.message_type not in ref.types:
-                earlier = None  # what another type's id names is none of this reference's business
-            if earlier is not None and earlier.natural_key.split("|replaces:")[0] != key:
-                # A replacement is stored under its key and what it replaces: it is still that document.
-                message = f"names a {earlier.message_type} other than the one the other fields describe"
-                return None, [Violation(f"{path}.message_id", message, "reference")]
-            if earlier is None and described is not None:
-                message = (
-                    f"names no {wanted} known to the gateway, although the other fields describe one: "
-                    "leave message_id out to name it by them alone, or give its own message_id"
-                )
-                return None, [Violation(f"{path}.message_id", message, "reference")]
-    else:
-        return None, []
-    if earlier is None or (ref.types and earlier.message_type not in ref.types):
-        return None, [Violation(path, f"names no {wanted} known to the gateway", "reference")]
-    return earlier, []

@@ -14,6 +14,7 @@ from gateway.reference_data import (
 from gateway.security.clients import ClientStore
 from gateway.security.signing import Signer
 from gateway.services.admissions import ADMISSIONS
+from gateway.services.document_rules import DocumentRules, by_code
 from gateway.services.documents import DocumentService
 from gateway.settings import Settings
 from gateway.storage.database import Database
@@ -24,17 +25,15 @@ def build_document_service(
     settings: Settings, db: Database, clients: ClientStore, signer: Signer
 ) -> DocumentService:
     """The one document pipeline, as the api and the worker both build it."""
-    return DocumentService(
-        db,
-        catalog(),
-        signer,
-        clients,
-        load_partners(settings.config_dir),
-        load_calendar(settings.config_dir),
-        load_deadlines(settings.config_dir),
-        RuleContext(max_inline_document_bytes=settings.api.max_inline_document_bytes),
+    config = settings.config_dir
+    rules = DocumentRules(
+        calendar=load_calendar(config),
+        partners=by_code(load_partners(config)),
+        deadlines=load_deadlines(config),
+        rule_context=RuleContext(max_inline_document_bytes=settings.api.max_inline_document_bytes),
         admissions=ADMISSIONS,
-        routing=load_routing(settings.config_dir),
-        reminder_lead=load_reminder_lead(settings.config_dir),
-        legal_bases=load_legal_bases(settings.config_dir),
+        routing=load_routing(config),
+        reminder_lead=load_reminder_lead(config),
+        legal_bases=frozenset(load_legal_bases(config)),
     )
+    return DocumentService(db, catalog(), signer, clients, rules)
