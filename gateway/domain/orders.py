@@ -185,11 +185,13 @@ def _report_rules(doc: Document) -> list[Violation]:
     return out
 
 
-def _outcome_from_rows(done: int, total: int) -> str:
-    """All rows done -> executed, none (or no rows) -> not_executed, else partially_executed."""
-    if done == 0:
+def outcome_of(done: float, wanted: float) -> str:
+    """What a report says of an order: all of it done (every row, the whole amount) -> executed, none
+    (or nothing to do) -> not_executed, else partially_executed. The one definition: the rules check
+    reports against it, and the simulated partners answer by it."""
+    if done <= 0:
         return NOT_EXECUTED
-    return EXECUTED if done == total else PARTIALLY_EXECUTED
+    return EXECUTED if done >= wanted else PARTIALLY_EXECUTED
 
 
 def _outcome_violation(stated: str, expected: str, rows: str, done: str) -> list[Violation]:
@@ -310,7 +312,7 @@ def rows_report_rules(rows: Rows, done: str, not_done: str) -> Rules:
                 message = f"must be absent when status is {done!r}"
                 out.append(Violation(f"{path}[{i}].reason", message, "reason"))
         out += _duplicates(listed, rows.key, path)
-        expected = _outcome_from_rows(sum(row["status"] == done for row in listed), len(listed))
+        expected = outcome_of(sum(row["status"] == done for row in listed), len(listed))
         out += _outcome_violation(body["outcome"], expected, rows.field, done)
         return out
 

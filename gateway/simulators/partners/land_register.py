@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from lxml import etree
 
+from gateway.domain.orders import outcome_of
 from gateway.simulators.partners import as_of, reference, seed
 from gateway.simulators.partners.desk import Conflict, Once
 from gateway.simulators.partners.land_soap import CODE, LIFT, NS, SUSPEND, SoapFault, q, subject_identifier
@@ -68,10 +69,7 @@ def _order_parcels(payload: etree._Element) -> list[tuple[str, str]] | None:
 
 
 def _outcome(results: list[ParcelResult], done: str) -> str:
-    succeeded = sum(result.status == done for result in results)
-    if succeeded == 0:
-        return "not_executed"
-    return "executed" if succeeded == len(results) else "partially_executed"
+    return outcome_of(sum(result.status == done for result in results), len(results))
 
 
 def _result_xml(operation: str, message_id: str, outcome: str, results: list[ParcelResult]) -> etree._Element:

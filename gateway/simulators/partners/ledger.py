@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from gateway.domain.orders import outcome_of
 from gateway.simulators.partners import seed
 
 Body = dict[str, Any]
@@ -42,12 +43,6 @@ class Block:
 
     debtor: str
     held: dict[str, int] = field(default_factory=dict)
-
-
-def outcome(done: int, wanted: int) -> str:
-    if done <= 0:
-        return "not_executed"
-    return "executed" if done >= wanted else "partially_executed"
 
 
 class Ledger:
@@ -126,7 +121,7 @@ class Ledger:
         total = amount - remaining
         return {
             "executed_at": executed_at,
-            "outcome": outcome(total, amount),
+            "outcome": outcome_of(total, amount),
             "total_blocked": total,
             "accounts": rows,
         }
@@ -195,7 +190,7 @@ class Ledger:
         wanted_total = amount if scope == "partial" and amount is not None else total
         return {
             "executed_at": executed_at,
-            "outcome": outcome(total, wanted_total),
+            "outcome": outcome_of(total, wanted_total),
             "scope": scope,
             "total_released": total,
             "released": released,
@@ -211,7 +206,7 @@ def _transferred(
 ) -> Body:
     return {
         "executed_at": executed_at,
-        "outcome": outcome(total, amount),
+        "outcome": outcome_of(total, amount),
         "transferred_amount": total,
         "to_account": dict(to_account),
         "transfers": transfers,
