@@ -20,6 +20,7 @@ published twice (the process dies between the confirm and the delete): the copy 
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import os
@@ -57,6 +58,8 @@ OLDEST_AGE = Gauge(
 )
 #: While the relay is busy, backlog and lag are still measured this often.
 REPORT_SECONDS = 2.0
+#: Batches of handed-over rows published and recorded at once by one process.
+MAX_BATCHES = 4
 #: Headers of the gateway's own bookkeeping, not passed to a recipient's own queue.
 _INTERNAL = "x-"
 
@@ -124,6 +127,12 @@ class Relay:
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reported = 0.0
+        # Handed-over rows wait here while MAX_BATCHES batches are being published and recorded: under
+        # load the next batch is then as large as what arrived meanwhile (one completion transaction for
+        # many documents); at a light load each row leaves alone, at once.
+        self._handed: collections.deque[Pending] = collections.deque()
+        self._batches = asyncio.Semaphore(MAX_BATCHES)
+        self._drainer: asyncio.Task[None] | None = None
 
     # -- the writers' side -------------------------------------------------------------------------
 
@@ -138,7 +147,16 @@ class Relay:
     def hand_over(self, items: Sequence[Pending]) -> None:
         """Rows this process holds and has committed: published now, in the background."""
         if items:
-            self._spawn(self._dispatch(list(items)))
+            self._handed.extend(items)
+            if self._drainer is None or self._drainer.done():
+                self._drainer = asyncio.create_task(self._drain(), name="relay-hand-over")
+
+    async def _drain(self) -> None:
+        while self._handed:
+            await self._batches.acquire()
+            size = min(len(self._handed), self._settings.batch_size)
+            batch = [self._handed.popleft() for _ in range(size)]
+            self._spawn(self._dispatch(batch), self._batches.release)
 
     # -- the fallback pass -------------------------------------------------------------------------
 
@@ -175,12 +193,14 @@ class Relay:
 
     async def close(self) -> None:
         """Wait for hand-overs in progress (a row not published stays held until its lease ends)."""
+        if self._drainer is not None and not self._drainer.done():
+            await asyncio.wait({self._drainer}, timeout=5)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
 
     # -- publishing --------------------------------------------------------------------------------
 
-    def _spawn(self, work: Awaitable[int]) -> None:
+    def _spawn(self, work: Awaitable[int], done: Callable[[], None] = lambda: None) -> None:
         async def run() -> None:
             try:
                 await work
@@ -190,6 +210,8 @@ class Relay:
                 log.info("hand-over incomplete (%s): the fallback pass takes the rest", exc)
             except Exception:
                 log.exception("relay hand-over failed; its rows wait for the fallback pass")
+            finally:
+                done()
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
