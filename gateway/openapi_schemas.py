@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urldefrag, urljoin
 
 from gateway.domain.identifiers import PERSONAL_ID
+from gateway.schema_examples import valid_examples
 from gateway.validation import SCHEMA_SUFFIX
 
 __all__ = [
@@ -63,16 +64,18 @@ def message_schemas() -> dict[str, JSON]:
 
 
 def example(directory: str, name: str | None) -> tuple[str, Any]:
-    """An example file of ``gateway/schemas/examples/<directory>`` (no name: its first ``valid-*.json``),
+    """An example file of ``gateway/schemas/examples/<directory>`` (no name: its first valid example, a
+    ``valid-*.json`` or else the first its schema lists, :func:`gateway.schema_examples.valid_examples`),
     as (file name, contents). ``ValueError`` when there is none."""
-    folder = files("gateway").joinpath("schemas", "examples", directory)
     if name is None:
-        valid = (
-            sorted(e.name for e in folder.iterdir() if e.name.startswith("valid-")) if folder.is_dir() else []
-        )
+        valid = valid_examples(directory)
         if not valid:
-            raise ValueError(f"no valid-*.json example in gateway/schemas/examples/{directory}")
-        name = valid[0]
+            raise ValueError(
+                f"no valid-*.json example in gateway/schemas/examples/{directory}, "
+                "nor one its schema lists under examples"
+            )
+        return valid[0]
+    folder = files("gateway").joinpath("schemas", "examples", directory)
     return name, json.loads(folder.joinpath(name).read_text(encoding="utf-8"))
 
 

@@ -5,7 +5,6 @@ delivers to a partner, with its examples."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from gateway.domain.answers import answer_document
 from gateway.domain.doctypes import RuleContext
 from gateway.domain.registry import REGISTRY as DOCUMENT_TYPES
 from gateway.partners import BreakerPolicy, Partner, RetryPolicy, load_partners
+from gateway.schema_examples import valid_examples
 from gateway.security.keys import PrivateKey, generate_keypair, private_pem, public_pem
 from gateway.simulators.partners import seed
 from gateway.simulators.partners.servers import Partners, start_partners
@@ -618,11 +618,11 @@ async def test_every_type_a_partner_receives_is_taken_by_its_simulator_and_answe
     """Derived from the registry: a new type delivered to a partner is checked here with its examples."""
     doc_type = DOCUMENT_TYPES[message_type]
     codes = [c for c, p in world.partners.items() if p.kind in doc_type.partner_kinds and c != "BANK-TCB"]
-    examples = sorted((ROOT / "gateway" / "schemas" / "examples" / message_type).glob("valid-*.json"))
+    examples = valid_examples(message_type)
     assert codes and examples
     delivered = 0
-    for path in examples:
-        document = json.loads(path.read_text("utf-8")) | {
+    for name, example_doc in examples:
+        document = example_doc | {
             "message_id": str(uuid.uuid4()),
             "recipient": codes[0],
         }
@@ -635,6 +635,6 @@ async def test_every_type_a_partner_receives_is_taken_by_its_simulator_and_answe
             continue
         created = report.get("executed_at") or datetime.now(UTC).isoformat(timespec="seconds")
         answer = answer_document(document, doc_type.answer_type, report, created)
-        assert orders.violations(answer) == [], path.name
-        assert DOCUMENT_TYPES[doc_type.answer_type].violations(answer, RuleContext()) == [], path.name
+        assert orders.violations(answer) == [], name
+        assert DOCUMENT_TYPES[doc_type.answer_type].violations(answer, RuleContext()) == [], name
     assert delivered, f"no valid example of {message_type} was taken by {codes[0]}"

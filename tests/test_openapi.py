@@ -28,6 +28,7 @@ from gateway.openapi_schemas import FORMAT_PATTERNS
 from gateway.partners import load_partners
 from gateway.problems import PROBLEM_BASE
 from gateway.reference_data import load_legal_bases
+from gateway.schema_examples import valid_examples
 from gateway.security.clients import ClientStore
 from gateway.security.keys import generate_keypair, public_pem
 from gateway.security.tokens import ACCEPTED_ALGORITHMS, REQUIRED_CLAIMS
@@ -409,10 +410,10 @@ def test_documents_body_is_one_of_every_registered_type(document: dict[str, Any]
     assert [e["value"]["message_type"] for e in content["examples"].values()] == list(REGISTRY)
     body = validator(document, body_schema("/v1/documents"))
     for message_type in REGISTRY:
-        files = sorted((EXAMPLES / message_type).glob("valid-*.json"))
-        assert files, message_type
-        for file in files:
-            assert list(body.iter_errors(json.loads(file.read_text("utf-8")))) == [], file.name
+        valid = valid_examples(message_type)
+        assert valid, message_type
+        for name, doc in valid:
+            assert list(body.iter_errors(doc)) == [], name
 
 
 def test_response_schemas_name_every_value_the_domain_has() -> None:
@@ -440,8 +441,8 @@ async def test_grants_are_enforced_as_declared(gateway_api: TestClient[Any, Any]
         body = None
         if operation.grant_check == "service" and operation.examples:
             declared = operation.examples[0]
-            name = declared.file or sorted((EXAMPLES / declared.directory).glob("valid-*.json"))[0].name
-            body = example(declared.directory, name)
+            body = example(declared.directory, declared.file) if declared.file else None
+            body = body if body is not None else valid_examples(declared.directory)[0][1]
         resp = await gateway_api.request(
             operation.method,
             operation.path.format(**values),

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 import gateway
 from gateway.domain.identifiers import is_personal_id
+from gateway.schema_examples import valid_examples
 from gateway.validation import (
     SCHEMA_BASE,
     SchemaCatalog,
@@ -85,6 +86,18 @@ def test_valid_example_has_no_violations(case: tuple[str, Path]) -> None:
     assert catalog().violations(message_type, doc) == []
     if message_type in ENVELOPE_TYPES:  # messages, as opposed to API bodies and partner results
         assert validate_push(doc) == (message_type, [])
+
+
+def test_examples_a_schema_lists_are_valid_documents_of_its_type() -> None:
+    """A type may keep a valid example in its schema (JSON Schema's ``examples``) instead of a file: each
+    is held to what a ``valid-*.json`` is."""
+    for message_type in catalog().message_types():
+        for name, doc in valid_examples(message_type):
+            if "#/examples/" not in name:
+                continue
+            assert catalog().violations(message_type, doc) == [], name
+            if message_type in ENVELOPE_TYPES:
+                assert validate_push(doc) == (message_type, []), name
 
 
 @pytest.mark.parametrize("case", INVALID, ids=_id)

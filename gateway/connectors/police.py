@@ -17,4 +17,3 @@ from gateway.domain.doctypes import PartnerKind
 
 class PoliceConnector(RestConnector):
     kind = PartnerKind.POLICE_UNIT
-    documents_path = "/api/v1/documents"

@@ -28,7 +28,7 @@ from typing import Any, Final
 import aiohttp
 
 from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt, document_id
-from gateway.domain.registry import REGISTRY
+from gateway.domain.registry import REGISTRY, partner_kinds_receiving_documents
 from gateway.domain.violations import Violation
 from gateway.partners import Partner
 from gateway.validation import catalog
@@ -233,14 +233,20 @@ def lookup_payload(request: LookupRequest) -> dict[str, Any]:
     return {key: value for key, value in body.items() if value is not None}
 
 
+#: Where a REST partner takes documents, unless its connector names another path.
+DOCUMENTS_PATH: Final = "/api/v1/documents"
+
+
 class RestConnector:
     """One REST partner kind: what to POST where, and how its answer becomes canonical rows."""
 
     kind: str = ""
     #: Where it answers lookups; empty: it answers none.
     path: str = ""
-    #: Where it takes documents (:meth:`RestClient.deliver`); empty: it takes none.
-    documents_path: str = ""
+    #: Where it takes documents (:meth:`RestClient.deliver`): the documents protocol's one conventional
+    #: path unless its API says otherwise; a partner kind takes documents only of the types the registry
+    #: sends it (``partner_kinds``), so the first such type needs no connector change.
+    documents_path: str = DOCUMENTS_PATH
     #: It answers every document later, by pushing its answer document (a ``200`` means the same).
     answers_later: bool = False
 
@@ -263,7 +269,7 @@ class RestConnector:
         return canonical_answer(self.kind, data, self.rows(data))
 
     async def deliver(self, document: Mapping[str, Any]) -> PartnerReceipt:
-        if not self.documents_path:
+        if self.kind not in partner_kinds_receiving_documents():
             raise ConnectorError(
                 f"{self.kind} partner {self.partner.code} does not take documents", retryable=False
             )
