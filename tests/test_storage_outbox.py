@@ -10,10 +10,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gateway.amqp.relay import Published, Route
+from gateway.amqp.names import Names
+from gateway.amqp.relay import Published, Relay, Route
+from gateway.amqp.routing import DocumentRouter
 from gateway.domain.registry import REGISTRY
 from gateway.domain.status import Status
 from gateway.services.deliveries import RelayRecorder
+from gateway.settings import RelaySettings
 from gateway.storage import messages as store
 from gateway.storage import outbox
 from gateway.storage.database import Database
@@ -230,3 +233,27 @@ async def test_concurrent_claimers_never_share_a_row(db: Database) -> None:
     async with db.read() as conn:
         leases = (await conn.execute(select(outbox_table.c.id, outbox_table.c.claimed_by))).all()
     assert sorted(claimed) == sorted((row_id, owner) for row_id, owner in leases)
+
+
+async def test_a_relay_publishes_only_rows_it_holds(db: Database) -> None:
+    """A row written while its process had no broker connection is nobody's: only a fallback pass that
+    claims it may publish it (handed over too, it went out twice, the second copy unflagged)."""
+    relay = Relay(db, lambda: None, DocumentRouter(Names("t"), lambda _: None), _Unused(), RelaySettings())
+    assert relay.claim() is None
+    row, item = accepted_message(1)
+    async with db.transaction() as conn:
+        unheld = await store.insert_accepted(conn, row, item, "TAND-HN", {}, relay.claim())
+
+    relay.hand_over([unheld])
+
+    assert unheld.owner is None and relay.pending_hand_overs() == 0
+    [claimed] = await claim(db, "relay-b")
+    assert claimed.id == unheld.id and claimed.attempts == 1
+
+
+class _Unused:
+    async def record(self, conn: Any, published: Any, withheld: Any) -> None:
+        raise AssertionError("nothing is published")
+
+    async def after(self, recorded: Any) -> None:
+        raise AssertionError("nothing is published")

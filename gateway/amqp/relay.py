@@ -145,11 +145,18 @@ class Relay:
         return Claim(self.owner, now() + timedelta(seconds=self._settings.lease_seconds))
 
     def hand_over(self, items: Sequence[Pending]) -> None:
-        """Rows this process holds and has committed: published now, in the background."""
+        """Rows this process holds and has committed: published now, in the background. A row inserted
+        without this relay's claim (no broker connection at the time) is not: the fallback pass of
+        whichever relay claims it publishes it, and publishing it here too would send it twice."""
+        items = [item for item in items if item.owner == self.owner]
         if items:
             self._handed.extend(items)
             if self._drainer is None or self._drainer.done():
                 self._drainer = asyncio.create_task(self._drain(), name="relay-hand-over")
+
+    def pending_hand_overs(self) -> int:
+        """Rows handed over and not yet published or given back."""
+        return len(self._handed) + sum(not t.done() for t in self._tasks)
 
     async def _drain(self) -> None:
         while self._handed:

@@ -49,6 +49,8 @@ class Pending:
     attempts: int
     #: The message's status when claimed (documents only): a revoked one is not published.
     status: str | None = None
+    #: Who holds the row (its writer, when inserted with a claim): only its holder may publish it.
+    owner: str | None = None
 
 
 class Handover(Protocol):
@@ -97,7 +99,17 @@ async def insert(
     if claim is not None:
         values |= {"claimed_by": claim.owner, "claimed_until": claim.until}
     row_id = (await conn.execute(sql_insert(outbox).values(**values).returning(outbox.c.id))).scalar_one()
-    return Pending(row_id, message_id, exchange, routing_key, priority, headers, body, values["attempts"])
+    return Pending(
+        row_id,
+        message_id,
+        exchange,
+        routing_key,
+        priority,
+        headers,
+        body,
+        values["attempts"],
+        owner=claim.owner if claim is not None else None,
+    )
 
 
 async def claimable(conn: AsyncConnection) -> bool:
