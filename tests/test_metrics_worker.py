@@ -120,7 +120,7 @@ async def test_the_workers_series_move_with_pushes_and_lookups(
     deliver = names.deliver(case_system)
     assert ("gateway_queue_messages", (("queue", deliver), ("state", "ready"))) in after
     assert value(after, "gateway_queue_consumers", queue=deliver) >= 1
-    assert value(after, "gateway_queue_consumers", queue=names.partner("TAX")) >= 1
+    assert value(after, "gateway_queue_consumers", queue=names.deliver("TAX")) >= 1
     assert value(after, "gateway_parking_messages", queue=deliver) == 0
     assert not any(n == "gateway_parking_messages" and "parking" in dict(ls)["queue"] for n, ls in after)
     for status in ("pending", "partial", "expired"):

@@ -50,5 +50,5 @@ async def test_replay_moves_parked_messages_back_with_their_identity() -> None:
             await ch.queue_delete(names.parking(queue))
             await ch.exchange_delete(names.dlx)
             await ch.exchange_delete(names.documents)
-            for ex in (names.requests, names.replies, names.callbacks):
+            for ex in names.exchanges:
                 await ch.exchange_delete(ex)

@@ -283,8 +283,7 @@ async def test_partners_only_registers_the_partners_that_call_back_and_a_late_ba
                 await api.close()
             output = _stop(proc)
             names = Names(world.settings.broker_namespace)
-            queues = [names.partner(c) for c in PARTNER_CODES] + [names.replies_queue, names.callbacks_queue]
-            await delete_topology(world, queues + [names.parking(q) for q in queues])
+            await delete_topology(world, names.partner_queues(list(PARTNER_CODES)))
         assert b"401" not in output, output.decode("utf-8", "replace")[-3000:]
 
 

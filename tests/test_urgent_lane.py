@@ -155,7 +155,7 @@ async def test_a_retried_urgent_document_stays_in_the_urgent_lane() -> None:
         finally:
             for queue in [*names.recipient_queues("CA-HN"), names.retry(50)]:
                 await channel.queue_delete(queue)
-            for exchange in (names.documents, names.dlx, names.requests, names.replies, names.callbacks):
+            for exchange in names.exchanges:
                 await channel.exchange_delete(exchange)
             await channel.exchange_delete(names.retry(50))
 

@@ -118,6 +118,13 @@ class BrokerLink:
         self._connection = await connect(self._url, self._name)
         self.publisher = Publisher(self._connection)
 
+    async def connection(self) -> AbstractRobustConnection:
+        """The connection, once made (waits for the background attempt)."""
+        assert self._task is not None, "start() first"
+        await asyncio.shield(self._task)
+        assert self._connection is not None
+        return self._connection
+
     async def close(self, patience: float = 5.0) -> None:
         """Close the connection. A connection attempt under way is let finish first (``patience``):
         cancelled inside aio-pika's handshake it can leave the robust connection's own tasks running,

@@ -21,19 +21,15 @@ class Names:
         return f"{self.ns}.dlx"
 
     @property
-    def requests(self) -> str:
-        """Lookups to partners (topic, routing key = partner code)."""
-        return f"{self.ns}.requests"
-
-    @property
-    def replies(self) -> str:
-        """Partner answers back to the gateway (topic, routing key = partner code)."""
-        return f"{self.ns}.replies"
-
-    @property
     def callbacks(self) -> str:
         """Inquiry results to callers' callback URLs (topic, routing key = client id)."""
         return f"{self.ns}.callbacks"
+
+    @property
+    def hints(self) -> str:
+        """Wake-ups for api processes (fanout, transient): "this inquiry became final". Only a hint —
+        the database is the truth — so its messages are neither persistent nor confirmed."""
+        return f"{self.ns}.hints"
 
     @property
     def events(self) -> str:
@@ -49,20 +45,13 @@ class Names:
         return f"{self.ns}.{logical}"
 
     # queues
-    def partner(self, code: str) -> str:
-        """One durable queue per partner: competing workers call that partner."""
-        return f"{self.ns}.req.{code}"
-
-    @property
-    def replies_queue(self) -> str:
-        return f"{self.ns}.replies"
-
     @property
     def callbacks_queue(self) -> str:
         return f"{self.ns}.callbacks"
 
     def deliver(self, client_id: str) -> str:
-        """Gateway-internal queue feeding delivery to one recipient (de-duplicated, retried)."""
+        """Gateway-internal queue feeding delivery to one recipient (de-duplicated, retried). A partner's
+        is its one work queue: its lookup requests (message type ``asset.lookup``) wait there too."""
         return f"{self.ns}.deliver.{client_id}"
 
     def deliver_urgent(self, client_id: str) -> str:
@@ -97,3 +86,14 @@ class Names:
         """Every queue declared for one recipient's deliveries (its own AMQP queue aside)."""
         deliver, urgent = self.deliver(recipient), self.deliver_urgent(recipient)
         return [deliver, self.parking(deliver), urgent, self.parking(urgent)]
+
+    def partner_queues(self, partner_codes: list[str]) -> list[str]:
+        """Every queue lookups to ``partner_codes`` use: each partner's work queue and urgent lane (with
+        their parking queues) and the callbacks queue (with its parking queue)."""
+        queues = [q for code in partner_codes for q in self.recipient_queues(code)]
+        return [*queues, self.callbacks_queue, self.parking(self.callbacks_queue)]
+
+    @property
+    def exchanges(self) -> list[str]:
+        """Every exchange :func:`gateway.amqp.topology.declare_exchanges` declares."""
+        return [self.documents, self.dlx, self.callbacks, self.events, self.hints]

@@ -26,25 +26,18 @@ def quorum_args(names: Names, queue: str, delivery_limit: int) -> dict[str, Any]
 async def declare_exchanges(channel: AbstractChannel, names: Names) -> None:
     await channel.declare_exchange(names.documents, aio_pika.ExchangeType.TOPIC, durable=True)
     await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.TOPIC, durable=True)
-    for name in (names.requests, names.replies, names.callbacks):
-        await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+    await channel.declare_exchange(names.callbacks, aio_pika.ExchangeType.TOPIC, durable=True)
     await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
+    await channel.declare_exchange(names.hints, aio_pika.ExchangeType.FANOUT, durable=True)
 
 
-async def declare_lookups(
-    channel: AbstractChannel, names: Names, partner_codes: list[str], delivery_limit: int
-) -> tuple[dict[str, AbstractQueue], AbstractQueue, AbstractQueue]:
-    """A queue per partner (bound by its code), the replies queue and the callbacks queue."""
-    partners = {}
-    for code in partner_codes:
-        queue = await declare_queue_with_parking(channel, names, names.partner(code), delivery_limit)
-        await queue.bind(names.requests, routing_key=code)
-        partners[code] = queue
-    replies = await declare_queue_with_parking(channel, names, names.replies_queue, delivery_limit)
-    await replies.bind(names.replies, routing_key="#")
+async def declare_callbacks(channel: AbstractChannel, names: Names, delivery_limit: int) -> AbstractQueue:
+    """The callbacks queue (inquiry results to callers' callback URLs): work that must survive, so a
+    quorum queue. Lookup requests have no queues of their own: they wait in each partner's work queue
+    (:func:`declare_recipient`), and answers are recorded by the worker that called the partner."""
     callbacks = await declare_queue_with_parking(channel, names, names.callbacks_queue, delivery_limit)
     await callbacks.bind(names.callbacks, routing_key="#")
-    return partners, replies, callbacks
+    return callbacks
 
 
 async def declare_queue_with_parking(

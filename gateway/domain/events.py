@@ -38,8 +38,12 @@ def body(
     previous_status: str | None,
     at: str,
     reason: str | None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """The event: metadata only, never the document; personal IDs in a reason are masked."""
+    """The event: metadata only, never the document; personal IDs in a reason are masked. ``source``:
+    an asset inquiry's event names the source that answered (``bank:BANK-VCB``, ``land``...); the
+    ``message_id`` is then the inquiry's id and the sender the partner that answered."""
+    extra = {"source": source} if source is not None else {}
     return {
         "event_id": event_id,
         "message_id": message_id,
@@ -50,6 +54,7 @@ def body(
         "previous_status": previous_status,
         "at": at,
         "reason": scrub(reason) if reason else None,
+        **extra,
     }
 
 

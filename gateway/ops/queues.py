@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class QueueRow:
     name: str
-    role: str  # delivery | client | partner | partner-delivery | replies | callbacks
+    role: str  # delivery | client | partner (its work queue) | urgent-delivery | callbacks
     exists: bool
     ready: int | None = None
     unacked: int | None = None
@@ -63,12 +63,13 @@ def gateway_queues(settings: Settings) -> list[tuple[str, str]]:
         (str(c.deliver_to.target), "client") for c in clients if c.deliver_to and c.deliver_to.kind == "amqp"
     ]
     partners = load_partners(settings.config_dir)
-    queues += [(names.partner(p.code), "partner") for p in partners if p.is_lookup_source]
     kinds = partner_kinds_receiving_documents()
-    queues += [(names.deliver(p.code), "partner-delivery") for p in partners if p.kind in kinds]
+    # A partner's work queue holds its lookup requests and, where it takes documents, its documents.
+    working = [p for p in partners if p.is_lookup_source or p.kind in kinds]
+    queues += [(names.deliver(p.code), "partner") for p in working]
     queues += [(names.deliver_urgent(c.id), "urgent-delivery") for c in clients if c.deliver_to]
-    queues += [(names.deliver_urgent(p.code), "urgent-delivery") for p in partners if p.kind in kinds]
-    queues += [(names.replies_queue, "replies"), (names.callbacks_queue, "callbacks")]
+    queues += [(names.deliver_urgent(p.code), "urgent-delivery") for p in working]
+    queues += [(names.callbacks_queue, "callbacks")]
     seen: set[str] = set()
     unique = []
     for name, role in queues:

@@ -10,6 +10,7 @@ from gateway.domain.lookup import LookupAnswer, PartnerError
 from gateway.domain.violations import Violation
 from gateway.security.tokens import Principal
 from gateway.services.inquiry_results import apply_answer
+from gateway.services.inquiry_watch import InquiryWatch
 from gateway.storage import inquiries as store
 from gateway.storage.database import Database
 from gateway.storage.inquiries import Answer
@@ -22,6 +23,8 @@ class AnswerService:
     def __init__(self, db: Database, parse: AnswerParser) -> None:
         self._db = db
         self._parse = parse
+        #: Waiters of this process (``Prefer: wait``) are woken when an answer lands here.
+        self.watch = InquiryWatch()
 
     async def accept(self, principal: Principal, body: object) -> bool:
         """Record the answer if its source is still pending; True if this call recorded it.
@@ -36,7 +39,7 @@ class AnswerService:
             source = await store.source_by_ref(conn, request_ref)
         if source is None or source.partner_code != principal.client.id:
             raise NotFound("no pending request with this request_ref for this partner")
-        return await apply_answer(
+        applied = await apply_answer(
             self._db,
             request_ref,
             Answer(
@@ -48,3 +51,7 @@ class AnswerService:
             ),
             principal.client.id,
         )
+        if applied is None:
+            return False
+        self.watch.changed(applied.inquiry_id)
+        return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import uuid
@@ -23,6 +24,7 @@ from gateway.security.outbound import OutboundPolicy
 from gateway.security.signing import canonical_json
 from gateway.security.tokens import Principal
 from gateway.services.inquiry_results import representation
+from gateway.services.inquiry_watch import InquiryWatch
 from gateway.storage import inquiries as store
 from gateway.storage import outbox
 from gateway.storage.audit import AuditEntry, append
@@ -32,6 +34,11 @@ from gateway.validation import SchemaCatalog
 
 SERVICE = "assets.inquire"
 MESSAGE_TYPE = "asset.inquiry"
+#: A waiting ``Prefer: wait`` call reads its inquiry again this often when no hint woke it (a hint lost,
+#: or no broker connection in this process).
+SAFETY_READ_SECONDS = 1.0
+#: The type of one lookup request to one partner (an AMQP message's ``type`` on its work queue).
+LOOKUP_TYPE = "asset.lookup"
 
 
 class InquiryService:
@@ -46,6 +53,8 @@ class InquiryService:
         outbound: OutboundPolicy | None = None,
     ) -> None:
         self._db = db
+        #: Who waits for which inquiry here (``Prefer: wait``); woken by answers and hints.
+        self.watch = InquiryWatch()
         #: The relay of this process, when one runs: publishes the partner requests from the commit.
         self.relay: outbox.Handover = outbox.NoHandover()
         self._outbound = outbound or OutboundPolicy()
@@ -148,11 +157,12 @@ class InquiryService:
             requests.append(
                 {
                     "message_id": request_ref,
-                    "exchange": "requests",
+                    "exchange": outbox.REQUESTS,
                     "routing_key": ref.partner_code,
                     "priority": 5 if urgent else 0,
                     "headers": {
-                        "message_type": "asset.lookup",
+                        "message_type": LOOKUP_TYPE,
+                        "priority": "urgent" if urgent else "normal",
                         "correlation_id": inquiry_id,
                         "source_id": ref.source_id,
                     },
@@ -233,16 +243,21 @@ class InquiryService:
             return representation(inquiry, await store.sources_of(conn, inquiry_id))
 
     async def wait(self, principal: Principal, inquiry_id: str, seconds: float) -> dict[str, Any]:
-        """Poll until every source answered or ``seconds`` pass (``Prefer: wait=N``); what is answered
-        is audited as one read."""
+        """Wait until the inquiry is final or ``seconds`` pass (``Prefer: wait=N``); what is answered is
+        audited as one read. Woken when it becomes final (by this process, or by a worker's hint over
+        the broker); without a hint it is read again every ``SAFETY_READ_SECONDS`` all the same."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while True:
-            view = await self._view(principal, inquiry_id)
-            if view["status"] in ("complete", "expired") or loop.time() >= deadline:
-                await self._audit_reads(principal, [view])
-                return view
-            await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
+        with self.watch.watching(inquiry_id) as changed:
+            while True:
+                changed.clear()
+                view = await self._view(principal, inquiry_id)
+                left = deadline - loop.time()
+                if view["status"] in ("complete", "expired") or left <= 0:
+                    await self._audit_reads(principal, [view])
+                    return view
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(SAFETY_READ_SECONDS, left))
 
     async def for_case(self, principal: Principal, case_ref: str) -> list[dict[str, Any]]:
         """The client's inquiries for a case; each one listed is audited as read."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.domain.inquiry import InquiryStatus, SourceStatus, overall_status, result_categories
+from gateway.domain.inquiry import InquiryStatus, SourceStatus, result_categories, status_from_counts
+from gateway.storage import events
 from gateway.storage import inquiries as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
@@ -18,57 +19,90 @@ from gateway.storage.inquiries import Answer
 from gateway.storage.timestamps import as_utc, iso, now
 
 FINAL = {InquiryStatus.COMPLETE, InquiryStatus.EXPIRED}
+FINAL_STATUSES = frozenset(s.value for s in FINAL)
+#: The message type of an inquiry's status events (one per source answered).
+INQUIRY_TYPE = "asset.inquiry"
 
 
-async def apply_answer(db: Database, request_ref: str, answer: Answer, actor: str) -> bool:
-    """Record ``answer`` for the source with ``request_ref`` unless it was already answered.
-    Returns True if this call recorded it."""
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """An answer recorded: its inquiry, and the inquiry's status when it changed (else None)."""
 
-    async def record(conn: AsyncConnection) -> bool:
-        source = await store.source_by_ref(conn, request_ref)
-        if source is None or not await store.record(conn, request_ref, answer):
-            return False
-        await append(
-            conn,
-            AuditEntry(
-                actor=actor,
-                action="assets.result",
-                outcome=answer.status,
-                object_ref=source.inquiry_id,
-                reason=answer.reason,
-                data={
-                    "source": source.source_id,
-                    "partner": source.partner_code,
-                    "match_status": answer.match_status,
-                    "categories": result_categories(source.source_id, answer.rows or []),
-                    "request_sha256": source.request_sha256,
-                },
-            ),
-        )
-        await refresh(conn, source.inquiry_id)
-        return True
-
-    return await db.write(record)
+    inquiry_id: str
+    status: str | None
 
 
-async def refresh(conn: AsyncConnection, inquiry_id: str, at: datetime | None = None) -> str:
-    """Recompute the inquiry's status from its sources; queue its callback when it becomes final."""
-    inquiry = await store.get(conn, inquiry_id)
-    assert inquiry is not None
-    sources = await store.sources_of(conn, inquiry_id)
-    status = overall_status([SourceStatus(s.status) for s in sources], at or now(), as_utc(inquiry.due_at))
+async def apply_answer(db: Database, request_ref: str, answer: Answer, actor: str) -> Applied | None:
+    """Record ``answer`` for the source with ``request_ref`` unless it was already answered; None when
+    it was. See :func:`record_answer`."""
+    return await db.write(lambda conn: record_answer(conn, request_ref, answer, actor))
+
+
+async def record_answer(
+    conn: AsyncConnection, request_ref: str, answer: Answer, actor: str
+) -> Applied | None:
+    """In the caller's transaction: the source's answer, counted on its inquiry, its audit record, its
+    status event (one per source, for subscribers: the case system sees each answer as it arrives) and,
+    when the inquiry's status changes, the new status — with its callback when it became final.
+
+    A fixed number of statements per answer, whatever the number of sources: the inquiry's status follows
+    from the counts the answer updated; the sources are read only to build a final callback."""
+    got = await store.record(conn, request_ref, answer)
+    if got is None:
+        return None
+    at = now()
+    await append(
+        conn,
+        AuditEntry(
+            actor=actor,
+            action="assets.result",
+            outcome=answer.status,
+            object_ref=got.inquiry_id,
+            reason=answer.reason,
+            data={
+                "source": got.source_id,
+                "partner": got.partner_code,
+                "match_status": answer.match_status,
+                "categories": result_categories(got.source_id, answer.rows or []),
+                "request_sha256": got.request_sha256,
+            },
+        ),
+    )
+    await events.record(
+        conn,
+        message_id=got.inquiry_id,
+        message_type=INQUIRY_TYPE,
+        sender=got.partner_code,
+        recipient=got.client_id,
+        status=answer.status,
+        previous_status=SourceStatus.PENDING.value,
+        at=at,
+        reason=answer.reason,
+        source=got.source_id,
+    )
+    status = status_from_counts(got.total, got.pending, got.timeouts, at, as_utc(got.due_at))
+    if status.value == got.status:
+        return Applied(got.inquiry_id, None)
     final = status in FINAL
-    changed = await store.set_status(conn, inquiry_id, status.value, completed=final)
-    if changed and final and inquiry.callback_url:
-        body = representation(await store.get(conn, inquiry_id), await store.sources_of(conn, inquiry_id))
-        await store.queue_callback(
-            conn,
-            message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{inquiry_id}/{status.value}")),
-            client_id=inquiry.client_id,
-            url=inquiry.callback_url,
-            body=json.dumps(body, ensure_ascii=False),
-        )
-    return status.value
+    await store.set_status(conn, got.inquiry_id, status.value, completed=final)
+    if final and got.callback_url:
+        await queue_final_callback(conn, got.inquiry_id, status.value)
+    return Applied(got.inquiry_id, status.value)
+
+
+async def queue_final_callback(conn: AsyncConnection, inquiry_id: str, status: str) -> None:
+    """The caller's callback with the final inquiry (its id derived from the inquiry and status, so a
+    repeat is recognised as one)."""
+    inquiry = await store.get(conn, inquiry_id)
+    assert inquiry is not None and inquiry.callback_url
+    body = representation(inquiry, await store.sources_of(conn, inquiry_id))
+    await store.queue_callback(
+        conn,
+        message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{inquiry_id}/{status}")),
+        client_id=inquiry.client_id,
+        url=inquiry.callback_url,
+        body=json.dumps(body, ensure_ascii=False),
+    )
 
 
 def callback_read(client_id: str, host: str, message_id: str, body: bytes) -> AuditEntry:

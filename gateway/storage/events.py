@@ -40,11 +40,21 @@ async def record(
     previous_status: str | None,
     at: datetime,
     reason: str | None = None,
+    source: str | None = None,
 ) -> str:
     """Queue the event of one status change; returns its ``event_id``."""
     event_id = str(uuid.uuid4())
     body = events.body(
-        event_id, message_id, message_type, sender, recipient, status, previous_status, iso(at) or "", reason
+        event_id,
+        message_id,
+        message_type,
+        sender,
+        recipient,
+        status,
+        previous_status,
+        iso(at) or "",
+        reason,
+        source,
     )
     await conn.execute(
         insert(event_outbox),

@@ -40,7 +40,8 @@ async def create(
 ) -> list[outbox_rows.Pending]:
     """The inquiry, its sources (pending) and one outbox request per source (arguments of
     :func:`gateway.storage.outbox.insert`, held by ``claim``): one transaction."""
-    await conn.execute(insert(inquiries), [inquiry])
+    counts = {"sources_total": len(sources), "sources_pending": len(sources), "sources_timeout": 0}
+    await conn.execute(insert(inquiries), [{**inquiry, **counts}])
     await conn.execute(insert(inquiry_sources), sources)
     return [await outbox_rows.insert(conn, **request, claim=claim) for request in requests]
 
@@ -78,9 +79,27 @@ async def source_by_ref(conn: AsyncConnection, request_ref: str) -> Row[Any] | N
     return (await conn.execute(stmt)).first()
 
 
-async def record(conn: AsyncConnection, request_ref: str, answer: Answer) -> bool:
-    """Record a source's answer if it is still pending. A second answer (redelivered reply, late
-    callback after a timeout, a repeated call) changes nothing: the first recorded answer stands."""
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The source an answer was recorded for, and its inquiry's counts after it."""
+
+    inquiry_id: str
+    source_id: str
+    partner_code: str
+    request_sha256: str
+    client_id: str
+    status: str
+    due_at: datetime
+    callback_url: str | None
+    total: int
+    pending: int
+    timeouts: int
+
+
+async def record(conn: AsyncConnection, request_ref: str, answer: Answer) -> Recorded | None:
+    """Record a source's answer if it is still pending, and count it on its inquiry; None when it was not
+    (a second answer — redelivered reply, late callback after a timeout, a repeated call — changes
+    nothing: the first recorded answer stands). Two statements, whatever the number of sources."""
     values: dict[str, Any] = {
         "status": answer.status,
         "match_status": answer.match_status,
@@ -91,12 +110,50 @@ async def record(conn: AsyncConnection, request_ref: str, answer: Answer) -> boo
         "attempts": answer.attempts,
         "answered_at": now(),
     }
-    result = await conn.execute(
-        update(inquiry_sources)
-        .where(inquiry_sources.c.request_ref == request_ref, inquiry_sources.c.status == PENDING)
-        .values(**values)
+    s = inquiry_sources.c
+    source = (
+        await conn.execute(
+            update(inquiry_sources)
+            .where(s.request_ref == request_ref, s.status == PENDING)
+            .values(**values)
+            .returning(s.inquiry_id, s.source_id, s.partner_code, s.request_sha256)
+        )
+    ).first()
+    if source is None:
+        return None
+    i = inquiries.c
+    counted = (
+        await conn.execute(
+            update(inquiries)
+            .where(i.inquiry_id == source.inquiry_id)
+            .values(
+                sources_pending=i.sources_pending - 1,
+                sources_timeout=i.sources_timeout + (1 if answer.status == "timeout" else 0),
+            )
+            .returning(
+                i.client_id,
+                i.status,
+                i.due_at,
+                i.callback_url,
+                i.sources_total,
+                i.sources_pending,
+                i.sources_timeout,
+            )
+        )
+    ).one()
+    return Recorded(
+        inquiry_id=source.inquiry_id,
+        source_id=source.source_id,
+        partner_code=source.partner_code,
+        request_sha256=source.request_sha256,
+        client_id=counted.client_id,
+        status=counted.status,
+        due_at=counted.due_at,
+        callback_url=counted.callback_url,
+        total=counted.sources_total,
+        pending=counted.sources_pending,
+        timeouts=counted.sources_timeout,
     )
-    return result.rowcount == 1
 
 
 async def note_accepted_later(conn: AsyncConnection, request_ref: str, reference: str | None) -> None:

@@ -27,6 +27,9 @@ from gateway.storage.timestamps import now
 
 #: The logical exchange of documents (the others: ``requests``, ``callbacks``).
 DOCUMENTS = "documents"
+#: The logical exchange of lookup requests to partners: published to the partner's work queue (its
+#: delivery queue, through ``documents``), their body kept in the row (they have no message row).
+REQUESTS = "requests"
 
 
 @dataclass(frozen=True, slots=True)

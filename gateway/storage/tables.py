@@ -162,6 +162,11 @@ inquiries = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("completed_at", TS),
+    # Counted as sources are answered, so an answer updates this row instead of reading every source
+    # (the status follows from the counts: gateway.domain.inquiry.status_from_counts).
+    Column("sources_total", Integer, nullable=False, server_default="0"),
+    Column("sources_pending", Integer, nullable=False, server_default="0"),
+    Column("sources_timeout", Integer, nullable=False, server_default="0"),
     UniqueConstraint("client_id", "idempotency_key"),
 )
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.amqp import hints
 from gateway.amqp.broker import BrokerLink
+from gateway.amqp.names import Names
 from gateway.connectors import bank
 from gateway.partners import load_partners
 from gateway.pipeline import build_relay
@@ -34,6 +37,8 @@ from gateway.web.operations import add_routes
 from gateway.web.rate_limit import ClientRateLimiter
 from gateway.web.rejections import REJECTIONS, RejectionTally, flushing
 
+log = logging.getLogger(__name__)
+
 
 def build_services(settings: Settings, db: Database) -> Services:
     clients = ClientStore(settings.clients_dir)
@@ -45,6 +50,17 @@ def build_services(settings: Settings, db: Database) -> Services:
         max_lifetime=settings.auth.max_token_lifetime_seconds,
     )
     documents = build_document_service(settings, db, clients, signer)
+    inquiries = InquiryService(
+        db,
+        catalog(),
+        load_partners(settings.config_dir),
+        load_legal_bases(settings.config_dir),
+        load_calendar(settings.config_dir),
+        pepper=signer.pseudonym_pepper(),
+        outbound=OutboundPolicy.from_settings(settings.outbound),
+    )
+    answers = AnswerService(db, bank.parse_callback)
+    answers.watch = inquiries.watch  # a late answer wakes this process's waiters for its inquiry
     return Services(
         settings=settings,
         db=db,
@@ -53,16 +69,8 @@ def build_services(settings: Settings, db: Database) -> Services:
         signer=signer,
         documents=documents,
         messages=MessageService(db, catalog(), documents),
-        inquiries=InquiryService(
-            db,
-            catalog(),
-            load_partners(settings.config_dir),
-            load_legal_bases(settings.config_dir),
-            load_calendar(settings.config_dir),
-            pepper=signer.pseudonym_pepper(),
-            outbound=OutboundPolicy.from_settings(settings.outbound),
-        ),
-        answers=AnswerService(db, bank.parse_callback),
+        inquiries=inquiries,
+        answers=answers,
         limiter=ClientRateLimiter(settings.api.rate_limit, settings.api.rate_limit_storage),
         token_uses=token_uses_store(db, settings.api.rate_limit_storage, settings.broker_namespace),
     )
@@ -81,14 +89,25 @@ async def relaying(settings: Settings, services: Services) -> AsyncIterator[None
     relay = build_relay(settings, services.db, services.clients, services.documents, lambda: link.publisher)
     services.inquiries.relay = relay
     fallback = asyncio.create_task(relay.run(), name="relay")
+    # Workers' "this inquiry is final" hints wake this process's Prefer: wait callers.
+    listening = asyncio.create_task(_listen_for_hints(link, settings, services), name="hints")
     try:
         yield
     finally:
-        fallback.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fallback
+        for task in (listening, fallback):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await relay.close()
         await link.close()
+
+
+async def _listen_for_hints(link: BrokerLink, settings: Settings, services: Services) -> None:
+    connection = await link.connection()
+    try:
+        await hints.listen(connection, Names(settings.broker_namespace), services.inquiries.watch)
+    except Exception:
+        log.warning("not listening for inquiry hints: Prefer: wait re-reads on its own", exc_info=True)
 
 
 def create_app(settings: Settings, migrate: bool = True) -> web.Application:

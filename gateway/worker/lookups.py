@@ -1,5 +1,5 @@
-"""Lookups in the worker: call partners (one queue per partner), record their replies, time out the
-silent ones, and call the caller back when an inquiry is final.
+"""Lookups in the worker: call partners (each request waits in its partner's work queue), record their
+answers, time out the silent ones, and call the caller back when an inquiry is final.
 
 Each step acks only after its effect is stored or published (settled by :mod:`gateway.amqp.consume`: a
 step that raises is handed back to the broker after a back-off, one that raises ``Park`` is parked);
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -27,7 +26,7 @@ from gateway.domain.identifiers import scrub
 from gateway.security.outbound import Outbound, OutboundRefused
 from gateway.security.signing import Signer
 from gateway.services.inquiries import parse_request
-from gateway.services.inquiry_results import apply_answer, callback_read
+from gateway.services.inquiry_results import FINAL_STATUSES, apply_answer, callback_read
 from gateway.storage import inquiries as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
@@ -36,6 +35,10 @@ from gateway.storage.timestamps import now
 from gateway.worker import webhook
 
 log = logging.getLogger(__name__)
+
+
+async def _no_hint(inquiry_id: str) -> None:
+    return None
 
 
 class LookupWorker:
@@ -47,22 +50,24 @@ class LookupWorker:
         connectors: dict[str, GuardedConnector],
         signer: Signer,
         outbound: Outbound,
+        hint: Callable[[str], Awaitable[None]] = _no_hint,
     ) -> None:
         self._db = db
         self._publisher = publisher
         self._names = names
+        #: Says "this inquiry became final" to api processes waiting for it (gateway.amqp.hints).
+        self._hint = hint
         self._connectors = connectors
         self._signer = signer
         self._outbound = outbound
 
-    # -- partner queues ------------------------------------------------------------------------
+    # -- partner work queues ---------------------------------------------------------------------
 
-    async def on_request(self, partner_code: str, message: AbstractIncomingMessage) -> None:
+    async def on_request(self, partner_code: str, queue: str, message: AbstractIncomingMessage) -> None:
+        """A lookup request from the partner's work queue ``queue``: call the partner, record its answer
+        (or that it will answer later), then ack. No reply hop: the worker that called records."""
         await consume(
-            message,
-            functools.partial(self._on_request, partner_code),
-            queue=self._names.partner(partner_code),
-            partner=partner_code,
+            message, functools.partial(self._on_request, partner_code), queue=queue, partner=partner_code
         )
 
     async def _on_request(self, partner_code: str, message: AbstractIncomingMessage) -> None:
@@ -76,33 +81,18 @@ class LookupWorker:
             return  # answered already (or timed out): nothing to do
         outcome = await self._connectors[partner_code].call(request)
         log.debug("lookup on %s: %s after %d attempt(s)", partner_code, outcome.status, outcome.attempts)
-        await self._publisher.publish(
-            self._names.replies,
-            partner_code,
-            json.dumps(reply_body(request.request_ref, outcome), ensure_ascii=False).encode(),
-            message_id=request.request_ref,
-            correlation_id=request.inquiry_id,
-            message_type="asset.lookup.reply",
-        )
+        if outcome.status == PENDING:
+            # Taken by the partner, answered later through the api: remember its reference.
+            reference = outcome.answer.reference if outcome.answer else None
+            await self._db.write(lambda conn: store.note_accepted_later(conn, request.request_ref, reference))
+            return
+        # Answers arriving together share one transaction (the database's group commit).
+        await self.record(request.request_ref, answer_of(outcome), partner_code)
 
-    # -- replies -------------------------------------------------------------------------------
-
-    async def on_reply(self, message: AbstractIncomingMessage) -> None:
-        await consume(message, self._on_reply, queue=self._names.replies_queue)
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        try:
-            data = json.loads(message.body)
-            if data["status"] == PENDING:
-                await self._db.write(
-                    lambda conn: store.note_accepted_later(conn, data["request_ref"], data.get("reference"))
-                )
-            else:
-                await apply_answer(
-                    self._db, data["request_ref"], answer_from(data), data.get("partner", "partner")
-                )
-        except (ValueError, KeyError) as exc:
-            raise Park(f"unreadable reply ({type(exc).__name__})", level=logging.ERROR) from exc
+    async def record(self, request_ref: str, answer: Answer, actor: str) -> None:
+        applied = await apply_answer(self._db, request_ref, answer, actor)
+        if applied is not None and applied.status in FINAL_STATUSES:
+            await self._hint(applied.inquiry_id)
 
     # -- deadlines -----------------------------------------------------------------------------
 
@@ -113,8 +103,7 @@ class LookupWorker:
                 async with self._db.read() as conn:
                     overdue = await store.overdue_sources(conn, now())
                 for row in overdue:
-                    await apply_answer(
-                        self._db,
+                    await self.record(
                         row.request_ref,
                         Answer(status="timeout", reason="no answer by the deadline"),
                         "gateway.deadline",
@@ -186,27 +175,15 @@ class LookupWorker:
             await append(conn, entry)
 
 
-def reply_body(request_ref: str, outcome: Outcome) -> dict[str, Any]:
+def answer_of(outcome: Outcome) -> Answer:
+    """What is recorded for a source from the outcome of calling its partner."""
     answer = outcome.answer
-    return {
-        "request_ref": request_ref,
-        "status": outcome.status,
-        "match_status": answer.match_status if answer else None,
-        "rows": answer.rows if answer and outcome.status in ("found", "not_found") else None,
-        "as_of": answer.as_of if answer else None,
-        "reference": answer.reference if answer else None,
-        "reason": outcome.reason,
-        "attempts": outcome.attempts,
-    }
-
-
-def answer_from(data: dict[str, Any]) -> Answer:
     return Answer(
-        status=data["status"],
-        match_status=data.get("match_status"),
-        rows=data.get("rows"),
-        as_of=data.get("as_of"),
-        reference=data.get("reference"),
-        reason=data.get("reason"),
-        attempts=int(data.get("attempts") or 0),
+        status=outcome.status,
+        match_status=answer.match_status if answer else None,
+        rows=answer.rows if answer and outcome.status in ("found", "not_found") else None,
+        as_of=answer.as_of if answer else None,
+        reference=answer.reference if answer else None,
+        reason=outcome.reason,
+        attempts=outcome.attempts,
     )

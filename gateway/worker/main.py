@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from gateway.amqp import topology
 from gateway.amqp.broker import Publisher, connect
-from gateway.amqp.consume import RetryLater, callback
+from gateway.amqp.consume import Park, RetryLater, callback
+from gateway.amqp.hints import Hinter
 from gateway.amqp.names import Names
 from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
@@ -27,6 +29,7 @@ from gateway.security.clients import Client, ClientStore
 from gateway.security.outbound import Outbound, OutboundPolicy, client_session
 from gateway.security.signing import Signer
 from gateway.services.factory import build_document_service
+from gateway.services.inquiries import LOOKUP_TYPE
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
@@ -102,12 +105,14 @@ class Worker:
             connectors = await build_connectors(partners, http)
             # One guard per partner: lookups and document deliveries share its breaker and concurrency.
             guarded = {p.code: GuardedConnector(p, connectors[p.code]) for p in partners}
-            lookups = LookupWorker(db, publisher, self.names, guarded, signer, outbound)
-            await self._consume_lookups(channel, [p.code for p in partners if p.is_lookup_source], lookups)
+            hinter = Hinter(publish_conn, self.names)
+            lookups = LookupWorker(db, publisher, self.names, guarded, signer, outbound, hinter.final)
+            callbacks = await topology.declare_callbacks(channel, self.names, d.delivery_limit)
+            await callbacks.consume(lookups.on_callback)
             # Queues first, relay second: a message published before its queue exists would bounce.
-            # Clients' queues before partners' deliveries: a partner's synchronous report goes to a client.
+            # Clients' queues before partners' work: a partner's synchronous report goes to a client.
             await self._scan(channel, clients, deliverer)
-            await self._consume_partner_deliveries(channel, partners, guarded, deliverer)
+            await self._consume_partners(channel, partners, guarded, deliverer, lookups)
             watcher = DeadlineWatcher(
                 db,
                 documents,
@@ -141,43 +146,34 @@ class Worker:
                 await publish_conn.close()
                 await db.dispose()
 
-    async def _consume_lookups(
-        self, channel: AbstractChannel, partner_codes: list[str], lookups: LookupWorker
-    ) -> None:
-        partner_queues, replies, callbacks = await topology.declare_lookups(
-            channel, self.names, partner_codes, self.settings.delivery.delivery_limit
-        )
-        for code, queue in partner_queues.items():
-            await queue.consume(functools.partial(lookups.on_request, code))
-        await replies.consume(lookups.on_reply)
-        await callbacks.consume(lookups.on_callback)
-
-    async def _consume_partner_deliveries(
+    async def _consume_partners(
         self,
         channel: AbstractChannel,
         partners: list[Partner],
         guarded: dict[str, GuardedConnector],
         deliverer: Deliverer,
+        lookups: LookupWorker,
     ) -> None:
-        """Partners that receive documents through their own API (banks, the land registry)."""
+        """One work queue per partner (and its urgent lane) for everything it is sent: lookup requests
+        (message type ``asset.lookup``) and, for partners that take documents through their own API
+        (banks, the land registry), documents. Four quorum queues per partner, parking included."""
         kinds = partner_kinds_receiving_documents()
         d = self.settings.delivery
         for partner in partners:
-            if partner.kind not in kinds:
+            takes_documents = partner.kind in kinds
+            if not (takes_documents or partner.is_lookup_source):
                 continue
             queue = await topology.declare_recipient(
-                channel,
-                self.names,
-                partner.code,
-                d.delivery_limit,
-                None,
+                channel, self.names, partner.code, d.delivery_limit, None
             )
-            handler = functools.partial(
-                deliverer.deliver, Recipient(partner.code, partner=guarded[partner.code])
+            deliver = (
+                functools.partial(deliverer.deliver, Recipient(partner.code, partner=guarded[partner.code]))
+                if takes_documents
+                else None
             )
             urgent = await self._urgent_lane(partner.code)
             for lane in (queue, urgent):
-                await lane.consume(callback(handler, queue=lane.name, recipient=partner.code))
+                await lane.consume(_partner_work(partner.code, lane.name, lookups, deliver))
 
     async def _urgent_lane(self, recipient: str) -> AbstractQueue:
         assert self._urgent_channel is not None
@@ -231,6 +227,29 @@ class Worker:
                 await lane.consume(callback(on_message, queue=lane.name, recipient=client.id))
         self._consuming[client.id] = target
         log.info("delivering to %s via %s", client.id, target)
+
+
+def _partner_work(
+    code: str,
+    queue: str,
+    lookups: LookupWorker,
+    deliver: Callable[[AbstractIncomingMessage], Awaitable[None]] | None,
+) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+    """The consumer of one of a partner's lanes: a lookup request to the lookup worker, a document to the
+    deliverer (a partner that takes no documents parks one: it cannot be delivered there)."""
+    documents = callback(deliver or _takes_no_documents, queue=queue, recipient=code)
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        if message.type == LOOKUP_TYPE:
+            await lookups.on_request(code, queue, message)
+        else:
+            await documents(message)
+
+    return on_message
+
+
+async def _takes_no_documents(message: AbstractIncomingMessage) -> None:
+    raise Park(f"a {message.type or 'document'} on the work queue of a partner that takes no documents")
 
 
 def _outbound_hosts(clients: ClientStore, client_id: str) -> tuple[str, ...] | None:

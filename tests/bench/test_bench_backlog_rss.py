@@ -63,7 +63,7 @@ async def test_worker_rss_with_a_backlog(tmp_path: Path) -> None:
     try:
         url = f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
         async with gateway_running(tmp_path, url, sims, 1) as (install, procs):
-            queue = Names(install.world.settings.broker_namespace).partner(PARTNER)
+            queue = Names(install.world.settings.broker_namespace).deliver(PARTNER)
             api_pid = procs.pid("api")
             # Reference: the same worker idle, a few seconds after start.
             for _ in range(int(IDLE_SECONDS / SAMPLE_EVERY)):

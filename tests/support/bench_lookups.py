@@ -229,7 +229,7 @@ async def wait_consumers(install: Install, workers: int, timeout: float = 60) ->
             try:
                 ready = True
                 for code in install.codes:
-                    queue = await channel.declare_queue(names.partner(code), passive=True)
+                    queue = await channel.declare_queue(names.deliver(code), passive=True)
                     if (queue.declaration_result.consumer_count or 0) < workers:
                         ready = False
                         break
@@ -246,8 +246,7 @@ async def wait_consumers(install: Install, workers: int, timeout: float = 60) ->
 
 async def delete_install_topology(install: Install) -> None:
     names = Names(install.world.settings.broker_namespace)
-    queues = [names.partner(c) for c in install.codes] + [names.replies_queue, names.callbacks_queue]
-    await delete_topology(install.world, queues + [names.parking(q) for q in queues])
+    await delete_topology(install.world, names.partner_queues(list(install.codes)))
 
 
 # -- load ------------------------------------------------------------------------------------

@@ -158,6 +158,4 @@ async def _citizen_gateway(home: Path, database_url: str, status_delay: float) -
         await api.close()
         await partners.close()
         names = Names(world.settings.broker_namespace)
-        queues = [names.partner(c) for c in [*PARTNER_CODES, VNEID]]
-        queues += [names.replies_queue, names.callbacks_queue]
-        await delete_topology(world, queues + [names.parking(q) for q in queues])
+        await delete_topology(world, names.partner_queues([*PARTNER_CODES, VNEID]))

@@ -92,7 +92,7 @@ async def recipient_parking(
             ch = await connection.channel()
             await ch.queue_delete(queue)
             await ch.queue_delete(names.parking(queue))
-            for exchange in (names.dlx, names.documents, names.requests, names.replies, names.callbacks):
+            for exchange in names.exchanges:
                 await ch.exchange_delete(exchange)
 
 

@@ -162,11 +162,13 @@ async def delete_topology(world: World, extra_queues: list[str] | None = None) -
     names = Names(world.settings.broker_namespace)
     delays = [int(s * 1000) for s in world.settings.delivery.retry_delays_seconds]
     kinds = partner_kinds_receiving_documents()
-    recipients = ["THADS-HN"] + [p.code for p in load_partners(world.settings.config_dir) if p.kind in kinds]
+    partners = load_partners(world.settings.config_dir)
+    # Every partner with work has a work queue and urgent lane: lookup sources and document recipients.
+    recipients = ["THADS-HN"] + [p.code for p in partners if p.kind in kinds or p.is_lookup_source]
     conn = await aio_pika.connect(BROKER)
     async with conn:
         ch = await conn.channel()
-        every_worker = [names.replies_queue, names.callbacks_queue]  # declared even with no partners
+        every_worker = [names.callbacks_queue]  # declared even with no partners
         queues = [world.case_queue, *every_worker, *(extra_queues or [])]
         queues += [names.parking(q) for q in every_worker]
         queues += [q for r in recipients for q in names.recipient_queues(r)]
@@ -175,13 +177,5 @@ async def delete_topology(world: World, extra_queues: list[str] | None = None) -
         for q in queues:
             await ch.queue_delete(q)
         retry_exchanges = [names.retry(d) for d in delays]
-        for exchange in (
-            names.documents,
-            names.dlx,
-            names.requests,
-            names.replies,
-            names.callbacks,
-            names.events,
-            *retry_exchanges,
-        ):
+        for exchange in (*names.exchanges, *retry_exchanges):
             await ch.exchange_delete(exchange)

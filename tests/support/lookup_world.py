@@ -112,8 +112,7 @@ async def make_lookup_world(
 
 async def delete_lookup_topology(lw: LookupWorld) -> None:
     names = Names(lw.settings.broker_namespace)
-    queues = [names.partner(c) for c in PARTNER_CODES] + [names.replies_queue, names.callbacks_queue]
-    await delete_topology(lw.world, queues + [names.parking(q) for q in queues])
+    await delete_topology(lw.world, names.partner_queues(list(PARTNER_CODES)))
 
 
 @asynccontextmanager

@@ -140,9 +140,7 @@ async def _police_world(
         await pw.sim("POST", "hold", {"hold": False})
         await runner.cleanup()
         names = Names(world.settings.broker_namespace)
-        extra = [names.partner(CODE), names.parking(names.partner(CODE))]
-        extra += [names.replies_queue, names.callbacks_queue]
-        extra += [names.parking(names.replies_queue), names.parking(names.callbacks_queue)]
+        extra = names.partner_queues([CODE])
         extra += names.recipient_queues(world.case_system.id)
         await delete_topology(world, extra)
 
