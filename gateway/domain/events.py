@@ -15,6 +15,9 @@ from gateway.domain.identifiers import scrub
 
 #: The ``message_type`` signed webhooks of status events carry in ``Gateway-Message-Type``.
 WEBHOOK_TYPE: Final = "gateway.status_event"
+#: Asset inquiries have status events too, one per source answered: the ``message_id`` is the inquiry's,
+#: the sender the partner that answered, the recipient the client that asked, ``source`` the source.
+ASSET_INQUIRY: Final = "asset.inquiry"
 
 
 def routing_key(sender: str, recipient: str, status: str, message_type: str) -> str:

@@ -115,7 +115,7 @@ class SubscriptionService:
         kind: str = document["kind"]
         types: list[str] = list(document.get("message_types") or [])
         for n, message_type in enumerate(types):
-            if message_type not in REGISTRY:
+            if message_type not in REGISTRY and message_type != events.ASSET_INQUIRY:
                 violations.append(
                     Violation(f"$.message_types[{n}]", "is not a registered message type", "enum")
                 )

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.domain import events as events_domain
 from gateway.domain.inquiry import InquiryStatus, SourceStatus, result_categories, status_from_counts
 from gateway.storage import events
 from gateway.storage import inquiries as store
-from gateway.storage.audit import AuditEntry, append
+from gateway.storage.audit import AuditEntry, append_many
 from gateway.storage.database import Database
 from gateway.storage.inquiries import Answer
 from gateway.storage.timestamps import as_utc, iso, now
@@ -21,7 +23,7 @@ from gateway.storage.timestamps import as_utc, iso, now
 FINAL = {InquiryStatus.COMPLETE, InquiryStatus.EXPIRED}
 FINAL_STATUSES = frozenset(s.value for s in FINAL)
 #: The message type of an inquiry's status events (one per source answered).
-INQUIRY_TYPE = "asset.inquiry"
+INQUIRY_TYPE = events_domain.ASSET_INQUIRY
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,60 +36,72 @@ class Applied:
 
 async def apply_answer(db: Database, request_ref: str, answer: Answer, actor: str) -> Applied | None:
     """Record ``answer`` for the source with ``request_ref`` unless it was already answered; None when
-    it was. See :func:`record_answer`."""
-    return await db.write(lambda conn: record_answer(conn, request_ref, answer, actor))
+    it was. See :func:`record_answers`."""
+    return (await db.write(lambda conn: record_answers(conn, [(request_ref, answer, actor)])))[0]
 
 
-async def record_answer(
-    conn: AsyncConnection, request_ref: str, answer: Answer, actor: str
-) -> Applied | None:
-    """In the caller's transaction: the source's answer, counted on its inquiry, its audit record, its
-    status event (one per source, for subscribers: the case system sees each answer as it arrives) and,
-    when the inquiry's status changes, the new status — with its callback when it became final.
+async def record_answers(
+    conn: AsyncConnection, answers: Sequence[tuple[str, Answer, str]]
+) -> list[Applied | None]:
+    """In the caller's transaction, for each (request_ref, answer, actor): the source's answer, counted on
+    its inquiry, its audit record and its status event (one per source, for subscribers: the case system
+    sees each answer as it arrives); then, for each inquiry whose status changed, the new status — with
+    its callback when it became final. None for an answer not recorded (its source was answered already).
 
-    A fixed number of statements per answer, whatever the number of sources: the inquiry's status follows
-    from the counts the answer updated; the sources are read only to build a final callback."""
-    got = await store.record(conn, request_ref, answer)
-    if got is None:
-        return None
+    A fixed number of statements for the whole batch, whatever the number of answers and sources: the
+    status follows from the counts the answers moved; sources are read only to build a final callback."""
+    recorded = await store.record_many(conn, [(ref, answer) for ref, answer, _ in answers])
     at = now()
-    await append(
-        conn,
-        AuditEntry(
-            actor=actor,
-            action="assets.result",
-            outcome=answer.status,
-            object_ref=got.inquiry_id,
-            reason=answer.reason,
-            data={
-                "source": got.source_id,
-                "partner": got.partner_code,
-                "match_status": answer.match_status,
-                "categories": result_categories(got.source_id, answer.rows or []),
-                "request_sha256": got.request_sha256,
-            },
-        ),
-    )
-    await events.record(
-        conn,
-        message_id=got.inquiry_id,
-        message_type=INQUIRY_TYPE,
-        sender=got.partner_code,
-        recipient=got.client_id,
-        status=answer.status,
-        previous_status=SourceStatus.PENDING.value,
-        at=at,
-        reason=answer.reason,
-        source=got.source_id,
-    )
-    status = status_from_counts(got.total, got.pending, got.timeouts, at, as_utc(got.due_at))
-    if status.value == got.status:
-        return Applied(got.inquiry_id, None)
-    final = status in FINAL
-    await store.set_status(conn, got.inquiry_id, status.value, completed=final)
-    if final and got.callback_url:
-        await queue_final_callback(conn, got.inquiry_id, status.value)
-    return Applied(got.inquiry_id, status.value)
+    entries: list[AuditEntry] = []
+    changes: list[events.StatusChange] = []
+    inquiries: dict[str, store.Recorded] = {}
+    for got, (_ref, answer, actor) in zip(recorded, answers, strict=True):
+        if got is None:
+            continue
+        inquiries[got.inquiry_id] = got
+        entries.append(
+            AuditEntry(
+                actor=actor,
+                action="assets.result",
+                outcome=answer.status,
+                object_ref=got.inquiry_id,
+                reason=answer.reason,
+                data={
+                    "source": got.source_id,
+                    "partner": got.partner_code,
+                    "match_status": answer.match_status,
+                    "categories": result_categories(got.source_id, answer.rows or []),
+                    "request_sha256": got.request_sha256,
+                },
+            )
+        )
+        changes.append(
+            events.StatusChange(
+                message_id=got.inquiry_id,
+                message_type=INQUIRY_TYPE,
+                sender=got.partner_code,
+                recipient=got.client_id,
+                status=answer.status,
+                previous_status=SourceStatus.PENDING.value,
+                at=at,
+                reason=answer.reason,
+                source=got.source_id,
+            )
+        )
+    await append_many(conn, entries)
+    await events.record_many(conn, changes)
+    moved: dict[str, str | None] = {}
+    for inquiry_id, got in inquiries.items():
+        status = status_from_counts(got.total, got.pending, got.timeouts, at, as_utc(got.due_at))
+        if status.value == got.status:
+            moved[inquiry_id] = None
+            continue
+        final = status in FINAL
+        await store.set_status(conn, inquiry_id, status.value, completed=final)
+        if final and got.callback_url:
+            await queue_final_callback(conn, inquiry_id, status.value)
+        moved[inquiry_id] = status.value
+    return [None if got is None else Applied(got.inquiry_id, moved[got.inquiry_id]) for got in recorded]
 
 
 async def queue_final_callback(conn: AsyncConnection, inquiry_id: str, status: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -142,12 +143,19 @@ def scrubbed(entry: AuditEntry) -> AuditEntry:
 
 async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
     """Write one audit row inside the caller's transaction, scrubbed of personal IDs; returns its hash."""
-    persons = persons_named(entry.data)
-    entry = scrubbed(entry)
+    return (await append_many(conn, [entry]))[0]
+
+
+async def append_many(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> list[str]:
+    """Write audit rows inside the caller's transaction, in order, each scrubbed of personal IDs; returns
+    their hashes. The head is taken once and the rows written in one INSERT, so answers recorded together
+    cost one chain step, not one per record."""
+    if not entries:
+        return []
     # The no-op update takes the head's row lock first (PostgreSQL), so two writers never read the same
     # previous hash; RETURNING reads it in the same round trip. On SQLite, BEGIN IMMEDIATE already
     # serialises writers.
-    head = (
+    prev = (
         await conn.execute(
             update(audit_head)
             .where(audit_head.c.id == 1)
@@ -155,35 +163,47 @@ async def append(conn: AsyncConnection, entry: AuditEntry) -> str:
             .returning(audit_head.c.last_hash)
         )
     ).scalar_one()
+    rows: list[dict[str, Any]] = []
+    persons: list[list[str]] = []
+    for entry in entries:
+        persons.append(persons_named(entry.data))
+        row = _chained(prev, scrubbed(entry))
+        rows.append(row)
+        prev = row["hash"]
+    numbered = insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True)
+    inserted = await conn.execute(numbered, rows)
+    ids = [int(i) for i in inserted.scalars()]
+    # The chain is walked in id order: the rows of one INSERT get ascending ids in the order given
+    # (SQLite and PostgreSQL alike); should they not, the transaction fails rather than break the chain.
+    if len(ids) != len(rows) or ids != sorted(ids):
+        raise RuntimeError("audit records were not numbered in the order of their chain")
+    links = [{"person_ref": p, "audit_id": i} for i, named in zip(ids, persons, strict=True) for p in named]
+    if links:
+        await conn.execute(insert(audit_persons), links)
+    await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=ids[-1], last_hash=prev))
+    return [str(r["hash"]) for r in rows]
+
+
+def _chained(prev: str, entry: AuditEntry) -> dict[str, Any]:
+    """The row of a scrubbed ``entry`` following the record whose hash is ``prev``. The digest is computed
+    over the record exactly as it reads back (data through JSON)."""
     at = datetime.now(UTC)
     data = json.dumps(entry.data, sort_keys=True, ensure_ascii=False) if entry.data is not None else None
-    # The digest is computed over the record exactly as it reads back (data through JSON).
     fields = asdict(entry) | {"data": json.loads(data) if data is not None else None, "at": at.isoformat()}
-    digest = chain_hash(head, entry.message_id, content_sha256(fields))
-    result = await conn.execute(
-        insert(audit_log),
-        dict(
-            at=at,
-            actor=entry.actor,
-            subject=entry.subject,
-            action=entry.action,
-            outcome=entry.outcome,
-            status_code=entry.status_code,
-            message_id=entry.message_id,
-            object_ref=entry.object_ref,
-            reason=entry.reason,
-            data=data,
-            prev_hash=head,
-            hash=digest,
-        ),
+    return dict(
+        at=at,
+        actor=entry.actor,
+        subject=entry.subject,
+        action=entry.action,
+        outcome=entry.outcome,
+        status_code=entry.status_code,
+        message_id=entry.message_id,
+        object_ref=entry.object_ref,
+        reason=entry.reason,
+        data=data,
+        prev_hash=prev,
+        hash=chain_hash(prev, entry.message_id, content_sha256(fields)),
     )
-    new_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
-    if persons:
-        await conn.execute(insert(audit_persons), [{"person_ref": p, "audit_id": new_id} for p in persons])
-    await conn.execute(
-        update(audit_head).where(audit_head.c.id == 1).values(last_id=new_id, last_hash=digest)
-    )
-    return digest
 
 
 async def read_head(conn: AsyncConnection) -> tuple[int, str]:

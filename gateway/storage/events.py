@@ -29,6 +29,21 @@ class PendingEvent:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One status event to queue (see :func:`record`)."""
+
+    message_id: str
+    message_type: str
+    sender: str
+    recipient: str
+    status: str
+    previous_status: str | None
+    at: datetime
+    reason: str | None = None
+    source: str | None = None
+
+
 async def record(
     conn: AsyncConnection,
     *,
@@ -43,31 +58,41 @@ async def record(
     source: str | None = None,
 ) -> str:
     """Queue the event of one status change; returns its ``event_id``."""
+    row = _row(
+        StatusChange(message_id, message_type, sender, recipient, status, previous_status, at, reason, source)
+    )
+    await conn.execute(insert(event_outbox), row)
+    return str(row["event_id"])
+
+
+async def record_many(conn: AsyncConnection, changes: list[StatusChange]) -> None:
+    """Queue several events in one INSERT, in the order given (the relay publishes by id)."""
+    if changes:
+        await conn.execute(insert(event_outbox), [_row(c) for c in changes])
+
+
+def _row(c: StatusChange) -> dict[str, object]:
     event_id = str(uuid.uuid4())
     body = events.body(
         event_id,
-        message_id,
-        message_type,
-        sender,
-        recipient,
-        status,
-        previous_status,
-        iso(at) or "",
-        reason,
-        source,
+        c.message_id,
+        c.message_type,
+        c.sender,
+        c.recipient,
+        c.status,
+        c.previous_status,
+        iso(c.at) or "",
+        c.reason,
+        c.source,
     )
-    await conn.execute(
-        insert(event_outbox),
-        dict(
-            event_id=event_id,
-            message_id=message_id,
-            routing_key=events.routing_key(sender, recipient, status, message_type),
-            body=json.dumps(body, sort_keys=True, ensure_ascii=False),
-            created_at=at,
-            attempts=0,
-        ),
+    return dict(
+        event_id=event_id,
+        message_id=c.message_id,
+        routing_key=events.routing_key(c.sender, c.recipient, c.status, c.message_type),
+        body=json.dumps(body, sort_keys=True, ensure_ascii=False),
+        created_at=c.at,
+        attempts=0,
     )
-    return event_id
 
 
 async def claim(conn: AsyncConnection, owner: str, limit: int, lease_seconds: float) -> list[PendingEvent]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -97,63 +97,109 @@ class Recorded:
 
 
 async def record(conn: AsyncConnection, request_ref: str, answer: Answer) -> Recorded | None:
-    """Record a source's answer if it is still pending, and count it on its inquiry; None when it was not
-    (a second answer — redelivered reply, late callback after a timeout, a repeated call — changes
-    nothing: the first recorded answer stands). Two statements, whatever the number of sources."""
-    values: dict[str, Any] = {
-        "status": answer.status,
-        "match_status": answer.match_status,
-        "rows": json.dumps(answer.rows, ensure_ascii=False) if answer.rows is not None else None,
-        "as_of": answer.as_of,
-        "reference": answer.reference,
-        "reason": answer.reason,
-        "attempts": answer.attempts,
-        "answered_at": now(),
-    }
-    s = inquiry_sources.c
-    source = (
-        await conn.execute(
-            update(inquiry_sources)
-            .where(s.request_ref == request_ref, s.status == PENDING)
-            .values(**values)
-            .returning(s.inquiry_id, s.source_id, s.partner_code, s.request_sha256)
-        )
-    ).first()
-    if source is None:
-        return None
-    i = inquiries.c
-    counted = (
-        await conn.execute(
-            update(inquiries)
-            .where(i.inquiry_id == source.inquiry_id)
-            .values(
-                sources_pending=i.sources_pending - 1,
-                sources_timeout=i.sources_timeout + (1 if answer.status == "timeout" else 0),
-            )
-            .returning(
-                i.client_id,
-                i.status,
-                i.due_at,
-                i.callback_url,
-                i.sources_total,
-                i.sources_pending,
-                i.sources_timeout,
-            )
-        )
-    ).one()
-    return Recorded(
-        inquiry_id=source.inquiry_id,
-        source_id=source.source_id,
-        partner_code=source.partner_code,
-        request_sha256=source.request_sha256,
-        client_id=counted.client_id,
-        status=counted.status,
-        due_at=counted.due_at,
-        callback_url=counted.callback_url,
-        total=counted.sources_total,
-        pending=counted.sources_pending,
-        timeouts=counted.sources_timeout,
+    """:func:`record_many` for one answer."""
+    return (await record_many(conn, [(request_ref, answer)]))[0]
+
+
+async def record_many(conn: AsyncConnection, answers: list[tuple[str, Answer]]) -> list[Recorded | None]:
+    """Record each source's answer if it is still pending, and count it on its inquiry; None for those
+    that were not (a second answer — redelivered request, late callback after a timeout, a repeated call,
+    the same ref twice in ``answers`` — changes nothing: the first recorded answer stands).
+
+    Four statements whatever the number of answers and of sources: the pending sources read (and locked,
+    on PostgreSQL, so that two writers never both count one answer), their answers written, the inquiries'
+    counts moved, and the inquiries read back."""
+    s, i = inquiry_sources.c, inquiries.c
+    refs = list(dict.fromkeys(ref for ref, _ in answers))
+    pending = (
+        select(s.request_ref, s.inquiry_id, s.source_id, s.partner_code, s.request_sha256)
+        .where(s.request_ref.in_(refs), s.status == PENDING)
+        .order_by(s.id)
     )
+    if conn.dialect.name == "postgresql":
+        pending = pending.with_for_update()
+    sources = {row.request_ref: row for row in await conn.execute(pending)}
+    taken: list[tuple[Any, Answer]] = []
+    for ref, answer in answers:
+        source = sources.pop(ref, None)  # popped: the same ref twice counts once
+        if source is not None:
+            taken.append((source, answer))
+    if not taken:
+        return [None] * len(answers)
+    at = now()
+    await conn.execute(
+        update(inquiry_sources)
+        .where(s.request_ref == bindparam("ref"), s.status == PENDING)
+        .values(
+            status=bindparam("new_status"),
+            match_status=bindparam("new_match_status"),
+            rows=bindparam("new_rows"),
+            as_of=bindparam("new_as_of"),
+            reference=bindparam("new_reference"),
+            reason=bindparam("new_reason"),
+            attempts=bindparam("new_attempts"),
+            answered_at=bindparam("new_answered_at"),
+        ),
+        [
+            {
+                "ref": source.request_ref,
+                "new_status": answer.status,
+                "new_match_status": answer.match_status,
+                "new_rows": json.dumps(answer.rows, ensure_ascii=False) if answer.rows is not None else None,
+                "new_as_of": answer.as_of,
+                "new_reference": answer.reference,
+                "new_reason": answer.reason,
+                "new_attempts": answer.attempts,
+                "new_answered_at": at,
+            }
+            for source, answer in taken
+        ],
+    )
+    counts: dict[str, list[int]] = {}
+    for source, answer in taken:
+        count = counts.setdefault(source.inquiry_id, [0, 0])
+        count[0] += 1
+        count[1] += answer.status == "timeout"
+    await conn.execute(
+        update(inquiries)
+        .where(i.inquiry_id == bindparam("id"))
+        .values(
+            sources_pending=i.sources_pending - bindparam("answered"),
+            sources_timeout=i.sources_timeout + bindparam("timeouts"),
+        ),
+        [{"id": k, "answered": a, "timeouts": t} for k, (a, t) in sorted(counts.items())],
+    )
+    read = select(
+        i.inquiry_id,
+        i.client_id,
+        i.status,
+        i.due_at,
+        i.callback_url,
+        i.sources_total,
+        i.sources_pending,
+        i.sources_timeout,
+    ).where(i.inquiry_id.in_(list(counts)))
+    after = {row.inquiry_id: row for row in await conn.execute(read)}
+    recorded: dict[str, Recorded] = {}
+    for source, _answer in taken:
+        row = after[source.inquiry_id]
+        recorded[source.request_ref] = Recorded(
+            inquiry_id=source.inquiry_id,
+            source_id=source.source_id,
+            partner_code=source.partner_code,
+            request_sha256=source.request_sha256,
+            client_id=row.client_id,
+            status=row.status,
+            due_at=row.due_at,
+            callback_url=row.callback_url,
+            total=row.sources_total,
+            pending=row.sources_pending,
+            timeouts=row.sources_timeout,
+        )
+    results: list[Recorded | None] = []
+    for ref, _ in answers:
+        results.append(recorded.pop(ref, None))  # the first of a repeated ref only
+    return results
 
 
 async def note_accepted_later(conn: AsyncConnection, request_ref: str, reference: str | None) -> None:

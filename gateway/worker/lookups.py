@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -26,7 +27,7 @@ from gateway.domain.identifiers import scrub
 from gateway.security.outbound import Outbound, OutboundRefused
 from gateway.security.signing import Signer
 from gateway.services.inquiries import parse_request
-from gateway.services.inquiry_results import FINAL_STATUSES, apply_answer, callback_read
+from gateway.services.inquiry_results import FINAL_STATUSES, Applied, callback_read, record_answers
 from gateway.storage import inquiries as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
@@ -60,6 +61,7 @@ class LookupWorker:
         self._connectors = connectors
         self._signer = signer
         self._outbound = outbound
+        self._answers = AnswerSink(db, self._after)
 
     # -- partner work queues ---------------------------------------------------------------------
 
@@ -75,10 +77,15 @@ class LookupWorker:
             request = parse_request(message.body)
         except (ValueError, TypeError, KeyError) as exc:
             raise Park(f"unreadable lookup request ({type(exc).__name__})", level=logging.ERROR) from exc
-        async with self._db.read() as conn:
-            source = await store.source_by_ref(conn, request.request_ref)
-        if source is None or source.status != PENDING:
-            return  # answered already (or timed out): nothing to do
+        if _past(request.due_at):
+            return  # the deadline watcher records it as timed out; the partner's answer would not count
+        if _maybe_repeat(message):
+            # Handed out before (the broker's redelivery, or the outbox published it again): it may have
+            # been answered meanwhile. A first delivery needs no read: its source is pending.
+            async with self._db.read() as conn:
+                source = await store.source_by_ref(conn, request.request_ref)
+            if source is None or source.status != PENDING:
+                return
         outcome = await self._connectors[partner_code].call(request)
         log.debug("lookup on %s: %s after %d attempt(s)", partner_code, outcome.status, outcome.attempts)
         if outcome.status == PENDING:
@@ -86,13 +93,15 @@ class LookupWorker:
             reference = outcome.answer.reference if outcome.answer else None
             await self._db.write(lambda conn: store.note_accepted_later(conn, request.request_ref, reference))
             return
-        # Answers arriving together share one transaction (the database's group commit).
         await self.record(request.request_ref, answer_of(outcome), partner_code)
 
     async def record(self, request_ref: str, answer: Answer, actor: str) -> None:
-        applied = await apply_answer(self._db, request_ref, answer, actor)
-        if applied is not None and applied.status in FINAL_STATUSES:
-            await self._hint(applied.inquiry_id)
+        """Returns once the answer is stored (or was not needed: answered already)."""
+        await self._answers.record(request_ref, answer, actor)
+
+    async def _after(self, applied: list[Applied]) -> None:
+        for inquiry_id in dict.fromkeys(a.inquiry_id for a in applied if a.status in FINAL_STATUSES):
+            await self._hint(inquiry_id)
 
     # -- deadlines -----------------------------------------------------------------------------
 
@@ -173,6 +182,63 @@ class LookupWorker:
     async def _audit(self, entry: AuditEntry) -> None:
         async with self._db.transaction() as conn:
             await append(conn, entry)
+
+
+class AnswerSink:
+    """Answers recorded together. While one batch is being written, the next gathers: a batch is as large
+    as what arrived meanwhile (at most ``max_batch``), so N answers arriving at once cost a handful of
+    statements (``record_answers``), not a transaction's worth each. Each caller returns once its answer
+    is stored — its message is acked only then — or gets the batch's error (and its message goes back)."""
+
+    def __init__(
+        self, db: Database, after: Callable[[list[Applied]], Awaitable[None]], max_batch: int = 200
+    ) -> None:
+        self._db = db
+        self._after = after
+        self._max = max_batch
+        self._waiting: list[tuple[str, Answer, str, asyncio.Future[Applied | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, request_ref: str, answer: Answer, actor: str) -> Applied | None:
+        done: asyncio.Future[Applied | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((request_ref, answer, actor, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="answers")
+        # Shielded: a caller cancelled (a worker stopping) leaves the batch to finish for the others.
+        return await asyncio.shield(done)
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+            items = [(ref, answer, actor) for ref, answer, actor, _ in batch]
+            try:
+                results = await self._db.write(functools.partial(record_answers, answers=items))
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (*_, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
+            try:
+                await self._after([r for r in results if r is not None])
+            except Exception:  # a hint is only a wake-up
+                log.debug("after recording answers", exc_info=True)
+
+
+def _maybe_repeat(message: AbstractIncomingMessage) -> bool:
+    attempt = (message.headers or {}).get("x-outbox-attempt")
+    return bool(message.redelivered) or (isinstance(attempt, int) and attempt > 1)
+
+
+def _past(due_at: str | None) -> bool:
+    if not due_at:
+        return False
+    try:
+        return datetime.fromisoformat(due_at) < now()
+    except (ValueError, TypeError):
+        return False
 
 
 def answer_of(outcome: Outcome) -> Answer:
