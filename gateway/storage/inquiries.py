@@ -43,7 +43,7 @@ async def create(
     counts = {"sources_total": len(sources), "sources_pending": len(sources), "sources_timeout": 0}
     await conn.execute(insert(inquiries), [{**inquiry, **counts}])
     await conn.execute(insert(inquiry_sources), sources)
-    return [await outbox_rows.insert(conn, **request, claim=claim) for request in requests]
+    return await outbox_rows.insert_many(conn, requests, claim)
 
 
 async def get(conn: AsyncConnection, inquiry_id: str) -> Row[Any] | None:
