@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
@@ -24,10 +25,12 @@ from gateway.services.inquiry_results import apply_answer
 from gateway.storage.database import Database
 from gateway.storage.inquiries import Answer
 from gateway.storage.tables import inquiries, inquiry_sources
+from tests.conftest import ROOT
 from tests.support.gateway_procs import BROKER
 from tests.support.lookup_world import PARTNER_CODES, LookupWorld, running_gateway
 from tests.test_asset_inquiry_flow import inquiry
 
+SCHEMAS = ROOT / "gateway" / "schemas"
 DUE = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
@@ -150,7 +153,9 @@ async def test_every_answer_is_counted_once_and_is_a_status_event_for_subscriber
 
         events = await drain_events(subscription["queue"], len(sources))
         assert {e["source"] for e in events} == set(sources)
+        schema = json.loads((SCHEMAS / "event.status.schema.json").read_text("utf-8"))
         for event in events:
+            jsonschema.validate(event, schema, format_checker=jsonschema.FormatChecker())
             source = sources[event["source"]]
             assert event["message_id"] == view["inquiry_id"]
             assert event["message_type"] == "asset.inquiry"
