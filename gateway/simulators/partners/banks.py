@@ -73,11 +73,12 @@ _BRANCHES = ("Chi nhánh Hà Nội", "Chi nhánh Đà Nẵng", "Chi nhánh Thàn
 def accounts(bank: str, identifier: str) -> tuple[str, list[seed.Row]]:
     """What ``bank`` holds for ``identifier``: the seeded data for the five shipped banks, and for any
     other bank fake accounts drawn from a stream of that bank and debtor, so the same question always
-    gets the same answer. Whoever holds nothing anywhere (:mod:`.seed`) holds nothing here either."""
+    gets the same answer. Whoever holds nothing anywhere (:mod:`.seed`) holds nothing here either; the
+    rich debtor holds accounts at some of them, as at the seeded banks."""
     if bank in seed.BANKS:
         return seed.bank_accounts(bank, identifier)
-    if identifier == seed.RICH or not seed._holds(identifier):  # the seed's own rule
-        return "not_found", []  # the rich debtor's accounts are all at the seeded five
+    if identifier != seed.RICH and not seed._holds(identifier):  # the seed's own rule
+        return "not_found", []
     rng = seed._rng(identifier, bank)
     digest = hashlib.sha256(bank.encode()).digest()
     prefix, digits = f"{digest[0] % 90 + 10}", 12 + digest[1] % 3  # the bank's own number format
