@@ -1,5 +1,9 @@
 """``python run.py demo``: a complete local installation under ``var/demo`` with a court and a case
-system, ready for curl. Everything it creates is regenerated or reused on the next run."""
+system, ready for curl. Everything it creates is regenerated or reused on the next run.
+
+``--banks N``: the demo's configuration holds N banks, the shipped ones first, then Vietnam's other credit
+institutions (``config/bank_directory.toml``), listed one line each in the demo's own ``banks.toml``
+and served by the bank simulator under ``/banks/<CODE>``; the shipped ``config/`` is never touched."""
 
 from __future__ import annotations
 
@@ -13,18 +17,24 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import tomli_w
 
 from gateway.ops import operators
+from gateway.partners import BANKS_FILE, load_partners
 from gateway.security.clients import ClientStore
 from gateway.security.keys import load_private_key, public_pem, write_keypair
 from gateway.security.tokens import issue_token
 from gateway.settings import DEFAULT_CONFIG_DIR, Settings, SimulateSettings, load_settings
+from gateway.simulators.partners.banks import bank_path
 from gateway.storage.migrate import upgrade_sync
 
 ROOT = DEFAULT_CONFIG_DIR.parent
@@ -37,6 +47,12 @@ BLOCKING = "gateway/schemas/examples/order.account_blocking/valid-demo-rich-debt
 #: they were written (the README's curls send those copies).
 DATED_EXAMPLES = ("police.protection_request/valid-eviction-with-risks.json",)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+#: Most banks ``--banks`` configures: each bank is a partner with its own queues on the broker.
+MAX_BANKS = 120
+#: Codes and names of Vietnam's credit institutions, the shipped banks first.
+BANK_DIRECTORY = DEFAULT_CONFIG_DIR / "bank_directory.toml"
+#: What the banner's lookup to every bank sends: the bundled inquiry, asking every configured bank.
+BANKS_INQUIRY = "asset-inquiry-banks.json"
 PARTNER_SECRETS = (
     "LAND_REG",
     "BANK_VCB",
@@ -188,8 +204,51 @@ def register_command(
     return command + (f" --deliver-to {deliver_to}" if deliver_to else "")
 
 
-def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
-    """Config dir, keys and clients for the demo; returns the environment for its processes."""
+def bank_directory(n: int) -> list[tuple[str, str]]:
+    """The first ``n`` (at most :data:`MAX_BANKS`) banks as ``(code, name)``: the directory's, then as many
+    test banks as it lacks (``BANK-T071``…, neutral names)."""
+    if not 1 <= n <= MAX_BANKS:
+        raise ValueError(f"the demo configures 1 to {MAX_BANKS} banks, not {n}")
+    listed = tomllib.loads(BANK_DIRECTORY.read_text("utf-8"))["bank"]
+    out = [(str(b["code"]), str(b["name"])) for b in listed][:n]
+    out += [(f"BANK-T{i:03d}", f"Ngân hàng thử nghiệm {i:03d}") for i in range(len(out) + 1, n + 1)]
+    return out
+
+
+def write_banks(config: Path, n: int | None) -> list[str]:
+    """Make ``config`` (a copy of the shipped configuration) hold ``n`` banks; returns their codes. The
+    shipped banks come first (fewer than those: the first ``n`` of them), the others go one line each to
+    ``banks.toml``, on the shipped banks' simulator under ``/banks/<CODE>``, inheriting
+    ``[defaults.bank]``. ``n`` None: the shipped banks alone (a ``banks.toml`` of an earlier run goes)."""
+    (config / BANKS_FILE).unlink(missing_ok=True)
+    path = config / "partners.toml"
+    data = tomllib.loads(path.read_text("utf-8"))
+    shipped = [b for b in data["partner"] if b.get("kind") == "bank"]
+    if n is None:
+        return [str(b["code"]) for b in shipped]
+    wanted = bank_directory(n)
+    if n < len(shipped):
+        keep = {code for code, _ in wanted}
+        data["partner"] = [b for b in data["partner"] if b.get("kind") != "bank" or b["code"] in keep]
+        path.write_text(tomli_w.dumps(data), "utf-8")
+        return [str(b["code"]) for b in shipped if b["code"] in keep]
+    root = urlunsplit(urlsplit(str(shipped[0]["endpoint"]))._replace(path="", query="", fragment=""))
+    known = {str(b["code"]) for b in shipped}
+    extra = [(code, name) for code, name in bank_directory(MAX_BANKS) if code not in known]
+    extra = extra[: n - len(shipped)]
+    lines = [
+        f"  {{ code = {json.dumps(code)}, name = {json.dumps(name, ensure_ascii=False)}, "
+        f"endpoint = {json.dumps(root + bank_path(code))} }},"
+        for code, name in extra
+    ]
+    header = "# Written by `run.py demo --banks`: every bank inherits [defaults.bank] of partners.toml.\n"
+    (config / BANKS_FILE).write_text(header + "bank = [\n" + "\n".join(lines) + "\n]\n", "utf-8")
+    return [str(b["code"]) for b in shipped] + [code for code, _ in extra]
+
+
+def prepare(home: Path, port: int, banks: int | None = None) -> tuple[dict[str, str], Settings]:
+    """Config dir, keys and clients for the demo (``banks``: see :func:`write_banks`); returns the
+    environment for its processes."""
     config = home / "config"
     config.mkdir(parents=True, exist_ok=True)
     for name in (
@@ -202,6 +261,9 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     ):
         shutil.copy(DEFAULT_CONFIG_DIR / name, config / name)
     shutil.copytree(DEFAULT_CONFIG_DIR / "wsdl", config / "wsdl", dirs_exist_ok=True)
+    write_banks(config, banks)
+    # Every configured partner's token variable, the banks beyond the shipped ones' too.
+    secrets_of = {p.credentials for p in load_partners(config) if p.credentials}
     env = {
         **os.environ,
         "GATEWAY_CONFIG_DIR": str(config),
@@ -213,6 +275,7 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
         "GATEWAY_OUTBOUND__ALLOW_HTTP_LOOPBACK": "true",
         # The simulators accept any partner token; real deployments put real ones in these variables.
         **{f"GATEWAY_SECRET_{code}": "demo-token" for code in PARTNER_SECRETS},
+        **dict.fromkeys(secrets_of, "demo-token"),
         # A development convenience: the banner's curls reuse one printed token, so the demo's tokens are
         # not single-use (its simulators mint a token per request all the same).
         "GATEWAY_AUTH__SINGLE_USE_TOKENS": "false",
@@ -222,7 +285,17 @@ def prepare(home: Path, port: int) -> tuple[dict[str, str], Settings]:
     ensure_demo_clients(home / "keys", settings.clients_dir, CASE_QUEUE, inboxes=inbox_urls(settings))
     upgrade_sync(settings.resolved_database_url)
     write_dated_examples(home / "examples")
+    write_banks_inquiry(home / "examples")
     return env, settings
+
+
+def write_banks_inquiry(directory: Path) -> Path:
+    """The bundled inquiry asking every configured bank (``sources: ["bank"]``) and nothing else."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = json.loads((ROOT / INQUIRY).read_text("utf-8")) | {"sources": ["bank"]}
+    path = directory / BANKS_INQUIRY
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=2), "utf-8")
+    return path
 
 
 def write_dated_examples(directory: Path, today: date | None = None) -> list[Path]:
@@ -274,7 +347,8 @@ def _wait_healthy(
 
 def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
     home = ROOT / "var" / "demo"
-    env, settings = prepare(home, args.port)
+    banks = getattr(args, "banks", None)
+    env, settings = prepare(home, args.port, banks)
     url = settings.api.public_url
     log_dir = home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +373,7 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
         operator_password = secrets.token_urlsafe(12)
         operators.add(settings.path(settings.ops.operators_file), "demo", "operator", operator_password)
         metrics = worker_metrics_url(worker_log, worker_log_from, alive=lambda: procs[1].poll() is None)
-        print(banner(url, home, court_token, case_token), flush=True)
+        print(banner(url, home, court_token, case_token, banks), flush=True)
         print(console_banner(url, settings, operator_password, metrics, worker_log), flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -360,7 +434,7 @@ def console_banner(
 """
 
 
-def banner(url: str, home: Path, court_token: str, case_token: str) -> str:
+def banner(url: str, home: Path, court_token: str, case_token: str, banks: int | None = None) -> str:
     example_id = json.loads((ROOT / EXAMPLE).read_text("utf-8"))["message_id"]
     blocking_id = json.loads((ROOT / BLOCKING).read_text("utf-8"))["message_id"]
     return f"""
@@ -390,6 +464,7 @@ vehicles, population; every answer within a few seconds):
   curl -sS -X POST {url}/v1/asset-inquiries -H "Authorization: Bearer $CASE_TOKEN" \\
        -H 'Content-Type: application/json' -H 'Prefer: wait=10' --data @{INQUIRY}
 
+{banks_part(url, home, banks)}
 Block the debtor's accounts at a bank (an order through the generic documents endpoint; the bank
 executes it once and its report comes back among the order's replies):
   curl -sS -X POST {url}/v1/documents -H "Authorization: Bearer $CASE_TOKEN" \\
@@ -398,4 +473,17 @@ executes it once and its report comes back among the order's replies):
 
 New tokens: .venv/bin/python run.py token --client TAND-HN --private-key {home / "keys" / "TAND-HN.key"}
   (with GATEWAY_CONFIG_DIR={home / "config"})
+"""
+
+
+def banks_part(url: str, home: Path, banks: int | None) -> str:
+    """The banner's lookup to every configured bank (the shipped five, or ``--banks N``)."""
+    count = f"all {banks} banks" if banks is not None else "every configured bank"
+    example = home / "examples" / BANKS_INQUIRY
+    example = example.relative_to(ROOT) if example.is_relative_to(ROOT) else example  # as the others
+    # One connector call per bank, a worker serving them in parallel: a few seconds even at 100 banks.
+    return f"""Asset lookup to {count} at once (banks only; each answers from the bank simulator, the
+asynchronous one by callback; the answer comes when every bank has answered):
+  curl -sS -X POST {url}/v1/asset-inquiries -H "Authorization: Bearer $CASE_TOKEN" \\
+       -H 'Content-Type: application/json' -H 'Prefer: wait=30' --data @{example}
 """

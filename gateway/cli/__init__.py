@@ -68,6 +68,19 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, args)
 
 
+def _demo_banks(text: str) -> int:
+    """``--banks``: a whole number of banks the demo can configure (each bank has its own queues)."""
+    from gateway.demo import MAX_BANKS
+
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of banks, 1 to {MAX_BANKS}, not {text!r}") from None
+    if not 1 <= n <= MAX_BANKS:
+        raise argparse.ArgumentTypeError(f"1 to {MAX_BANKS} banks, not {n}")
+    return n
+
+
 def _db(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.storage.migrate import upgrade_sync
 
@@ -209,6 +222,13 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="api + worker + simulators on this machine, with a ready token")
     demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument(
+        "--banks",
+        type=_demo_banks,
+        metavar="N",
+        help="configure N banks (1-120): the shipped ones, then Vietnam's other credit institutions, "
+        "each served by the bank simulator (default: the shipped banks)",
+    )
     demo.set_defaults(func=_demo)
 
     db = sub.add_parser("db", help="database schema")

@@ -2,11 +2,14 @@
 
 - :func:`start_sims`: the partner simulators answering at once (no added latency, no injected errors),
   each wrapped in a timing middleware so the partner's own handling time of every call is known.
-- :func:`lookup_install`: an isolated installation whose ``partners.toml`` points at those simulators, with
-  any number of bank partners (banks beyond the simulator's five share its synchronous bank paths).
+- :func:`lookup_install`: an isolated installation whose configuration points at those simulators, with
+  any number of bank partners (the shipped five, then Vietnam's other banks, each one line of its
+  ``banks.toml`` under ``[defaults.bank]``, served by the simulator under ``/banks/<CODE>``).
 - :func:`drive_lookups`: closed-loop clients submitting asset inquiries for a fixed hold, each timed
   from submission to its final status.
 - :func:`raw_fanout`: the broker reference, a bare aio-pika request/reply fan-out of a lookup's shape.
+- :func:`broker_figures`: the broker's queue count, file descriptors and memory (``rabbitmqctl``), and
+  :func:`delete_install_topology`, which leaves nothing of an installation on the broker.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +37,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.amqp.names import Names
+from gateway.demo import bank_directory
+from gateway.partners import BANKS_FILE
 from gateway.security.clients import ClientStore
 from gateway.security.keys import public_pem
 from gateway.simulators.partners import banks, land, population, tax, vehicles
@@ -111,38 +118,51 @@ async def start_sims() -> Sims:
 
 
 def bank_codes(n: int) -> list[str]:
-    """The simulator's five banks first, then ``BANK-X006``… (served under the same five paths)."""
-    return [code for code, _ in BANK_PATHS[:n]] + [
-        f"BANK-X{i:03d}" for i in range(len(BANK_PATHS) + 1, n + 1)
-    ]
+    """The simulator's five banks first, then Vietnam's other banks (``config/bank_directory.toml``), then
+    test banks: up to the demo's cap, each served by the simulator under its own code."""
+    return [code for code, _ in bank_directory(n)]
+
+
+#: What every partner of the benchmarks is given; banks take it as ``[defaults.bank]``.
+POLICY: dict[str, Any] = {
+    "timeout_seconds": 10,
+    "concurrency": 8,
+    "retry": {"attempts": 2, "min_seconds": 0.05, "max_seconds": 0.2},
+    "breaker": {"failures": 5, "recovery_seconds": 10},
+    "deadline": "900s",
+}
 
 
 def partner_blocks(sims: Sims, n_banks: int, others: bool = True) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    entries: list[tuple[str, str, str]] = []
-    if others:
-        entries += [(code, kind, sims.endpoint(kind, code)) for code, kind in OTHERS.items()]
-    for i, code in enumerate(bank_codes(n_banks)):
-        path = BANK_PATHS[i % len(BANK_PATHS)][1]
-        entries.append((code, "bank", sims.base_urls["bank"] + path))
-    for code, kind, endpoint in entries:
-        block: dict[str, Any] = {
-            "code": code,
-            "kind": kind,
-            "protocol": "soap" if kind == "land" else "rest",
-            "endpoint": endpoint,
-            "timeout_seconds": 10,
-            "concurrency": 8,
-            "retry": {"attempts": 2, "min_seconds": 0.05, "max_seconds": 0.2},
-            "breaker": {"failures": 5, "recovery_seconds": 10},
-            "deadline": "900s",
-            "credentials": f"GATEWAY_SECRET_{code.replace('-', '_')}",
-        }
+    """Every partner as a full ``[[partner]]`` block (the other lookup sources, then ``n_banks`` banks)."""
+    return [
+        _with_policy(entry) | {"protocol": "soap" if entry["kind"] == "land" else "rest"}
+        for entry in (_other_entries(sims) if others else []) + bank_entries(sims, n_banks)
+    ]
+
+
+def bank_entries(sims: Sims, n_banks: int) -> list[dict[str, Any]]:
+    """``n_banks`` banks as ``banks.toml`` lines: code, kind and endpoint on the simulator."""
+    out: list[dict[str, Any]] = []
+    for code in bank_codes(n_banks):
+        os.environ[f"GATEWAY_SECRET_{code.replace('-', '_')}"] = "simulator-token"
+        out.append({"code": code, "kind": "bank", "endpoint": sims.base_urls["bank"] + banks.bank_path(code)})
+    return out
+
+
+def _other_entries(sims: Sims) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    for code, kind in OTHERS.items():
+        entry: dict[str, Any] = {"code": code, "kind": kind, "endpoint": sims.endpoint(kind, code)}
         if kind == "land":
-            block["wsdl"] = str(ROOT / "config" / "wsdl" / "land-registry.wsdl")
-        os.environ[block["credentials"]] = "simulator-token"
-        blocks.append(block)
-    return blocks
+            entry["wsdl"] = str(ROOT / "config" / "wsdl" / "land-registry.wsdl")
+        os.environ[f"GATEWAY_SECRET_{code.replace('-', '_')}"] = "simulator-token"
+        entries.append(entry)
+    return entries
+
+
+def _with_policy(entry: dict[str, Any]) -> dict[str, Any]:
+    return entry | POLICY | {"credentials": f"GATEWAY_SECRET_{entry['code'].replace('-', '_')}"}
 
 
 @dataclass
@@ -166,12 +186,22 @@ def lookup_install(home: Path, database_url: str, sims: Sims, n_banks: int, othe
         ["messages.read", "messages.confirm", "assets.inquire", "documents.send"],
         deliver_to=f"amqp:{world.case_queue}",
     )
-    blocks = partner_blocks(sims, n_banks, others)
+    # Banks as a real installation declares many: their shared settings once, then one line each.
+    others_blocks = [
+        _with_policy(e) | {"protocol": "soap" if e["kind"] == "land" else "rest"}
+        for e in (_other_entries(sims) if others else [])
+    ]
+    bank_lines = [{k: v for k, v in e.items() if k != "kind"} for e in bank_entries(sims, n_banks)]
+    defaults = {"bank": POLICY | {"protocol": "rest", "credentials": "GATEWAY_SECRET_{CODE}"}}
     config = world.settings.config_dir
-    (config / "partners.toml").write_text(tomli_w.dumps({"partner": blocks}), "utf-8")
+    (config / "partners.toml").write_text(
+        tomli_w.dumps({"defaults": defaults, "partner": others_blocks}), "utf-8"
+    )
+    (config / BANKS_FILE).write_text(tomli_w.dumps({"bank": bank_lines}), "utf-8")
     for name in ("legal_bases.toml", "holidays.toml"):
         (config / name).write_text((ROOT / "config" / name).read_text("utf-8"), "utf-8")
-    return Install(world, [b["code"] for b in blocks], api_port)
+    codes = [b["code"] for b in others_blocks] + [b["code"] for b in bank_lines]
+    return Install(world, codes, api_port)
 
 
 @dataclass
@@ -245,8 +275,182 @@ async def wait_consumers(install: Install, workers: int, timeout: float = 60) ->
 
 
 async def delete_install_topology(install: Install) -> None:
+    """Every queue and exchange of the installation: those its names give, then, read from the broker
+    itself (``rabbitmqctl``), whatever else carries its namespace (a topology that changed, a queue of a
+    kind this list does not know yet)."""
     names = Names(install.world.settings.broker_namespace)
-    await delete_topology(install.world, names.partner_queues(list(install.codes)))
+    try:
+        await delete_topology(install.world, names.partner_queues(list(install.codes)))
+    finally:
+        await delete_namespace(install.world.settings.broker_namespace)
+
+
+async def delete_namespace(namespace: str) -> None:
+    """Every queue and exchange whose name starts with ``<namespace>.``, as rabbitmqctl lists them."""
+    queues = await asyncio.to_thread(broker_names, "list_queues", namespace)
+    exchanges = await asyncio.to_thread(broker_names, "list_exchanges", namespace)
+    if not queues and not exchanges:
+        return
+    conn = await aio_pika.connect(BROKER)
+    async with conn:
+        channel = await conn.channel()
+        for name in queues or []:
+            await channel.queue_delete(name)
+        for name in exchanges or []:
+            await channel.exchange_delete(name)
+
+
+async def install_leftovers(install: Install) -> list[str]:
+    """Queues of the installation still on the broker: as rabbitmqctl lists them, else (no rabbitmqctl
+    here) those of its names that a passive declaration still finds."""
+    listed = await asyncio.to_thread(broker_names, "list_queues", install.world.settings.broker_namespace)
+    if listed is not None:
+        return listed
+    names = Names(install.world.settings.broker_namespace)
+    known = names.partner_queues(list(install.codes))
+    found = []
+    conn = await aio_pika.connect(BROKER)
+    async with conn:
+        for name in known:
+            channel = await conn.channel()
+            try:
+                await channel.declare_queue(name, passive=True)
+                found.append(name)
+            except aio_pika.exceptions.ChannelClosed:
+                continue  # gone, as it should be
+            if not channel.is_closed:
+                await channel.close()
+    return found
+
+
+# -- the broker's own figures ----------------------------------------------------------------
+
+#: Queues each bank partner declares: its work queue (lookups and documents) and urgent lane, each with
+#: its parking queue (all quorum queues); the estimate of a step's needs until one is measured.
+QUEUES_PER_BANK = 4
+
+
+def _ctl(*args: str) -> str | None:
+    """``rabbitmqctl`` output, or None when it is not installed, not allowed or did not answer."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        return None
+    try:
+        done = subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def broker_names(listing: str, namespace: str | None = None) -> list[str] | None:
+    """Names of ``list_queues`` or ``list_exchanges``, those of ``namespace`` only when given."""
+    out = _ctl(listing, "name", "--quiet", "--no-table-headers")
+    if out is None:
+        return None
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    return [n for n in names if namespace is None or n.startswith(namespace + ".")]
+
+
+@dataclass(frozen=True)
+class BrokerFigures:
+    """What the broker says of itself; a None is a figure it could not give (no rabbitmqctl, no rights)."""
+
+    queues: int | None  # every queue on the broker (it is shared: other installations' too)
+    install_queues: int | None  # those of one installation's namespace
+    fds_used: int | None
+    fds_limit: int | None
+    memory_mib: float | None
+
+    def describe(self) -> str:
+        if self.fds_used is None and self.queues is None:
+            return "broker figures unavailable (rabbitmqctl not usable here)"
+        mine = f" ({self.install_queues} of this installation)" if self.install_queues is not None else ""
+        memory = f"{self.memory_mib:.0f} MiB" if self.memory_mib is not None else "memory ?"
+        return (
+            f"broker: {self.queues} queues{mine}, {self.fds_used}/{self.fds_limit} file descriptors, {memory}"
+        )
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "broker_queues": self.queues,
+            "broker_install_queues": self.install_queues,
+            "broker_fds_used": self.fds_used,
+            "broker_fds_limit": self.fds_limit,
+            "broker_memory_mib": None if self.memory_mib is None else round(self.memory_mib, 1),
+        }
+
+
+def broker_figures(namespace: str | None = None) -> BrokerFigures:
+    """Queues (all, and ``namespace``'s), file descriptors used and allowed, and memory, from
+    ``rabbitmqctl status --formatter json`` and ``rabbitmqctl list_queues``."""
+    fds_used = fds_limit = None
+    memory = None
+    status = _ctl("status", "--formatter", "json")
+    if status is not None:
+        try:
+            parsed = json.loads(status)
+            fds = parsed.get("file_descriptors", {})
+            fds_used, fds_limit = fds.get("total_used"), fds.get("total_limit")
+            total = parsed.get("memory", {}).get("total", {})
+            used = (
+                total.get(parsed.get("memory", {}).get("strategy", "rss"))
+                if isinstance(total, dict)
+                else total
+            )
+            memory = used / 2**20 if isinstance(used, int | float) else None
+        except (ValueError, AttributeError):
+            pass
+    every = broker_names("list_queues")
+    mine = None if every is None or namespace is None else [n for n in every if n.startswith(namespace + ".")]
+    return BrokerFigures(
+        None if every is None else len(every),
+        None if mine is None else len(mine),
+        fds_used,
+        fds_limit,
+        memory,
+    )
+
+
+#: Queues an installation declares besides its banks' (callbacks, the case system's and other
+#: recipients' delivery queues, with their parking queues), until a step measures it.
+INSTALL_QUEUES = 15
+#: File descriptors the broker is taken to need per quorum queue (its Raft log's open segment files, which
+#: the file-handle cache cannot close for long): a rule of thumb that a 20-bank installation (about 135
+#: queues) fits a broker limited to 1,024 descriptors beside other users' queues, and 300 queues do not.
+#: While it has room the cache keeps many more open (8-13 a queue at 1 and 5 banks here), so the
+#: descriptors in use are no measure of the need.
+FDS_PER_QUEUE = float(os.environ.get("GATEWAY_BENCH_FDS_PER_QUEUE", "3"))
+
+
+def step_queues(n_banks: int, seen: dict[int, int]) -> int:
+    """Queues an installation of ``n_banks`` will declare: fitted on ``seen`` (banks -> queues of the
+    installations measured), else :data:`QUEUES_PER_BANK` a bank and :data:`INSTALL_QUEUES`."""
+    per_bank, base = float(QUEUES_PER_BANK), float(INSTALL_QUEUES)
+    steps = sorted(seen.items())
+    if len(steps) >= 2 and steps[-1][0] != steps[-2][0]:
+        (n1, q1), (n2, q2) = steps[-2], steps[-1]
+        per_bank = (q2 - q1) / (n2 - n1)
+        base = q2 - per_bank * n2
+    elif steps:
+        base = steps[-1][1] - per_bank * steps[-1][0]
+    return max(0, round(base + per_bank * n_banks))
+
+
+def too_many_for_the_broker(
+    new_queues: int, now: BrokerFigures, per_queue: float = FDS_PER_QUEUE, headroom: float = 0.9
+) -> str | None:
+    """Why ``new_queues`` more quorum queues would not fit the broker's file-descriptor limit (with
+    ``headroom``: the broker is shared), or None when they fit or the broker does not say."""
+    if now.queues is None or now.fds_limit is None:
+        return None
+    needed = (now.queues + new_queues) * per_queue
+    if needed <= headroom * now.fds_limit:
+        return None
+    return (
+        f"{now.queues} queues on the broker + {new_queues} more need about {needed:.0f} file descriptors "
+        f"({per_queue:g} per quorum queue), over {headroom:.0%} of its limit of {now.fds_limit} "
+        "(raise the broker's limit, e.g. LimitNOFILE of its service, to measure it)"
+    )
 
 
 # -- load ------------------------------------------------------------------------------------

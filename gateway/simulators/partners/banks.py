@@ -1,4 +1,7 @@
-"""Five banks on one server, each under its own path: ``POST /<bank>/api/v1/account-inquiries`` (REST JSON).
+"""Banks on one server: the five of the shipped configuration each under its own path (``POST
+/<bank>/api/v1/account-inquiries``, REST JSON), and any other bank under ``/banks/<CODE>``
+(``POST /banks/BANK-ACB/api/v1/account-inquiries``), answering at once with accounts drawn for that bank
+and debtor (:func:`accounts`): a configuration of a hundred banks needs no code here.
 
 Synchronous banks answer at once. An asynchronous bank (BANK-TCB by default) answers ``202 processing``,
 then ``callback_delay`` seconds later POSTs the answer to the request's ``callback_url``, authenticated as
@@ -16,14 +19,17 @@ blocking order that ``replaces`` an earlier one frees what the earlier one holds
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
 
 from gateway.domain import orders
+from gateway.domain.identifiers import AGENCY_CODE
 from gateway.domain.issued import REVOCATION
 from gateway.simulators.partners import (
     Answerer,
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 
 PATHS = {"BANK-VCB": "/vcb", "BANK-BIDV": "/bidv", "BANK-CTG": "/ctg", "BANK-AGR": "/agr", "BANK-TCB": "/tcb"}
 ASYNC_BANKS = frozenset({"BANK-TCB"})
+#: Where any bank is served, by its code (the five above are served here too).
+ANY_BANK_PATH = "/banks/{code}"
 INQUIRY_PATH = "/api/v1/account-inquiries"
 ORDERS_PATH = "/api/v1/orders"
 BLOCKING: Final = orders.ACCOUNT_BLOCKING
@@ -53,18 +61,57 @@ RELEASE: Final = orders.ACCOUNT_RELEASE
 CALLBACKS = web.AppKey("callbacks", Callbacks)
 
 
-def _inquiry_handler(bank: str, asynchronous: bool) -> Answerer:
+def bank_path(code: str) -> str:
+    """Where bank ``code`` is served: its own path for the five shipped banks, else under ``/banks/``."""
+    return PATHS.get(code) or ANY_BANK_PATH.format(code=code)
+
+
+#: Branches of the banks beyond the seeded five (fake data: every bank has these three).
+_BRANCHES = ("Chi nhánh Hà Nội", "Chi nhánh Đà Nẵng", "Chi nhánh Thành phố Hồ Chí Minh")
+
+
+def accounts(bank: str, identifier: str) -> tuple[str, list[seed.Row]]:
+    """What ``bank`` holds for ``identifier``: the seeded data for the five shipped banks, and for any
+    other bank fake accounts drawn from a stream of that bank and debtor, so the same question always
+    gets the same answer. Whoever holds nothing anywhere (:mod:`.seed`) holds nothing here either; the
+    rich debtor holds accounts at some of them, as at the seeded banks."""
+    if bank in seed.BANKS:
+        return seed.bank_accounts(bank, identifier)
+    if identifier != seed.RICH and not seed._holds(identifier):  # the seed's own rule
+        return "not_found", []
+    rng = seed._rng(identifier, bank)
+    digest = hashlib.sha256(bank.encode()).digest()
+    prefix, digits = f"{digest[0] % 90 + 10}", 12 + digest[1] % 3  # the bank's own number format
+    rows = []
+    for _ in range(rng.choice((0, 0, 0, 1, 2))):
+        number = prefix + "".join(str(rng.randint(0, 9)) for _ in range(digits - len(prefix)))
+        currency = "USD" if rng.random() < 0.1 else "VND"
+        kind = rng.choice(("current", "current", "savings", "term"))
+        opened = seed._day(rng, date(2010, 1, 1))
+        rows.append(
+            {"account_number": number, "branch": rng.choice(_BRANCHES), "currency": currency}
+            | {"type": kind, "opened_on": opened}
+        )
+    return ("found" if rows else "not_found"), rows
+
+
+def _inquiry_handler(bank: str | None, asynchronous: bool) -> Answerer:
+    """``bank`` None: the bank is the one the path names (:data:`ANY_BANK_PATH`)."""
+
     async def inquire(request: web.Request, inquiry: Inquiry) -> web.Response:
-        status, accounts = seed.bank_accounts(bank, inquiry.identifier)
-        if not asynchronous:
-            return answer(bank, inquiry, status, accounts=accounts)
+        code = bank or request.match_info["code"]
+        if not AGENCY_CODE.fullmatch(code):
+            raise Refused(404, "unknown_bank", "no bank is served under this path")
+        status, found = accounts(code, inquiry.identifier)
+        if bank is None or not asynchronous:
+            return answer(code, inquiry, status, accounts=found)
         url = inquiry.body.get("callback_url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise Refused(400, "invalid_request", "callback_url (http or https) is required by this bank")
-        ref = reference(bank, inquiry.request_ref)
+        ref = reference(code, inquiry.request_ref)
         payload: dict[str, Any] = {"request_ref": inquiry.request_ref, "reference": ref}
-        payload |= {"match_status": status, "accounts": accounts}
-        request.app[CALLBACKS].schedule(bank, url, inquiry.request_ref, lambda: payload | {"as_of": as_of()})
+        payload |= {"match_status": status, "accounts": found}
+        request.app[CALLBACKS].schedule(code, url, inquiry.request_ref, lambda: payload | {"as_of": as_of()})
         return web.json_response({"reference": ref, "status": "processing"}, status=202)
 
     return inquire
@@ -193,6 +240,8 @@ def make_app(
     routes = {
         path + INQUIRY_PATH: _inquiry_handler(bank, bank in async_banks) for bank, path in PATHS.items()
     }
+    # Any other bank, by the code in its path; it answers at once.
+    routes[ANY_BANK_PATH + INQUIRY_PATH] = _inquiry_handler(None, asynchronous=False)
     app = rest_app(behaviour, routes)
     callbacks = Callbacks(key, audience, callback_delay)
     app[CALLBACKS] = callbacks
