@@ -67,7 +67,7 @@ def inbox_urls(settings: Settings) -> dict[str, str]:
 
 #: The clients whose simulators call the gateway back on their own (a bank's late report, the police's
 #: answers, VNeID's statuses): ``run.py simulate --partners-only`` makes and registers these.
-PARTNER_CLIENTS = ("BANK-TCB", "CA-HN", "VNEID")
+PARTNER_CLIENTS = ("BANK-TCB", "BANK-VPB", "CA-HN", "VNEID")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,12 @@ DEMO_CLIENTS = {
     # Pushes its late answers: lookup results and order reports.
     "BANK-TCB": DemoClient(
         ["assets.answer", "documents.send", "messages.read"], None, "Ngân hàng TMCP Kỹ thương Việt Nam"
+    ),
+    # A bank in pull mode: fetches its lookups and orders, answers them, acknowledges them.
+    "BANK-VPB": DemoClient(
+        ["partner.pull", "assets.answer", "documents.send", "messages.read"],
+        None,
+        "Ngân hàng TMCP Việt Nam Thịnh Vượng",
     ),
     # The police unit: pushes its late answers to protection and assistance requests.
     "CA-HN": DemoClient(

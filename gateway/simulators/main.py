@@ -15,6 +15,7 @@ from gateway.settings import Settings
 from gateway.simulators.case_system import CaseSystemSimulator
 from gateway.simulators.court import CourtSimulator
 from gateway.simulators.gateway_client import GatewayClient
+from gateway.simulators.partners.pull import start_pull_partners
 from gateway.simulators.partners.servers import KINDS, start_partners
 from gateway.simulators.procuracy import ProcuracySimulator
 
@@ -55,10 +56,11 @@ def prepare_keys(
     settings: Settings, keys: Path, case_queue: str, only: tuple[str, ...] | None = None
 ) -> None:
     """Key pairs for the simulated court, case system and partners that call back (BANK-TCB, CA-HN,
-    VNEID), generated when missing (a fresh clone has none), and registered as clients in this
-    configuration directory when the gateway does not know them yet; ``only``: these clients alone.
-    Clients already registered are left alone: they may be an operator's. Every step is logged,
-    because the gateway refuses (401) a simulator whose public key it does not know."""
+    VNEID) or fetch their work (BANK-VPB), generated when missing (a fresh clone has none), and
+    registered as clients in this configuration directory when the gateway does not know them yet;
+    ``only``: these clients alone. Clients already registered are left alone: they may be an
+    operator's. Every step is logged, because the gateway refuses (401) a simulator whose public key it
+    does not know."""
     inboxes = inbox_urls(settings)
     done = ensure_demo_clients(
         keys, settings.clients_dir, case_queue, replace=False, inboxes=inboxes, only=only
@@ -113,6 +115,9 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         # The notification service pushes delivery statuses and records consents as client VNEID.
         vneid_key=keys / "VNEID.key" if (keys / "VNEID.key").exists() else None,
     )
+    # Banks in pull mode are never called: they fetch their work from the gateway with their own token.
+    pull_banks = [p.code for p in load_partners(settings.config_dir) if p.pulls and p.kind == "bank"]
+    pulling = start_pull_partners(pull_banks, settings.api.public_url, keys, settings.auth.audience)
     try:
         if partners_only:
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
@@ -145,4 +150,5 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
             await court.close()
             await procuracy.close()
     finally:
+        await pulling.close()
         await partners.close()
