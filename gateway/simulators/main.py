@@ -15,8 +15,8 @@ from gateway.settings import Settings
 from gateway.simulators.case_system import CaseSystemSimulator
 from gateway.simulators.court import CourtSimulator
 from gateway.simulators.gateway_client import GatewayClient
-from gateway.simulators.partners.pull import start_pull_partners
-from gateway.simulators.partners.servers import KINDS, start_partners
+from gateway.simulators.partners.pull import PullLoops, start_pull_partners
+from gateway.simulators.partners.servers import KINDS, Partners, start_partners
 from gateway.simulators.procuracy import ProcuracySimulator
 
 log = logging.getLogger(__name__)
@@ -101,23 +101,15 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     # Before the partners start: the ones that call the gateway back sign with these keys, and the
     # gateway must know them (else every late report, police answer and VNeID status gets 401).
     prepare_keys(settings, keys, case_queue, only=PARTNER_CLIENTS if partners_only else None)
-    tcb_key = keys / "BANK-TCB.key"
-    partners = await start_partners(
-        ports={kind: port for kind, port in partner_ports(settings).items() if kind in KINDS},
-        modes=partner_modes(args),
-        bank_callback_key=tcb_key if tcb_key.exists() else None,
-        audience=settings.auth.audience,
-        # The asynchronous bank pushes its order reports to the gateway's documents endpoint.
-        gateway_url=settings.api.public_url,
-        silent_banks=getattr(args, "silent", None) or (),
-        # The police unit pushes its late answers as client CA-HN.
-        police_key=keys / "CA-HN.key" if (keys / "CA-HN.key").exists() else None,
-        # The notification service pushes delivery statuses and records consents as client VNEID.
-        vneid_key=keys / "VNEID.key" if (keys / "VNEID.key").exists() else None,
-    )
-    # Banks in pull mode are never called: they fetch their work from the gateway with their own token.
+    # Banks in pull mode are never called: they fetch their work from the gateway with their own token
+    # (their test switches on the banks' server).
     pull_banks = [p.code for p in load_partners(settings.config_dir) if p.pulls and p.kind == "bank"]
-    pulling = start_pull_partners(pull_banks, settings.api.public_url, keys, settings.auth.audience)
+    pulling = start_pull_partners(pull_banks, settings.api.public_url, keys, settings.auth.audience, wait=5)
+    try:
+        partners = await _start_partners(settings, args, keys, pulling)
+    except BaseException:
+        await pulling.close()
+        raise
     try:
         if partners_only:
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
@@ -152,3 +144,23 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     finally:
         await pulling.close()
         await partners.close()
+
+
+async def _start_partners(
+    settings: Settings, args: argparse.Namespace, keys: Path, pulling: PullLoops
+) -> Partners:
+    tcb_key = keys / "BANK-TCB.key"
+    return await start_partners(
+        ports={kind: port for kind, port in partner_ports(settings).items() if kind in KINDS},
+        modes=partner_modes(args),
+        bank_callback_key=tcb_key if tcb_key.exists() else None,
+        audience=settings.auth.audience,
+        # The asynchronous bank pushes its order reports to the gateway's documents endpoint.
+        gateway_url=settings.api.public_url,
+        silent_banks=getattr(args, "silent", None) or (),
+        # The police unit pushes its late answers as client CA-HN.
+        police_key=keys / "CA-HN.key" if (keys / "CA-HN.key").exists() else None,
+        # The notification service pushes delivery statuses and records consents as client VNEID.
+        vneid_key=keys / "VNEID.key" if (keys / "VNEID.key").exists() else None,
+        bank_routes=pulling.install,
+    )

@@ -24,17 +24,19 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+from aiohttp import web
 
 from gateway.domain.issued import REVOCATION
 from gateway.security.keys import PrivateKey, load_private_key
 from gateway.security.tokens import issue_token
 from gateway.simulators.partners import Refused, as_of, reference, seed
 from gateway.simulators.partners.banks import BankDesk
+from gateway.simulators.partners.behaviour import ADMIN_PREFIX
 from gateway.simulators.partners.desk import Answer, Conflict, Desk, Document, fingerprint
 from gateway.simulators.partners.ledger import Ledger
 
@@ -108,6 +110,8 @@ class PullPartner:
         self.executions: dict[str, int] = {}
         self.acknowledged = 0
         self.fetched = 0
+        #: While set, it fetches nothing (a test switch: ``POST <prefix>/_sim/pull {"paused": true}``).
+        self.paused = False
         if journal is not None and journal.exists():
             self._replay(journal)
 
@@ -117,6 +121,9 @@ class PullPartner:
         """Fetch, execute, answer, acknowledge, until ``stop`` is set (or cancelled)."""
         stop = stop or asyncio.Event()
         while not stop.is_set():
+            if self.paused:
+                await asyncio.sleep(0.2)
+                continue
             try:
                 await self.round(session)
             except asyncio.CancelledError:
@@ -276,18 +283,56 @@ class PullPartner:
 
 
 class PullLoops:
-    """The pull partners' loops of one simulator process (:func:`start_pull_partners`)."""
+    """The pull partners' loops of one simulator process (:func:`start_pull_partners`), and their test
+    switches, installed on the banks' server (:meth:`install`): ``GET <prefix>/_sim/pull`` (paused, items
+    fetched and acknowledged, executions per item) and ``POST <prefix>/_sim/pull {"paused": bool}``, where
+    the prefix is ``/vpb`` for BANK-VPB. Paused, it fetches nothing from its next round on (a round waits
+    at most its ``wait``)."""
 
     def __init__(self, partners: list[PullPartner], session: aiohttp.ClientSession) -> None:
         self.partners = partners
         self._session = session
         self._tasks = [asyncio.create_task(p.run(session), name=f"pull-{p.code}") for p in partners]
 
+    def install(self, app: web.Application) -> None:
+        for partner in self.partners:
+            prefix = "/" + partner.code.removeprefix("BANK-").lower() + ADMIN_PREFIX + "pull"
+            app.router.add_get(prefix, _show(partner))
+            app.router.add_post(prefix, _pause(partner))
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._session.close()
+
+
+def _show(partner: PullPartner) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def show(_request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "paused": partner.paused,
+                "fetched": partner.fetched,
+                "acknowledged": partner.acknowledged,
+                "executions": partner.executions,
+            }
+        )
+
+    return show
+
+
+def _pause(partner: PullPartner) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def pause(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
+            return web.json_response({"error": 'the body must be {"paused": true|false}'}, status=400)
+        partner.paused = body["paused"]
+        return web.json_response({"paused": partner.paused})
+
+    return pause
 
 
 def start_pull_partners(
