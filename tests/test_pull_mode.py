@@ -9,6 +9,7 @@ rest over HTTP. The storage tests run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import uuid
@@ -140,6 +141,7 @@ class Pull:
         self.push_bank = Party(PUSH, generate_keypair("ed25519"))
         self.nobody = Party("THADS-HCM", generate_keypair("ed25519"))
         self.connector = PullConnector(pull_partner(), db)
+        self._decisions = itertools.count(1)
 
     def headers(self, party: Party) -> dict[str, str]:
         return party.headers(self.world.settings)
@@ -513,3 +515,29 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def test_a_document_revoked_after_a_fetch_is_handed_out_until_acknowledged_and_then_revoked(
+    pull: Pull,
+) -> None:
+    document = await pull.order()
+    first = (await pull.fetch())[1]
+    resp = await pull.api.post(
+        f"/v1/messages/{document['message_id']}/revocation",
+        json={"reason": "paid in full"},
+        headers=pull.world.case_headers(),
+    )
+    assert resp.status == 200, await resp.text()
+    await pull.expire_leases()
+    again = (await pull.fetch())[1]  # the bank may hold it: it is not silently withdrawn
+    assert [i["item_id"] for i in again["items"]] == [document["message_id"]]
+    assert first["lease"] != again["lease"]
+    assert (await pull.ack(again["lease"], [document["message_id"]]))[1]["acknowledged"]
+    assert await pull.status(document["message_id"]) == "revoked"
+    assert await pull.evidence(document["message_id"], "delivered")  # it reached the bank: evidence kept
+    async with pull.db.read() as conn:
+        rows = await conn.execute(
+            select(messages.c.recipient).where(messages.c.message_type == "document.revocation")
+        )
+        issued = list(rows.scalars())
+    assert issued == [PULL]  # the bank hears of the revocation

@@ -269,11 +269,15 @@ class PullService:
 
 
 def _wanted(item: store.Item) -> bool:
-    """Whether an item is still to be handed out: its document not revoked nor delivered already, its
-    lookup still waiting for an answer."""
+    """Whether an item is still to be handed out: a lookup still waiting for its answer; a document not
+    revoked (nor delivered some other way) before anyone fetched it. A document handed out before stays
+    wanted whatever happened since: the partner may hold it, so only its acknowledgement settles it (and
+    records the delivery, after which a revocation follows it, or the evidence its early answer lacked)."""
     if item.kind == store.LOOKUP:
         return item.status == SOURCE_PENDING
-    return item.status is not None and not must_not_deliver(Status(item.status))
+    if item.status is None:
+        return False
+    return item.fetches > 0 or not must_not_deliver(Status(item.status))
 
 
 def _view(fetched: _Fetched, wait: float) -> dict[str, Any]:
