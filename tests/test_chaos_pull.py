@@ -32,7 +32,7 @@ from tests.support.gateway_procs import GatewayProcesses, delete_topology
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.chaos, pytest.mark.timeout(300)]
 
 BANK = "BANK-VPB"
-N = 150
+N = 300
 LEASE = 5
 
 
@@ -71,14 +71,17 @@ async def send_orders(procs: GatewayProcesses) -> set[str]:
     return sent
 
 
-async def inbox(world: World) -> tuple[int, int]:
-    """(items in the inbox, items handed out more than once)."""
+async def inbox(world: World) -> tuple[int, int, int]:
+    """(items in the inbox, items handed out more than once, items acknowledged)."""
     db = Database(world.settings.resolved_database_url)
     try:
         async with db.read() as conn:
             total = (await conn.execute(select(func.count()).select_from(partner_pulls))).scalar_one()
             again = (await conn.execute(select(func.count()).where(partner_pulls.c.fetches > 1))).scalar_one()
-            return int(total), int(again)
+            acked = (
+                await conn.execute(select(func.count()).where(partner_pulls.c.state == "acknowledged"))
+            ).scalar_one()
+            return int(total), int(again), int(acked)
     finally:
         await db.dispose()
 
@@ -95,23 +98,31 @@ async def statuses(world: World) -> collections.Counter[str]:
         await db.dispose()
 
 
-async def until(check: Any, timeout: float = 120, what: str = "") -> None:
+async def until(check: Any, timeout: float = 120, what: str = "", every: float = 0.2) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(every)
 
 
 def start_partner(procs: GatewayProcesses, journal: Path, pace: float) -> subprocess.Popen[bytes]:
     home = procs.world.settings.config_dir.parent
-    out = (procs.logs / "partner.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.pull_partner", procs.url, str(home / "keys" / f"{BANK}.key"),
-         str(journal), str(pace)],
-        cwd=ROOT,
-        stdout=out,
-        stderr=out,
-    )  # fmt: skip
+    key = home / "keys" / f"{BANK}.key"
+    with (procs.logs / "partner.log").open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.pull_partner",
+                procs.url,
+                str(key),
+                str(journal),
+                str(pace),
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
+        )
 
 
 def executions(journal: Path) -> collections.Counter[str]:
@@ -127,13 +138,13 @@ async def test_worker_killed_mid_drain_and_partner_killed_mid_batch(pull_gateway
 
     # The worker stores the items in the inbox; killed a third of the way, started again.
     procs.start("worker")
-    await until(lambda: _at_least(world, N // 3), what="the worker never stored items")
+    await until(lambda: _at_least(world, N // 3), what="the worker never stored items", every=0.01)
     procs.kill("worker")
     stored_at_kill = (await inbox(world))[0]
+    assert stored_at_kill < N, "the kill came too late to test anything"
     procs.start("worker")
     await until(lambda: _at_least(world, N), what="items lost by the killed worker")
     assert (await inbox(world))[0] == N  # one item per order, however often the queue repeated one
-    assert stored_at_kill <= N
 
     # The partner takes batches of 20 and is killed in the middle of one.
     journal = procs.logs / f"journal-{uuid.uuid4().hex[:8]}.jsonl"
@@ -146,10 +157,11 @@ async def test_worker_killed_mid_drain_and_partner_killed_mid_batch(pull_gateway
         assert killed_after < N, "the kill came too late to test anything"
         partner = start_partner(procs, journal, pace=0.0)
 
-        async def all_answered() -> bool:
-            return (await statuses(world)).get("answered", 0) == N
+        async def all_answered_and_acknowledged() -> bool:
+            answered = (await statuses(world)).get("answered", 0) == N
+            return answered and (await inbox(world))[2] == N
 
-        await until(all_answered, timeout=180, what="orders stuck")
+        await until(all_answered_and_acknowledged, timeout=180, what="orders or items stuck")
     finally:
         if partner.poll() is None:
             partner.send_signal(signal.SIGTERM)
@@ -157,7 +169,7 @@ async def test_worker_killed_mid_drain_and_partner_killed_mid_batch(pull_gateway
     done = executions(journal)
     assert set(done) == sent, "an order was never executed"
     assert all(n == 1 for n in done.values()), "an order executed twice"
-    total, again = await inbox(world)
+    total, again, _ = await inbox(world)
     assert total == N and again > 0, "the killed partner's leased items never came back"
 
 
