@@ -541,3 +541,10 @@ async def test_a_document_revoked_after_a_fetch_is_handed_out_until_acknowledged
         )
         issued = list(rows.scalars())
     assert issued == [PULL]  # the bank hears of the revocation
+
+
+async def test_a_head_request_leases_nothing(pull: Pull) -> None:
+    document = await pull.order()
+    resp = await pull.api.head(INBOX, headers=pull.headers(pull.bank))
+    assert resp.status == 200
+    assert [i["item_id"] for i in (await pull.fetch())[1]["items"]] == [document["message_id"]]

@@ -76,6 +76,9 @@ def _number(request: web.Request, name: str, default: float, integer: bool) -> f
 
 
 async def fetch(request: web.Request) -> web.Response:
+    if request.method == "HEAD":
+        # aiohttp answers HEAD on every GET route: a HEAD must not lease items nobody will see.
+        return web.json_response({"lease": None, "leased_until": None, "items": [], "waited_up_to": 0})
     wait = _number(request, "wait", 0.0, integer=False)
     limit = _number(request, "limit", DEFAULT_ITEMS, integer=True)
     try:
