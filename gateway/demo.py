@@ -390,8 +390,8 @@ Push the bundled example judgment:
 Follow it (status and timeline):
   curl -sS {url}/v1/messages/{example_id} -H "Authorization: Bearer $TOKEN"
 
-Asset lookup by the case system (land over SOAP, five banks — one answers by callback —, tax,
-vehicles, population; every answer within a few seconds):
+Asset lookup by the case system (land over SOAP, six banks — one answers by callback, one fetches
+its work (pull mode, README) —, tax, vehicles, population; every answer within a few seconds):
   export CASE_TOKEN={case_token}
   curl -sS -X POST {url}/v1/asset-inquiries -H "Authorization: Bearer $CASE_TOKEN" \\
        -H 'Content-Type: application/json' -H 'Prefer: wait=10' --data @{INQUIRY}
