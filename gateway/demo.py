@@ -83,7 +83,7 @@ def inbox_urls(settings: Settings) -> dict[str, str]:
 
 #: The clients whose simulators call the gateway back on their own (a bank's late report, the police's
 #: answers, VNeID's statuses): ``run.py simulate --partners-only`` makes and registers these.
-PARTNER_CLIENTS = ("BANK-TCB", "CA-HN", "VNEID")
+PARTNER_CLIENTS = ("BANK-TCB", "BANK-VPB", "CA-HN", "VNEID")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,12 @@ DEMO_CLIENTS = {
     # Pushes its late answers: lookup results and order reports.
     "BANK-TCB": DemoClient(
         ["assets.answer", "documents.send", "messages.read"], None, "Ngân hàng TMCP Kỹ thương Việt Nam"
+    ),
+    # A bank in pull mode: fetches its lookups and orders, answers them, acknowledges them.
+    "BANK-VPB": DemoClient(
+        ["partner.pull", "assets.answer", "documents.send", "messages.read"],
+        None,
+        "Ngân hàng TMCP Việt Nam Thịnh Vượng",
     ),
     # The police unit: pushes its late answers to protection and assistance requests.
     "CA-HN": DemoClient(
@@ -458,8 +464,8 @@ Push the bundled example judgment:
 Follow it (status and timeline):
   curl -sS {url}/v1/messages/{example_id} -H "Authorization: Bearer $TOKEN"
 
-Asset lookup by the case system (land over SOAP, five banks — one answers by callback —, tax,
-vehicles, population; every answer within a few seconds):
+Asset lookup by the case system (land over SOAP, six banks — one answers by callback, one fetches
+its work (pull mode, README) —, tax, vehicles, population; every answer within a few seconds):
   export CASE_TOKEN={case_token}
   curl -sS -X POST {url}/v1/asset-inquiries -H "Authorization: Bearer $CASE_TOKEN" \\
        -H 'Content-Type: application/json' -H 'Prefer: wait=10' --data @{INQUIRY}

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from gateway.domain.doctypes import PartnerKind
 from gateway.domain.identifiers import AGENCY_CODE
@@ -34,7 +34,9 @@ class Partner(BaseModel):
     #: police unit); anything else is refused naming the valid ones.
     kind: str
     protocol: Literal["rest", "soap"]
-    endpoint: str
+    #: Where the gateway calls the partner; a pull partner (``delivery = "pull"``) is never called and
+    #: needs none (empty).
+    endpoint: str = ""
     wsdl: str | None = None
     timeout_seconds: float = Field(10.0, gt=0)
     concurrency: int = Field(8, ge=1)
@@ -42,11 +44,27 @@ class Partner(BaseModel):
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
     deadline: str = "120s"
     credentials: str | None = None
+    #: ``push``: the gateway calls the partner's API. ``pull``: the partner fetches its lookups and
+    #: documents from the gateway (``GET /v1/partner-inbox``) and acknowledges them; each fetched item is
+    #: leased to it for ``lease_seconds``, then handed out again unless acknowledged (docs/partners.md).
+    delivery: Literal["push", "pull"] = "push"
+    lease_seconds: float = Field(300.0, ge=5, le=86400)
 
     @field_validator("kind", mode="before")
     @classmethod
     def _known_kind(cls, value: object) -> str:
         return str(PartnerKind.parse(value).value)
+
+    @model_validator(mode="after")
+    def _endpoint_when_pushed(self) -> Partner:
+        if self.delivery == "push" and not self.endpoint:
+            raise ValueError('endpoint is required unless delivery = "pull"')
+        return self
+
+    @property
+    def pulls(self) -> bool:
+        """The partner fetches its work from the gateway instead of being called."""
+        return self.delivery == "pull"
 
     @property
     def source_id(self) -> str:
@@ -204,4 +222,5 @@ def missing_credentials(partners: list[Partner], environ: Mapping[str, str] | No
     to them will be refused (401). Partners that need no credentials are never listed. ``environ``
     defaults to this process's environment."""
     env = os.environ if environ is None else environ
-    return [p for p in partners if p.credentials and not env.get(p.credentials)]
+    # A pull partner is never called: a credentials name inherited from its kind's defaults is unused.
+    return [p for p in partners if p.credentials and not p.pulls and not env.get(p.credentials)]

@@ -99,6 +99,8 @@ async def world(
     )
     partners = {}
     for configured in load_partners(ROOT / "config"):
+        if configured.pulls:
+            continue  # never called: its inbox is tested in test_pull_mode.py
         update = {"endpoint": sims.urls[configured.code], "retry": FAST_RETRY, "timeout_seconds": 2}
         partners[configured.code] = configured.model_copy(update=update)
         if configured.credentials:

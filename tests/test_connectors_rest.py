@@ -575,6 +575,8 @@ async def simulated(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, 
     try:
         partners = {}
         for configured in load_partners(ROOT / "config"):
+            if configured.pulls:
+                continue  # never called: its inbox is tested in test_pull_mode.py
             partners[configured.code] = configured.model_copy(update={"endpoint": sims.urls[configured.code]})
             if configured.credentials:
                 monkeypatch.setenv(configured.credentials, "test-token")

@@ -263,6 +263,8 @@ def test_gateway_reaches_every_partner_simulator_by_service_name(services: dict[
     for name in ("api1", "api2", "worker1", "worker2"):
         e = env(services[name])
         for partner in partners:
+            if partner.get("delivery") == "pull":
+                continue  # never called: no endpoint to give
             variable = f"GATEWAY_PARTNER_{partner['code'].replace('-', '_')}__ENDPOINT"
             assert variable in e, (name, variable)
             given, configured = urlsplit(e[variable]), urlsplit(partner["endpoint"])
@@ -537,8 +539,8 @@ ALERT_SCENARIOS: list[dict[str, Any]] = [
             # The case system's own queue: consuming it is the case system's business.
             s("gateway_queue_messages", f'{W1}, queue="thads-hn.judgments", state="ready"', "5x20"),
             s("gateway_queue_consumers", f'{W1}, queue="thads-hn.judgments"', "0x20"),
-            s("gateway_queue_messages", f'{W1}, queue="gw.req.TAX", state="ready"', "5x20"),
-            s("gateway_queue_consumers", f'{W1}, queue="gw.req.TAX"', "2x20"),
+            s("gateway_queue_messages", f'{W1}, queue="gw.deliver.TAX", state="ready"', "5x20"),
+            s("gateway_queue_consumers", f'{W1}, queue="gw.deliver.TAX"', "2x20"),
         ],
         "alert_rule_test": [
             {

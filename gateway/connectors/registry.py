@@ -13,12 +13,14 @@ from gateway.connectors.base import Connector
 from gateway.connectors.land import LandConnector
 from gateway.connectors.police import PoliceConnector
 from gateway.connectors.population import PopulationConnector
+from gateway.connectors.pull import PullConnector
 from gateway.connectors.rest import RestConnector
 from gateway.connectors.tax import TaxConnector
 from gateway.connectors.vehicle import VehicleConnector
 from gateway.connectors.vneid import VneidConnector
 from gateway.domain.doctypes import PartnerKind
 from gateway.partners import Partner
+from gateway.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,14 @@ REST_CONNECTORS: dict[str, type[RestConnector]] = {
 }
 
 
-async def build_connector(partner: Partner, session: aiohttp.ClientSession) -> Connector:
+async def build_connector(
+    partner: Partner, session: aiohttp.ClientSession, db: Database | None = None
+) -> Connector:
+    if partner.pulls:
+        # Never called: what it is sent waits in its inbox, in the gateway's database.
+        if db is None:
+            raise ValueError(f"partner {partner.code}: a pull partner's connector needs the database")
+        return PullConnector(partner, db)
     if partner.protocol == "soap":
         if partner.kind != PartnerKind.LAND_REGISTRY:
             raise ValueError(f"partner {partner.code}: no SOAP connector for kind {partner.kind!r}")
@@ -45,8 +54,11 @@ async def build_connector(partner: Partner, session: aiohttp.ClientSession) -> C
     return REST_CONNECTORS[partner.kind](partner, session)
 
 
-async def build_connectors(partners: list[Partner], session: aiohttp.ClientSession) -> dict[str, Connector]:
-    """Build every partner's connector (SOAP clients load their WSDL now, once).
+async def build_connectors(
+    partners: list[Partner], session: aiohttp.ClientSession, db: Database | None = None
+) -> dict[str, Connector]:
+    """Build every partner's connector (SOAP clients load their WSDL now, once); ``db`` holds the inboxes
+    of pull partners (required when there is one).
 
     A partner that cannot be built stops start-up: a misconfigured partner would otherwise only show
     up as failed inquiries.
@@ -54,7 +66,7 @@ async def build_connectors(partners: list[Partner], session: aiohttp.ClientSessi
     connectors: dict[str, Connector] = {}
     try:
         for partner in partners:
-            connectors[partner.code] = await build_connector(partner, session)
+            connectors[partner.code] = await build_connector(partner, session, db)
     except BaseException:
         await close_all(connectors)
         raise

@@ -43,6 +43,7 @@ KNOWN_SERVICES = frozenset(
         "operator",
         "consents.write",
         "data_access.read",
+        "partner.pull",
     }
 )
 

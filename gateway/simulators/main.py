@@ -15,7 +15,8 @@ from gateway.settings import Settings
 from gateway.simulators.case_system import CaseSystemSimulator
 from gateway.simulators.court import CourtSimulator
 from gateway.simulators.gateway_client import GatewayClient
-from gateway.simulators.partners.servers import KINDS, start_partners
+from gateway.simulators.partners.pull import PullLoops, start_pull_partners
+from gateway.simulators.partners.servers import KINDS, Partners, start_partners
 from gateway.simulators.procuracy import ProcuracySimulator
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,11 @@ def prepare_keys(
     settings: Settings, keys: Path, case_queue: str, only: tuple[str, ...] | None = None
 ) -> None:
     """Key pairs for the simulated court, case system and partners that call back (BANK-TCB, CA-HN,
-    VNEID), generated when missing (a fresh clone has none), and registered as clients in this
-    configuration directory when the gateway does not know them yet; ``only``: these clients alone.
-    Clients already registered are left alone: they may be an operator's. Every step is logged,
-    because the gateway refuses (401) a simulator whose public key it does not know."""
+    VNEID) or fetch their work (BANK-VPB), generated when missing (a fresh clone has none), and
+    registered as clients in this configuration directory when the gateway does not know them yet;
+    ``only``: these clients alone. Clients already registered are left alone: they may be an
+    operator's. Every step is logged, because the gateway refuses (401) a simulator whose public key it
+    does not know."""
     inboxes = inbox_urls(settings)
     done = ensure_demo_clients(
         keys, settings.clients_dir, case_queue, replace=False, inboxes=inboxes, only=only
@@ -99,20 +101,15 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     # Before the partners start: the ones that call the gateway back sign with these keys, and the
     # gateway must know them (else every late report, police answer and VNeID status gets 401).
     prepare_keys(settings, keys, case_queue, only=PARTNER_CLIENTS if partners_only else None)
-    tcb_key = keys / "BANK-TCB.key"
-    partners = await start_partners(
-        ports={kind: port for kind, port in partner_ports(settings).items() if kind in KINDS},
-        modes=partner_modes(args),
-        bank_callback_key=tcb_key if tcb_key.exists() else None,
-        audience=settings.auth.audience,
-        # The asynchronous bank pushes its order reports to the gateway's documents endpoint.
-        gateway_url=settings.api.public_url,
-        silent_banks=getattr(args, "silent", None) or (),
-        # The police unit pushes its late answers as client CA-HN.
-        police_key=keys / "CA-HN.key" if (keys / "CA-HN.key").exists() else None,
-        # The notification service pushes delivery statuses and records consents as client VNEID.
-        vneid_key=keys / "VNEID.key" if (keys / "VNEID.key").exists() else None,
-    )
+    # Banks in pull mode are never called: they fetch their work from the gateway with their own token
+    # (their test switches on the banks' server).
+    pull_banks = [p.code for p in load_partners(settings.config_dir) if p.pulls and p.kind == "bank"]
+    pulling = start_pull_partners(pull_banks, settings.api.public_url, keys, settings.auth.audience, wait=5)
+    try:
+        partners = await _start_partners(settings, args, keys, pulling)
+    except BaseException:
+        await pulling.close()
+        raise
     try:
         if partners_only:
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
@@ -145,4 +142,25 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
             await court.close()
             await procuracy.close()
     finally:
+        await pulling.close()
         await partners.close()
+
+
+async def _start_partners(
+    settings: Settings, args: argparse.Namespace, keys: Path, pulling: PullLoops
+) -> Partners:
+    tcb_key = keys / "BANK-TCB.key"
+    return await start_partners(
+        ports={kind: port for kind, port in partner_ports(settings).items() if kind in KINDS},
+        modes=partner_modes(args),
+        bank_callback_key=tcb_key if tcb_key.exists() else None,
+        audience=settings.auth.audience,
+        # The asynchronous bank pushes its order reports to the gateway's documents endpoint.
+        gateway_url=settings.api.public_url,
+        silent_banks=getattr(args, "silent", None) or (),
+        # The police unit pushes its late answers as client CA-HN.
+        police_key=keys / "CA-HN.key" if (keys / "CA-HN.key").exists() else None,
+        # The notification service pushes delivery statuses and records consents as client VNEID.
+        vneid_key=keys / "VNEID.key" if (keys / "VNEID.key").exists() else None,
+        bank_routes=pulling.install,
+    )

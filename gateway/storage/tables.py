@@ -298,3 +298,28 @@ console_sessions = Table(
     Column("expires_at", TS, nullable=False, index=True),
     Column("revoked_at", TS),
 )
+
+#: The inbox of each pull partner (``delivery = "pull"`` in config/partners.toml): the lookups and documents
+#: it fetches itself. ``item_id`` is the lookup's ``request_ref`` or the document's ``message_id``, so a
+#: redelivered queue message finds its row instead of adding one. An item is handed out when
+#: ``available_at`` has passed: at once when stored, again when a lease runs out unacknowledged; an
+#: acknowledged (or withdrawn) item has none, and its payload is dropped.
+partner_pulls = Table(
+    "partner_pulls",
+    metadata,
+    Column("item_id", String(36), primary_key=True),
+    Column("partner", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # lookup | document
+    Column("priority", Integer, nullable=False, default=0),  # 1: urgent, handed out first
+    Column("state", String(16), nullable=False),  # pending | acknowledged | withdrawn
+    Column("payload", Text),
+    Column("created_at", TS, nullable=False),
+    Column("available_at", TS),
+    # The lease of the last fetch: its token (acknowledgements must name it) and its end.
+    Column("lease", String(64)),
+    Column("leased_until", TS),
+    Column("fetches", Integer, nullable=False, default=0),
+    Column("first_fetched_at", TS),
+    Column("acknowledged_at", TS),
+    Index("ix_partner_pulls_available", "partner", "available_at"),
+)

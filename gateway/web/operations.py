@@ -23,6 +23,7 @@ from gateway.web import (
     routes_health,
     routes_inquiries,
     routes_openapi,
+    routes_pulls,
     routes_services,
     soap_courts,
 )
@@ -34,6 +35,7 @@ __all__ = ["OPERATIONS", "Operation", "add_routes"]
 OPERATIONS: Final[tuple[Operation, ...]] = (
     *routes_documents.OPERATIONS,
     *routes_inquiries.OPERATIONS,
+    *routes_pulls.OPERATIONS,
     *routes_citizens.OPERATIONS,
     *soap_courts.OPERATIONS,
     *routes_health.OPERATIONS,

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.amqp.broker import Publisher
 from gateway.amqp.consume import Park
 from gateway.amqp.names import Names
+from gateway.connectors.pull import HeldForPull
 from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.answers import answer_document
 from gateway.domain.delivery import PartnerReceipt
@@ -144,6 +145,9 @@ class Deliverer:
             return
         except (webhook.WebhookFailed, ConnectionError, TimeoutError, OSError) as exc:
             await self._retry_or_park(recipient, message, attempt, str(exc))
+            return
+        if isinstance(receipt, HeldForPull):
+            # In a pull partner's inbox: delivered when the partner acknowledges it (services/pulls.py).
             return
 
         recorded: list[Delivered] = []

@@ -18,6 +18,7 @@ from gateway.amqp.broker import Publisher, connect
 from gateway.amqp.consume import Park, RetryLater, callback
 from gateway.amqp.hints import Hinter
 from gateway.amqp.names import Names
+from gateway.connectors.pull import guard
 from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.registry import partner_kinds_receiving_documents
@@ -102,9 +103,10 @@ class Worker:
             await topology.declare_retry_tiers(
                 channel, self.names, d.delivery_limit, [int(s * 1000) for s in d.retry_delays_seconds]
             )
-            connectors = await build_connectors(partners, http)
-            # One guard per partner: lookups and document deliveries share its breaker and concurrency.
-            guarded = {p.code: GuardedConnector(p, connectors[p.code]) for p in partners}
+            connectors = await build_connectors(partners, http, db)
+            # One guard per partner: lookups and document deliveries share its breaker and concurrency
+            # (a pull partner, never called, has none: its items wait in its inbox).
+            guarded = {p.code: guard(p, connectors[p.code]) for p in partners}
             hinter = Hinter(publish_conn, self.names)
             lookups = LookupWorker(db, publisher, self.names, guarded, signer, outbound, hinter.final)
             callbacks = await topology.declare_callbacks(channel, self.names, d.delivery_limit)

@@ -21,6 +21,8 @@ RICH = "001085012345"
 EMPTY = "001090000000"
 AMBIGUOUS = "001079000001"
 BANKS = ("BANK-VCB", "BANK-BIDV", "BANK-CTG", "BANK-AGR", "BANK-TCB")
+#: Banks that fetch their work from the gateway (pull mode): no server of theirs is called.
+PULL_BANKS = ("BANK-VPB",)
 KINDS = ("land", "bank", "tax", "vehicle", "population")
 
 Row = dict[str, Any]
@@ -59,6 +61,7 @@ BANK_FORMATS = {  # account number prefix and length, branches
     "BANK-CTG": ("10", 12, ["Chi nhánh Hoàn Kiếm", "Chi nhánh Đống Đa", "Chi nhánh 1 TP. Hồ Chí Minh"]),
     "BANK-AGR": ("1500", 13, ["Chi nhánh Láng Hạ", "Chi nhánh Thủ Đô", "Chi nhánh Sài Gòn"]),
     "BANK-TCB": ("19", 14, ["Chi nhánh Hội sở", "Chi nhánh Thăng Long", "Chi nhánh Tân Định"]),
+    "BANK-VPB": ("2", 9, ["Chi nhánh Hà Nội", "Chi nhánh Hoàn Kiếm", "Chi nhánh Sở giao dịch"]),
 }
 LENDERS = ["Ngân hàng TMCP Ngoại thương Việt Nam", "Ngân hàng TMCP Kỹ thương Việt Nam"]
 ACTIVITIES = ["Bán lẻ thực phẩm", "Dịch vụ ăn uống", "Sửa chữa xe có động cơ", "Cho thuê nhà ở", "May mặc"]
@@ -192,7 +195,7 @@ def land_parcels(identifier: str) -> tuple[str, list[Row]]:
 
 
 def bank_accounts(bank_code: str, identifier: str) -> tuple[str, list[Row]]:
-    if bank_code not in BANKS:
+    if bank_code not in BANKS + PULL_BANKS:
         raise ValueError(f"unknown bank {bank_code!r}")
     if identifier == RICH:
         rows = [dict(a) for a in RICH_ACCOUNTS.get(bank_code, [])]

@@ -141,13 +141,15 @@ async def start_partners(
     police_key: Path | None = None,
     vneid_key: Path | None = None,
     status_delay: float = 2.0,
+    bank_routes: Callable[[web.Application], None] | None = None,
 ) -> Partners:
     """Start a simulator of every partner kind. ``ports`` and ``modes`` are keyed by kind; a missing port
     is 0 (any free port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks and
     pushed reports, which go to ``gateway_url``; ``silent_banks`` take orders and never answer them (see
     banks.py).
     ``vneid_key`` signs the notification service's delivery statuses and consents (client ``VNEID``),
-    pushed ``status_delay`` seconds after a notice (see vneid.py)."""
+    pushed ``status_delay`` seconds after a notice (see vneid.py). ``bank_routes`` adds routes to the
+    banks' server (the pull banks' test switches, pull.py)."""
     ports, modes, silent = dict(ports or {}), dict(modes or {}), frozenset(silent_banks)
     unknown = (set(ports) | set(modes)) - set(KINDS)
     if unknown:
@@ -160,13 +162,16 @@ async def start_partners(
         behaviours[kind].set_mode(modes.get(kind, "normal"))
     factories: dict[str, Callable[[Behaviour], web.Application]] = {
         "land": land.make_app,
-        "bank": lambda b: banks.make_app(
-            b,
-            callback_key=bank_callback_key,
-            audience=audience,
-            callback_delay=callback_delay,
-            gateway_url=gateway_url,
-            silent_banks=silent,
+        "bank": lambda b: _with(
+            banks.make_app(
+                b,
+                callback_key=bank_callback_key,
+                audience=audience,
+                callback_delay=callback_delay,
+                gateway_url=gateway_url,
+                silent_banks=silent,
+            ),
+            bank_routes,
         ),
         "tax": tax.make_app,
         "vehicle": vehicles.make_app,
@@ -197,3 +202,9 @@ async def start_partners(
     described = (f"{kind} {url} ({behaviours[kind].mode})" for kind, url in partners.base_urls.items())
     log.info("partner simulators: %s", ", ".join(described))
     return partners
+
+
+def _with(app: web.Application, routes: Callable[[web.Application], None] | None) -> web.Application:
+    if routes is not None:
+        routes(app)
+    return app
