@@ -133,7 +133,8 @@ def test_refusals_name_the_file_and_the_partner(
 
 def test_the_shipped_banks_take_the_shipped_bank_defaults() -> None:
     banks = [p for p in load_partners(ROOT / "config") if p.kind == "bank"]
-    assert [b.code for b in banks] == ["BANK-VCB", "BANK-BIDV", "BANK-CTG", "BANK-AGR", "BANK-TCB"]
+    codes = ["BANK-VCB", "BANK-BIDV", "BANK-CTG", "BANK-AGR", "BANK-TCB", "BANK-VPB"]
+    assert [b.code for b in banks] == codes
     for bank in banks:
         assert (bank.protocol, bank.deadline, bank.timeout_seconds, bank.concurrency) == (
             "rest",
