@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from gateway.domain.registry import REGISTRY
 from gateway.problems import forbidden
 from gateway.web import (
+    routes_bulk,
     routes_citizens,
     routes_docs,
     routes_documents,
@@ -34,6 +35,7 @@ __all__ = ["OPERATIONS", "Operation", "add_routes"]
 OPERATIONS: Final[tuple[Operation, ...]] = (
     *routes_documents.OPERATIONS,
     *routes_inquiries.OPERATIONS,
+    *routes_bulk.OPERATIONS,
     *routes_citizens.OPERATIONS,
     *soap_courts.OPERATIONS,
     *routes_health.OPERATIONS,
