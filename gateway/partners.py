@@ -41,6 +41,8 @@ class Partner(BaseModel):
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
     deadline: str = "120s"
     credentials: str | None = None
+    #: Lookups one call may carry (a bank's batch endpoint, docs/partners.md); 1: one call per lookup.
+    batch_size: int = Field(1, ge=1, le=500)
 
     @field_validator("kind", mode="before")
     @classmethod
