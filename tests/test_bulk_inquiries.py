@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
@@ -277,6 +279,21 @@ async def test_two_workers_at_once_expand_each_debtor_once(bulks: Bulks) -> None
         pass
     assert await bulks.count(inquiries) == 13
     assert await bulks.audited("assets.inquire") == 13
+
+
+async def test_a_bulk_whose_source_left_the_configuration_is_stopped_not_expanded_with_less(
+    bulks: Bulks,
+) -> None:
+    view = await accept(bulks, bulk(3) | {"sources": [{"bank": ["BANK-CTG"]}]})
+    # The bank is taken out of the configuration before the workers get to the bulk.
+    path = bulks.world.settings.config_dir / "partners.toml"
+    blocks = tomllib.loads(path.read_text("utf-8"))["partner"]
+    path.write_text(tomli_w.dumps({"partner": [b for b in blocks if b["code"] != "BANK-CTG"]}), "utf-8")
+    expander = bulks.expander()
+    assert await expander.expand_next()
+    assert not await expander.expand_next()  # never taken again
+    assert (await read(bulks, view["bulk_id"], limit="0"))["status"] == "stopped"
+    assert await bulks.count(inquiries) == 0
 
 
 # -- results ----------------------------------------------------------------------------------------

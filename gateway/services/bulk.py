@@ -229,7 +229,9 @@ def parse_cursor(cursor: str | None) -> int:
 def summary(bulk: Any, inquiries: dict[str, int], sources: dict[str, int]) -> dict[str, Any]:
     """The bulk's status and progress (without results)."""
     done = sum(inquiries.get(s, 0) for s in FINAL)
-    if bulk.expanded < bulk.debtors:
+    if bulk.status == store.STOPPED:
+        status = "stopped"
+    elif bulk.expanded < bulk.debtors:
         status = "expanding"
     elif done < bulk.debtors:
         status = "in_progress"

@@ -108,8 +108,11 @@ class BulkExpander:
         sources, problems = rules.expand_sources(request["sources"], self._refs)
         if problems or not sources:
             # Validated at acceptance; a partner removed from the configuration since leaves a source
-            # that cannot be asked. Left for the operator, never half-expanded with other sources.
-            log.error("bulk %s: its sources no longer resolve (%s); not expanded", bulk_id, problems)
+            # that cannot be asked. Stopped for the operator (and not taken again and again), never
+            # expanded further with fewer sources than the client was told.
+            log.error("bulk %s: its sources no longer resolve (%s); expansion stopped", bulk_id, problems)
+            at = self._clock()
+            await self._db.write(lambda conn: store.stop(conn, bulk_id, self.owner, at))
             return
         done, chunks = int(bulk.expanded), 0
         while done < bulk.debtors and (max_chunks is None or chunks < max_chunks):

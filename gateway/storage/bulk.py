@@ -16,6 +16,8 @@ from gateway.storage.tables import bulk_inquiries, bulk_items, inquiries, inquir
 #: Debtors still being turned into inquiries; then every one is an inquiry.
 EXPANDING: Final = "expanding"
 EXPANDED: Final = "expanded"
+#: Its sources no longer resolve to configured partners: left as it is for an operator.
+STOPPED: Final = "stopped"
 
 
 async def create(conn: AsyncConnection, bulk: dict[str, Any]) -> None:
@@ -89,6 +91,15 @@ async def advance(
         .values(**values)
     )
     return result.rowcount == 1
+
+
+async def stop(conn: AsyncConnection, bulk_id: str, owner: str, at: datetime) -> None:
+    """Stop expanding the bulk ``owner`` holds: no worker takes it again."""
+    await conn.execute(
+        update(bulk_inquiries)
+        .where(bulk_inquiries.c.bulk_id == bulk_id, bulk_inquiries.c.claimed_by == owner)
+        .values(status=STOPPED, updated_at=at, claimed_by=None, claimed_until=None)
+    )
 
 
 async def link(conn: AsyncConnection, bulk_id: str, items: Sequence[tuple[int, str]]) -> None:
