@@ -7,6 +7,7 @@ import asyncio
 import copy
 import functools
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,11 +25,13 @@ from tests.conftest import EXAMPLES, World
 from tests.support.bench_lookups import CONCURRENCY, IDS, gateway_running, rss_mib, start_sims
 from tests.test_asset_inquiry_flow import inquiry
 
-pytestmark = [pytest.mark.bench, pytest.mark.rabbitmq]
+# Two installations each making 20,000 partner calls: well past the suite's default 300 s on a busy machine.
+pytestmark = [pytest.mark.bench, pytest.mark.rabbitmq, pytest.mark.timeout(3000)]
 COMMAND = "make bench PYTEST_ARGS=tests/bench/test_bench_bulk.py"
-DEBTORS = 1000
+#: 1,000 unless GATEWAY_BENCH_BULK_DEBTORS says otherwise (a quicker look).
+DEBTORS = int(os.environ.get("GATEWAY_BENCH_BULK_DEBTORS", "1000"))
 BANKS = 20
-GIVE_UP_SECONDS = 900
+GIVE_UP_SECONDS = 1400
 
 
 @dataclass
@@ -177,18 +180,18 @@ async def test_a_bulk_of_1000_debtors_against_1000_single_lookups(tmp_path: Path
     record(
         Section(
             key="45-bulk",
-            title="A bulk lookup of 1,000 debtors against 1,000 single lookups",
+            title=f"A bulk lookup of {DEBTORS:,} debtors against {DEBTORS:,} single lookups",
             command=COMMAND,
             rows=[
                 Row(
-                    name=f"1,000 single lookups, {BANKS} banks each",
+                    name=f"{DEBTORS:,} single lookups, {BANKS} banks each",
                     figure=single.figure(),
                     values=single.values(),
                 ),
                 Row(
-                    name=f"One bulk of 1,000 debtors, {BANKS} banks each",
+                    name=f"One bulk of {DEBTORS:,} debtors, {BANKS} banks each",
                     figure=bulk.figure(),
-                    reference=f"1,000 single lookups: {single.seconds:.1f} s",
+                    reference=f"{DEBTORS:,} single lookups: {single.seconds:.1f} s",
                     ratio=ratio,
                     target="no slower than the same lookups one by one (ratio ≤ 1.1); worker memory bounded",
                     met=ratio <= 1.1,
