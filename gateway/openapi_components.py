@@ -115,6 +115,7 @@ _PATH_PARAMETERS: Final[dict[str, tuple[str, JSON]]] = {
         {"$ref": component_ref(component_name("common"), "/$defs/uuid")},
     ),
     "inquiry_id": ("As returned when the inquiry was created.", {"type": "string"}),
+    "bulk_id": ("As returned when the bulk lookup was accepted.", {"type": "string"}),
     "asset": ("The name of the file.", {"enum": list(routes_docs.ASSETS)}),
     "schema": (
         "A schema file name, as `GET /v1/services` links it.",

@@ -49,6 +49,8 @@ class Partner(BaseModel):
     #: leased to it for ``lease_seconds``, then handed out again unless acknowledged (docs/partners.md).
     delivery: Literal["push", "pull"] = "push"
     lease_seconds: float = Field(300.0, ge=5, le=86400)
+    #: Lookups one call may carry (a bank's batch endpoint, docs/partners.md); 1: one call per lookup.
+    batch_size: int = Field(1, ge=1, le=500)
 
     @field_validator("kind", mode="before")
     @classmethod

@@ -164,6 +164,20 @@ class OutboundSettings(BaseModel):
     resolve_timeout_seconds: float = Field(2, gt=0)
 
 
+class BulkSettings(BaseModel):
+    """Bulk lookups (docs/bulk.md): many debtors in one request, expanded into inquiries by the workers."""
+
+    # Debtors one bulk request may name; more is refused (413 too-complex) before the body is validated.
+    max_debtors: int = Field(1000, gt=0, le=100_000)
+    # Debtors turned into inquiries per write transaction: the single writer is never held for long.
+    chunk_debtors: int = Field(50, gt=0, le=1000)
+    # How often an idle worker looks for bulks to expand (a read), and how long its claim on one lasts.
+    poll_seconds: float = Field(0.5, gt=0)
+    lease_seconds: float = Field(30, gt=0)
+    # Per-debtor results one GET of a bulk shows at most (`limit`).
+    max_page: int = Field(100, gt=0, le=1000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore")
 
@@ -187,6 +201,7 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     simulate: SimulateSettings = Field(default_factory=SimulateSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    bulk: BulkSettings = Field(default_factory=BulkSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -22,6 +22,7 @@ from gateway.amqp.names import Names
 from gateway.domain.inquiry import SourceStatus, overall_status, status_from_counts
 from gateway.services import inquiries as inquiry_service
 from gateway.services.inquiry_results import apply_answer
+from gateway.simulators.partners import banks
 from gateway.storage.database import Database
 from gateway.storage.inquiries import Answer
 from gateway.storage.tables import inquiries, inquiry_sources
@@ -185,3 +186,31 @@ async def drain_events(queue_name: str, count: int, timeout: float = 30) -> list
         await asyncio.sleep(0.5)  # nothing more may come
         assert await queue.get(fail=False) is None
     return got
+
+
+@pytest.mark.rabbitmq
+async def test_lookups_to_a_bank_that_takes_batches_leave_the_worker_in_batches(tmp_path: Path) -> None:
+    """BANK-BIDV declares ``batch_size``: lookups arriving together on its work queue reach it in fewer calls
+    than lookups, each answered under its own request_ref."""
+    async with running_gateway(tmp_path, batch_sizes={"BANK-BIDV": 50}) as (lw, api):
+        names = Names(lw.settings.broker_namespace)
+        for _ in range(200):  # lookups wait for their queue only after the worker declared it
+            if await exists(names.deliver_urgent("BANK-BIDV")):
+                break
+            await asyncio.sleep(0.1)
+        body = inquiry(sources=[{"bank": ["BANK-BIDV"]}])
+
+        async def ask(i: int) -> dict[str, Any]:
+            headers = {**lw.world.case_headers(), "Prefer": "wait=30"}  # a token is used once
+            resp = await api.post(
+                "/v1/asset-inquiries",
+                json={**body, "debtor": {**body["debtor"], "id_number": f"00108501234{i}"}},
+                headers=headers,
+            )
+            view: dict[str, Any] = await resp.json()
+            return view
+
+        views = await asyncio.gather(*(ask(i) for i in range(8)))
+        assert all(v["status"] == "complete" for v in views), views
+        batches = lw.partners._servers["bank"].runner.app[banks.BATCHES]
+        assert sum(batches) == 8 and len(batches) < 8, batches

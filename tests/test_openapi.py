@@ -176,6 +176,7 @@ async def test_an_undeclared_method_is_405_naming_the_declared_ones(
     values = {
         "message_id": str(uuid.uuid4()),
         "inquiry_id": str(uuid.uuid4()),
+        "bulk_id": str(uuid.uuid4()),
         "asset": "docs.js",
         "schema": "receipt.schema.json",
         "subscription_id": str(uuid.uuid4()),
@@ -213,6 +214,7 @@ async def test_documented_security_is_what_the_app_enforces(
     values = {
         "message_id": str(uuid.uuid4()),
         "inquiry_id": str(uuid.uuid4()),
+        "bulk_id": str(uuid.uuid4()),
         "asset": "docs.js",
         "schema": "receipt.schema.json",
         "subscription_id": str(uuid.uuid4()),
@@ -432,6 +434,7 @@ async def test_grants_are_enforced_as_declared(gateway_api: TestClient[Any, Any]
     values = {
         "message_id": str(uuid.uuid4()),
         "inquiry_id": str(uuid.uuid4()),
+        "bulk_id": str(uuid.uuid4()),
         "subscription_id": str(uuid.uuid4()),
     }
     checked = 0

@@ -12,13 +12,15 @@ the report body, or ``202 {"status": "processing"}`` and the bank pushes its rep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest
 from gateway.connectors.rest import (
     RestConnector,
     as_list,
+    batch_answers,
     canonical_answer,
     lookup_payload,
     pick,
@@ -38,6 +40,8 @@ def account_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
 class BankConnector(RestConnector):
     kind = KIND
     path = "/api/v1/account-inquiries"
+    #: Banks that declare ``batch_size`` take up to that many inquiries in one call here.
+    batch_path = "/api/v1/account-inquiries/batch"
     documents_path = "/api/v1/orders"
 
     def payload(self, request: LookupRequest) -> dict[str, Any]:
@@ -54,6 +58,36 @@ class BankConnector(RestConnector):
         if status == 202:
             return accepted(data)
         return canonical_answer(KIND, data, account_rows(data))
+
+    async def lookup_batch(
+        self, requests: Sequence[LookupRequest]
+    ) -> dict[str, LookupAnswer | ConnectorError]:
+        """Several inquiries in one call (docs/partners.md, "Batches"): each request's answer by its
+        ``request_ref`` — answered, accepted for later, or the partner's refusal of that request alone
+        (a ``ConnectorError``). A request the answer does not mention is simply absent: the caller
+        reports it. Raises ``ConnectorError`` when the call as a whole failed."""
+        payload = {"requests": [self.payload(request) for request in requests]}
+        # The batch's own reference in X-Request-Ref (each request keeps its request_ref inside).
+        _, data = await self.client.post(self.batch_path, payload, str(uuid.uuid4()))
+        out: dict[str, LookupAnswer | ConnectorError] = {}
+        for ref, item in batch_answers(data).items():
+            try:
+                out[ref] = batch_item(item)
+            except ConnectorError as exc:
+                out[ref] = exc
+        return out
+
+
+def batch_item(item: Mapping[str, Any]) -> LookupAnswer:
+    """One answer of a batch: as a single call's body (``200``), ``{"status": "processing"}`` (a ``202``),
+    or ``{"error": code}`` for a request the bank refused (a ``4xx``: not retried)."""
+    error = item.get("error")
+    if error is not None:
+        code = error if isinstance(error, str) else "error"
+        raise ConnectorError(f"partner refused this request ({code[:64]})", retryable=False)
+    if item.get("status") == "processing":
+        return accepted(item)
+    return canonical_answer(KIND, item, account_rows(item))
 
 
 def accepted(data: Mapping[str, Any]) -> LookupAnswer:

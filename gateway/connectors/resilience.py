@@ -13,7 +13,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -226,6 +226,19 @@ def _percentile(ordered: list[float], q: float) -> int | None:
     return round(ordered[int(rank) - 1])
 
 
+def _batch_outcome(item: LookupAnswer | ConnectorError | None, attempts: int) -> Outcome:
+    """A request's outcome from its part of a batch answer (as :meth:`GuardedConnector._call` maps one)."""
+    if item is None:
+        return Outcome(
+            "error", reason="the partner's batch answer has none for this request", attempts=attempts
+        )
+    if isinstance(item, ConnectorError):
+        return Outcome("unavailable" if item.retryable else "error", reason=item.reason, attempts=attempts)
+    if item.accepted_later:
+        return Outcome("pending", item, attempts=attempts)
+    return Outcome("found" if item.match_status == "found" else "not_found", item, attempts=attempts)
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.retryable
 
@@ -269,6 +282,41 @@ class GuardedConnector:
         CALLS.labels(self.partner.code, outcome.status).inc()
         CALL_SECONDS.labels(self.partner.code).observe(time.perf_counter() - started)
         return outcome
+
+    # -- batches (partners declaring batch_size; gateway/worker/batching.py gathers the requests) ----------
+
+    async def call_batch(self, requests: Sequence[LookupRequest]) -> list[Outcome]:
+        """One outcome per request, in order. A partner with ``batch_size`` > 1 and a batch endpoint gets
+        one guarded call per ``batch_size`` requests — breaker, slot, timeout and retries as for one lookup,
+        the whole batch retried (partners answer each request_ref once) — and a batch that fails as a whole
+        gives each of its requests the same failed outcome; a request the answer leaves out gets an
+        ``error``, never nothing. Any other partner: one :meth:`call` per request."""
+        batch = getattr(self.connector, "lookup_batch", None)
+        size = self.partner.batch_size
+        if batch is None or size <= 1:
+            return list(await asyncio.gather(*(self.call(request) for request in requests)))
+        chunks = [list(requests[i : i + size]) for i in range(0, len(requests), size)]
+        done = await asyncio.gather(*(self._call_batch(batch, chunk) for chunk in chunks))
+        return [outcome for outcomes in done for outcome in outcomes]
+
+    async def _call_batch(
+        self,
+        batch: Callable[[Sequence[LookupRequest]], Awaitable[Mapping[str, LookupAnswer | ConnectorError]]],
+        requests: list[LookupRequest],
+    ) -> list[Outcome]:
+        started = time.perf_counter()
+        result = await self._guarded("lookup batch", lambda: batch(requests))
+        if result.failure is not None:
+            failed = Outcome(result.failure, reason=result.reason, attempts=result.attempts)
+            outcomes = [failed] * len(requests)
+        else:
+            answers = result.value or {}
+            outcomes = [_batch_outcome(answers.get(r.request_ref), result.attempts) for r in requests]
+        elapsed = time.perf_counter() - started
+        for outcome in outcomes:
+            CALLS.labels(self.partner.code, outcome.status).inc()
+            CALL_SECONDS.labels(self.partner.code).observe(elapsed)
+        return outcomes
 
     async def deliver(self, document: Mapping[str, Any], *, urgent: bool = False) -> DeliveryOutcome:
         """Hand ``document`` to the partner. Retrying is safe: partners execute each message_id once.

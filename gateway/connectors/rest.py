@@ -160,6 +160,21 @@ def _reference(data: Mapping[str, Any]) -> str | None:
     return reference
 
 
+def batch_answers(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The answers of a batch call (``{"answers": [{"request_ref": ..., ...}, ...]}``, docs/partners.md)
+    by ``request_ref``. An answer without a string ``request_ref`` cannot be matched and is left out (its
+    request then has none, which the caller reports); of two for one ref the first stands."""
+    answers = data.get("answers")
+    if not isinstance(answers, list):
+        raise ConnectorError("batch answer without an 'answers' list", retryable=False)
+    out: dict[str, dict[str, Any]] = {}
+    for item in answers:
+        ref = item.get("request_ref") if isinstance(item, dict) else None
+        if isinstance(ref, str) and ref not in out:
+            out[ref] = item
+    return out
+
+
 def parse_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)

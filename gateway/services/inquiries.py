@@ -9,7 +9,7 @@ import json
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,6 +39,15 @@ MESSAGE_TYPE = "asset.inquiry"
 SAFETY_READ_SECONDS = 1.0
 #: The type of one lookup request to one partner (an AMQP message's ``type`` on its work queue).
 LOOKUP_TYPE = "asset.lookup"
+
+
+class InquiryRows(NamedTuple):
+    """What storing one inquiry writes (:meth:`InquiryService.rows_for`), in one transaction."""
+
+    inquiry: dict[str, Any]
+    sources: list[dict[str, Any]]
+    requests: list[dict[str, Any]]
+    audit: AuditEntry
 
 
 class InquiryService:
@@ -103,7 +112,50 @@ class InquiryService:
                 return await self.view(principal, earlier.inquiry_id), False
 
         inquiry_id = str(uuid.uuid4())
-        at = now()
+        inquiry, source_rows, requests, audit = self.rows_for(
+            body, sources, inquiry_id, client.id, principal.subject, idempotency_key, digest, callback_base
+        )
+        try:
+            claim = self.relay.claim()
+            held: list[outbox.Pending] = []
+
+            async def create(conn: AsyncConnection) -> None:
+                held[:] = await store.create(conn, inquiry, source_rows, requests, claim)
+                await append(conn, audit)
+
+            await self._db.write(create)
+            self.relay.hand_over(held)
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+            # The same Idempotency-Key arrived twice at once and the other request won: answer with its
+            # inquiry (or 409 if the bodies differ), as if this one had come second.
+            async with self._db.read() as conn:
+                earlier = await store.by_idempotency_key(conn, client.id, idempotency_key)
+            if earlier is None:
+                raise
+            if earlier.request_sha256 != digest:
+                raise Conflict("this Idempotency-Key was used for a different inquiry") from None
+            return await self.view(principal, earlier.inquiry_id), False
+        return await self._view(principal, inquiry_id), True
+
+    # -- the rows of one inquiry (shared with bulk lookups, gateway/services/bulk.py) ---------------
+
+    def rows_for(
+        self,
+        body: dict[str, Any],
+        sources: list[rules.SourceRef],
+        inquiry_id: str,
+        client_id: str,
+        token_subject: str | None,
+        idempotency_key: str | None,
+        digest: str,
+        callback_base: str | None,
+        at: datetime | None = None,
+    ) -> InquiryRows:
+        """What storing one validated, authorised inquiry writes: the inquiry, a pending row and an outbox
+        request per source, and its ``assets.inquire`` audit entry. No I/O."""
+        at = at or now()
         urgent = rules.is_urgent(body)
         debtor = body["debtor"]
         subject = Subject(
@@ -172,7 +224,7 @@ class InquiryService:
             )
         inquiry = {
             "inquiry_id": inquiry_id,
-            "client_id": client.id,
+            "client_id": client_id,
             "idempotency_key": idempotency_key,
             "request_sha256": digest,
             "case_ref": body["case_ref"],
@@ -189,8 +241,8 @@ class InquiryService:
             "updated_at": at,
         }
         audit = AuditEntry(
-            actor=client.id,
-            subject=principal.subject,
+            actor=client_id,
+            subject=token_subject,
             action=SERVICE,
             outcome="accepted",
             status_code=202,
@@ -204,29 +256,7 @@ class InquiryService:
                 "sources": [r.source_id for r in sources],
             },
         )
-        try:
-            claim = self.relay.claim()
-            held: list[outbox.Pending] = []
-
-            async def create(conn: AsyncConnection) -> None:
-                held[:] = await store.create(conn, inquiry, source_rows, requests, claim)
-                await append(conn, audit)
-
-            await self._db.write(create)
-            self.relay.hand_over(held)
-        except IntegrityError:
-            if not idempotency_key:
-                raise
-            # The same Idempotency-Key arrived twice at once and the other request won: answer with its
-            # inquiry (or 409 if the bodies differ), as if this one had come second.
-            async with self._db.read() as conn:
-                earlier = await store.by_idempotency_key(conn, client.id, idempotency_key)
-            if earlier is None:
-                raise
-            if earlier.request_sha256 != digest:
-                raise Conflict("this Idempotency-Key was used for a different inquiry") from None
-            return await self.view(principal, earlier.inquiry_id), False
-        return await self._view(principal, inquiry_id), True
+        return InquiryRows(inquiry, source_rows, requests, audit)
 
     async def view(self, principal: Principal, inquiry_id: str) -> dict[str, Any]:
         """The inquiry and its results, for the client that created it (others get 404). The read is

@@ -323,3 +323,39 @@ partner_pulls = Table(
     Column("acknowledged_at", TS),
     Index("ix_partner_pulls_available", "partner", "available_at"),
 )
+
+#: Bulk lookups: one request naming many debtors, stored as accepted (``request``: the validated body)
+#: and expanded by the workers into ordinary inquiries, ``chunk`` debtors per transaction. ``expanded``
+#: counts the debtors done and moves in the same transaction as their inquiries, so a chunk is stored
+#: whole or not at all; ``claimed_by``/``claimed_until`` is the lease of the worker expanding it.
+bulk_inquiries = Table(
+    "bulk_inquiries",
+    metadata,
+    Column("bulk_id", String(36), primary_key=True),
+    Column("client_id", String(32), nullable=False),
+    Column("token_subject", String(128)),
+    Column("idempotency_key", String(128)),
+    Column("request_sha256", String(64), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("callback_base", Text),
+    Column("debtors", Integer, nullable=False),
+    Column("expanded", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("claimed_by", String(64)),
+    Column("claimed_until", TS),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("expanded_at", TS),
+    UniqueConstraint("client_id", "idempotency_key"),
+    Index("ix_bulk_inquiries_status", "status"),
+)
+
+#: The inquiry each debtor of a bulk became, by its position in the request's ``debtors``.
+bulk_items = Table(
+    "bulk_items",
+    metadata,
+    Column("bulk_id", String(36), ForeignKey("bulk_inquiries.bulk_id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("inquiry_id", String(36), ForeignKey("inquiries.inquiry_id"), nullable=False, unique=True),
+    PrimaryKeyConstraint("bulk_id", "position"),
+)

@@ -23,6 +23,7 @@ from gateway.security.replay import token_uses_store
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
 from gateway.services.answers import AnswerService
+from gateway.services.bulk import BulkService
 from gateway.services.factory import build_document_service
 from gateway.services.inquiries import InquiryService
 from gateway.services.messages import MessageService
@@ -73,6 +74,14 @@ def build_services(settings: Settings, db: Database) -> Services:
         answers=answers,
         limiter=ClientRateLimiter(settings.api.rate_limit, settings.api.rate_limit_storage),
         token_uses=token_uses_store(db, settings.api.rate_limit_storage, settings.broker_namespace),
+        bulk=BulkService(
+            db,
+            catalog(),
+            load_partners(settings.config_dir),
+            load_legal_bases(settings.config_dir),
+            settings.bulk,
+            outbound=OutboundPolicy.from_settings(settings.outbound),
+        ),
     )
 
 

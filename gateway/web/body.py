@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
@@ -42,9 +42,10 @@ async def _read_chunked(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: web.Request) -> object:
+async def read_json(request: web.Request, before_schema: Callable[[object], None] | None = None) -> object:
     """The JSON body: 415 unless ``application/json``, 413 if too large, 400 if not JSON or nested
-    deeper than :data:`MAX_DEPTH`."""
+    deeper than :data:`MAX_DEPTH`. ``before_schema`` may refuse the parsed body (by raising) before its
+    schema is walked: a bound the schema cannot know, such as a configured number of items."""
     if request.content_type not in JSON_TYPES:
         raise unsupported_media_type("application/json (UTF-8)")
     raw = await read_limited(request)
@@ -67,6 +68,8 @@ async def read_json(request: web.Request) -> object:
         raise bad_request(f"a number in the JSON cannot be read: {_first_sentence(exc)}") from exc
     if deeper_than(document, MAX_DEPTH):
         raise _too_deep()
+    if before_schema is not None:
+        before_schema(document)
     await _prejudge(request, document, len(raw))
     return document
 

@@ -11,6 +11,7 @@ from gateway.security.replay import TokenUses
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
 from gateway.services.answers import AnswerService
+from gateway.services.bulk import BulkService
 from gateway.services.documents import DocumentService
 from gateway.services.inquiries import InquiryService
 from gateway.services.messages import MessageService
@@ -32,6 +33,7 @@ class Services:
     answers: AnswerService
     limiter: ClientRateLimiter
     token_uses: TokenUses
+    bulk: BulkService
 
 
 SERVICES = web.AppKey("services", Services)

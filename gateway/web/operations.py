@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from gateway.domain.registry import REGISTRY
 from gateway.problems import forbidden
 from gateway.web import (
+    routes_bulk,
     routes_citizens,
     routes_docs,
     routes_documents,
@@ -36,6 +37,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     *routes_documents.OPERATIONS,
     *routes_inquiries.OPERATIONS,
     *routes_pulls.OPERATIONS,
+    *routes_bulk.OPERATIONS,
     *routes_citizens.OPERATIONS,
     *soap_courts.OPERATIONS,
     *routes_health.OPERATIONS,

@@ -24,6 +24,7 @@ from gateway.amqp.consume import Park, consume
 from gateway.amqp.names import Names
 from gateway.connectors.resilience import GuardedConnector, Outcome
 from gateway.domain.identifiers import scrub
+from gateway.domain.lookup import LookupRequest
 from gateway.security.outbound import Outbound, OutboundRefused
 from gateway.security.signing import Signer
 from gateway.services.inquiries import parse_request
@@ -34,8 +35,12 @@ from gateway.storage.database import Database
 from gateway.storage.inquiries import PENDING, Answer
 from gateway.storage.timestamps import now
 from gateway.worker import webhook
+from gateway.worker.batching import Batcher
 
 log = logging.getLogger(__name__)
+#: How long a lookup to a bank that takes batches waits for others to join its batch (a full batch leaves
+#: at once): short beside a call, long enough for the requests of one prefetch to gather.
+BATCH_LINGER_SECONDS = 0.05
 
 
 async def _no_hint(inquiry_id: str) -> None:
@@ -62,6 +67,7 @@ class LookupWorker:
         self._signer = signer
         self._outbound = outbound
         self._answers = AnswerSink(db, self._after)
+        self._batchers: dict[str, Batcher] = {}
 
     # -- partner work queues ---------------------------------------------------------------------
 
@@ -86,7 +92,7 @@ class LookupWorker:
                 source = await store.source_by_ref(conn, request.request_ref)
             if source is None or source.status != PENDING:
                 return
-        outcome = await self._connectors[partner_code].call(request)
+        outcome = await self._call(partner_code, request)
         log.debug("lookup on %s: %s after %d attempt(s)", partner_code, outcome.status, outcome.attempts)
         if outcome.status == PENDING:
             # Taken by the partner, answered later through the api: remember its reference.
@@ -94,6 +100,23 @@ class LookupWorker:
             await self._db.write(lambda conn: store.note_accepted_later(conn, request.request_ref, reference))
             return
         await self.record(request.request_ref, answer_of(outcome), partner_code)
+
+    async def _call(self, partner_code: str, request: LookupRequest) -> Outcome:
+        """One guarded call, or a place in the next batch for a bank that takes batches (``batch_size``):
+        lookups to it arriving together (a bulk lookup, many inquiries at once) leave in one call."""
+        guarded = self._connectors[partner_code]
+        if guarded.partner.batch_size <= 1 or guarded.partner.pulls:
+            return await guarded.call(request)
+        batcher = self._batchers.get(partner_code)
+        if batcher is None:
+            size = guarded.partner.batch_size
+            batcher = self._batchers[partner_code] = Batcher(guarded.call_batch, size, BATCH_LINGER_SECONDS)
+        return await batcher.call(request)
+
+    async def close(self) -> None:
+        """Send what waits for a batch (its callers are waiting for their answers)."""
+        for batcher in self._batchers.values():
+            await batcher.close()
 
     async def record(self, request_ref: str, answer: Answer, actor: str) -> None:
         """Returns once the answer is stored (or was not needed: answered already)."""

@@ -18,6 +18,7 @@ from gateway.amqp.broker import Publisher, connect
 from gateway.amqp.consume import Park, RetryLater, callback
 from gateway.amqp.hints import Hinter
 from gateway.amqp.names import Names
+from gateway.amqp.relay import Relay
 from gateway.connectors.pull import guard
 from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
@@ -25,15 +26,17 @@ from gateway.domain.registry import partner_kinds_receiving_documents
 from gateway.metrics import observe_signing_key
 from gateway.partners import Partner, load_partners, missing_credentials
 from gateway.pipeline import build_relay
-from gateway.reference_data import load_reminder_lead
+from gateway.reference_data import load_calendar, load_legal_bases, load_reminder_lead
 from gateway.security.clients import Client, ClientStore
 from gateway.security.outbound import Outbound, OutboundPolicy, client_session
 from gateway.security.signing import Signer
+from gateway.services.bulk_expansion import BulkExpander
 from gateway.services.factory import build_document_service
-from gateway.services.inquiries import LOOKUP_TYPE
+from gateway.services.inquiries import LOOKUP_TYPE, InquiryService
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
+from gateway.validation import catalog
 from gateway.worker import checkpoints as audit_checkpoints
 from gateway.worker import events as status_events
 from gateway.worker import http as http_listener
@@ -131,6 +134,9 @@ class Worker:
             tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
             tasks.append(asyncio.create_task(watcher.run(), name="document-deadlines"))
             tasks.append(asyncio.create_task(audit_checkpoints.run(db, signer, settings.audit), name="audit"))
+            tasks.append(
+                asyncio.create_task(_bulk_expander(settings, db, signer, partners, relay).run(), name="bulk")
+            )
             health = PartnerHealthWriter(db, guarded, interval_seconds=settings.worker.partner_health_seconds)
             tasks.append(asyncio.create_task(health.run(), name="partner-health"))
             for poller in pollers(settings, db, consume_conn):
@@ -140,6 +146,7 @@ class Worker:
                 await stop.wait()
             finally:
                 await cancel_all(tasks)
+                await lookups.close()
                 await relay.close()
                 await close_all(connectors)
                 if metrics is not None:
@@ -252,6 +259,23 @@ def _partner_work(
 
 async def _takes_no_documents(message: AbstractIncomingMessage) -> None:
     raise Park(f"a {message.type or 'document'} on the work queue of a partner that takes no documents")
+
+
+def _bulk_expander(
+    settings: Settings, db: Database, signer: Signer, partners: list[Partner], relay: Relay
+) -> BulkExpander:
+    """Bulk lookups are expanded into their inquiries here, not in the api (docs/bulk.md): whichever worker
+    is alive takes over a bulk left half-expanded, and this worker's relay publishes each chunk's requests."""
+    config = settings.config_dir
+    inquiries = InquiryService(
+        db,
+        catalog(),
+        partners,
+        load_legal_bases(config),
+        load_calendar(config),
+        pepper=signer.pseudonym_pepper(),
+    )
+    return BulkExpander(db, inquiries, partners, settings.bulk, handover=relay)
 
 
 def _outbound_hosts(clients: ClientStore, client_id: str) -> tuple[str, ...] | None:

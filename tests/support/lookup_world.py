@@ -62,6 +62,8 @@ def write_partners(config: Path, urls: dict[str, str], **policy: Any) -> None:
             "deadline": policy.get("deadlines", {}).get(kind, "60s"),
             "credentials": f"GATEWAY_SECRET_{code.replace('-', '_')}",
         }
+        if code in policy.get("batch_sizes", {}):
+            block["batch_size"] = policy["batch_sizes"][code]
         if protocol == "soap":
             block["wsdl"] = str(ROOT / "config" / "wsdl" / "land-registry.wsdl")
         blocks.append(block)

@@ -4,7 +4,7 @@ An answer updates one inquiry row instead of reading every source of the inquiry
 the inquiry's status was recomputed from 100 rows at each of its 100 answers).
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -8,6 +8,12 @@ then ``callback_delay`` seconds later POSTs the answer to the request's ``callba
 the gateway's client of that bank (a JWT it signs with its own key), retrying while the gateway does not
 take it (:mod:`.callbacks`).
 
+Batches (docs/partners.md): ``POST /<bank>/api/v1/account-inquiries/batch`` takes ``{"requests": [...]}``,
+up to :data:`MAX_BATCH` inquiries each as the single endpoint takes them, and answers ``200 {"answers":
+[...]}``, one per request by its ``request_ref``: the single endpoint's body, ``{"status": "processing"}``
+from the asynchronous bank (its answer follows by callback), or ``{"error", "message"}`` for a request it
+refuses. The sizes of the batches received are kept under :data:`BATCHES` (tests count the calls).
+
 Orders (docs/orders.md): ``POST /<bank>/api/v1/orders``, taken by each bank's :class:`BankDesk` (see
 :mod:`.desk`: idempotency on the message_id, answer modes, test switches under ``/<bank>/_sim/``) and
 executed against the bank's :class:`.ledger.Ledger`. A synchronous bank answers ``200`` with the report
@@ -20,8 +26,9 @@ blocking order that ``replaces`` an earlier one frees what the earlier one holds
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any, Final
@@ -37,9 +44,12 @@ from gateway.simulators.partners import (
     Refused,
     answer,
     as_of,
+    check_bearer,
+    dumps,
     reference,
     rest_app,
     seed,
+    stated_reasons,
 )
 from gateway.simulators.partners.behaviour import Behaviour
 from gateway.simulators.partners.callbacks import DEFAULT_GATEWAY_URL, Callbacks, signing_key
@@ -53,12 +63,17 @@ ASYNC_BANKS = frozenset({"BANK-TCB"})
 #: Where any bank is served, by its code (the five above are served here too).
 ANY_BANK_PATH = "/banks/{code}"
 INQUIRY_PATH = "/api/v1/account-inquiries"
+BATCH_PATH = INQUIRY_PATH + "/batch"
+#: Inquiries one batch may carry; more is refused whole (413).
+MAX_BATCH = 500
 ORDERS_PATH = "/api/v1/orders"
 BLOCKING: Final = orders.ACCOUNT_BLOCKING
 TRANSFER: Final = orders.FUNDS_TRANSFER
 RELEASE: Final = orders.ACCOUNT_RELEASE
 
 CALLBACKS = web.AppKey("callbacks", Callbacks)
+#: The size of every batch received, in order.
+BATCHES = web.AppKey("batches", list[int])
 
 
 def bank_path(code: str) -> str:
@@ -115,6 +130,60 @@ def _inquiry_handler(bank: str | None, asynchronous: bool) -> Answerer:
         return web.json_response({"reference": ref, "status": "processing"}, status=202)
 
     return inquire
+
+
+def _batch_handler(bank: str, asynchronous: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def batch(request: web.Request) -> web.Response:
+        try:
+            check_bearer(request.headers.get("Authorization"))
+            try:
+                body = await request.json()
+            except ValueError:
+                raise Refused(400, "invalid_json", "the body is not JSON") from None
+            items = body.get("requests") if isinstance(body, dict) else None
+            if not isinstance(items, list) or not items:
+                raise Refused(400, "invalid_request", "requests (a non-empty list) is required")
+            if len(items) > MAX_BATCH:
+                raise Refused(413, "batch_too_large", f"at most {MAX_BATCH} requests per batch")
+        except Refused as exc:
+            return exc.response
+        request.app[BATCHES].append(len(items))
+        answers = [await _batch_answer(request, bank, asynchronous, item) for item in items]
+        return web.json_response({"answers": [a for a in answers if a is not None]}, dumps=dumps)
+
+    return batch
+
+
+async def _batch_answer(
+    request: web.Request, bank: str, asynchronous: bool, item: object
+) -> dict[str, Any] | None:
+    """One request of a batch answered as the single endpoint would, as a member of the answer list; None
+    for an item without a request_ref (nothing to answer it by)."""
+    ref = item.get("request_ref") if isinstance(item, dict) else None
+    if not isinstance(ref, str) or not ref.strip():
+        return None
+    assert isinstance(item, dict)
+    try:
+        inquiry = Inquiry(request_ref=ref, identifier=_identifier(item), body=item)
+        stated_reasons(item)
+        response = await _inquiry_handler(bank, asynchronous)(request, inquiry)
+    except Refused as exc:
+        response = exc.response
+    assert isinstance(response, web.Response) and response.text is not None
+    data: dict[str, Any] = json.loads(response.text)
+    return {"request_ref": ref} | data
+
+
+def _identifier(body: dict[str, Any]) -> str:
+    subject = body.get("subject")
+    keys = (
+        [subject[k] for k in ("id_number", "enterprise_code") if subject.get(k) is not None]
+        if isinstance(subject, dict)
+        else []
+    )
+    if len(keys) != 1 or not isinstance(keys[0], str) or not seed.is_well_formed(keys[0]):
+        raise Refused(400, "invalid_subject", "subject needs exactly one of id_number or enterprise_code")
+    return keys[0]
 
 
 # -- orders ---------------------------------------------------------------------------------------
@@ -243,6 +312,9 @@ def make_app(
     # Any other bank, by the code in its path; it answers at once.
     routes[ANY_BANK_PATH + INQUIRY_PATH] = _inquiry_handler(None, asynchronous=False)
     app = rest_app(behaviour, routes)
+    app[BATCHES] = []
+    for bank, path in PATHS.items():
+        app.router.add_post(path + BATCH_PATH, _batch_handler(bank, bank in async_banks))
     callbacks = Callbacks(key, audience, callback_delay)
     app[CALLBACKS] = callbacks
     app.cleanup_ctx.append(callbacks.context)
