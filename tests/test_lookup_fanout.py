@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient
@@ -22,12 +21,11 @@ from gateway.amqp.names import Names
 from gateway.domain.inquiry import SourceStatus, overall_status, status_from_counts
 from gateway.services import inquiries as inquiry_service
 from gateway.services.inquiry_results import apply_answer
-from gateway.simulators.partners import banks
 from gateway.storage.database import Database
 from gateway.storage.inquiries import Answer
 from gateway.storage.tables import inquiries, inquiry_sources
 from tests.conftest import ROOT
-from tests.support.gateway_procs import BROKER
+from tests.support.gateway_procs import queue_exists, take_messages
 from tests.support.lookup_world import PARTNER_CODES, LookupWorld, running_gateway
 from tests.test_asset_inquiry_flow import inquiry
 
@@ -59,17 +57,6 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, TestClient
         yield started
 
 
-async def exists(queue: str) -> bool:
-    connection = await aio_pika.connect(BROKER)
-    async with connection:
-        channel = await connection.channel()
-        try:
-            await channel.declare_queue(queue, passive=True)
-        except aio_pika.exceptions.ChannelClosed:
-            return False
-        return True
-
-
 @pytest.mark.rabbitmq
 async def test_each_partner_has_one_work_queue_and_lookups_have_no_queues_of_their_own(
     running: tuple[LookupWorld, TestClient[Any, Any]],
@@ -78,14 +65,14 @@ async def test_each_partner_has_one_work_queue_and_lookups_have_no_queues_of_the
     ns = lw.settings.broker_namespace
     names = Names(ns)
     for _ in range(200):  # the worker declares its topology as it starts
-        if await exists(names.callbacks_queue) and await exists(names.deliver_urgent("POP-REG")):
+        if await queue_exists(names.callbacks_queue) and await queue_exists(names.deliver_urgent("POP-REG")):
             break
         await asyncio.sleep(0.1)
     for code in PARTNER_CODES:
         for queue in names.recipient_queues(code):  # work queue, urgent lane, their parking queues
-            assert await exists(queue), queue
-        assert not await exists(f"{ns}.req.{code}")
-    assert not await exists(f"{ns}.replies")
+            assert await queue_exists(queue), queue
+        assert not await queue_exists(f"{ns}.req.{code}")
+    assert not await queue_exists(f"{ns}.replies")
 
 
 @pytest.mark.rabbitmq
@@ -152,7 +139,7 @@ async def test_every_answer_is_counted_once_and_is_a_status_event_for_subscriber
         finally:
             await db.dispose()
 
-        events = await drain_events(subscription["queue"], len(sources))
+        events = await take_messages(subscription["queue"], lambda got: len(got) >= len(sources))
         assert {e["source"] for e in events} == set(sources)
         schema = json.loads((SCHEMAS / "event.status.schema.json").read_text("utf-8"))
         for event in events:
@@ -166,51 +153,3 @@ async def test_every_answer_is_counted_once_and_is_a_status_event_for_subscriber
         await api.delete(
             f"/v1/subscriptions/{subscription['subscription_id']}", headers=lw.world.case_headers()
         )
-
-
-async def drain_events(queue_name: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    connection = await aio_pika.connect(BROKER)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(queue_name, passive=True)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(got) < count:
-            message = await queue.get(fail=False)
-            if message is None:
-                assert asyncio.get_running_loop().time() < deadline, got
-                await asyncio.sleep(0.1)
-                continue
-            got.append(json.loads(message.body))
-            await message.ack()
-        await asyncio.sleep(0.5)  # nothing more may come
-        assert await queue.get(fail=False) is None
-    return got
-
-
-@pytest.mark.rabbitmq
-async def test_lookups_to_a_bank_that_takes_batches_leave_the_worker_in_batches(tmp_path: Path) -> None:
-    """BANK-BIDV declares ``batch_size``: lookups arriving together on its work queue reach it in fewer calls
-    than lookups, each answered under its own request_ref."""
-    async with running_gateway(tmp_path, batch_sizes={"BANK-BIDV": 50}) as (lw, api):
-        names = Names(lw.settings.broker_namespace)
-        for _ in range(200):  # lookups wait for their queue only after the worker declared it
-            if await exists(names.deliver_urgent("BANK-BIDV")):
-                break
-            await asyncio.sleep(0.1)
-        body = inquiry(sources=[{"bank": ["BANK-BIDV"]}])
-
-        async def ask(i: int) -> dict[str, Any]:
-            headers = {**lw.world.case_headers(), "Prefer": "wait=30"}  # a token is used once
-            resp = await api.post(
-                "/v1/asset-inquiries",
-                json={**body, "debtor": {**body["debtor"], "id_number": f"00108501234{i}"}},
-                headers=headers,
-            )
-            view: dict[str, Any] = await resp.json()
-            return view
-
-        views = await asyncio.gather(*(ask(i) for i in range(8)))
-        assert all(v["status"] == "complete" for v in views), views
-        batches = lw.partners._servers["bank"].runner.app[banks.BATCHES]
-        assert sum(batches) == 8 and len(batches) < 8, batches

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.security.keys import b64url_decode
 from gateway.worker.webhook import signing_input
 from tests.support.flows_world import FlowsWorld, flows_world
-from tests.support.gateway_procs import BROKER
+from tests.support.gateway_procs import take_messages
 from tests.test_procuracy_flow import copy_of, decision
 
 pytestmark = pytest.mark.rabbitmq
@@ -61,25 +60,11 @@ async def subscribe(flows: FlowsWorld, client: str, body: dict[str, Any]) -> dic
 
 async def drain(queue_name: str, final: set[str], timeout: float = 30) -> list[dict[str, Any]]:
     """The events on a subscriber's queue until each of ``final`` (message ids) has been confirmed."""
-    got: list[dict[str, Any]] = []
-    connection = await aio_pika.connect(BROKER)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(queue_name, passive=True)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while final - {e["message_id"] for e in got if e["status"] == "confirmed"}:
-            message = await queue.get(fail=False)
-            if message is None:
-                assert asyncio.get_running_loop().time() < deadline, [
-                    (e["message_id"][:4], e["status"]) for e in got
-                ]
-                await asyncio.sleep(0.1)
-                continue
-            got.append(json.loads(message.body))
-            await message.ack()
-        await asyncio.sleep(0.5)  # nothing more may come
-        assert await queue.get(fail=False) is None
-    return got
+
+    def confirmed(got: list[dict[str, Any]]) -> bool:
+        return not final - {e["message_id"] for e in got if e["status"] == "confirmed"}
+
+    return await take_messages(queue_name, confirmed, timeout)
 
 
 def assert_life(events: list[dict[str, Any]], message_id: str) -> None:

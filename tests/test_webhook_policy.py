@@ -22,7 +22,7 @@ from gateway.web.app import create_app
 from gateway.worker.events import RESCAN_SECONDS
 from tests.conftest import World, make_world
 from tests.support.flows_world import FlowsWorld, flows_world
-from tests.support.gateway_procs import BROKER
+from tests.support.gateway_procs import BROKER, queue_exists
 from tests.support.listeners import Listener, listening
 from tests.test_procuracy_flow import copy_of, decision
 
@@ -138,17 +138,6 @@ def messages_seen(listener: Listener) -> set[str]:
 def queue_of(flows: FlowsWorld, created: dict[str, Any]) -> str:
     names = Names(flows.world.settings.broker_namespace)
     return names.event_subscription("VKS-HN", created["subscription_id"])
-
-
-async def queue_exists(name: str) -> bool:
-    connection = await aio_pika.connect(BROKER)
-    async with connection:
-        channel = await connection.channel()
-        try:
-            await channel.declare_queue(name, passive=True)
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            return False
-        return True
 
 
 async def parked(name: str) -> int:

@@ -20,6 +20,7 @@ from gateway.partners import Partner
 from gateway.security.outbound import OutboundPolicy
 from gateway.security.signing import canonical_json
 from gateway.security.tokens import Principal
+from gateway.services.inquiries import checked_sources
 from gateway.services.inquiry_results import representation
 from gateway.settings import BulkSettings
 from gateway.storage import bulk as store
@@ -94,20 +95,10 @@ class BulkService:
         if violations:
             raise Refused(violations)
         assert isinstance(body, dict)
-        sources, problems = rules.expand_sources(body["sources"], self._refs)
         # The rules of one inquiry, once for all: each debtor's case is required by the schema instead.
-        problems += [
-            v for v in rules.precondition_violations(body, self._legal_bases) if v.path != "$.case_ref"
-        ]
-        if body.get("callback_url"):
-            problems += await self._outbound.violations(
-                body["callback_url"], "$.callback_url", client.outbound_hosts
-            )
-        if problems:
-            raise Refused(problems)
-        denied = sorted(g for g in rules.required_grants(sources) if not client.allows(g))
-        if denied:
-            raise Forbidden(f"client {client.id} is not granted {', '.join(denied)}")
+        sources = await checked_sources(
+            body, self._refs, self._legal_bases, self._outbound, client, case_per_debtor=True
+        )
 
         digest = hashlib.sha256(canonical_json(body)).hexdigest()
         if idempotency_key:

@@ -20,6 +20,7 @@ from gateway.domain.errors import Conflict, Forbidden, NotFound, Refused
 from gateway.domain.identifiers import mask, pseudonym
 from gateway.domain.lookup import LookupRequest, Subject, Title
 from gateway.partners import Partner
+from gateway.security.clients import Client
 from gateway.security.outbound import OutboundPolicy
 from gateway.security.signing import canonical_json
 from gateway.security.tokens import Principal
@@ -89,18 +90,7 @@ class InquiryService:
         if violations:
             raise Refused(violations)
         assert isinstance(body, dict)
-        sources, problems = rules.expand_sources(body["sources"], self._refs)
-        problems += rules.precondition_violations(body, set(self._legal_bases))
-        if body.get("callback_url"):
-            # The outbound policy (gateway/security/outbound.py): checked here and again at each send.
-            problems += await self._outbound.violations(
-                body["callback_url"], "$.callback_url", client.outbound_hosts
-            )
-        if problems:
-            raise Refused(problems)
-        denied = sorted(g for g in rules.required_grants(sources) if not client.allows(g))
-        if denied:
-            raise Forbidden(f"client {client.id} is not granted {', '.join(denied)}")
+        sources = await checked_sources(body, self._refs, set(self._legal_bases), self._outbound, client)
 
         digest = hashlib.sha256(canonical_json(body)).hexdigest()
         if idempotency_key:
@@ -320,6 +310,33 @@ class InquiryService:
                         },
                     ),
                 )
+
+
+async def checked_sources(
+    body: dict[str, Any],
+    refs: list[rules.PartnerRef],
+    legal_bases: set[str],
+    outbound: OutboundPolicy,
+    client: Client,
+    *,
+    case_per_debtor: bool = False,
+) -> list[rules.SourceRef]:
+    """The rules an inquiry's body must meet beyond its schema — sources that exist, the preconditions
+    and legal basis, a callback the outbound policy allows (``422`` listing every violation) — then the
+    grants of each source asked (``403``); returns the sources. A bulk states a case per debtor
+    (``case_per_debtor``), so the body's own ``case_ref`` is not required of it."""
+    sources, problems = rules.expand_sources(body["sources"], refs)
+    preconditions = rules.precondition_violations(body, legal_bases)
+    problems += [v for v in preconditions if not (case_per_debtor and v.path == "$.case_ref")]
+    if body.get("callback_url"):
+        # The outbound policy (gateway/security/outbound.py): checked here and again at each send.
+        problems += await outbound.violations(body["callback_url"], "$.callback_url", client.outbound_hosts)
+    if problems:
+        raise Refused(problems)
+    denied = sorted(g for g in rules.required_grants(sources) if not client.allows(g))
+    if denied:
+        raise Forbidden(f"client {client.id} is not granted {', '.join(denied)}")
+    return sources
 
 
 def whole_second(at: datetime) -> datetime:

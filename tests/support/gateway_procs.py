@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -152,6 +155,42 @@ class CaseSystemQueue:
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
+
+
+async def queue_exists(name: str) -> bool:
+    """Whether the broker has a queue of that name (a passive declaration)."""
+    connection = await aio_pika.connect(BROKER)
+    async with connection:
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(name, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+
+
+async def take_messages(
+    queue_name: str, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 30
+) -> list[dict[str, Any]]:
+    """The JSON messages of a queue, taken and acked until ``done`` says enough; then nothing more may
+    come for half a second."""
+    got: list[dict[str, Any]] = []
+    connection = await aio_pika.connect(BROKER)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(queue_name, passive=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not done(got):
+            message = await queue.get(fail=False)
+            if message is None:
+                assert asyncio.get_running_loop().time() < deadline, got
+                await asyncio.sleep(0.1)
+                continue
+            got.append(json.loads(message.body))
+            await message.ack()
+        await asyncio.sleep(0.5)  # nothing more may come
+        assert await queue.get(fail=False) is None
+    return got
 
 
 async def delete_topology(world: World, extra_queues: list[str] | None = None) -> None:
