@@ -148,6 +148,11 @@ class Cluster:
         self.ctl(node, "stop", str(node.pid_file), timeout=60)
         node.running = False
 
+    def kill_node(self, node: Node) -> None:
+        """SIGKILL the node: no goodbye to its clients or peers, as when its machine fails."""
+        self._kill(node)
+        node.running = False
+
     def _kill(self, node: Node) -> None:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(node.pid_file.read_text().strip()), signal.SIGKILL)
