@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
+import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from gateway.amqp.broker import connect
@@ -27,6 +31,8 @@ from gateway.ops import broker_health
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.tables import audit_log, inquiries, inquiry_sources
+from gateway.web.app import create_app
+from tests.conftest import ROOT, World
 from tests.support import rabbit_cluster
 from tests.support.databases import scratch_database
 from tests.support.gateway_procs import GatewayProcesses
@@ -184,6 +190,59 @@ async def test_health_readings_cover_every_node(cluster: rabbit_cluster.Cluster)
     for node in health.nodes:
         assert node.fd_total and node.fd_used and node.mem_limit and node.disk_free_limit
     assert health.verdict.alarms == ()
+
+
+async def test_a_memory_alarm_is_reported_and_keeps_the_api_ready(
+    cluster: rabbit_cluster.Cluster,
+    world: World,
+    aiohttp_client: Callable[..., Any],
+) -> None:
+    """A real alarm (a node's high watermark set under what it uses): the api's /readyz stays 200 and
+    names it, run.py status prints it; both clear once the watermark is back."""
+    node = cluster.nodes[2]
+    management = cluster.nodes[0].management_url
+    ops = {**world.settings.ops.model_dump(), "management_url": management}
+    broker = {"health_cache_seconds": 0, "health_timeout_seconds": 5}
+    settings = Settings(**{**world.settings.model_dump(), "ops": ops, "broker": broker})
+    api: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    env = {
+        **os.environ,
+        "GATEWAY_CONFIG_DIR": str(settings.config_dir),
+        "GATEWAY_DATABASE_URL": settings.database_url,
+        "GATEWAY_BROKER_NAMESPACE": settings.broker_namespace,
+        "GATEWAY_BROKER_URL": ",".join(cluster.urls),
+        "GATEWAY_OPS__MANAGEMENT_URL": management,
+    }
+    await asyncio.to_thread(cluster.ctl, node, "set_vm_memory_high_watermark", "absolute", "1MiB")
+    try:
+        for _ in range(60):  # the management API shows the alarm within a few seconds
+            body = await (await api.get("/readyz")).json()
+            if body["checks"]["broker_health"]["alarms"]:
+                break
+            await asyncio.sleep(1)
+        resp = await api.get("/readyz")
+        body = await resp.json()
+        assert resp.status == 200 and body["status"] == "ready"
+        assert body["checks"]["broker_health"]["status"] == "warn"
+        assert any(node.name in w and "memory alarm" in w for w in body["warnings"]), body["warnings"]
+        status = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(ROOT / "run.py"), "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert status.returncode == 0, status.stderr
+        assert f"ALARM: {node.name}: memory alarm" in status.stdout, status.stdout
+    finally:
+        await asyncio.to_thread(cluster.ctl, node, "set_vm_memory_high_watermark", "0.4")
+    for _ in range(60):
+        body = await (await api.get("/readyz")).json()
+        if not body["checks"]["broker_health"]["alarms"]:
+            break
+        await asyncio.sleep(1)
+    assert body["checks"]["broker_health"]["alarms"] == []
 
 
 @pytest.mark.timeout(240)
