@@ -11,10 +11,12 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+# Below the ephemeral range, so an outgoing connection cannot take a port before its node binds it.
+from tests.support.gateway_procs import free_port
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 CTL = Path("/usr/lib/rabbitmq/bin/rabbitmqctl")
@@ -24,12 +26,6 @@ NOFILE = 65536
 
 def installed() -> bool:
     return SERVER.exists() and CTL.exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
