@@ -64,3 +64,25 @@ def observe_signing_key(settings: Settings) -> None:
         log.debug("signing key file not readable; expiry gauge unchanged")
         return
     SIGNING_KEY_EXPIRY.set(expiry)
+
+
+BROKER_READINGS_KNOWN = Gauge(
+    "gateway_broker_readings_known",
+    "1 when the broker's health readings came from the management API at the last look, 0 when unknown",
+)
+BROKER_WARNINGS = Gauge(
+    "gateway_broker_warnings",
+    "Broker nodes near a limit (descriptors, memory, disk) or down, at the last look (docs/deployment.md)",
+)
+BROKER_ALARMS = Gauge(
+    "gateway_broker_alarms",
+    "Memory and disk alarms in force on the broker at the last look: publishing is blocked while > 0",
+)
+
+
+def observe_broker_health(known: bool, warnings: int, alarms: int) -> None:
+    """Set the broker series from the last readings (left as they were while the readings are unknown)."""
+    BROKER_READINGS_KNOWN.set(1 if known else 0)
+    if known:
+        BROKER_WARNINGS.set(warnings)
+        BROKER_ALARMS.set(alarms)

@@ -6,7 +6,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -150,6 +150,23 @@ class OpsSettings(BaseModel):
     signin_refusal_delay_seconds: float = Field(1, ge=0, le=10)
 
 
+class BrokerSettings(BaseModel):
+    """The broker's health readings (descriptors, memory, disk, alarms) shown by /readyz and
+    ``run.py status``: read from the management API (``ops.management_url``), never over AMQP."""
+
+    # A management API slower than this is reported as "unknown": readiness never waits on it.
+    health_timeout_seconds: float = Field(2, gt=0, le=30)
+    # Readings are reused this long, so frequent probes cost the broker one request per interval.
+    health_cache_seconds: float = Field(15, ge=0)
+    # Near a limit (a warning, never a failed check): descriptors committed / limit, memory used /
+    # high watermark, free disk within this many times the free-disk limit.
+    warn_descriptors_ratio: float = Field(0.8, gt=0, le=1)
+    warn_memory_ratio: float = Field(0.8, gt=0, le=1)
+    warn_disk_factor: float = Field(2.0, ge=1)
+    # The installation size a node's descriptor limit must already hold (docs/deployment.md).
+    planned_partners: int = Field(100, ge=0)
+
+
 class SimulateSettings(BaseModel):
     # Webhooks of the simulated court and procuracy (run.py simulate, run.py demo).
     court_port: int = Field(9111, ge=0, le=65535)
@@ -181,6 +198,8 @@ class BulkSettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore")
 
+    # One URL, or a cluster's nodes separated by commas: connections go to the first that answers and,
+    # when one drops, to the next (gateway/amqp/broker.py). Each node's URL carries its credentials.
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     broker_namespace: str = Field("gw", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
     database_url: str = "sqlite:///var/gateway.db"
@@ -198,6 +217,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     simulate: SimulateSettings = Field(default_factory=SimulateSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
@@ -215,6 +235,21 @@ class Settings(BaseSettings):
         # The TOML path depends on GATEWAY_CONFIG_DIR, so it is resolved per load, not per class.
         toml = TomlConfigSettingsSource(settings_cls, toml_file=config_dir() / "gateway.toml")
         return (init_settings, env_settings, toml)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_nodes(cls, value: str) -> str:
+        if not split_broker_urls(value):
+            raise ValueError("broker_url names no node")
+        for url in split_broker_urls(value):
+            if not url.startswith(("amqp://", "amqps://")):
+                raise ValueError(f"broker_url: every node is an amqp:// or amqps:// URL, not {url[:8]!r}...")
+        return value
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """The broker's nodes, in the order connections try them."""
+        return split_broker_urls(self.broker_url)
 
     @cached_property
     def home(self) -> Path:
@@ -240,6 +275,11 @@ class Settings(BaseSettings):
     @property
     def clients_dir(self) -> Path:
         return self.config_dir / "clients"
+
+
+def split_broker_urls(value: str) -> list[str]:
+    """``broker_url`` as a list: one URL, or several separated by commas (a cluster's nodes)."""
+    return [url.strip() for url in value.split(",") if url.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

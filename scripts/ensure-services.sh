@@ -4,7 +4,15 @@
 set -euo pipefail
 
 RABBIT_HOST=127.0.0.1
-RABBIT_PORT=5672
+RABBIT_PORT="${GATEWAY_RABBIT_PORT:-5672}"
+# Descriptors: a RabbitMQ 3.10 node reserves 3 per quorum queue replica and stops answering once its
+# reservations pass its limit; 100 partners declare ~416 quorum queues (docs/deployment.md). A broker
+# this script starts gets RABBIT_NOFILE (or the hard limit, if lower); one already running is only
+# checked against RABBIT_NOFILE_NEEDED (416 x 3 + 1,024 for connections and the runtime).
+RABBIT_NOFILE="${GATEWAY_RABBIT_NOFILE:-65536}"
+RABBIT_NOFILE_NEEDED=2272
+RABBIT_HOME=/var/lib/rabbitmq
+RABBIT_SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
 PG_HOST=127.0.0.1
 PG_PORT=5432
 WAIT_SECONDS="${GATEWAY_SERVICES_WAIT:-60}"
@@ -67,10 +75,78 @@ amqp_answers_soon() {
     return 1
 }
 
+# The broker's usable descriptor limit, as the node itself counts it (rabbitmqctl needs the node's
+# Erlang cookie: root, or the rabbitmq user); the limit of the process otherwise; empty if unknown.
+rabbit_fd_limit() {
+    local limit="" pid
+    if command -v rabbitmqctl >/dev/null 2>&1 && can_be_root; then
+        limit=$(as_root timeout 20 rabbitmqctl -q status --formatter json </dev/null 2>/dev/null |
+            grep -o '"total_limit":[0-9]*' | head -n 1 | cut -d: -f2) || limit=""
+    fi
+    if [[ -z "$limit" ]]; then
+        # The beam process of a node started from the distribution runs as the rabbitmq user.
+        pid=$(pgrep -u rabbitmq -o beam.smp 2>/dev/null || true)
+        if [[ -n "$pid" && -r /proc/$pid/limits ]]; then
+            limit=$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")
+        fi
+    fi
+    printf '%s' "$limit"
+}
+
+check_rabbitmq_limits() {
+    local limit
+    limit=$(rabbit_fd_limit)
+    if [[ -z "$limit" ]]; then
+        warn "could not read RabbitMQ's descriptor limit (needs root); 100 partners need >= $RABBIT_NOFILE_NEEDED (docs/deployment.md)"
+        return 0
+    fi
+    if ((limit < RABBIT_NOFILE_NEEDED)); then
+        warn "RabbitMQ's descriptor limit is $limit: about $((limit / 3)) quorum queues fit before the broker stops"
+        warn "  answering, and 100 partners need >= $RABBIT_NOFILE_NEEDED. This script does not restart a broker it did not"
+        warn "  start. Raise the limit and restart the broker yourself: under systemd, LimitNOFILE=$RABBIT_NOFILE in a"
+        warn "  drop-in (systemctl edit rabbitmq-server); otherwise start it after \`ulimit -n $RABBIT_NOFILE\` (docs/deployment.md)."
+    else
+        log "RabbitMQ descriptor limit: $limit (100 partners need >= $RABBIT_NOFILE_NEEDED)"
+    fi
+}
+
+# The health readings of /readyz and `run.py status` come from the management API (GET /api/nodes):
+# AMQP reports no descriptor, memory or disk figures. The plugin ships with rabbitmq-server and needs
+# nothing from the network, so a broker this script starts gets it. A broker already running is left as
+# it is (enabling a plugin changes what other users of that broker see); only the hint is printed.
+enable_management_offline() {
+    command -v rabbitmq-plugins >/dev/null 2>&1 || return 0
+    as_root rabbitmq-plugins --offline enable rabbitmq_management </dev/null >/dev/null 2>&1 ||
+        warn "could not enable rabbitmq_management; the broker's health readings will say unknown"
+}
+
+management_hint() {
+    if ! port_open "$RABBIT_HOST" 15672; then
+        log "the RabbitMQ management API does not answer on $RABBIT_HOST:15672: /readyz and run.py status show the"
+        log "  broker's health as unknown (enable it with: rabbitmq-plugins enable rabbitmq_management)"
+    fi
+}
+
+# Start the installed broker with a raised descriptor limit. As root the node runs as the rabbitmq
+# user, as the distribution's service would; the soft limit is raised as far as the hard limit allows.
+start_rabbitmq() {
+    local raise="ulimit -n $RABBIT_NOFILE 2>/dev/null || ulimit -n \"\$(ulimit -Hn)\""
+    if can_be_root && id rabbitmq >/dev/null 2>&1 && [[ -x "$RABBIT_SERVER" ]]; then
+        enable_management_offline
+        as_root runuser -u rabbitmq -- bash -c \
+            "$raise; cd $RABBIT_HOME && HOME=$RABBIT_HOME exec $RABBIT_SERVER -detached" </dev/null ||
+            warn "rabbitmq-server -detached exited non-zero"
+    else
+        bash -c "$raise; exec rabbitmq-server -detached" </dev/null || warn "rabbitmq-server -detached exited non-zero"
+    fi
+}
+
 ensure_rabbitmq() {
     if port_open "$RABBIT_HOST" "$RABBIT_PORT"; then
         if amqp_answers_soon "$RABBIT_HOST" "$RABBIT_PORT"; then
             log "RabbitMQ already answering on $RABBIT_HOST:$RABBIT_PORT"
+            check_rabbitmq_limits
+            management_hint
             return 0
         fi
         can_be_root || die "RabbitMQ on $RABBIT_HOST:$RABBIT_PORT accepts connections but does not speak AMQP; restart it"
@@ -86,13 +162,9 @@ ensure_rabbitmq() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server </dev/null
     fi
 
-    log "starting RabbitMQ (rabbitmq-server -detached)"
+    log "starting RabbitMQ (rabbitmq-server -detached, descriptor limit $RABBIT_NOFILE or the hard limit)"
     # A non-zero exit can just mean the node is already booting; the port probe below decides.
-    if can_be_root; then
-        as_root rabbitmq-server -detached </dev/null || warn "rabbitmq-server -detached exited non-zero"
-    else
-        rabbitmq-server -detached </dev/null || warn "rabbitmq-server -detached exited non-zero"
-    fi
+    start_rabbitmq
 
     log "waiting up to ${WAIT_SECONDS}s for RabbitMQ"
     wait_for_port "$RABBIT_HOST" "$RABBIT_PORT" \
@@ -112,13 +184,14 @@ ensure_rabbitmq() {
             as_root pkill -9 -f beam.smp || true
             sleep 2
             as_root mv "$data" "$data.wedged.$(date +%s)"
-            as_root rabbitmq-server -detached </dev/null || true
+            start_rabbitmq
             wait_for_port "$RABBIT_HOST" "$RABBIT_PORT" || die "RabbitMQ did not come back (see /var/log/rabbitmq/)"
             as_root timeout "$WAIT_SECONDS" rabbitmqctl -q await_startup </dev/null >/dev/null 2>&1 || true
         fi
         amqp_answers "$RABBIT_HOST" "$RABBIT_PORT" || die "RabbitMQ on $RABBIT_HOST:$RABBIT_PORT does not answer AMQP"
     fi
     log "RabbitMQ is up on $RABBIT_HOST:$RABBIT_PORT"
+    check_rabbitmq_limits
 }
 
 ensure_postgres() {

@@ -193,3 +193,16 @@ async def test_a_broker_that_accepts_and_never_answers_ends_the_command(
     assert f"127.0.0.1:{port}/ did not answer within 1 s (ops.broker_timeout_seconds)" in errors, errors
     assert "not-shown" not in errors and "Traceback" not in errors
     assert held, "the command never reached the listener"
+
+
+async def test_status_says_the_brokers_health_is_unknown_without_the_management_api(
+    installation: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_OPS__MANAGEMENT_URL", "http://127.0.0.1:9")  # refuses
+    await upgrade(installation.settings.resolved_database_url)
+    code, out = await run(capsys, "status")
+    assert code == 0, out
+    assert "Broker health: unknown (the management API does not answer" in out
+    assert "WARNING" not in out
+    code, out = await run(capsys, "status", "--json")
+    assert code == 0 and '"readings": "unknown"' in out

@@ -8,12 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.partners import Partner, load_partners, missing_credentials
 from gateway.settings import Settings
+from gateway.storage.database import Database
 from gateway.web.app import create_app
+from gateway.worker import http as worker_http
 from tests.conftest import ROOT, World
 
 # The partners the gateway calls: a pull partner (BANK-VPB) is never called and holds no credentials.
@@ -105,3 +108,40 @@ async def test_readyz_without_database_is_503_naming_the_failing_check(
     assert body["status"] == "unavailable" and body["database"] == "down"
     assert body["failing"] == ["database"]
     assert body["checks"]["database"]["status"] == "fail"
+
+
+async def test_readyz_stays_ready_when_the_management_api_does_not_answer(
+    world: World, aiohttp_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for p in BUNDLED:
+        assert p.credentials
+        monkeypatch.setenv(p.credentials, "a-token")
+    ops = {**world.settings.ops.model_dump(), "management_url": "http://127.0.0.1:9"}  # refuses
+    settings = Settings(**{**world.settings.model_dump(), "ops": ops})
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "ready" and body["warnings"] == []
+    health = body["checks"]["broker_health"]
+    assert health["status"] == "pass" and health["readings"] == "unknown"
+    assert "does not answer" in health["detail"]
+
+
+async def test_worker_readyz_carries_the_broker_readings_even_when_unknown(world: World) -> None:
+    ops = {**world.settings.ops.model_dump(), "management_url": "http://127.0.0.1:9"}
+    settings = Settings(**{**world.settings.model_dump(), "ops": ops})
+    db = Database(settings.resolved_database_url)
+    runner = await worker_http.start(worker_http.make_app(db, lambda: True, settings), "127.0.0.1", 0)
+    assert runner is not None
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/readyz"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        assert body["status"] == "ready" and body["warnings"] == []
+        assert body["checks"]["broker_health"]["readings"] == "unknown"
+    finally:
+        await runner.cleanup()
+        await db.dispose()

@@ -44,7 +44,12 @@ async def test_a_running_worker_serves_its_metrics_and_is_ready(world: World) ->
             assert series in text
         status, ready = await get(worker.metrics_port, "/readyz")
         assert status == 200, ready
-        assert ready["checks"] == {"database": {"status": "pass"}, "broker": {"status": "pass"}}
+        checks = ready["checks"]
+        assert checks["database"] == {"status": "pass"} and checks["broker"] == {"status": "pass"}
+        # The broker's health readings ride along (a pass whether or not the management API answers).
+        assert checks["broker_health"]["status"] in ("pass", "warn")
+        assert checks["broker_health"]["readings"] in ("management API", "unknown")
+        assert isinstance(ready["warnings"], list)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

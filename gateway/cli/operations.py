@@ -48,10 +48,13 @@ def first_line(exc: BaseException) -> str:
 def _status(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from gateway.ops import broker_health
     from gateway.ops.status import command_connection, snapshot
     from gateway.storage.database import Database
 
     async def run() -> int:
+        # Read alongside the rest: bounded by broker.health_timeout_seconds, "unknown" past it.
+        health_task = asyncio.create_task(broker_health.read(settings))
         # The broker first, within ops.broker_timeout_seconds: the database part is shown without it.
         broker_error = ""
         connection = None
@@ -72,7 +75,8 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
             await db.dispose()
             if connection is not None:
                 await connection.close()
-        code = _print_status(settings, snap, as_json=args.json)
+            health = await health_task
+        code = _print_status(settings, snap, as_json=args.json, health=health)
         if broker_error:
             print(f"error: broker unreachable: {broker_error}", file=sys.stderr)
             return 1
@@ -81,10 +85,13 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _print_status(settings: Settings, snap: Any, *, as_json: bool) -> int:
-    """``run.py status`` output: the tables, or the console's JSON."""
+def _print_status(settings: Settings, snap: Any, *, as_json: bool, health: Any = None) -> int:
+    """``run.py status`` output: the tables, or the console's JSON (plus ``broker_health``)."""
     if as_json:
-        print(json.dumps(snap.as_json(), indent=2))
+        body = snap.as_json()
+        if health is not None:
+            body["broker_health"] = health.as_json()
+        print(json.dumps(body, indent=2))
         return 0
     q = snap.queues
     print(f"Queues ({q.source if q else 'unavailable: ' + snap.broker_error})")
@@ -110,6 +117,9 @@ def _print_status(settings: Settings, snap: Any, *, as_json: bool) -> int:
                 right=(2, 3, 4, 5, 6, 7),
             )
         )
+    if health is not None:
+        print()
+        _print_broker_health(health)
     print()
     print(
         f"Outbox: {snap.outbox.backlog} waiting for the broker; "
@@ -154,6 +164,54 @@ def _print_status(settings: Settings, snap: Any, *, as_json: bool) -> int:
         f"Retrying: {c['retrying']}  Inquiries pending: {c['pending_inquiries']}"
     )
     return 0
+
+
+def _mib(value: int | None) -> str | None:
+    return None if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+def _print_broker_health(health: Any) -> None:
+    """The broker's nodes (descriptors, memory, disk) and a WARNING line per limit in reach."""
+    from gateway.domain.broker_limits import committed_descriptors
+
+    if not health.known:
+        print(f"Broker health: unknown ({health.detail})")
+        return
+    print(f"Broker health ({health.source}; {health.quorum_queues} quorum queues)")
+    print(
+        _table(
+            [
+                "node",
+                "running",
+                "fds used",
+                "fds committed",
+                "fds limit",
+                "memory",
+                "watermark",
+                "disk free",
+                "disk limit",
+            ],
+            [
+                [
+                    n.name,
+                    "yes" if n.running else "NO",
+                    n.fd_used,
+                    committed_descriptors(n, health.quorum_queues),
+                    n.fd_total,
+                    _mib(n.mem_used),
+                    _mib(n.mem_limit),
+                    _mib(n.disk_free),
+                    _mib(n.disk_free_limit),
+                ]
+                for n in health.nodes
+            ],
+            right=(2, 3, 4, 5, 6, 7, 8),
+        )
+    )
+    for alarm in health.verdict.alarms:
+        print(f"ALARM: {alarm}")
+    for warning in health.verdict.warnings:
+        print(f"WARNING: {warning}")
 
 
 def _actor(args: argparse.Namespace) -> str:

@@ -137,7 +137,7 @@ async def _from_management(settings: Settings, queues: list[tuple[str, str]]) ->
     ops = settings.ops
     if not ops.management_url:
         return None
-    vhost = quote(_vhost(settings.broker_url), safe="")
+    vhost = quote(_vhost(settings.broker_urls[0]), safe="")
     prefix = quote(f"{settings.broker_namespace}.", safe="")
     url = f"{ops.management_url.rstrip('/')}/api/queues/{vhost}"
     params = {

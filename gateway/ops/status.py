@@ -84,10 +84,19 @@ class Snapshot:
 
 async def broker_connection(settings: Settings) -> AbstractRobustConnection:
     """A connection for operator reads, failing fast (the workers' connect waits forever instead)."""
-    return await asyncio.wait_for(
-        aio_pika.connect_robust(settings.broker_url, client_properties={"connection_name": "gateway-ops"}),
-        timeout=BROKER_TIMEOUT_SECONDS,
-    )
+    from gateway.amqp.broker import node_urls
+
+    # A robust connection to one node: the first of a cluster's nodes that answers.
+    error: BaseException = ValueError("no broker URL")
+    for url in node_urls(settings.broker_url):
+        try:
+            return await asyncio.wait_for(
+                aio_pika.connect_robust(url, client_properties={"connection_name": "gateway-ops"}),
+                timeout=BROKER_TIMEOUT_SECONDS,
+            )
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            error = exc
+    raise error
 
 
 class BrokerSilent(TimeoutError):
@@ -110,17 +119,15 @@ async def command_connection(settings: Settings) -> AbstractConnection:
     and ``asyncio.run`` then never returns, so a broker that accepts the TCP connection and never answers
     kept ``run.py status`` running for ever."""
     timeout = settings.ops.broker_timeout_seconds
+    from gateway.amqp.broker import connect_once
+
     try:
-        return await asyncio.wait_for(
-            aio_pika.connect(
-                settings.broker_url, timeout=timeout, client_properties={"connection_name": "gateway-ops-cli"}
-            ),
-            timeout=timeout,
-        )
+        # A cluster's nodes in turn (broker_url lists them), each given the whole timeout.
+        return await connect_once(settings.broker_url, "gateway-ops-cli", timeout)
     except TimeoutError as exc:
+        nodes = ", ".join(safe_url(u) for u in settings.broker_urls)
         raise BrokerSilent(
-            f"the broker at {safe_url(settings.broker_url)} did not answer within {timeout:g} s "
-            "(ops.broker_timeout_seconds)"
+            f"the broker at {nodes} did not answer within {timeout:g} s (ops.broker_timeout_seconds)"
         ) from exc
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 
 from gateway.amqp import topology
+from gateway.amqp.broker import connect_once
 from gateway.amqp.names import Names
 from gateway.domain import events
 from gateway.domain.errors import Conflict, NotFound, Refused, Unavailable
@@ -225,7 +226,9 @@ class SubscriptionService:
             raise _unavailable(exc) from exc
 
     async def _channel_do(self, action: Any) -> None:
-        connection = await aio_pika.connect(self._settings.broker_url, timeout=BROKER_TIMEOUT_SECONDS)
+        connection = await connect_once(
+            self._settings.broker_url, "gateway-api-events", BROKER_TIMEOUT_SECONDS
+        )
         async with connection:
             channel = await connection.channel()
             await action(channel)

@@ -17,6 +17,7 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
+from gateway.amqp.broker import connect
 from gateway.amqp.consume import callback
 from gateway.simulators.gateway_client import GatewayClient, local_now
 
@@ -41,7 +42,8 @@ class CaseSystemSimulator:
         self._next_case = 1
 
     async def run(self) -> None:
-        connection = await aio_pika.connect_robust(self._broker_url)
+        # The gateway's own connect: a cluster's node list (broker_url) fails over like the worker.
+        connection = await connect(self._broker_url, "case-system-simulator")
         async with connection, aiohttp.ClientSession() as http:
             queue = await self._wait_for_queue(connection)
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.metrics import observe_signing_key
+from gateway.ops import broker_health
 from gateway.partners import load_partners, missing_credentials
 from gateway.web.context import SERVICES
 from gateway.web.operation import Operation, Response
@@ -38,17 +39,30 @@ async def readyz(request: web.Request) -> web.Response:
       the api out of a load balancer would turn one broken source into a full outage. ``status`` thus
       stays ``ready`` (probes and the OpenAPI contract know only ``ready``/``unavailable``); alert on
       any check that says ``warn``. The worker, which makes the calls, logs the same at start-up.
+    - ``broker_health`` (at worst ``warn``, still 200): the broker's nodes near a limit (descriptors,
+      memory, disk) or under a memory/disk alarm, from the management API (``readings`` says
+      ``unknown`` when it does not answer: a pass). Even an alarm, which blocks publishing, keeps the
+      api ready: what it accepts waits in the outbox and nothing is lost, while a 503 from every api
+      process would turn a broker alarm into a full outage (docs/deployment.md).
+
+    ``warnings`` lists, in words, what every ``warn`` check found (empty when none did).
     """
     services = request.app[SERVICES]
+    health = await broker_health.cached(services.settings)
     checks: dict[str, dict[str, Any]] = {
         "database": await _database_check(request),
         "partner_credentials": _credentials_check(services.settings.config_dir),
+        "broker_health": broker_health.readiness_check(health),
     }
     failing = [name for name, check in checks.items() if check["status"] == "fail"]
+    warnings = list(health.verdict.alarms) + list(health.verdict.warnings)
+    if checks["partner_credentials"]["status"] == "warn":
+        warnings.insert(0, f"partner_credentials: {checks['partner_credentials']['detail']}")
     body: dict[str, Any] = {
         "status": "unavailable" if failing else "ready",
         "database": "down" if "database" in failing else "up",  # for probes older than `checks`
         "checks": checks,
+        "warnings": warnings,
     }
     if failing:
         body["failing"] = failing
@@ -113,7 +127,10 @@ OPERATIONS: Final = (
         description=(
             "`checks` has one entry per check, each `pass`, `warn` or `fail`: `database` (`fail`: 503) and "
             "`partner_credentials` (at worst `warn`, still 200: partners whose credentials variable is unset "
-            "will refuse lookups, but documents and inquiries are still accepted). Alert on any `warn`."
+            "will refuse lookups, but documents and inquiries are still accepted) and `broker_health` (at "
+            "worst `warn`, still 200: broker nodes near their descriptor, memory or disk limit, or under an "
+            "alarm; `readings` is `unknown` when the management API does not answer). `warnings` says in "
+            "words what each `warn` found. Alert on any `warn`."
         ),
         responses={
             200: Response("Ready.", "readiness"),

@@ -12,6 +12,8 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.ops import broker_health
+from gateway.settings import Settings
 from gateway.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,11 @@ log = logging.getLogger(__name__)
 BrokerCheck = Callable[[], bool]
 
 
-def make_app(db: Database, broker_ok: BrokerCheck) -> web.Application:
+def make_app(db: Database, broker_ok: BrokerCheck, settings: Settings | None = None) -> web.Application:
+    """``settings`` given: /readyz also carries the broker's health readings (``broker_health``, at
+    worst ``warn``; see gateway/web/routes_health.py for why an alarm keeps the process ready — here
+    too the consumers must keep draining, which is what clears a memory alarm)."""
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -33,8 +39,18 @@ def make_app(db: Database, broker_ok: BrokerCheck) -> web.Application:
             checks["database"] = {"status": "fail", "detail": "the database does not answer"}
         if not broker_ok():
             checks["broker"] = {"status": "fail", "detail": "a broker connection is closed (reconnecting)"}
+        warnings: list[str] = []
+        if settings is not None:
+            health = await broker_health.cached(settings)
+            checks["broker_health"] = broker_health.readiness_check(health)
+            warnings = list(health.verdict.alarms) + list(health.verdict.warnings)
         failing = sorted(name for name, check in checks.items() if check["status"] == "fail")
-        body = {"status": "unavailable" if failing else "ready", "checks": checks, "failing": failing}
+        body = {
+            "status": "unavailable" if failing else "ready",
+            "checks": checks,
+            "failing": failing,
+            "warnings": warnings,
+        }
         return web.json_response(body, status=503 if failing else 200)
 
     app = web.Application()

@@ -70,7 +70,7 @@ class Worker:
         connections: list[Any] = []
         metrics = await http_listener.start(
             http_listener.make_app(
-                db, lambda: len(connections) == 2 and not any(c.is_closed for c in connections)
+                db, lambda: len(connections) == 2 and not any(c.is_closed for c in connections), settings
             ),
             settings.worker.metrics_host,
             settings.worker.metrics_port,
