@@ -140,6 +140,9 @@ class Publisher:
         return event.is_set() if isinstance(event, asyncio.Event) else True
 
     async def channel(self) -> AbstractChannel:
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            return channel  # the common case, without the lock: a lookup to 100 banks is 100 publishes
         async with self._lock:
             if self._channel is None or self._channel.is_closed:
                 # Strong reference kept here: the connection only tracks channels weakly.

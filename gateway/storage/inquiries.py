@@ -40,10 +40,23 @@ async def create(
 ) -> list[outbox_rows.Pending]:
     """The inquiry, its sources (pending) and one outbox request per source (arguments of
     :func:`gateway.storage.outbox.insert`, held by ``claim``): one transaction."""
-    counts = {"sources_total": len(sources), "sources_pending": len(sources), "sources_timeout": 0}
-    await conn.execute(insert(inquiries), [{**inquiry, **counts}])
-    await conn.execute(insert(inquiry_sources), sources)
-    return await outbox_rows.insert_many(conn, requests, claim)
+    return await create_many(conn, [(inquiry, sources, requests)], claim)
+
+
+async def create_many(
+    conn: AsyncConnection,
+    items: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]],
+    claim: outbox_rows.Claim | None = None,
+) -> list[outbox_rows.Pending]:
+    """:func:`create` for several inquiries (a chunk of a bulk lookup) in three INSERTs, whatever their
+    number and their sources'."""
+    counted = [
+        {**inquiry, "sources_total": len(sources), "sources_pending": len(sources), "sources_timeout": 0}
+        for inquiry, sources, _ in items
+    ]
+    await conn.execute(insert(inquiries), counted)
+    await conn.execute(insert(inquiry_sources), [s for _, sources, _ in items for s in sources])
+    return await outbox_rows.insert_many(conn, [r for *_, requests in items for r in requests], claim)
 
 
 async def get(conn: AsyncConnection, inquiry_id: str) -> Row[Any] | None:
