@@ -18,7 +18,6 @@ from gateway.amqp.broker import Publisher, connect
 from gateway.amqp.consume import Park, RetryLater, callback
 from gateway.amqp.hints import Hinter
 from gateway.amqp.names import Names
-from gateway.amqp.relay import Relay
 from gateway.connectors.pull import guard
 from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
@@ -135,7 +134,7 @@ class Worker:
             tasks.append(asyncio.create_task(watcher.run(), name="document-deadlines"))
             tasks.append(asyncio.create_task(audit_checkpoints.run(db, signer, settings.audit), name="audit"))
             tasks.append(
-                asyncio.create_task(_bulk_expander(settings, db, signer, partners, relay).run(), name="bulk")
+                asyncio.create_task(_bulk_expander(settings, db, signer, partners).run(), name="bulk")
             )
             health = PartnerHealthWriter(db, guarded, interval_seconds=settings.worker.partner_health_seconds)
             tasks.append(asyncio.create_task(health.run(), name="partner-health"))
@@ -261,11 +260,12 @@ async def _takes_no_documents(message: AbstractIncomingMessage) -> None:
     raise Park(f"a {message.type or 'document'} on the work queue of a partner that takes no documents")
 
 
-def _bulk_expander(
-    settings: Settings, db: Database, signer: Signer, partners: list[Partner], relay: Relay
-) -> BulkExpander:
+def _bulk_expander(settings: Settings, db: Database, signer: Signer, partners: list[Partner]) -> BulkExpander:
     """Bulk lookups are expanded into their inquiries here, not in the api (docs/bulk.md): whichever worker
-    is alive takes over a bulk left half-expanded, and this worker's relay publishes each chunk's requests."""
+    is alive takes over a bulk left half-expanded. Its requests are not held by this worker's relay but
+    left to every relay's pass (the api's too): this worker already consumes and calls for them, and a
+    thousand debtors' requests published by the process that also works them took it half again as long
+    as a thousand single inquiries (BENCHMARKS.md, 45-bulk); a campaign can wait the pass's second."""
     config = settings.config_dir
     inquiries = InquiryService(
         db,
@@ -275,7 +275,7 @@ def _bulk_expander(
         load_calendar(config),
         pepper=signer.pseudonym_pepper(),
     )
-    return BulkExpander(db, inquiries, partners, settings.bulk, handover=relay)
+    return BulkExpander(db, inquiries, partners, settings.bulk)
 
 
 def _outbound_hosts(clients: ClientStore, client_id: str) -> tuple[str, ...] | None:
