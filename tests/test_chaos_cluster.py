@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aio_pika.abc import AbstractRobustConnection
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
@@ -103,21 +104,11 @@ class ClusterCaseSystem(CaseSystem):
         super().__init__(queue)
         self.urls = urls
 
-    async def start(self, timeout: float = 60) -> None:
-        import aio_pika
+    async def connect(self) -> AbstractRobustConnection:
+        return await connect(self.urls, "case-system-test")
 
-        self._conn = await connect(self.urls, "case-system-test")
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            channel = await self._conn.channel()
-            try:
-                await channel.set_qos(prefetch_count=200)
-                queue = await channel.declare_queue(self.queue, passive=True)
-                break
-            except aio_pika.exceptions.ChannelClosed:
-                assert asyncio.get_running_loop().time() < deadline, "case queue never declared"
-                await asyncio.sleep(0.2)
-        await queue.consume(self._on_message)
+    async def start(self, timeout: float = 60) -> None:
+        await super().start(timeout)
 
 
 @pytest.fixture

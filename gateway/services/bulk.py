@@ -20,11 +20,11 @@ from gateway.partners import Partner
 from gateway.security.outbound import OutboundPolicy
 from gateway.security.signing import canonical_json
 from gateway.security.tokens import Principal
-from gateway.services.inquiries import checked_sources
+from gateway.services.inquiries import checked_sources, read_entry
 from gateway.services.inquiry_results import representation
 from gateway.settings import BulkSettings
 from gateway.storage import bulk as store
-from gateway.storage.audit import AuditEntry, append
+from gateway.storage.audit import AuditEntry, append, append_many
 from gateway.storage.database import Database
 from gateway.storage.timestamps import iso, now
 from gateway.validation import SchemaCatalog
@@ -188,24 +188,7 @@ class BulkService:
     async def _audit_reads(self, principal: Principal, bulk_id: str, shown: list[dict[str, Any]]) -> None:
         """One ``assets.read`` per inquiry shown, as a single inquiry's read is audited."""
         async with self._db.transaction() as conn:
-            for view in shown:
-                await append(
-                    conn,
-                    AuditEntry(
-                        actor=principal.client.id,
-                        subject=principal.subject,
-                        action="assets.read",
-                        outcome="read",
-                        status_code=200,
-                        object_ref=view["inquiry_id"],
-                        data={
-                            "bulk_id": bulk_id,
-                            "case_ref": view["case_ref"],
-                            "status": view["status"],
-                            "sources_shown": [s["source"] for s in view["sources"] if "rows" in s],
-                        },
-                    ),
-                )
+            await append_many(conn, [read_entry(principal, view, bulk_id=bulk_id) for view in shown])
 
 
 def parse_cursor(cursor: str | None) -> int:

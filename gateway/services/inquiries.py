@@ -28,7 +28,7 @@ from gateway.services.inquiry_results import representation
 from gateway.services.inquiry_watch import InquiryWatch
 from gateway.storage import inquiries as store
 from gateway.storage import outbox
-from gateway.storage.audit import AuditEntry, append
+from gateway.storage.audit import AuditEntry, append, append_many
 from gateway.storage.database import Database
 from gateway.storage.timestamps import now
 from gateway.validation import SchemaCatalog
@@ -288,28 +288,30 @@ class InquiryService:
         return views
 
     async def _audit_reads(self, principal: Principal, views: list[dict[str, Any]]) -> None:
-        """One ``assets.read`` record per inquiry shown: who, for which officer or user, which inquiry,
-        and which sources' rows were shown (never the rows)."""
+        """One ``assets.read`` record per inquiry shown (:func:`read_entry`)."""
         if not views:
             return
         async with self._db.transaction() as conn:
-            for view in views:
-                await append(
-                    conn,
-                    AuditEntry(
-                        actor=principal.client.id,
-                        subject=principal.subject,
-                        action="assets.read",
-                        outcome="read",
-                        status_code=200,
-                        object_ref=view["inquiry_id"],
-                        data={
-                            "case_ref": view["case_ref"],
-                            "status": view["status"],
-                            "sources_shown": [s["source"] for s in view["sources"] if "rows" in s],
-                        },
-                    ),
-                )
+            await append_many(conn, [read_entry(principal, view) for view in views])
+
+
+def read_entry(principal: Principal, view: dict[str, Any], **more: Any) -> AuditEntry:
+    """The ``assets.read`` record of an inquiry shown to a client: who, for which officer or user, which
+    inquiry, and which sources' rows were shown (never the rows); ``more`` (a bulk's id) joins its data."""
+    return AuditEntry(
+        actor=principal.client.id,
+        subject=principal.subject,
+        action="assets.read",
+        outcome="read",
+        status_code=200,
+        object_ref=view["inquiry_id"],
+        data={
+            **more,
+            "case_ref": view["case_ref"],
+            "status": view["status"],
+            "sources_shown": [s["source"] for s in view["sources"] if "rows" in s],
+        },
+    )
 
 
 async def checked_sources(

@@ -126,8 +126,11 @@ class CaseSystemQueue:
         self.seen: collections.Counter[str] = collections.Counter()
         self._conn: aio_pika.abc.AbstractRobustConnection | None = None
 
+    async def connect(self) -> aio_pika.abc.AbstractRobustConnection:
+        return await aio_pika.connect_robust(BROKER)
+
     async def start(self, timeout: float = 30) -> None:
-        self._conn = await aio_pika.connect_robust(BROKER)
+        self._conn = await self.connect()
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             channel = await self._conn.channel()
