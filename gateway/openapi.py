@@ -122,6 +122,12 @@ def _state_configured_code_lists(components: JSON, settings: Settings) -> None:
     bases = sorted(load_legal_bases(settings.config_dir))
     if bases:
         inquiry["properties"]["legal_basis"]["enum"] = bases
+        # A bulk lookup states one legal basis for all its debtors, checked against the same list (its
+        # sources refer to the inquiry's definitions, stated below).
+        bulk = components.get(component_name("asset.inquiry.bulk"))
+        if bulk is not None:
+            described = bulk["properties"]["legal_basis"].get("description", "")
+            bulk["properties"]["legal_basis"] = {"type": "string", "enum": bases, "description": described}
     partners = load_partners(settings.config_dir)
     if not partners:
         return
