@@ -35,10 +35,9 @@ from gateway.storage.tables import audit_log, inquiries, inquiry_sources
 from gateway.web.app import create_app
 from tests.conftest import ROOT, World
 from tests.support import rabbit_cluster
-from tests.support.databases import scratch_database
 from tests.support.gateway_procs import GatewayProcesses
 from tests.support.load import post_until_taken
-from tests.support.lookup_world import PARTNER_CODES, LookupWorld, make_lookup_world
+from tests.support.lookup_world import PARTNER_CODES, LookupWorld, lookup_processes
 from tests.test_asset_inquiry_flow import inquiry
 from tests.test_chaos_lookups import IDS, wait_final
 from tests.test_chaos_orders import BANKS, CaseSystem, CaseSystemClient, executions, read_books
@@ -115,21 +114,16 @@ class ClusterCaseSystem(CaseSystem):
 async def gateway(
     cluster: rabbit_cluster.Cluster, tmp_path: Path
 ) -> AsyncIterator[tuple[LookupWorld, ClusterProcesses]]:
-    deadlines = dict.fromkeys(("land", "bank", "tax", "vehicle", "population"), "900s")
-    with scratch_database(tmp_path) as database_url:
-        lw = await make_lookup_world(tmp_path, database_url, callback_delay=1.0, deadlines=deadlines)
+    def on_the_cluster(lw: LookupWorld) -> ClusterProcesses:
         procs = ClusterProcesses(
             lw.world, tmp_path / "logs", port=lw.api_port, broker_url=",".join(cluster.urls)
         )
         procs.management_url = cluster.nodes[1].management_url
-        procs.start("api")
-        procs.start("worker")
-        try:
-            await procs.wait_api()
-            yield lw, procs
-        finally:
-            procs.stop_all()
-            await lw.partners.close()
+        return procs
+
+    async with lookup_processes(tmp_path, on_the_cluster) as (lw, procs):
+        assert isinstance(procs, ClusterProcesses)
+        yield lw, procs
 
 
 async def connections_on(cluster: rabbit_cluster.Cluster, node: rabbit_cluster.Node) -> list[str]:

@@ -13,14 +13,14 @@ from typing import Any, Final
 from sqlalchemy.exc import IntegrityError
 
 from gateway.domain import inquiry as rules
-from gateway.domain.errors import Conflict, Forbidden, NotFound, Refused, TooComplex
+from gateway.domain.errors import Conflict, NotFound, Refused, TooComplex
 from gateway.domain.identifiers import mask
 from gateway.domain.violations import Violation
 from gateway.partners import Partner
 from gateway.security.outbound import OutboundPolicy
 from gateway.security.signing import canonical_json
 from gateway.security.tokens import Principal
-from gateway.services.inquiries import checked_sources, read_entry
+from gateway.services.inquiries import checked_sources, read_entry, require_lookup_grant
 from gateway.services.inquiry_results import representation
 from gateway.settings import BulkSettings
 from gateway.storage import bulk as store
@@ -29,7 +29,6 @@ from gateway.storage.database import Database
 from gateway.storage.timestamps import iso, now
 from gateway.validation import SchemaCatalog
 
-SERVICE: Final = rules.GRANT
 MESSAGE_TYPE: Final = "asset.inquiry.bulk"
 #: What a debtor of a bulk carries besides whose it is: its own case and title.
 DEBTOR_FIELDS: Final = ("id_number", "enterprise_code", "full_name", "date_of_birth")
@@ -86,8 +85,7 @@ class BulkService:
     ) -> tuple[dict[str, Any], bool]:
         """Validate and authorise the whole bulk, store it as accepted. Returns (view, created)."""
         client = principal.client
-        if not any(client.allows(g) for g in (SERVICE, *(f"{SERVICE}:{k}" for k in rules.SOURCE_KINDS))):
-            raise Forbidden(f"client {client.id} is not granted {SERVICE}")
+        require_lookup_grant(client)
         refusal = too_many(body, self._settings.max_debtors)
         if refusal is not None:
             raise refusal

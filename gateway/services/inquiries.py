@@ -84,8 +84,7 @@ class InquiryService:
     ) -> tuple[dict[str, Any], bool]:
         """Validate, authorise, store the inquiry and its partner requests. Returns (view, created)."""
         client = principal.client
-        if not any(client.allows(g) for g in (SERVICE, *(f"{SERVICE}:{k}" for k in rules.SOURCE_KINDS))):
-            raise Forbidden(f"client {client.id} is not granted {SERVICE}")
+        require_lookup_grant(client)
         violations = self._catalog.violations(MESSAGE_TYPE, body)
         if violations:
             raise Refused(violations)
@@ -312,6 +311,13 @@ def read_entry(principal: Principal, view: dict[str, Any], **more: Any) -> Audit
             "sources_shown": [s["source"] for s in view["sources"] if "rows" in s],
         },
     )
+
+
+def require_lookup_grant(client: Client) -> None:
+    """``Forbidden`` unless ``client`` may look up some source (``assets.inquire`` or one of its kinds);
+    which sources it may ask is checked once they are known (:func:`checked_sources`)."""
+    if not any(client.allows(g) for g in (SERVICE, *(f"{SERVICE}:{k}" for k in rules.SOURCE_KINDS))):
+        raise Forbidden(f"client {client.id} is not granted {SERVICE}")
 
 
 async def checked_sources(

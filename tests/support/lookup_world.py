@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,13 +139,16 @@ async def running_gateway(
 
 
 @asynccontextmanager
-async def lookup_processes(home: Path) -> AsyncIterator[tuple[LookupWorld, GatewayProcesses]]:
+async def lookup_processes(
+    home: Path, processes: Callable[[LookupWorld], GatewayProcesses] | None = None
+) -> AsyncIterator[tuple[LookupWorld, GatewayProcesses]]:
     """The real api and worker processes against the simulators, with deadlines long enough that
-    every source answers (for correctness and throughput runs, not deadline tests)."""
+    every source answers (for correctness and throughput runs, not deadline tests). ``processes`` makes
+    them another way (a cluster's node list): their broker's topology is then its owner's to remove."""
     deadlines = dict.fromkeys(("land", "bank", "tax", "vehicle", "population"), "900s")
     with scratch_database(home) as database_url:
         lw = await make_lookup_world(home, database_url, callback_delay=1.0, deadlines=deadlines)
-        procs = GatewayProcesses(lw.world, home / "logs", port=lw.api_port)
+        procs = (processes or _local_processes(home))(lw)
         procs.start("api")
         procs.start("worker")
         try:
@@ -154,4 +157,9 @@ async def lookup_processes(home: Path) -> AsyncIterator[tuple[LookupWorld, Gatew
         finally:
             procs.stop_all()
             await lw.partners.close()
-            await delete_lookup_topology(lw)
+            if processes is None:
+                await delete_lookup_topology(lw)
+
+
+def _local_processes(home: Path) -> Callable[[LookupWorld], GatewayProcesses]:
+    return lambda lw: GatewayProcesses(lw.world, home / "logs", port=lw.api_port)
