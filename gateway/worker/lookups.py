@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 from aio_pika.abc import AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from gateway.amqp.broker import Publisher
 from gateway.amqp.consume import Park, consume
 from gateway.amqp.names import Names
 from gateway.connectors.resilience import GuardedConnector, Outcome
@@ -51,7 +50,6 @@ class LookupWorker:
     def __init__(
         self,
         db: Database,
-        publisher: Publisher,
         names: Names,
         connectors: dict[str, GuardedConnector],
         signer: Signer,
@@ -59,7 +57,6 @@ class LookupWorker:
         hint: Callable[[str], Awaitable[None]] = _no_hint,
     ) -> None:
         self._db = db
-        self._publisher = publisher
         self._names = names
         #: Says "this inquiry became final" to api processes waiting for it (gateway.amqp.hints).
         self._hint = hint

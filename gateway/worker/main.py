@@ -110,7 +110,7 @@ class Worker:
             # (a pull partner, never called, has none: its items wait in its inbox).
             guarded = {p.code: guard(p, connectors[p.code]) for p in partners}
             hinter = Hinter(publish_conn, self.names)
-            lookups = LookupWorker(db, publisher, self.names, guarded, signer, outbound, hinter.final)
+            lookups = LookupWorker(db, self.names, guarded, signer, outbound, hinter.final)
             callbacks = await topology.declare_callbacks(channel, self.names, d.delivery_limit)
             await callbacks.consume(lookups.on_callback)
             # Queues first, relay second: a message published before its queue exists would bounce.
