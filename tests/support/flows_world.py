@@ -54,7 +54,13 @@ class FlowsWorld:
     ) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            current = await self.view(message_id, client)
+            resp = await self.api.get(f"/v1/messages/{message_id}", headers=self.headers(client))
+            if resp.status == 404 and asyncio.get_running_loop().time() < deadline:
+                # Not stored yet: a simulator's answer may still be on its way (a push it retries).
+                await asyncio.sleep(0.1)
+                continue
+            assert resp.status == 200, await resp.text()
+            current: dict[str, Any] = await resp.json()
             if current["status"] == status:
                 return current
             assert asyncio.get_running_loop().time() < deadline, (
