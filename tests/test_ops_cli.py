@@ -73,7 +73,7 @@ async def test_status_and_parking_commands(
 
         code, out = await run(capsys, "status")
         assert code == 0, out
-        assert "Queues (AMQP)" in out or "Queues (management API)" in out
+        assert "Queues (AMQP)" in out or "Queues (AMQP + management API)" in out
         [line] = [ln for ln in out.splitlines() if ln.startswith(queue + " ")]
         assert line.split()[-1] == "3"  # parked
         assert "Outbox: 3 waiting for the broker" in out

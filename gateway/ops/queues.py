@@ -1,7 +1,10 @@
 """Every queue the gateway consumes, with its depth and its parking queue.
 
-Rates and unacked counts come from the RabbitMQ management API when it answers; otherwise depths are
-read over AMQP (a passive declare gives ready messages and consumers only) and ``source`` says so.
+Ready messages and consumers are always read over AMQP (a passive declare): they are exact at the
+moment of the look, which is what an operator acts on and what a test can rely on. The management API,
+when it answers, adds what AMQP cannot tell (unacked counts and rates); its own counts lag by its
+statistics interval (5 s by default) and a queue declared since its last sample is missing from it, so
+they are never used for depth. ``source`` says whether the management API contributed.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aio_pika
@@ -46,7 +50,7 @@ class QueueRow:
 
 @dataclass(frozen=True, slots=True)
 class QueueOverview:
-    source: str  # "management API" | "AMQP"
+    source: str  # "AMQP" or "AMQP + management API" (who contributed the readings)
     rows: list[QueueRow] = field(default_factory=list)
 
     @property
@@ -80,52 +84,82 @@ def gateway_queues(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def overview(settings: Settings, connection: AbstractConnection | None = None) -> QueueOverview:
-    """Depths of every gateway queue and its parking queue: management API first, AMQP otherwise."""
+    """Depths of every gateway queue and its parking queue over AMQP, with the management API's rates."""
     queues = gateway_queues(settings)
     managed = await _from_management(settings, queues)
-    if managed is not None:
-        return managed
     if connection is None:
         from gateway.amqp.broker import connect
 
         connection = await connect(settings.broker_url, "gateway-ops")
         async with connection:
-            return await _from_amqp(settings, queues, connection)
-    return await _from_amqp(settings, queues, connection)
+            return await _from_amqp(settings, queues, connection, managed)
+    return await _from_amqp(settings, queues, connection, managed)
+
+
+class _Passive:
+    """Passive declares on one channel, opened again only after a missing queue closed it."""
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self._connection = connection
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+
+    async def counts(self, queue: str) -> tuple[int, int] | None:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel()
+        try:
+            declared = await self._channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelClosed:
+            self._channel = None
+            return None
+        result = declared.declaration_result
+        return int(result.message_count or 0), int(result.consumer_count or 0)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
 
 
 async def passive_counts(connection: AbstractConnection, queue: str) -> tuple[int, int] | None:
     """(ready messages, consumers) of ``queue``, or None if it does not exist."""
-    channel = await connection.channel()
+    passive = _Passive(connection)
     try:
-        declared = await channel.declare_queue(queue, passive=True)
-    except aio_pika.exceptions.ChannelClosed:
-        return None
-    result = declared.declaration_result
-    await channel.close()
-    return int(result.message_count or 0), int(result.consumer_count or 0)
+        return await passive.counts(queue)
+    finally:
+        await passive.close()
 
 
 async def _from_amqp(
-    settings: Settings, queues: list[tuple[str, str]], connection: AbstractConnection
+    settings: Settings,
+    queues: list[tuple[str, str]],
+    connection: AbstractConnection,
+    managed: dict[str, dict[str, Any]] | None = None,
 ) -> QueueOverview:
     names = Names(settings.broker_namespace)
     rows = []
-    for name, role in queues:
-        counts = await passive_counts(connection, name)
-        parked = await passive_counts(connection, names.parking(name))
-        rows.append(
-            QueueRow(
-                name=name,
-                role=role,
-                exists=counts is not None,
-                ready=counts[0] if counts else None,
-                consumers=counts[1] if counts else None,
-                parking=names.parking(name),
-                parked=parked[0] if parked else None,
+    passive = _Passive(connection)
+    try:
+        for name, role in queues:
+            counts = await passive.counts(name)
+            parked = await passive.counts(names.parking(name))
+            m = (managed or {}).get(name) or {}
+            stats = m.get("message_stats") or {}
+            rows.append(
+                QueueRow(
+                    name=name,
+                    role=role,
+                    exists=counts is not None,
+                    ready=counts[0] if counts else None,
+                    unacked=m.get("messages_unacknowledged") if counts else None,
+                    consumers=counts[1] if counts else None,
+                    publish_rate=(stats.get("publish_details") or {}).get("rate"),
+                    deliver_rate=(stats.get("deliver_get_details") or {}).get("rate"),
+                    parking=names.parking(name),
+                    parked=parked[0] if parked else None,
+                )
             )
-        )
-    return QueueOverview("AMQP", rows)
+    finally:
+        await passive.close()
+    return QueueOverview("AMQP + management API" if managed is not None else "AMQP", rows)
 
 
 def _vhost(broker_url: str) -> str:
@@ -133,7 +167,10 @@ def _vhost(broker_url: str) -> str:
     return path[1:] if len(path) > 1 else "/"
 
 
-async def _from_management(settings: Settings, queues: list[tuple[str, str]]) -> QueueOverview | None:
+async def _from_management(
+    settings: Settings, queues: list[tuple[str, str]]
+) -> dict[str, dict[str, Any]] | None:
+    """The management API's view of the gateway's queues by name (unacked counts, rates), or None."""
     ops = settings.ops
     if not ops.management_url:
         return None
@@ -141,7 +178,7 @@ async def _from_management(settings: Settings, queues: list[tuple[str, str]]) ->
     prefix = quote(f"{settings.broker_namespace}.", safe="")
     url = f"{ops.management_url.rstrip('/')}/api/queues/{vhost}"
     params = {
-        "columns": "name,messages_ready,messages_unacknowledged,consumers,message_stats",
+        "columns": "name,messages_unacknowledged,message_stats",
         "name": f"^{prefix}",
         "use_regex": "true",
     }
@@ -158,25 +195,6 @@ async def _from_management(settings: Settings, queues: list[tuple[str, str]]) ->
             listed = await resp.json()
     except (TimeoutError, aiohttp.ClientError, ValueError):
         return None
-    by_name = {q["name"]: q for q in listed if isinstance(q, dict) and "name" in q}
-    names = Names(settings.broker_namespace)
-    rows = []
-    for name, role in queues:
-        q = by_name.get(name)
-        p = by_name.get(names.parking(name))
-        stats = (q or {}).get("message_stats") or {}
-        rows.append(
-            QueueRow(
-                name=name,
-                role=role,
-                exists=q is not None,
-                ready=q.get("messages_ready") if q else None,
-                unacked=q.get("messages_unacknowledged") if q else None,
-                consumers=q.get("consumers") if q else None,
-                publish_rate=(stats.get("publish_details") or {}).get("rate"),
-                deliver_rate=(stats.get("deliver_get_details") or {}).get("rate"),
-                parking=names.parking(name),
-                parked=p.get("messages_ready") if p else None,
-            )
-        )
-    return QueueOverview("management API", rows)
+    if not isinstance(listed, list):
+        return None
+    return {q["name"]: q for q in listed if isinstance(q, dict) and "name" in q}
