@@ -9,11 +9,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.domain.doctypes import PartnerKind
 from gateway.domain.identifiers import AGENCY_CODE
 from gateway.domain.inquiry import SOURCE_KINDS
+from gateway.transports.base import TransportKind
 
 
 class RetryPolicy(BaseModel):
@@ -25,6 +26,54 @@ class RetryPolicy(BaseModel):
 class BreakerPolicy(BaseModel):
     failures: int = Field(5, ge=1)
     recovery_seconds: float = Field(10.0, gt=0)
+
+
+class TlsFiles(BaseModel):
+    """Mutual TLS for one outbound route: our client certificate and key (PEM), and the CA bundle the
+    other side's certificate must chain to (default: the system's). Paths relative to the config
+    directory; the key may instead be named by an environment variable holding its path
+    (``key_env``), so it need not live beside the configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cert: str | None = None
+    key: str | None = None
+    key_env: str | None = None
+    ca: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsFiles:
+        if bool(self.cert) != bool(self.key or self.key_env):
+            raise ValueError("tls: a client certificate needs its key (key or key_env), and a key its cert")
+        return self
+
+    def resolved(self, config_dir: Path) -> TlsFiles:
+        def at(value: str | None) -> str | None:
+            return str(value if value is None or Path(value).is_absolute() else config_dir / value)
+
+        key = self.key or (os.environ.get(self.key_env) if self.key_env else None)
+        return TlsFiles(cert=at(self.cert), key=at(key), ca=at(self.ca))
+
+
+class XRoadRoute(BaseModel):
+    """Where a partner is reached through X-Road: its subsystem (``INSTANCE/CLASS/MEMBER/SUBSYSTEM``)
+    and, for REST, the service code its paths follow (for SOAP the service code is the operation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subsystem: str = Field(pattern=r"^[^/\s]+/[^/\s]+/[^/\s]+/[^/\s]+$")
+    service_code: str | None = Field(None, pattern=r"^[^/\s]+$")
+    service_version: str | None = None
+
+
+class LgspRoute(BaseModel):
+    """Where a partner is reached through an LGSP: the platform (a ``[platforms.lgsp.<name>]`` table) and
+    the partner's path on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: str
+    path: str = Field(pattern=r"^/")
 
 
 class Partner(BaseModel):
@@ -51,6 +100,13 @@ class Partner(BaseModel):
     lease_seconds: float = Field(300.0, ge=5, le=86400)
     #: Lookups one call may carry (a bank's batch endpoint, docs/partners.md); 1: one call per lookup.
     batch_size: int = Field(1, ge=1, le=500)
+    #: How calls travel (gateway/transports/): ``direct`` to ``endpoint``; ``xroad`` through the gateway's
+    #: security server to ``xroad``'s subsystem; ``lgsp`` through the platform ``lgsp`` names.
+    transport: TransportKind = "direct"
+    xroad: XRoadRoute | None = None
+    lgsp: LgspRoute | None = None
+    #: Mutual TLS to the partner (direct transport; platforms have their own, under [platforms]).
+    tls: TlsFiles | None = None
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -59,8 +115,18 @@ class Partner(BaseModel):
 
     @model_validator(mode="after")
     def _endpoint_when_pushed(self) -> Partner:
-        if self.delivery == "push" and not self.endpoint:
-            raise ValueError('endpoint is required unless delivery = "pull"')
+        if self.delivery == "push" and self.transport == "direct" and not self.endpoint:
+            raise ValueError('endpoint is required unless delivery = "pull" or the transport is a platform')
+        if self.transport == "xroad" and self.xroad is None:
+            raise ValueError('transport = "xroad" needs xroad = { subsystem = "…", service_code = "…" }')
+        if (
+            self.transport == "xroad"
+            and self.protocol == "rest"
+            and not (self.xroad and self.xroad.service_code)
+        ):
+            raise ValueError("a REST partner reached through X-Road needs xroad.service_code")
+        if self.transport == "lgsp" and self.lgsp is None:
+            raise ValueError('transport = "lgsp" needs lgsp = { platform = "…", path = "/…" }')
         return self
 
     @property
@@ -81,6 +147,96 @@ class Partner(BaseModel):
     def token(self) -> str | None:
         """The partner's API token, read from the environment variable the config names."""
         return os.environ.get(self.credentials) if self.credentials else None
+
+
+def read_secret(env: str | None, file: str | None, config_dir: Path | None = None) -> str | None:
+    """A secret named by configuration: the environment variable ``env`` or the file ``file`` (relative to
+    the config directory; its content, trailing whitespace dropped). Never the secret itself in TOML."""
+    if env and os.environ.get(env):
+        return os.environ[env]
+    if file:
+        path = Path(file)
+        if not path.is_absolute() and config_dir is not None:
+            path = config_dir / path
+        try:
+            return path.read_text("utf-8").strip() or None
+        except OSError:
+            return None
+    return None
+
+
+class XRoadPlatform(BaseModel):
+    """The gateway as an X-Road client: its own security server and its client id there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The consumer security server's URL (``https://ss.example.gov.vn``); ``/r1/…`` and SOAP go there.
+    security_server: str
+    #: Who the gateway is on X-Road: ``INSTANCE/CLASS/MEMBER/SUBSYSTEM`` (``XROADVN/GOV/…/THADS-GW``).
+    client: str = Field(pattern=r"^[^/\s]+/[^/\s]+/[^/\s]+/[^/\s]+$")
+    protocol_version: str = "4.0"
+    tls: TlsFiles | None = None
+
+
+class LgspPlatform(BaseModel):
+    """A ministry's or province's integration platform (LGSP): an API gateway in front of its partners."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Where the platform's API gateway forwards calls: ``{base_url}{partner.lgsp.path}{connector path}``.
+    base_url: str
+    #: The OAuth2 token endpoint (client credentials grant).
+    token_url: str
+    client_id: str
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    scope: str | None = None
+    #: The ``lgspaccesstoken`` header's credentials, issued by the platform's operator.
+    access_token_env: str | None = None
+    access_token_file: str | None = None
+    tls: TlsFiles | None = None
+
+
+class Platforms(BaseModel):
+    """``[platforms]`` of ``partners.toml``: the exchange platforms partners may be reached through."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    xroad: XRoadPlatform | None = None
+    lgsp: dict[str, LgspPlatform] = Field(default_factory=dict)
+
+
+def load_platforms(config_dir: Path) -> Platforms:
+    """The ``[platforms]`` table of ``partners.toml`` (none: no platform), TLS paths resolved.
+    ``GATEWAY_XROAD_SECURITY_SERVER`` overrides the security server's URL and
+    ``GATEWAY_LGSP_<NAME>__BASE_URL`` / ``__TOKEN_URL`` a platform's (simulators, staging)."""
+    path = config_dir / "partners.toml"
+    raw = _read(path).get("platforms", {}) if path.exists() else {}
+    try:
+        platforms = Platforms(**raw) if isinstance(raw, dict) else Platforms.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"{path}: [platforms]: {problems}") from None
+    if platforms.xroad is not None:
+        update: dict[str, Any] = {}
+        if os.environ.get("GATEWAY_XROAD_SECURITY_SERVER"):
+            update["security_server"] = os.environ["GATEWAY_XROAD_SECURITY_SERVER"]
+        if platforms.xroad.tls is not None:
+            update["tls"] = platforms.xroad.tls.resolved(config_dir)
+        platforms.xroad = platforms.xroad.model_copy(update=update)
+    for name, lgsp in list(platforms.lgsp.items()):
+        update = {}
+        for key in ("base_url", "token_url"):
+            env = f"GATEWAY_LGSP_{env_code(name)}__{key.upper()}"
+            if os.environ.get(env):
+                update[key] = os.environ[env]
+        if lgsp.tls is not None:
+            update["tls"] = lgsp.tls.resolved(config_dir)
+        platforms.lgsp[name] = lgsp.model_copy(update=update)
+    return platforms
 
 
 def load_partners(config_dir: Path) -> list[Partner]:
@@ -122,8 +278,25 @@ def load_partners(config_dir: Path) -> list[Partner]:
             partner = partner.model_copy(update={"endpoint": os.environ[env]})
         if partner.wsdl and not Path(partner.wsdl).is_absolute():
             partner = partner.model_copy(update={"wsdl": str(config_dir / partner.wsdl)})
+        if partner.tls is not None:
+            partner = partner.model_copy(update={"tls": partner.tls.resolved(config_dir)})
         partners.append(partner)
+    _check_platforms(path, partners, load_platforms(config_dir))
     return partners
+
+
+def _check_platforms(path: Path, partners: list[Partner], platforms: Platforms) -> None:
+    """A partner routed through a platform the configuration does not describe stops start-up."""
+    for p in partners:
+        if p.pulls:
+            continue
+        if p.transport == "xroad" and platforms.xroad is None:
+            raise ValueError(f"{path}: partner {p.code}: transport xroad needs a [platforms.xroad] table")
+        if p.transport == "lgsp" and p.lgsp is not None and p.lgsp.platform not in platforms.lgsp:
+            known = ", ".join(sorted(platforms.lgsp)) or "none"
+            raise ValueError(
+                f"{path}: partner {p.code}: no [platforms.lgsp.{p.lgsp.platform}] table (configured: {known})"
+            )
 
 
 #: The file beside ``partners.toml`` listing banks one line each (optional).

@@ -32,13 +32,20 @@ from gateway.connectors.base import (
     Subject,
     document_id,
 )
-from gateway.connectors.rest import PartnerTimeout, canonical_answer, headers, status_error
+from gateway.connectors.rest import (
+    PartnerTimeout,
+    canonical_answer,
+    default_transport,
+    headers,
+    status_error,
+)
 from gateway.connectors.zeep_transport import AiohttpTransport
 from gateway.domain.doctypes import PartnerKind
 from gateway.domain.issued import REVOCATION
 from gateway.domain.lookup import Title
 from gateway.domain.orders import LAND_SUSPENSION_LIFTING, LAND_TRANSFER_SUSPENSION
 from gateway.partners import Partner
+from gateway.transports.base import Transport
 
 KIND: Final = PartnerKind.LAND_REGISTRY
 OPERATION: Final = "QueryLandRights"
@@ -66,14 +73,18 @@ class LandConnector:
         self._service = service
 
     @classmethod
-    async def create(cls, partner: Partner, session: aiohttp.ClientSession) -> LandConnector:
+    async def create(
+        cls, partner: Partner, session: aiohttp.ClientSession, transport: Transport | None = None
+    ) -> LandConnector:
         """Load the WSDL (a vendored file, parsed synchronously: in a thread) and bind the service."""
         if not partner.wsdl:
             raise ValueError(f"partner {partner.code}: a SOAP partner needs a wsdl path")
-        transport = AiohttpTransport(
-            session, partner.timeout_seconds, lambda: headers(partner, _request_ref.get(""))
+        zeep_transport = AiohttpTransport(
+            transport or default_transport(partner, session),
+            partner.timeout_seconds,
+            lambda: headers(_request_ref.get("")),
         )
-        client = await asyncio.to_thread(_load_client, partner.wsdl, transport)
+        client = await asyncio.to_thread(_load_client, partner.wsdl, zeep_transport)
         # create_service on AsyncClient returns a synchronous proxy; build the async one directly.
         service = AsyncServiceProxy(  # type: ignore[no-untyped-call]
             client, _binding(client), address=partner.endpoint

@@ -19,8 +19,9 @@ from gateway.connectors.tax import TaxConnector
 from gateway.connectors.vehicle import VehicleConnector
 from gateway.connectors.vneid import VneidConnector
 from gateway.domain.doctypes import PartnerKind
-from gateway.partners import Partner
+from gateway.partners import Partner, Platforms
 from gateway.storage.database import Database
+from gateway.transports.registry import build_transport
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +39,33 @@ REST_CONNECTORS: dict[str, type[RestConnector]] = {
 
 
 async def build_connector(
-    partner: Partner, session: aiohttp.ClientSession, db: Database | None = None
+    partner: Partner,
+    session: aiohttp.ClientSession,
+    db: Database | None = None,
+    platforms: Platforms | None = None,
 ) -> Connector:
+    """The partner's connector over the transport its configuration names (``platforms``: the
+    ``[platforms]`` of partners.toml; none given: no platform is configured)."""
     if partner.pulls:
         # Never called: what it is sent waits in its inbox, in the gateway's database.
         if db is None:
             raise ValueError(f"partner {partner.code}: a pull partner's connector needs the database")
         return PullConnector(partner, db)
-    if partner.protocol == "soap":
-        if partner.kind != PartnerKind.LAND_REGISTRY:
-            raise ValueError(f"partner {partner.code}: no SOAP connector for kind {partner.kind!r}")
-        return await LandConnector.create(partner, session)
-    if partner.kind not in REST_CONNECTORS:
+    if partner.protocol == "soap" and partner.kind != PartnerKind.LAND_REGISTRY:
+        raise ValueError(f"partner {partner.code}: no SOAP connector for kind {partner.kind!r}")
+    if partner.protocol == "rest" and partner.kind not in REST_CONNECTORS:
         raise ValueError(f"partner {partner.code}: no REST connector for kind {partner.kind!r}")
-    return REST_CONNECTORS[partner.kind](partner, session)
+    transport = build_transport(partner, session, platforms or Platforms())
+    if partner.protocol == "soap":
+        return await LandConnector.create(partner, session, transport)
+    return REST_CONNECTORS[partner.kind](partner, session, transport)
 
 
 async def build_connectors(
-    partners: list[Partner], session: aiohttp.ClientSession, db: Database | None = None
+    partners: list[Partner],
+    session: aiohttp.ClientSession,
+    db: Database | None = None,
+    platforms: Platforms | None = None,
 ) -> dict[str, Connector]:
     """Build every partner's connector (SOAP clients load their WSDL now, once); ``db`` holds the inboxes
     of pull partners (required when there is one).
@@ -66,7 +76,7 @@ async def build_connectors(
     connectors: dict[str, Connector] = {}
     try:
         for partner in partners:
-            connectors[partner.code] = await build_connector(partner, session, db)
+            connectors[partner.code] = await build_connector(partner, session, db, platforms)
     except BaseException:
         await close_all(connectors)
         raise

@@ -13,21 +13,31 @@ import asyncio
 import collections
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Literal, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from gateway.connectors.base import Connector, ConnectorError, LookupAnswer, LookupRequest, PartnerReceipt
 from gateway.connectors.rest import PartnerTimeout
 from gateway.domain.identifiers import scrub
 from gateway.partners import Partner
+from gateway.transports.base import PlatformError
+from gateway.transports.context import CallContext, calling
+from gateway.transports.context import current as current_call
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +94,8 @@ class Outcome:
     answer: LookupAnswer | None = None
     reason: str | None = None
     attempts: int = 0
+    #: What the exchange platform proved about the last attempt (X-Road's request hash…); None: direct.
+    evidence: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +111,7 @@ class DeliveryOutcome:
     receipt: PartnerReceipt | None = None
     reason: str | None = None
     attempts: int = 0
+    evidence: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,7 @@ class _Result(Generic[T]):
     attempts: int
     failure: FailureStatus | None = None
     reason: str | None = None
+    evidence: Mapping[str, Any] | None = None
 
 
 class BreakerOpen(Exception):
@@ -134,7 +148,12 @@ class CircuitBreaker:
             default_ttl=recovery_seconds,
             # Only transient failures say the partner is unwell. An unusable answer still proves it is
             # up, and a cancelled call (shutdown) says nothing about it.
-            exclude=[(ConnectorError, lambda e: not e.retryable), asyncio.CancelledError],
+            # A platform's rate limit (an LGSP's 429) says nothing about the partner behind it either.
+            exclude=[
+                (ConnectorError, lambda e: not e.retryable),
+                (PlatformError, lambda e: not e.counts_for_breaker),
+                asyncio.CancelledError,
+            ],
         )
         self._factory.add_listener(self._on_event)
 
@@ -239,6 +258,30 @@ def _batch_outcome(item: LookupAnswer | ConnectorError | None, attempts: int) ->
     return Outcome("found" if item.match_status == "found" else "not_found", item, attempts=attempts)
 
 
+#: The longest a platform's Retry-After is waited for within one delivery of a message; a longer one
+#: ends the attempts here and the message's own retry (its queue's delay tiers) takes over.
+RETRY_AFTER_CAP_SECONDS: Final = 30.0
+
+
+def _honouring_retry_after(base: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
+    """The back-off, but never shorter than what a platform asked for (``PlatformError.retry_after``)."""
+
+    def wait(state: RetryCallState) -> float:
+        seconds = base(state)
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        after = getattr(exc, "retry_after", None)
+        if isinstance(after, int | float) and after > 0:
+            seconds = max(seconds, min(float(after), RETRY_AFTER_CAP_SECONDS))
+        return seconds
+
+    return wait
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.retryable
 
@@ -278,7 +321,8 @@ class GuardedConnector:
 
     async def call(self, request: LookupRequest) -> Outcome:
         started = time.perf_counter()
-        outcome = await self._call(request)
+        context = CallContext(request.request_ref, request.officer_id, request.case_ref)
+        outcome = await self._call(request, context)
         CALLS.labels(self.partner.code, outcome.status).inc()
         CALL_SECONDS.labels(self.partner.code).observe(time.perf_counter() - started)
         return outcome
@@ -305,13 +349,17 @@ class GuardedConnector:
         requests: list[LookupRequest],
     ) -> list[Outcome]:
         started = time.perf_counter()
-        result = await self._guarded("lookup batch", lambda: batch(requests))
+        # The batch is one message on the platform: its own id; officers and cases differ per request.
+        context = CallContext(str(uuid.uuid4()))
+        result = await self._guarded("lookup batch", lambda: batch(requests), context=context)
         if result.failure is not None:
             failed = Outcome(result.failure, reason=result.reason, attempts=result.attempts)
             outcomes = [failed] * len(requests)
         else:
             answers = result.value or {}
             outcomes = [_batch_outcome(answers.get(r.request_ref), result.attempts) for r in requests]
+        if result.evidence is not None:
+            outcomes = [replace(outcome, evidence=result.evidence) for outcome in outcomes]
         elapsed = time.perf_counter() - started
         for outcome in outcomes:
             CALLS.labels(self.partner.code, outcome.status).inc()
@@ -323,11 +371,20 @@ class GuardedConnector:
         ``urgent``: through the urgent slots, never behind normal deliveries waiting for a slot."""
         started = time.perf_counter()
         slots = self._urgent_slots if urgent else self._slots
-        result = await self._guarded("delivery", lambda: self.connector.deliver(document), slots)
+        context = CallContext(
+            str(document.get("message_id") or ""),
+            _text(document.get("officer_id")),
+            _text(document.get("case_ref")),
+        )
+        result = await self._guarded("delivery", lambda: self.connector.deliver(document), slots, context)
         if result.failure is not None:
-            outcome = DeliveryOutcome(result.failure, reason=result.reason, attempts=result.attempts)
+            outcome = DeliveryOutcome(
+                result.failure, reason=result.reason, attempts=result.attempts, evidence=result.evidence
+            )
         else:
-            outcome = DeliveryOutcome("delivered", result.value, attempts=result.attempts)
+            outcome = DeliveryOutcome(
+                "delivered", result.value, attempts=result.attempts, evidence=result.evidence
+            )
         DELIVERIES.labels(self.partner.code, outcome.status).inc()
         DELIVERY_SECONDS.labels(self.partner.code).observe(time.perf_counter() - started)
         return outcome
@@ -335,24 +392,34 @@ class GuardedConnector:
     async def close(self) -> None:
         await self.connector.close()
 
-    async def _call(self, request: LookupRequest) -> Outcome:
-        result = await self._guarded("lookup", lambda: self.connector.lookup(request))
+    async def _call(self, request: LookupRequest, context: CallContext) -> Outcome:
+        result = await self._guarded("lookup", lambda: self.connector.lookup(request), context=context)
         answer = result.value
+        evidence = result.evidence
         if result.failure is not None:
-            return Outcome(result.failure, reason=result.reason, attempts=result.attempts)
+            return Outcome(result.failure, reason=result.reason, attempts=result.attempts, evidence=evidence)
         if answer is None:  # a connector that returned nothing: our fault, not the partner's
             return Outcome("error", reason="gateway fault (no answer)", attempts=result.attempts)
         if answer.accepted_later:
-            return Outcome("pending", answer, attempts=result.attempts)
+            return Outcome("pending", answer, attempts=result.attempts, evidence=evidence)
         status: OutcomeStatus = "found" if answer.match_status == "found" else "not_found"
-        return Outcome(status, answer, attempts=result.attempts)
+        return Outcome(status, answer, attempts=result.attempts, evidence=evidence)
 
     async def _guarded(
-        self, what: str, operation: Callable[[], Awaitable[T]], slots: asyncio.Semaphore | None = None
+        self,
+        what: str,
+        operation: Callable[[], Awaitable[T]],
+        slots: asyncio.Semaphore | None = None,
+        context: CallContext | None = None,
     ) -> _Result[T]:
-        """Run ``operation`` under the partner's retry policy, breaker, slots and timeout."""
+        """Run ``operation`` under the partner's retry policy, breaker, slots and timeout; ``context`` tells
+        the transport whom the call is for and collects what the platform proved (the result's evidence)."""
         started = time.perf_counter()
-        result = await self._retrying(what, operation, slots or self._slots)
+        ctx = context or CallContext()
+        with calling(ctx):
+            result = await self._retrying(what, operation, slots or self._slots)
+        if ctx.evidence is not None:
+            result = replace(result, evidence=ctx.evidence)
         reached = result.attempts > 0
         failure = None if result.failure is None else f"{result.failure}: {result.reason or what}"
         self.stats.record(time.perf_counter() - started if reached else None, failure)
@@ -366,7 +433,9 @@ class GuardedConnector:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(retry.attempts),
-                wait=wait_random_exponential(multiplier=retry.min_seconds, max=retry.max_seconds),
+                wait=_honouring_retry_after(
+                    wait_random_exponential(multiplier=retry.min_seconds, max=retry.max_seconds)
+                ),
                 retry=retry_if_exception(_retryable),
                 reraise=True,
             ):
@@ -389,6 +458,7 @@ class GuardedConnector:
         # Breaker first, so an open circuit answers at once even when every slot is busy; the
         # timeout covers the partner only, not the wait for a slot.
         async with self._breaker.guard(), slots:
+            current_call().evidence = None  # evidence is about the attempt that answered
             self.stats.in_flight += 1
             IN_FLIGHT.labels(self.partner.code).inc()
             try:

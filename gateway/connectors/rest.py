@@ -31,10 +31,10 @@ from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest,
 from gateway.domain.registry import REGISTRY, partner_kinds_receiving_documents
 from gateway.domain.violations import Violation
 from gateway.partners import Partner
+from gateway.transports.base import Call, Transport
+from gateway.transports.direct import DirectTransport
 from gateway.validation import catalog
 
-# Partners answer a few kilobytes; a runaway body must not fill the worker's memory.
-MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 MAX_REASONS: Final = 3
 
 
@@ -51,22 +51,9 @@ def status_error(status: int) -> ConnectorError:
     return ConnectorError(f"partner answered HTTP {status}", retryable=retryable)
 
 
-def headers(partner: Partner, request_ref: str) -> dict[str, str]:
-    """What every partner call carries: the partner's bearer token and our request reference."""
-    out = {"X-Request-Ref": request_ref}
-    token = partner.token()
-    if token:
-        out["Authorization"] = f"Bearer {token}"
-    return out
-
-
-async def read_limited(response: aiohttp.ClientResponse) -> bytes:
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ConnectorError(f"answer larger than {MAX_BODY_BYTES} bytes", retryable=False)
-    return bytes(body)
+def headers(request_ref: str) -> dict[str, str]:
+    """What every partner call carries: our request reference. Credentials are the transport's."""
+    return {"X-Request-Ref": request_ref}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +65,19 @@ class RestReply:
     reference: str | None = None  # the X-Reference header, when the partner sets one
 
 
-class RestClient:
-    """POSTs JSON to one partner; the session belongs to the application and outlives this client."""
+def default_transport(partner: Partner, session: aiohttp.ClientSession) -> Transport:
+    """A partner called directly at its endpoint with its bearer token (no TLS client certificate)."""
+    return DirectTransport(partner.endpoint, session, token=partner.token)
 
-    def __init__(self, partner: Partner, session: aiohttp.ClientSession) -> None:
+
+class RestClient:
+    """POSTs JSON to one partner through its transport (direct, X-Road, LGSP: gateway/transports/)."""
+
+    def __init__(
+        self, partner: Partner, session: aiohttp.ClientSession, transport: Transport | None = None
+    ) -> None:
         self.partner = partner
-        self._session = session
-        self._base = partner.endpoint.rstrip("/")
+        self.transport = transport or default_transport(partner, session)
 
     async def send(
         self,
@@ -95,24 +88,22 @@ class RestClient:
     ) -> RestReply:
         """POST ``payload``; returns a 2xx answer unparsed and raises ``ConnectorError`` for anything else:
         retryable for 5xx, 429, timeouts and connection failures, not retryable for other statuses."""
-        timeout = aiohttp.ClientTimeout(total=self.partner.timeout_seconds)
+        call = Call(
+            "POST",
+            path,
+            json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(),
+            {
+                **headers(request_ref),
+                **(extra_headers or {}),
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+        )
         try:
-            async with self._session.post(
-                self._base + path,
-                json=payload,
-                headers={
-                    **headers(self.partner, request_ref),
-                    **(extra_headers or {}),
-                    "Accept": "application/json",
-                },
-                timeout=timeout,
-                # A redirected POST would resend the subject to a host nobody configured.
-                allow_redirects=False,
-            ) as response:
-                if not 200 <= response.status < 300:
-                    raise status_error(response.status)
-                body = await read_limited(response)
-                return RestReply(response.status, body, response.headers.get("X-Reference"))
+            reply = await self.transport.send(call, self.partner.timeout_seconds)
+            if not 200 <= reply.status < 300:
+                raise status_error(reply.status)
+            return RestReply(reply.status, reply.body, reply.headers.get("X-Reference"))
         except TimeoutError as exc:
             raise PartnerTimeout(f"no answer within {self.partner.timeout_seconds:g} s") from exc
         except aiohttp.ClientError as exc:
@@ -265,9 +256,11 @@ class RestConnector:
     #: It answers every document later, by pushing its answer document (a ``200`` means the same).
     answers_later: bool = False
 
-    def __init__(self, partner: Partner, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, partner: Partner, session: aiohttp.ClientSession, transport: Transport | None = None
+    ) -> None:
         self.partner = partner
-        self.client = RestClient(partner, session)
+        self.client = RestClient(partner, session, transport)
 
     def payload(self, request: LookupRequest) -> dict[str, Any]:
         return lookup_payload(request)
@@ -291,4 +284,4 @@ class RestConnector:
         return await self.client.deliver(self.documents_path, document, answers_later=self.answers_later)
 
     async def close(self) -> None:
-        """Nothing to release: the HTTP session is the application's."""
+        await self.client.transport.close()

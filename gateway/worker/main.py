@@ -23,7 +23,7 @@ from gateway.connectors.registry import build_connectors, close_all
 from gateway.connectors.resilience import GuardedConnector
 from gateway.domain.registry import partner_kinds_receiving_documents
 from gateway.metrics import observe_signing_key
-from gateway.partners import Partner, load_partners, missing_credentials
+from gateway.partners import Partner, load_partners, load_platforms, missing_credentials
 from gateway.pipeline import build_relay
 from gateway.reference_data import load_calendar, load_legal_bases, load_reminder_lead
 from gateway.security.clients import Client, ClientStore
@@ -105,7 +105,7 @@ class Worker:
             await topology.declare_retry_tiers(
                 channel, self.names, d.delivery_limit, [int(s * 1000) for s in d.retry_delays_seconds]
             )
-            connectors = await build_connectors(partners, http, db)
+            connectors = await build_connectors(partners, http, db, load_platforms(settings.config_dir))
             # One guard per partner: lookups and document deliveries share its breaker and concurrency
             # (a pull partner, never called, has none: its items wait in its inbox).
             guarded = {p.code: guard(p, connectors[p.code]) for p in partners}
