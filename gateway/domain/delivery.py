@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,3 +19,5 @@ class PartnerReceipt:
     report: dict[str, Any] | None = None
     reference: str | None = None
     accepted_later: bool = False
+    #: What the exchange platform proved about the hand-over (X-Road's request hash…); None: direct.
+    platform: Mapping[str, Any] | None = None

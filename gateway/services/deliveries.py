@@ -80,6 +80,8 @@ def delivery_detail(channel: str, attempt: int, receipt: PartnerReceipt | None =
         detail |= {"answer": "later" if receipt.accepted_later else "at_once"}
         if receipt.reference:
             detail["partner_reference"] = receipt.reference
+        if receipt.platform:
+            detail["platform"] = dict(receipt.platform)
     return detail
 
 

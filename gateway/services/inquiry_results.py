@@ -72,6 +72,7 @@ async def record_answers(
                     "match_status": answer.match_status,
                     "categories": result_categories(got.source_id, answer.rows or []),
                     "request_sha256": got.request_sha256,
+                    **({"transport": platform_summary(answer.evidence)} if answer.evidence else {}),
                 },
             )
         )
@@ -180,4 +181,13 @@ def _source_view(s: Any) -> dict[str, Any]:
         view["partner_reference"] = s.reference
     if s.reason:
         view["reason"] = s.reason
+    if getattr(s, "transport_evidence", None):
+        view["transport"] = json.loads(s.transport_evidence)
     return view
+
+
+def platform_summary(evidence: dict[str, Any]) -> dict[str, Any]:
+    """What the audit keeps of a platform's evidence: which platform, the message id and the request hash
+    (no user ids: the audit record names the officer its own way)."""
+    keep = ("platform", "name", "x_road_id", "request_hash", "hash_algorithm", "verified", "transaction_id")
+    return {key: evidence[key] for key in keep if key in evidence}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Text, bindparam, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,6 +30,9 @@ class Answer:
     reference: str | None = None
     reason: str | None = None
     attempts: int = 0
+    #: What the platform proved about the call that answered (None: direct, or an answer by callback,
+    #: which keeps the evidence of the call that was accepted).
+    evidence: dict[str, Any] | None = None
 
 
 async def create(
@@ -152,6 +156,8 @@ async def record_many(conn: AsyncConnection, answers: list[tuple[str, Answer]]) 
             reason=bindparam("new_reason"),
             attempts=bindparam("new_attempts"),
             answered_at=bindparam("new_answered_at"),
+            # A late answer (callback, deadline) keeps the evidence of the call the partner accepted.
+            transport_evidence=func.coalesce(bindparam("new_evidence", type_=Text), s.transport_evidence),
         ),
         [
             {
@@ -164,6 +170,7 @@ async def record_many(conn: AsyncConnection, answers: list[tuple[str, Answer]]) 
                 "new_reason": answer.reason,
                 "new_attempts": answer.attempts,
                 "new_answered_at": at,
+                "new_evidence": _evidence(answer.evidence),
             }
             for source, answer in taken
         ],
@@ -215,13 +222,23 @@ async def record_many(conn: AsyncConnection, answers: list[tuple[str, Answer]]) 
     return results
 
 
-async def note_accepted_later(conn: AsyncConnection, request_ref: str, reference: str | None) -> None:
-    """The partner took the request and will call back: remember its reference, stay pending."""
+async def note_accepted_later(
+    conn: AsyncConnection,
+    request_ref: str,
+    reference: str | None,
+    evidence: Mapping[str, Any] | None = None,
+) -> None:
+    """The partner took the request and will call back: remember its reference (and what the platform
+    proved about the call that it accepted), stay pending."""
     await conn.execute(
         update(inquiry_sources)
         .where(inquiry_sources.c.request_ref == request_ref, inquiry_sources.c.status == PENDING)
-        .values(reference=reference)
+        .values(reference=reference, transport_evidence=_evidence(evidence))
     )
+
+
+def _evidence(evidence: Mapping[str, Any] | None) -> str | None:
+    return json.dumps(dict(evidence), ensure_ascii=False, sort_keys=True) if evidence else None
 
 
 async def overdue_sources(conn: AsyncConnection, at: datetime, limit: int = 500) -> list[Row[Any]]:

@@ -192,6 +192,9 @@ inquiry_sources = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("due_at", TS, nullable=False),
     Column("answered_at", TS),
+    # What the exchange platform proved about the call (JSON: X-Road's request hash, an LGSP transaction
+    # id); NULL for a direct call. Kept beside the answer: it shows which question the answer answers.
+    Column("transport_evidence", Text),
     UniqueConstraint("inquiry_id", "source_id"),
     Index("ix_inquiry_sources_pending", "status", "due_at"),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -202,6 +202,8 @@ class Deliverer:
         urgent = (message.headers or {}).get("priority") == "urgent"
         outcome = await partner.deliver(document, urgent=urgent)
         if outcome.status == "delivered":
+            if outcome.receipt is not None and outcome.evidence:
+                return replace(outcome.receipt, platform=outcome.evidence)
             return outcome.receipt
         reason = outcome.reason or outcome.status
         if outcome.status == "error":

@@ -94,7 +94,10 @@ class LookupWorker:
         if outcome.status == PENDING:
             # Taken by the partner, answered later through the api: remember its reference.
             reference = outcome.answer.reference if outcome.answer else None
-            await self._db.write(lambda conn: store.note_accepted_later(conn, request.request_ref, reference))
+            evidence = outcome.evidence
+            await self._db.write(
+                lambda conn: store.note_accepted_later(conn, request.request_ref, reference, evidence)
+            )
             return
         await self.record(request.request_ref, answer_of(outcome), partner_code)
 
@@ -272,4 +275,5 @@ def answer_of(outcome: Outcome) -> Answer:
         reference=answer.reference if answer else None,
         reason=outcome.reason,
         attempts=outcome.attempts,
+        evidence=dict(outcome.evidence) if outcome.evidence else None,
     )
