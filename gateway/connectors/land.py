@@ -35,6 +35,7 @@ from gateway.connectors.base import (
 from gateway.connectors.rest import (
     PartnerTimeout,
     canonical_answer,
+    connection_failure,
     default_transport,
     headers,
     status_error,
@@ -147,7 +148,7 @@ class LandConnector:
         except TimeoutError as exc:
             raise PartnerTimeout(f"no answer within {self.partner.timeout_seconds:g} s") from exc
         except aiohttp.ClientError as exc:
-            raise ConnectorError(f"connection failed ({type(exc).__name__})", retryable=True) from exc
+            raise connection_failure(exc) from exc
         finally:
             _request_ref.reset(token)
         return serialize_object(result, dict)  # type: ignore[no-untyped-call]

@@ -21,6 +21,7 @@ Reasons never carry the partner's body or the subject: they end up in logs and i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -43,6 +44,22 @@ class PartnerTimeout(ConnectorError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, retryable=True)
+
+
+_SSL_REASON = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
+
+
+def connection_failure(exc: aiohttp.ClientError) -> ConnectorError:
+    """A call that reached no answer: retryable, with a reason an operator can act on — a TLS refusal
+    says which side refused and why (the OpenSSL reason code; no addresses, no bodies)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        verify = getattr(exc.certificate_error, "verify_message", "") or "verification failed"
+        return ConnectorError(f"TLS: the partner's certificate is not trusted ({verify})", retryable=True)
+    found = _SSL_REASON.search(str(exc))
+    if isinstance(exc, aiohttp.ClientSSLError) or found:
+        code = found.group(1) if found else type(exc).__name__
+        return ConnectorError(f"TLS handshake refused ({code})", retryable=True)
+    return ConnectorError(f"connection failed ({type(exc).__name__})", retryable=True)
 
 
 def status_error(status: int) -> ConnectorError:
@@ -107,7 +124,7 @@ class RestClient:
         except TimeoutError as exc:
             raise PartnerTimeout(f"no answer within {self.partner.timeout_seconds:g} s") from exc
         except aiohttp.ClientError as exc:
-            raise ConnectorError(f"connection failed ({type(exc).__name__})", retryable=True) from exc
+            raise connection_failure(exc) from exc
 
     async def post(
         self, path: str, payload: Mapping[str, Any], request_ref: str

@@ -34,7 +34,31 @@ async def exchange(
     timeout_seconds: float,
     ssl_context: ssl.SSLContext | None = None,
 ) -> Reply:
-    """Send and read the whole answer (any status). Timeouts and connection failures propagate."""
+    """Send and read the whole answer (any status). Timeouts and connection failures propagate, except a
+    connection closed under mutual TLS, which is reported as what it most likely is."""
+    try:
+        return await _exchange(session, method, url, body, headers, timeout_seconds, ssl_context)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        if ssl_context is None or isinstance(exc, aiohttp.ClientConnectorError):
+            raise
+        # Under TLS 1.3 a server that refuses our client certificate says so in an alert that usually
+        # arrives after the request was written: what the client sees is a reset or a closed connection.
+        raise ConnectorError(
+            "TLS: the connection was closed after the handshake"
+            " (a refused client certificate looks like this)",
+            retryable=True,
+        ) from exc
+
+
+async def _exchange(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout_seconds: float,
+    ssl_context: ssl.SSLContext | None,
+) -> Reply:
     async with session.request(
         method,
         url,
