@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import aio_pika
+import aiormq
 import pytest
 
 from gateway.amqp import broker
@@ -80,10 +81,20 @@ async def test_a_dropped_node_hands_the_connection_and_its_consumer_to_the_next(
             assert connection.url.port == first.port
             await first.pause()  # the first node goes away and stays away
             await asyncio.wait_for(_moved(connection, second.port), 30)
-            await channel.default_exchange.publish(aio_pika.Message(b"after"), routing_key=queue_name)
+            # The connection is back before its channels are: publish once the channel is restored.
+            await asyncio.wait_for(_publish_when_restored(channel, queue_name, b"after"), 30)
             assert await asyncio.wait_for(received.get(), 15) == b"after"
         finally:
             await connection.close()
+
+
+async def _publish_when_restored(channel: aio_pika.abc.AbstractChannel, queue: str, body: bytes) -> None:
+    while True:
+        try:
+            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=queue)
+            return
+        except aiormq.exceptions.ChannelInvalidStateError:
+            await asyncio.sleep(0.05)
 
 
 async def _moved(connection: ClusterConnection, port: int) -> None:
