@@ -175,6 +175,10 @@ class XRoadPlatform(BaseModel):
     #: Who the gateway is on X-Road: ``INSTANCE/CLASS/MEMBER/SUBSYSTEM`` (``XROADVN/GOV/…/THADS-GW``).
     client: str = Field(pattern=r"^[^/\s]+/[^/\s]+/[^/\s]+/[^/\s]+$")
     protocol_version: str = "4.0"
+    #: What the gateway does with a REST answer's ``X-Road-Request-Hash`` (gateway/transports/xroad.py):
+    #: ``verify`` recomputes it (the simulated security server's form); ``record`` keeps it as the consumer
+    #: security server, which must verify it and whose form the gateway cannot recompute, passed it.
+    rest_request_hash: Literal["verify", "record"] = "verify"
     tls: TlsFiles | None = None
 
 
