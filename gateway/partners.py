@@ -239,6 +239,12 @@ def load_platforms(config_dir: Path) -> Platforms:
                 update[key] = os.environ[env]
         if lgsp.tls is not None:
             update["tls"] = lgsp.tls.resolved(config_dir)
+        # Secret files are named relative to the config directory, like certificates; the transport
+        # that reads them (per call, so a rotated secret needs no restart) does not know that directory.
+        for key in ("client_secret_file", "access_token_file"):
+            value = getattr(lgsp, key)
+            if value and not Path(value).is_absolute():
+                update[key] = str(config_dir / value)
         platforms.lgsp[name] = lgsp.model_copy(update=update)
     return platforms
 

@@ -21,7 +21,7 @@ from gateway.connectors.vneid import VneidConnector
 from gateway.domain.doctypes import PartnerKind
 from gateway.partners import Partner, Platforms
 from gateway.storage.database import Database
-from gateway.transports.registry import build_transport
+from gateway.transports.registry import TransportCache, build_transport
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,11 @@ async def build_connector(
     session: aiohttp.ClientSession,
     db: Database | None = None,
     platforms: Platforms | None = None,
+    cache: TransportCache | None = None,
 ) -> Connector:
     """The partner's connector over the transport its configuration names (``platforms``: the
-    ``[platforms]`` of partners.toml; none given: no platform is configured)."""
+    ``[platforms]`` of partners.toml; none given: no platform is configured). ``cache``: what the
+    partners of one build share (an LGSP platform's token); none: nothing shared."""
     if partner.pulls:
         # Never called: what it is sent waits in its inbox, in the gateway's database.
         if db is None:
@@ -55,7 +57,7 @@ async def build_connector(
         raise ValueError(f"partner {partner.code}: no SOAP connector for kind {partner.kind!r}")
     if partner.protocol == "rest" and partner.kind not in REST_CONNECTORS:
         raise ValueError(f"partner {partner.code}: no REST connector for kind {partner.kind!r}")
-    transport = build_transport(partner, session, platforms or Platforms())
+    transport = build_transport(partner, session, platforms or Platforms(), cache)
     if partner.protocol == "soap":
         return await LandConnector.create(partner, session, transport)
     return REST_CONNECTORS[partner.kind](partner, session, transport)
@@ -74,9 +76,11 @@ async def build_connectors(
     up as failed inquiries.
     """
     connectors: dict[str, Connector] = {}
+    # One OAuth2 token per LGSP platform for all its partners: one token request per expiry, not one each.
+    cache = TransportCache()
     try:
         for partner in partners:
-            connectors[partner.code] = await build_connector(partner, session, db, platforms)
+            connectors[partner.code] = await build_connector(partner, session, db, platforms, cache)
     except BaseException:
         await close_all(connectors)
         raise

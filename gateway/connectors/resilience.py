@@ -149,9 +149,10 @@ class CircuitBreaker:
             # Only transient failures say the partner is unwell. An unusable answer still proves it is
             # up, and a cancelled call (shutdown) says nothing about it.
             # A platform's rate limit (an LGSP's 429) says nothing about the partner behind it either.
+            # purgatory applies the first entry whose class matches: the subclass goes first.
             exclude=[
+                (PlatformError, lambda e: not e.retryable or not e.counts_for_breaker),
                 (ConnectorError, lambda e: not e.retryable),
-                (PlatformError, lambda e: not e.counts_for_breaker),
                 asyncio.CancelledError,
             ],
         )
