@@ -4,7 +4,6 @@ real partner simulators, called through the real connectors and guard (breaker, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,6 @@ from gateway.connectors.base import LookupRequest, Subject
 from gateway.connectors.registry import build_connectors
 from gateway.connectors.resilience import (
     RETRY_AFTER_CAP_SECONDS,
-    CircuitBreaker,
     GuardedConnector,
     _honouring_retry_after,
 )
@@ -171,26 +169,6 @@ async def test_a_token_the_platform_drops_is_replaced_once_for_fifty_concurrent_
     assert 1 <= world.sim.refusals["invalid_token"] <= 50
 
 
-def _breaker_counts_platform_rate_limits() -> bool:
-    """Whether the guard's breaker counts a retryable PlatformError that says it must not: purgatory
-    applies the first exclusion whose class matches, and ``(ConnectorError, not retryable)`` listed before
-    ``(PlatformError, not counts_for_breaker)`` matches a platform's 429 first (resilience.py)."""
-
-    async def probe() -> bool:
-        breaker = CircuitBreaker("probe", failures=1, recovery_seconds=60)
-        with contextlib.suppress(PlatformError):
-            async with breaker.guard():
-                raise PlatformError("rate limited", retryable=True, counts_for_breaker=False)
-        return breaker.state() == "open"
-
-    return asyncio.run(probe())
-
-
-@pytest.mark.xfail(
-    _breaker_counts_platform_rate_limits(),
-    reason="the breaker's exclusions are ordered so that a platform's 429 counts (resilience.py)",
-    strict=True,
-)
 async def test_a_rate_limit_storm_never_opens_the_breaker(world: World) -> None:
     # Two failures would open this breaker; the storm answers 429 to many more calls than that.
     (vcb,) = await guarded(
