@@ -37,9 +37,13 @@ def inquiry(id_number: str = "001085012345", **changes: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, TestClient[Any, Any]]]:
-    async with running_gateway(tmp_path) as started:
+@pytest.fixture(params=["direct", "platforms"])
+async def running(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[LookupWorld, TestClient[Any, Any]]]:
+    """Once with every partner called directly, once through the simulated platforms (land, tax,
+    vehicles and population through X-Road, the banks through an LGSP): the same assertions hold."""
+    async with running_gateway(tmp_path, transport=request.param) as started:
         yield started
 
 
@@ -74,6 +78,17 @@ async def test_one_inquiry_every_source_answers_with_seeded_data(
     )
     for s in sources.values():
         assert len(s["request_sha256"]) == 64 and s["answered_at"]
+    if lw.platforms.any:
+        # Which request each answer answers, as the platform proved it.
+        for name in ("land", "tax", "vehicle", "population"):
+            proof = sources[name]["transport"]
+            assert proof["platform"] == "xroad" and proof["verified"] is True, proof
+            assert proof["request_hash"] and proof["x_road_id"]
+        for code in ("BANK-VCB", "BANK-BIDV", "BANK-CTG", "BANK-TCB"):
+            proof = sources[f"bank:{code}"]["transport"]
+            assert proof["platform"] == "lgsp" and proof["transaction_id"], proof
+    else:
+        assert not any("transport" in s for s in sources.values())
 
     listed = await (
         await api.get(f"/v1/asset-inquiries?case_ref={view['case_ref']}", headers=lw.world.case_headers())

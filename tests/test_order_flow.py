@@ -36,9 +36,15 @@ async def last_request(lw: LookupWorld, code: str) -> dict[str, Any]:
         return told
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, Client]]:
-    async with running_gateway(tmp_path, silent_banks=frozenset({"BANK-AGR"}), slow_delay=1.0) as (lw, api):
+@pytest.fixture(params=["direct", "platforms"])
+async def gateway(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[LookupWorld, Client]]:
+    """Once with the banks and the land registry called directly, once through the simulated platforms
+    (banks through an LGSP, the land registry through X-Road): the same assertions hold."""
+    async with running_gateway(
+        tmp_path, silent_banks=frozenset({"BANK-AGR"}), slow_delay=1.0, transport=request.param
+    ) as (lw, api):
         yield lw, api
 
 
@@ -87,6 +93,11 @@ async def test_blocking_order_is_executed_reported_once_and_confirmed(
     assert timeline.index("delivered") < timeline.index("answered"), timeline
     delivery = next(e for e in answered["timeline"] if e["event"] == "delivered")
     assert delivery["detail"]["answer"] == "at_once"
+    if lw.platforms.any:  # handed over through the LGSP: its transaction is the evidence
+        assert delivery["detail"]["platform"]["platform"] == "lgsp"
+        assert delivery["detail"]["platform"]["transaction_id"]
+    else:
+        assert "platform" not in delivery["detail"]
 
     [report] = await received(lw.world.case_queue, expect=1)
     assert report["message_id"] == reply["message_id"]
@@ -190,6 +201,10 @@ async def test_land_suspension_and_lifting_go_over_soap(gateway: tuple[LookupWor
     await send(api, lw, suspension)
     answered = await wait_for(api, lw, suspension["message_id"], "answered")
     assert answered["replies"][0]["message_type"] == "report.land_transfer_suspension"
+    if lw.platforms.any:  # through X-Road: the security server's hash of the SOAP request sent
+        delivery = next(e for e in answered["timeline"] if e["event"] == "delivered")
+        proof = delivery["detail"]["platform"]
+        assert proof["platform"] == "xroad" and proof["verified"] is True and proof["request_hash"]
 
     lifting = fresh(orders.lifting(suspension["message_id"]))
     await send(api, lw, lifting)

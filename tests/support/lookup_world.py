@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from gateway.amqp.names import Names
 from gateway.security.clients import ClientStore
 from gateway.security.keys import public_pem, write_keypair
 from gateway.simulators.partners.servers import Partners, start_partners
+from gateway.simulators.platforms import RunningPlatforms, start_platforms
 from gateway.web.app import create_app
 from gateway.worker.main import Worker
 from tests.conftest import ROOT, World, make_world
@@ -37,19 +38,51 @@ PARTNER_CODES = {
 }
 
 
+#: ``transport="platforms"``: who goes through which simulated platform (the rest: direct).
+THROUGH_XROAD = {"LAND-REG": "", "TAX": "tax", "POLICE-VEH": "vehicles", "POP-REG": "population"}
+XROAD_CLIENT = "XROADVN/GOV/000.00.00.G22/THADS-GW"
+LGSP_SECRETS = {
+    "GATEWAY_TEST_LGSP_SECRET": "lgsp-test-secret",
+    "GATEWAY_TEST_LGSP_ACCESS": "lgsp-test-access",
+}
+
+
 @dataclass
 class LookupWorld:
     world: World
     partners: Partners
     api_port: int
+    #: The simulated exchange platforms in front of the partners (``transport="platforms"``).
+    platforms: RunningPlatforms = field(default_factory=RunningPlatforms)
 
     @property
     def settings(self) -> Any:
         return self.world.settings
 
 
-def write_partners(config: Path, urls: dict[str, str], **policy: Any) -> None:
+def write_partners(config: Path, urls: dict[str, str], transport: str = "direct", **policy: Any) -> None:
+    """partners.toml for the simulators at ``urls``. ``transport="platforms"``: the land registry, tax,
+    vehicles and population through a simulated X-Road security server, every bank through a simulated
+    LGSP (the same partners behind them)."""
     blocks = []
+    document: dict[str, Any] = {}
+    if transport == "platforms":
+        xroad_port, lgsp_port = free_port(), free_port()
+        document["platforms"] = {
+            "xroad": {"security_server": f"http://127.0.0.1:{xroad_port}", "client": XROAD_CLIENT},
+            "lgsp": {
+                "HN": {
+                    "base_url": f"http://127.0.0.1:{lgsp_port}/gw",
+                    "token_url": f"http://127.0.0.1:{lgsp_port}/oauth2/token",
+                    "client_id": "thads-gateway",
+                    "client_secret_env": "GATEWAY_TEST_LGSP_SECRET",
+                    "access_token_env": "GATEWAY_TEST_LGSP_ACCESS",
+                }
+            },
+        }
+        os.environ.update(LGSP_SECRETS)
+    elif transport != "direct":
+        raise ValueError(f"transport {transport!r}: direct or platforms")
     for code, (kind, protocol) in PARTNER_CODES.items():
         block: dict[str, Any] = {
             "code": code,
@@ -66,9 +99,17 @@ def write_partners(config: Path, urls: dict[str, str], **policy: Any) -> None:
             block["batch_size"] = policy["batch_sizes"][code]
         if protocol == "soap":
             block["wsdl"] = str(ROOT / "config" / "wsdl" / "land-registry.wsdl")
+        if transport == "platforms" and code in THROUGH_XROAD:
+            block["transport"] = "xroad"
+            block["xroad"] = {"subsystem": f"XROADVN/GOV/000.00.00.P01/{code}"}
+            if protocol == "rest":
+                block["xroad"]["service_code"] = THROUGH_XROAD[code]
+        elif transport == "platforms" and kind == "bank":
+            block["transport"] = "lgsp"
+            block["lgsp"] = {"platform": "HN", "path": "/" + code.lower()}
         blocks.append(block)
         os.environ[block["credentials"]] = "simulator-token"
-    (config / "partners.toml").write_text(tomli_w.dumps({"partner": blocks}), "utf-8")
+    (config / "partners.toml").write_text(tomli_w.dumps(document | {"partner": blocks}), "utf-8")
     for name in ("legal_bases.toml", "holidays.toml"):
         (config / name).write_text((ROOT / "config" / name).read_text("utf-8"), "utf-8")
 
@@ -79,6 +120,7 @@ async def make_lookup_world(
     modes: dict[str, str] | None = None,
     settings: dict[str, Any] | None = None,
     silent_banks: frozenset[str] = frozenset(),
+    transport: str = "direct",
     **policy: Any,
 ) -> LookupWorld:
     api_port = free_port()
@@ -108,8 +150,13 @@ async def make_lookup_world(
         gateway_url=world.settings.api.public_url,
         silent_banks=silent_banks,
     )
-    write_partners(world.settings.config_dir, partners.urls, **policy)
-    return LookupWorld(world, partners, api_port)
+    write_partners(world.settings.config_dir, partners.urls, transport, **policy)
+    try:
+        platforms = await start_platforms(world.settings.config_dir)
+    except BaseException:
+        await partners.close()
+        raise
+    return LookupWorld(world, partners, api_port, platforms)
 
 
 async def delete_lookup_topology(lw: LookupWorld) -> None:
@@ -134,20 +181,25 @@ async def running_gateway(
             stop.set()
             await asyncio.wait_for(task, 30)
             await client.close()
+            await lw.platforms.close()
             await lw.partners.close()
             await delete_lookup_topology(lw)
 
 
 @asynccontextmanager
 async def lookup_processes(
-    home: Path, processes: Callable[[LookupWorld], GatewayProcesses] | None = None
+    home: Path,
+    processes: Callable[[LookupWorld], GatewayProcesses] | None = None,
+    transport: str = "direct",
 ) -> AsyncIterator[tuple[LookupWorld, GatewayProcesses]]:
     """The real api and worker processes against the simulators, with deadlines long enough that
     every source answers (for correctness and throughput runs, not deadline tests). ``processes`` makes
     them another way (a cluster's node list): their broker's topology is then its owner's to remove."""
     deadlines = dict.fromkeys(("land", "bank", "tax", "vehicle", "population"), "900s")
     with scratch_database(home) as database_url:
-        lw = await make_lookup_world(home, database_url, callback_delay=1.0, deadlines=deadlines)
+        lw = await make_lookup_world(
+            home, database_url, callback_delay=1.0, deadlines=deadlines, transport=transport
+        )
         procs = (processes or _local_processes(home))(lw)
         procs.start("api")
         procs.start("worker")
@@ -156,6 +208,7 @@ async def lookup_processes(
             yield lw, procs
         finally:
             procs.stop_all()
+            await lw.platforms.close()
             await lw.partners.close()
             if processes is None:
                 await delete_lookup_topology(lw)
