@@ -205,6 +205,14 @@ async def test_a_judgment_pushed_through_a_trusted_security_server_gets_its_rece
     }
     assert not in_clear(records)
 
+    # A read through X-Road is audited with its call too.
+    read = await gateway.send(
+        "GET", f"/v1/messages/{doc['message_id']}", headers={**certificate(), **xroad()}
+    )
+    assert read.status == 200, read.body
+    (shown,) = [r for r in await audit_records(gateway.world) if r["action"] == "messages.read"]
+    assert shown["data"]["xroad"]["client"] == COURT_XROAD and shown["subject"] == masked
+
 
 async def test_a_security_server_trusted_by_its_address_needs_no_certificate(gateway: Gateway) -> None:
     answer = await gateway.send(
