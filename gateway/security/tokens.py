@@ -17,13 +17,16 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cachetools import TLRUCache
 
 from gateway.security.clients import Client, ClientStore
 from gateway.security.keys import PrivateKey, algorithm_for
+
+if TYPE_CHECKING:
+    from gateway.security.xroad_inbound import XRoadCall
 
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
 ACCEPTED_ALGORITHMS = frozenset({"ES256", "EdDSA"})
@@ -42,6 +45,14 @@ class Principal:
     token_id: str
     #: When the token stops being accepted (exp + leeway, Unix time): how long its jti is remembered.
     expires: float = 0.0
+    #: The X-Road call this request arrived as, when a trusted security server forwarded it
+    #: (gateway/security/xroad_inbound.py); None for a caller known by its token alone.
+    xroad: XRoadCall | None = None
+
+    def audit_data(self) -> dict[str, Any]:
+        """What the audit record of a request keeps of how the caller arrived: ``{"xroad": {...}}`` for
+        an X-Road call, nothing otherwise. Merged into the ``data`` of the request's audit entries."""
+        return self.xroad.audit() if self.xroad is not None else {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,7 @@ class BulkService:
                 "purpose": body["purpose"],
                 "debtors": len(body["debtors"]),
                 "sources": [r.source_id for r in sources],
+                **principal.audit_data(),
             },
         )
         try:

@@ -7,7 +7,7 @@ audited in clear.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -35,8 +35,11 @@ class CitizenService:
         self._pepper = pepper
         self._clock = clock
 
-    async def record_consent(self, actor: str, subject: str | None, document: object) -> dict[str, Any]:
-        """Record a person's consent to notices, or its withdrawal. Raises :class:`Refused`."""
+    async def record_consent(
+        self, actor: str, subject: str | None, document: object, via: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Record a person's consent to notices, or its withdrawal. Raises :class:`Refused`. ``via``: how
+        the request arrived (an X-Road call), kept in its audit record."""
         violations = self._catalog.violations("consent.request", document)
         if violations:
             raise Refused(violations)
@@ -69,7 +72,12 @@ class CitizenService:
                     outcome="recorded",
                     status_code=201,
                     object_ref=consent.reference,
-                    data={"channel": consent.channel, "status": consent.status, "consent_of": person},
+                    data={
+                        "channel": consent.channel,
+                        "status": consent.status,
+                        "consent_of": person,
+                        **(via or {}),
+                    },
                 ),
             )
         assert current is not None
@@ -84,7 +92,9 @@ class CitizenService:
             "current_status": current.status,
         }
 
-    async def data_access(self, actor: str, subject: str | None, person_id: str) -> dict[str, Any]:
+    async def data_access(
+        self, actor: str, subject: str | None, person_id: str, via: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Every lookup and document that named the person: who, when, which case, basis and purpose,
         which categories of data came back (never the data). The request is audited, without the ID."""
         if not is_personal_id(person_id):
@@ -101,7 +111,7 @@ class CitizenService:
                     outcome="read",
                     status_code=200,
                     # Not the pseudonym: a report request is not an access the next report should list.
-                    data={"entries": len(found)},
+                    data={"entries": len(found), **(via or {})},
                 ),
             )
         return {

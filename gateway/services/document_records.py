@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,8 @@ class Actor:
 
     id: str
     subject: str | None = None
+    #: How a client's request arrived, kept in its audit record (``{"xroad": {...}}`` for an X-Road call).
+    via: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class DocumentRecords:
                 **({"case_ref": doc["case_ref"]} if doc.get("case_ref") else {}),
                 **({"legal_basis": doc["legal_basis"]} if doc.get("legal_basis") else {}),
                 **({"copy_of": doc["copy_of"]} if doc.get("copy_of") else {}),
+                **actor.via,
             },
         )
         evidence = {"receipt_id": receipt["receipt_id"]}

@@ -86,7 +86,9 @@ class DocumentService:
         doc = self._schema_valid(doc_type, document)
         if doc["sender"] != client.id:
             raise Forbidden(f"client {client.id} may only send messages whose sender is {client.id}")
-        return await self._accept(doc_type, doc, Actor(client.id, principal.subject), action, trusted=False)
+        return await self._accept(
+            doc_type, doc, Actor(client.id, principal.subject, principal.audit_data()), action, trusted=False
+        )
 
     async def accept_from_partner(
         self, partner_code: str, document: Document, *, first: WriteStep | None = None
@@ -286,6 +288,7 @@ class DocumentService:
                     message_id=earlier.message_id,
                     object_ref=earlier.natural_key,
                     reason=None if pushed_id == earlier.message_id else f"resent as {pushed_id}",
+                    data=actor.via or None,
                 ),
             )
         return PushResult(json.loads(earlier.receipt), duplicate=True)

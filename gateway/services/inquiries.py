@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -104,6 +104,8 @@ class InquiryService:
         inquiry, source_rows, requests, audit = self.rows_for(
             body, sources, inquiry_id, client.id, principal.subject, idempotency_key, digest, callback_base
         )
+        if principal.xroad is not None:  # how the request arrived joins its record
+            audit = replace(audit, data={**(audit.data or {}), **principal.audit_data()})
         try:
             claim = self.relay.claim()
             held: list[outbox.Pending] = []
@@ -309,6 +311,7 @@ def read_entry(principal: Principal, view: dict[str, Any], **more: Any) -> Audit
             "case_ref": view["case_ref"],
             "status": view["status"],
             "sources_shown": [s["source"] for s in view["sources"] if "rows" in s],
+            **principal.audit_data(),
         },
     )
 

@@ -52,7 +52,11 @@ class MessageService:
                     outcome="read",
                     status_code=200,
                     message_id=view["message_id"],
-                    data={"message_type": view["message_type"], "status": view["status"]},
+                    data={
+                        "message_type": view["message_type"],
+                        "status": view["status"],
+                        **principal.audit_data(),
+                    },
                 ),
             )
         return view
@@ -132,6 +136,7 @@ class MessageService:
                         status_code=200,
                         message_id=row.message_id,
                         object_ref=case_ref,
+                        data=principal.audit_data() or None,
                     ),
                 )
         return await self._status(principal, row.message_id), first
@@ -191,6 +196,7 @@ class MessageService:
                     status_code=200,
                     message_id=row.message_id,
                     reason=reason,
+                    data=principal.audit_data() or None,
                 ),
             )
             current = await store.get(conn, row.message_id)

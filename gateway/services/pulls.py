@@ -312,6 +312,7 @@ def _fetch_audit(principal: Principal, items: list[store.Item], lease: str, seco
             "kinds": sorted({item.kind for item in items}),
             "again": [item.item_id for item in items if item.fetches > 0],
             "lease_seconds": seconds,
+            **principal.audit_data(),
         },
     )
 
@@ -328,5 +329,6 @@ def _ack_audit(
         data={
             "items": [item.item_id for item in acked],
             "repeated": [item.item_id for item in again],
+            **principal.audit_data(),
         },
     )

@@ -6,11 +6,16 @@ services (and their rules) are the same for both transports.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 from lxml import etree
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 COURTS_NS = "urn:thads:gateway:courts:1"
+#: The X-Road SOAP header's namespace: its blocks are understood (gateway/soap/xroad_header.py).
+XROAD_NS = "http://x-road.eu/xsd/xroad.xsd"
 CONTENT_TYPE = "text/xml"
 
 
@@ -46,17 +51,29 @@ def body_payload(root: etree._Element) -> etree._Element:
     return payload[0]
 
 
-def envelope(payload: etree._Element) -> bytes:
-    """``payload`` wrapped in a SOAP 1.1 envelope, serialised as UTF-8 with an XML declaration."""
+def envelope(payload: etree._Element, header: Sequence[etree._Element] = ()) -> bytes:
+    """``payload`` wrapped in a SOAP 1.1 envelope, serialised as UTF-8 with an XML declaration;
+    ``header``: blocks for its Header (none: no Header)."""
     root = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
+    add_header(root, header)
     etree.SubElement(root, f"{{{SOAP_ENV}}}Body").append(payload)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
+def add_header(root: etree._Element, blocks: Sequence[etree._Element]) -> None:
+    """A Header holding copies of ``blocks`` as the first child of the envelope ``root`` (none: nothing)."""
+    if blocks:
+        header = etree.SubElement(root, f"{{{SOAP_ENV}}}Header")
+        for block in blocks:
+            header.append(copy.deepcopy(block))
+
+
 def _check_header(header: etree._Element) -> None:
-    # No header block is understood here (authentication is the HTTP Bearer token), so SOAP 1.1 requires
-    # refusing any block marked mustUnderstand rather than silently ignoring it.
+    # Only the X-Road header is understood here (the rest of authentication is the HTTP Bearer token), so
+    # SOAP 1.1 requires refusing any other block marked mustUnderstand rather than silently ignoring it.
     for block in _elements(header):
+        if block.tag.startswith(f"{{{XROAD_NS}}}"):
+            continue
         if block.get(f"{{{SOAP_ENV}}}mustUnderstand", "0").strip() == "1":
             raise EnvelopeError("MustUnderstand", f"header block {block.tag} is not understood")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from io import BytesIO
@@ -318,8 +318,14 @@ _RECEIPT = (
 )
 
 
-def receipt_to_xml(receipt: Mapping[str, Any], duplicate: bool, response_tag: str = RESPONSE) -> bytes:
-    """The SOAP envelope answering a push: the signed receipt, and whether it is an earlier one."""
+def receipt_to_xml(
+    receipt: Mapping[str, Any],
+    duplicate: bool,
+    response_tag: str = RESPONSE,
+    header: Sequence[etree._Element] = (),
+) -> bytes:
+    """The SOAP envelope answering a push: the signed receipt, and whether it is an earlier one;
+    ``header``: the request's X-Road header blocks, echoed."""
     response = etree.Element(response_tag, nsmap={"c": COURTS_NS})
     for name, key in _RECEIPT:
         _sub(response, name).text = str(receipt[key])
@@ -328,7 +334,7 @@ def receipt_to_xml(receipt: Mapping[str, Any], duplicate: bool, response_tag: st
         _sub(signed, "Field").text = str(field)
     _sub(response, "Signature").text = str(receipt["signature"])
     _sub(response, "Duplicate").text = "true" if duplicate else "false"
-    return envelope(response)
+    return envelope(response, header)
 
 
 def _sub(parent: etree._Element, name: str) -> etree._Element:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from lxml import etree
 
 from gateway.problems import PROBLEM_BASE, Problem, Violation
-from gateway.soap import COURTS_NS, SOAP_ENV
+from gateway.soap import COURTS_NS, SOAP_ENV, add_header
 
 ENVELOPE_CODES = frozenset({"VersionMismatch", "MustUnderstand", "Client", "Server"})
 # Characters XML 1.0 cannot carry at all; messages may quote caller input or library errors.
@@ -32,8 +32,9 @@ def fault_code(status: int) -> str:
     return "Server" if status >= 500 else "Client"
 
 
-def from_problem(problem: Problem, code: str | None = None) -> bytes:
-    """The fault envelope for ``problem``; ``code`` overrides the faultcode derived from its status."""
+def from_problem(problem: Problem, code: str | None = None, header: Sequence[etree._Element] = ()) -> bytes:
+    """The fault envelope for ``problem``; ``code`` overrides the faultcode derived from its status;
+    ``header``: the request's X-Road header blocks, echoed (once they were read)."""
     return build(
         code or fault_code(problem.status),
         problem.detail or problem.title,
@@ -41,6 +42,7 @@ def from_problem(problem: Problem, code: str | None = None) -> bytes:
         problem_type=PROBLEM_BASE + problem.kind,
         violations=problem.violations,
         omitted=problem.omitted,
+        header=header,
     )
 
 
@@ -52,12 +54,14 @@ def build(
     problem_type: str,
     violations: Sequence[Violation] = (),
     omitted: int = 0,
+    header: Sequence[etree._Element] = (),
 ) -> bytes:
     """A complete SOAP 1.1 envelope holding one Fault, with a ``GatewayFault`` detail for Client/Server;
     ``omitted``: violations found but not listed (``ErrorsOmitted``, REST's ``errors_omitted``)."""
     if code not in ENVELOPE_CODES:
         raise ValueError(f"not a SOAP 1.1 faultcode: {code}")
     root = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
+    add_header(root, header)
     body = etree.SubElement(root, f"{{{SOAP_ENV}}}Body")
     fault = etree.SubElement(body, f"{{{SOAP_ENV}}}Fault")
     # faultcode, faultstring and detail are unqualified (SOAP 1.1 section 4.4); the code is a QName whose

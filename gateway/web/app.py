@@ -22,6 +22,7 @@ from gateway.security.outbound import OutboundPolicy
 from gateway.security.replay import token_uses_store
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
+from gateway.security.xroad_inbound import load_xroad_inbound
 from gateway.services.answers import AnswerService
 from gateway.services.bulk import BulkService
 from gateway.services.factory import build_document_service
@@ -82,6 +83,7 @@ def build_services(settings: Settings, db: Database) -> Services:
             settings.bulk,
             outbound=OutboundPolicy.from_settings(settings.outbound),
         ),
+        xroad=load_xroad_inbound(settings.config_dir),
     )
 
 

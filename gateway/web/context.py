@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -10,6 +10,7 @@ from gateway.security.clients import ClientStore
 from gateway.security.replay import TokenUses
 from gateway.security.signing import Signer
 from gateway.security.tokens import TokenVerifier
+from gateway.security.xroad_inbound import XRoadInbound
 from gateway.services.answers import AnswerService
 from gateway.services.bulk import BulkService
 from gateway.services.documents import DocumentService
@@ -34,6 +35,9 @@ class Services:
     limiter: ClientRateLimiter
     token_uses: TokenUses
     bulk: BulkService
+    #: Which X-Road security servers are trusted and which X-Road clients are whom (``xroad.toml``);
+    #: none configured: X-Road headers are refused.
+    xroad: XRoadInbound = field(default_factory=XRoadInbound)
 
 
 SERVICES = web.AppKey("services", Services)

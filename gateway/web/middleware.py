@@ -166,7 +166,11 @@ async def audit_rejection(request: web.Request, problem: Problem) -> None:
         status_code=problem.status,
         message_id=request.match_info.get("message_id"),
         reason=(problem.detail or problem.title)[:500],
-        data={"violations": [v.path for v in problem.violations][:50]} if problem.violations else None,
+        data={
+            **({"violations": [v.path for v in problem.violations][:50]} if problem.violations else {}),
+            **principal.audit_data(),
+        }
+        or None,
     )
     try:
         async with request.app[SERVICES].db.transaction() as conn:

@@ -26,14 +26,18 @@ def _service(request: web.Request) -> CitizenService:
 async def record_consent(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL_KEY]
     body = await read_json(request)
-    view = await _service(request).record_consent(principal.client.id, principal.subject, body)
+    view = await _service(request).record_consent(
+        principal.client.id, principal.subject, body, via=principal.audit_data()
+    )
     return web.json_response(view, status=201)
 
 
 async def data_access(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL_KEY]
     person_id = request.query.get("person_id", "")
-    report = await _service(request).data_access(principal.client.id, principal.subject, person_id)
+    report = await _service(request).data_access(
+        principal.client.id, principal.subject, person_id, via=principal.audit_data()
+    )
     return web.json_response(report)
 
 

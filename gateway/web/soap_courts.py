@@ -5,6 +5,11 @@ Same service, same rules, same receipt; only the envelope differs. Errors are SO
 problem+json) with the HTTP status the REST API would answer: see :mod:`gateway.soap.faults`. Both a new and
 a duplicate push answer HTTP 200 (SOAP clients treat anything else as a failure); ``Duplicate`` tells them
 apart. ``GET /soap/courts?wsdl`` and ``?xsd=courts.xsd`` describe the service.
+
+Through X-Road (gateway/security/xroad_inbound.py): a call a trusted security server forwards needs no
+token; the envelope's X-Road header says who calls (``xrd:client``, mapped to a registered client), and
+the answer, receipt or fault, echoes every X-Road header field of the request, as the protocol requires.
+``GET /soap/courts?wsdl=xroad`` is the WSDL to register the service on the security server with.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from gateway.problems import (
     unavailable,
     unsupported_media_type,
 )
+from gateway.security.tokens import Principal
 from gateway.soap import CONTENT_TYPE, COURTS_NS, EnvelopeError, body_payload, faults
 from gateway.soap.courts_mapping import (
     EVENT_REQUEST,
@@ -44,8 +50,9 @@ from gateway.soap.courts_mapping import (
     xsd_violations,
 )
 from gateway.soap.xml_safety import XmlRejected, XmlTooComplex, parse_bounded, parse_untrusted
+from gateway.soap.xroad_header import XSD_FILES, SoapXRoadHeader, read_header, xroad_wsdl
 from gateway.validation import Violations, catalog, off_loop, remember_verdict
-from gateway.web.auth import authenticate
+from gateway.web.auth import admit_soap_header, authenticate, trusted_security_server
 from gateway.web.body import read_limited
 from gateway.web.context import SERVICES
 from gateway.web.middleware import audit_rejection
@@ -57,6 +64,10 @@ log = logging.getLogger(__name__)
 
 PATH: Final = "/soap/courts"
 ROUTE: Final = "judgments.push.soap"
+#: ``?wsdl=xroad``: the WSDL with the X-Road header, for registering the service on a security server.
+XROAD_WSDL: Final = "xroad"
+#: The X-Road header of the request being answered, once read: its answer echoes it, fault or not.
+XROAD_HEADER = web.RequestKey("soap_xroad_header", SoapXRoadHeader)
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 XS = "http://www.w3.org/2001/XMLSchema"
 
@@ -79,8 +90,14 @@ ADMITTING: Final = frozenset(
 async def describe(request: web.Request) -> web.Response:
     """The WSDL (``?wsdl``, any case) or the XSD it imports (``?xsd=courts.xsd``)."""
     keys = {key.lower(): value for key, value in request.query.items()}
+    services = request.app[SERVICES]
+    if keys.get("wsdl") == XROAD_WSDL:
+        base = services.xroad.provider.service_url or services.settings.api.public_url
+        return _xml(
+            served_xroad_wsdl(base.rstrip("/") + PATH), headers={"Cache-Control": "public, max-age=300"}
+        )
     if "wsdl" in keys:
-        address = request.app[SERVICES].settings.api.public_url.rstrip("/") + PATH
+        address = services.settings.api.public_url.rstrip("/") + PATH
         return _xml(served_wsdl(address), headers={"Cache-Control": "public, max-age=300"})
     if keys.get("xsd") == XSD_NAME:
         return _xml(package_file(XSD_NAME), headers={"Cache-Control": "public, max-age=300"})
@@ -97,6 +114,15 @@ def served_wsdl(address: str) -> bytes:
         if schema_import.get("schemaLocation") == XSD_NAME:
             # Relative to the WSDL's own URL (…/soap/courts?wsdl), so it resolves to …/soap/courts?xsd=….
             schema_import.set("schemaLocation", f"?xsd={XSD_NAME}")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+@cache
+def served_xroad_wsdl(address: str) -> bytes:
+    """The X-Road WSDL as served: :func:`served_wsdl` with the X-Road header declared
+    (:func:`gateway.soap.xroad_header.xroad_wsdl`), the service at ``address``."""
+    root = xroad_wsdl(served_wsdl(address), {name: package_file(name) for name in XSD_FILES})
+    etree.indent(root, space="  ")  # read by people registering the service, too
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
@@ -118,10 +144,11 @@ async def push_judgment(request: web.Request) -> web.Response:
 
 
 async def _push(request: web.Request) -> web.Response:
-    principal = await authenticate(request)
-    client = principal.client
-    if not may_hold_one(ADMITTING, client.grants, client.revoked):
-        raise forbidden(f"client {client.id} holds none of the grants {', '.join(sorted(ADMITTING))}")
+    # A call a trusted security server forwards without a token says who calls in the envelope: it is
+    # read first (the server is known by then; the limits below still bound the reading). Any other call
+    # is authenticated, and its grants checked, before its XML is read.
+    deferred = "Authorization" not in request.headers and trusted_security_server(request) is not None
+    principal = None if deferred else _admitted(await authenticate(request))
     if request.content_type != CONTENT_TYPE:
         raise unsupported_media_type(f"{CONTENT_TYPE}; charset=utf-8 (SOAP 1.1)")
     action = _soap_action(request)
@@ -139,9 +166,24 @@ async def _push(request: web.Request) -> web.Response:
     except XmlRejected as exc:
         raise bad_request(str(exc)) from exc
     payload = body_payload(root)
+    xroad = read_header(root)
+    if xroad is not None:
+        request[XROAD_HEADER] = xroad
+        principal = await (
+            authenticate(request, soap=xroad.claim)
+            if principal is None
+            else admit_soap_header(request, principal, xroad.claim)
+        )
+    elif principal is None:
+        principal = await authenticate(request)  # no token, no X-Road header: refused as unauthenticated
+    assert principal is not None  # every branch above authenticated or raised
+    principal = _admitted(principal)
     expected = SOAP_ACTIONS.get(payload.tag)
     if expected is None:
         raise bad_request(f"unknown operation: {payload.tag} is not a request of this service")
+    operation = expected.rpartition("#")[2]
+    if xroad is not None and xroad.service_code not in (None, operation):
+        raise bad_request(f"the X-Road service {xroad.service_code} is not the Body's operation {operation}")
     # An empty SOAPAction means "the URI says it" (SOAP 1.1 section 6.1.1): the Body element decides.
     if action not in ("", expected):
         raise bad_request(f"SOAPAction {action!r} does not match the Body's operation; send {expected!r}")
@@ -172,7 +214,16 @@ async def _push(request: web.Request) -> web.Response:
         only_type=message_type,
         action="judgments.push" if payload.tag == REQUEST else None,
     )
-    return _xml(receipt_to_xml(result.receipt, result.duplicate, response_of(payload)))
+    echoed = xroad.blocks if xroad is not None else ()
+    return _xml(receipt_to_xml(result.receipt, result.duplicate, response_of(payload), echoed))
+
+
+def _admitted(principal: Principal) -> Principal:
+    """``principal``, unless its client holds none of the grants this door could use."""
+    client = principal.client
+    if not may_hold_one(ADMITTING, client.grants, client.revoked):
+        raise forbidden(f"client {client.id} holds none of the grants {', '.join(sorted(ADMITTING))}")
+    return principal
 
 
 def _soap_action(request: web.Request) -> str:
@@ -187,11 +238,14 @@ def _soap_action(request: web.Request) -> str:
 async def _reject(request: web.Request, problem: Problem, code: str | None = None) -> web.Response:
     # The same audit trail as REST rejections: the error middleware never sees these, they are answered here.
     await audit_rejection(request, problem)
-    return _fault(problem, code)
+    xroad = request.get(XROAD_HEADER)
+    return _fault(problem, code, xroad.blocks if xroad is not None else ())
 
 
-def _fault(problem: Problem, code: str | None = None) -> web.Response:
-    return _xml(faults.from_problem(problem, code), status=problem.status, headers=problem.headers)
+def _fault(
+    problem: Problem, code: str | None = None, header: tuple[etree._Element, ...] = ()
+) -> web.Response:
+    return _xml(faults.from_problem(problem, code, header), status=problem.status, headers=problem.headers)
 
 
 def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -202,7 +256,11 @@ def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) 
 _DESCRIBE_QUERY: Final = {
     "type": "object",
     "properties": {
-        "wsdl": {"type": "string", "description": "Present, with any value or none: the WSDL."},
+        "wsdl": {
+            "type": "string",
+            "description": f"`{XROAD_WSDL}`: the WSDL with the X-Road SOAP header, to register the service "
+            "on an X-Road security server; any other value or none: the WSDL.",
+        },
         "xsd": {"type": "string", "description": f"`{XSD_NAME}`: the XSD the WSDL imports."},
     },
     "additionalProperties": False,
@@ -217,13 +275,14 @@ OPERATIONS: Final = (
         name="judgments.soap.describe",
         operation_id="describeSoapCourts",
         tag="SOAP",
-        summary="The WSDL (`?wsdl`) or the XSD it imports (`?xsd=courts.xsd`)",
+        summary="The WSDL (`?wsdl`, for X-Road `?wsdl=xroad`) or the XSD it imports (`?xsd=courts.xsd`)",
         parameters=(
             Parameter(
                 "description",
                 "query",
-                f"`?wsdl` (any value, or none): the WSDL; else `?xsd={XSD_NAME}`: the XML Schema of the "
-                "messages. Neither: `400`.",
+                f"`?wsdl` (any value, or none): the WSDL; `?wsdl={XROAD_WSDL}`: the same service with the "
+                "X-Road SOAP header declared on every operation (for registering it on an X-Road security "
+                f"server); else `?xsd={XSD_NAME}`: the XML Schema of the messages. Neither: `400`.",
                 _DESCRIBE_QUERY,
                 required=True,
                 style="form",
@@ -249,7 +308,9 @@ OPERATIONS: Final = (
             "are SOAP Faults. DOCTYPEs and entities are refused; a client holding none of the grants of "
             "either operation is refused (`403`) before its XML is read; XML past `[limits]` (elements, "
             "attributes, depth) is `413` before the XSD sees it, and so is a validation that runs past "
-            "`limits.validation_budget_seconds`."
+            "`limits.validation_budget_seconds`. Through X-Road, a trusted security server forwards the "
+            f"call with no token: the X-Road SOAP header (`GET {PATH}?wsdl={XROAD_WSDL}`) says who calls, "
+            "and every answer echoes it."
         ),
         # Authenticated inside the handler, so that a refused token is a SOAP Fault too.
         grant="judgments.push",
