@@ -19,6 +19,7 @@ import sys
 import time
 import tomllib
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -35,6 +36,7 @@ from gateway.security.keys import load_private_key, public_pem, write_keypair
 from gateway.security.tokens import issue_token
 from gateway.settings import DEFAULT_CONFIG_DIR, Settings, SimulateSettings, load_settings
 from gateway.simulators.partners.banks import bank_path
+from gateway.simulators.platforms import PROVIDER_SERVICE
 from gateway.storage.migrate import upgrade_sync
 
 ROOT = DEFAULT_CONFIG_DIR.parent
@@ -257,6 +259,8 @@ XROAD_CLIENT = "XROADVN/GOV/000.00.00.G22/THADS-GW"
 XROAD_PORT = 9110
 LGSP_PORT = 9120
 LGSP_BANKS = ("BANK-VCB", "BANK-BIDV")
+COURT_XROAD_ID = "XROADVN/GOV/000.00.00.T01/TAND-HN"
+XROAD_FILE = "xroad.toml"
 LGSP_SECRETS = {
     "GATEWAY_LGSP_HN_CLIENT_SECRET": "demo-lgsp-client-secret",
     "GATEWAY_LGSP_HN_ACCESS_TOKEN": "demo-lgsp-access-token",
@@ -288,6 +292,14 @@ def write_platforms(config: Path) -> None:
             partner["transport"] = "lgsp"
             partner["lgsp"] = {"platform": "HN", "path": "/" + partner["code"].lower()}
     path.write_text(tomli_w.dumps(data), "utf-8")
+    # The gateway as a provider: the court reaches it as an X-Road client through the same simulated
+    # security server, trusted here by its loopback address (a demonstration only: docs/partners.md).
+    provider = {
+        "provider": {"enabled": True},
+        "security_server": [{"name": "ss-demo", "addresses": ["127.0.0.1"]}],
+        "client": [{"xroad_id": COURT_XROAD_ID, "client": "TAND-HN"}],
+    }
+    (config / XROAD_FILE).write_text(tomli_w.dumps(provider), "utf-8")
 
 
 def prepare(
@@ -308,6 +320,7 @@ def prepare(
         shutil.copy(DEFAULT_CONFIG_DIR / name, config / name)
     shutil.copytree(DEFAULT_CONFIG_DIR / "wsdl", config / "wsdl", dirs_exist_ok=True)
     write_banks(config, banks)
+    (config / XROAD_FILE).unlink(missing_ok=True)  # an earlier --platforms run's
     if platforms:
         write_platforms(config)
     # Every configured partner's token variable, the banks beyond the shipped ones' too.
@@ -522,7 +535,7 @@ its work (pull mode, README) —, tax, vehicles, population; every answer within
   curl -sS -X POST {url}/v1/asset-inquiries -H "Authorization: Bearer $CASE_TOKEN" \\
        -H 'Content-Type: application/json' -H 'Prefer: wait=10' --data @{INQUIRY}
 
-{banks_part(url, home, banks)}{platforms_part(url) if platforms else ""}
+{banks_part(url, home, banks)}{platforms_part(url, fresh_judgment_file(home)) if platforms else ""}
 Block the debtor's accounts at a bank (an order through the generic documents endpoint; the bank
 executes it once and its report comes back among the order's replies):
   curl -sS -X POST {url}/v1/documents -H "Authorization: Bearer $CASE_TOKEN" \\
@@ -534,14 +547,30 @@ New tokens: .venv/bin/python run.py token --client TAND-HN --private-key {home /
 """
 
 
-def platforms_part(url: str) -> str:
-    """The banner's lines on the exchange platforms (``--platforms``)."""
+def fresh_judgment_file(home: Path) -> Path:
+    """The bundled judgment under a message id of its own, for the push through X-Road."""
+    doc = json.loads((ROOT / EXAMPLE).read_text("utf-8")) | {"message_id": str(uuid.uuid4())}
+    path = home / "examples" / "judgment-via-xroad.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=2), "utf-8")
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def platforms_part(url: str, example: Path) -> str:
+    """The banner's lines on the exchange platforms (``--platforms``); ``example``: a judgment to push
+    (a fresh copy: the bundled one may have been pushed already, and a message id is accepted once)."""
     xroad, lgsp = f"http://127.0.0.1:{XROAD_PORT}", f"http://127.0.0.1:{LGSP_PORT}"
     return f"""Through the exchange platforms (--platforms): the land registry is reached through the
 simulated X-Road security server {xroad} (the gateway is {XROAD_CLIENT}),
 {" and ".join(LGSP_BANKS)} through the simulated LGSP {lgsp} (OAuth2 token + lgspaccesstoken).
 In the lookups above, sources `land`, `bank:BANK-VCB` and `bank:BANK-BIDV` carry `transport`: the
-security server's request hash, the LGSP's transaction id. Platform faults:
+security server's request hash, the LGSP's transaction id.
+The court as an X-Road client ({COURT_XROAD_ID}, no token: the security server vouches for it) pushes
+a judgment through the same security server and gets its receipt:
+  curl -sS -X POST {xroad}/r1/{XROAD_CLIENT}/{PROVIDER_SERVICE}/v1/judgments \\
+       -H 'X-Road-Client: {COURT_XROAD_ID}' -H 'X-Road-UserId: court-clerk-01' \\
+       -H 'Content-Type: application/json' --data @{example}
+Platform faults:
   curl -sS -X POST {xroad}/_sim/faults -d '{{"error": true}}'     (X-Road-Error: land unavailable)
   curl -sS -X POST {lgsp}/_sim/storm -d '{{"on": true}}'          (429s: the banks' breakers stay closed)
 """

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.partners import Partner, Platforms, load_partners, load_platforms, read_secret
+from gateway.security.xroad_inbound import load_xroad_inbound
 from gateway.settings import Settings
 from gateway.simulators.lgsp import TOKEN_PATH, LgspSim
 from gateway.simulators.xroad import SecurityServerSim
@@ -121,7 +122,21 @@ async def start_platforms(config_dir: Path, provider: Provided | None = None) ->
     return running
 
 
+#: The service code under which the simulated security server publishes the gateway's REST API.
+PROVIDER_SERVICE = "thads"
+
+
 def provided(settings: Settings) -> Provided | None:
-    """The gateway as an X-Road provider on the simulated security server, when it is one: filled in from
-    the provider configuration (config/xroad.toml)."""
-    return None
+    """The gateway as an X-Road provider on the simulated security server, when ``config/xroad.toml``
+    makes it one: its REST API as ``<its subsystem>/thads`` (the path after it is the API's), its SOAP door
+    as its subsystem, callable by every X-Road client the file maps to a registered client."""
+    platforms = load_platforms(settings.config_dir)
+    inbound = load_xroad_inbound(settings.config_dir)
+    if platforms.xroad is None or not inbound.enabled:
+        return None
+    subsystem = platforms.xroad.client
+    api = settings.api.public_url.rstrip("/")
+    return Provided(
+        services={f"{subsystem}/{PROVIDER_SERVICE}": api, subsystem: api + "/soap/courts"},
+        clients=[m.xroad_id for m in inbound.settings.client],
+    )
