@@ -59,8 +59,8 @@ bench: venv services ## Run the benchmarks; writes BENCHMARKS.md
 	bash scripts/ensure-bench-tools.sh
 	$(BIN)/python -m pytest -m bench -q -s $(PYTEST_ARGS)
 
-demo: venv services ## Run the end-to-end demo (BANKS=60: with 60 banks)
-	$(BIN)/python run.py demo $(if $(BANKS),--banks $(BANKS))
+demo: venv services ## Run the end-to-end demo (BANKS=60: with 60 banks; PLATFORMS=1: through X-Road and an LGSP)
+	$(BIN)/python run.py demo $(if $(BANKS),--banks $(BANKS)) $(if $(PLATFORMS),--platforms)
 
 db-upgrade: venv ## Apply database migrations
 	$(BIN)/python run.py db upgrade

@@ -407,5 +407,10 @@ def missing_credentials(partners: list[Partner], environ: Mapping[str, str] | No
     to them will be refused (401). Partners that need no credentials are never listed. ``environ``
     defaults to this process's environment."""
     env = os.environ if environ is None else environ
-    # A pull partner is never called: a credentials name inherited from its kind's defaults is unused.
-    return [p for p in partners if p.credentials and not p.pulls and not env.get(p.credentials)]
+    # A pull partner is never called, and a partner reached through a platform is never sent its token
+    # (the platform authenticates the gateway): a credentials name inherited from defaults is unused.
+    return [
+        p
+        for p in partners
+        if p.credentials and not p.pulls and p.transport == "direct" and not env.get(p.credentials)
+    ]
