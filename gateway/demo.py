@@ -568,7 +568,7 @@ security server's request hash, the LGSP's transaction id.
 The court as an X-Road client ({COURT_XROAD_ID}, no token: the security server vouches for it) pushes
 a judgment through the same security server and gets its receipt:
   curl -sS -X POST {xroad}/r1/{XROAD_CLIENT}/{PROVIDER_SERVICE}/v1/judgments \\
-       -H 'X-Road-Client: {COURT_XROAD_ID}' -H 'X-Road-UserId: court-clerk-01' \\
+       -H 'X-Road-Client: {COURT_XROAD_ID}' -H 'X-Road-UserId: VN079203000001' \\
        -H 'Content-Type: application/json' --data @{example}
 Platform faults:
   curl -sS -X POST {xroad}/_sim/faults -d '{{"error": true}}'     (X-Road-Error: land unavailable)
