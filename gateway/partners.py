@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -247,6 +248,31 @@ def load_platforms(config_dir: Path) -> Platforms:
                 update[key] = str(config_dir / value)
         platforms.lgsp[name] = lgsp.model_copy(update=update)
     return platforms
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where the gateway connects to reach a partner (its endpoint, or the platform in front of it), with
+    which TLS files, and how to say it to an operator."""
+
+    url: str
+    tls: TlsFiles | None
+    label: str
+
+
+def route_of(partner: Partner, platforms: Platforms) -> Route:
+    if partner.pulls:
+        return Route("", None, "pull: fetches its work from the gateway")
+    if partner.transport == "xroad" and partner.xroad is not None and platforms.xroad is not None:
+        service = partner.xroad.subsystem + (
+            f"/{partner.xroad.service_code}" if partner.xroad.service_code else ""
+        )
+        return Route(platforms.xroad.security_server, platforms.xroad.tls, f"X-Road {service}")
+    if partner.transport == "lgsp" and partner.lgsp is not None and partner.lgsp.platform in platforms.lgsp:
+        platform = platforms.lgsp[partner.lgsp.platform]
+        url = platform.base_url.rstrip("/") + partner.lgsp.path
+        return Route(url, platform.tls, f"LGSP {partner.lgsp.platform} {partner.lgsp.path}")
+    return Route(partner.endpoint, partner.tls, partner.endpoint)
 
 
 def load_partners(config_dir: Path) -> list[Partner]:

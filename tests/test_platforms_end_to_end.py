@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from gateway.demo import COURT_XROAD_ID, XROAD_CLIENT, XROAD_FILE, write_platforms
-from gateway.partners import load_partners, load_platforms
+from gateway.partners import load_partners, load_platforms, route_of
 from gateway.security.xroad_inbound import load_xroad_inbound
 from gateway.simulators.platforms import PROVIDER_SERVICE, provided, start_platforms
 from gateway.storage.audit import record
@@ -99,3 +99,17 @@ async def test_a_court_pushes_a_judgment_through_the_security_server(
     xroad: dict[str, Any] = json.loads(json.dumps(pushed[0]["data"]))["xroad"]
     assert xroad["client"] == COURT_XROAD_ID and xroad["id"] == x_road_id
     assert xroad["user_id"] and "001085012345" not in json.dumps(rows)  # masked like any personal ID
+
+
+def test_operators_see_how_each_partner_is_reached(tmp_path: Path) -> None:
+    """The console's partners page and its connection test use the route: the platform in front of a
+    partner, not the partner's own address the gateway never calls."""
+    demo_config(tmp_path)
+    partners = {p.code: p for p in load_partners(tmp_path)}
+    platforms = load_platforms(tmp_path)
+    land = route_of(partners["LAND-REG"], platforms)
+    assert land.url == "http://127.0.0.1:9110" and land.label == "X-Road XROADVN/GOV/000.00.00.G12/LAND-REG"
+    vcb = route_of(partners["BANK-VCB"], platforms)
+    assert vcb.url == "http://127.0.0.1:9120/lgsp/bank-vcb" and vcb.label == "LGSP HN /bank-vcb"
+    assert route_of(partners["BANK-CTG"], platforms).url == partners["BANK-CTG"].endpoint
+    assert route_of(partners["BANK-VPB"], platforms).label.startswith("pull")

@@ -20,9 +20,10 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.identifiers import scrub
-from gateway.partners import Partner
+from gateway.partners import Partner, Platforms, route_of
 from gateway.storage.tables import partner_health
 from gateway.storage.timestamps import as_utc, now
+from gateway.transports.tls import client_context
 
 STALE_AFTER_SECONDS: Final = 30.0
 #: Worst first: one worker seeing the breaker open is what an operator must hear about.
@@ -66,10 +67,12 @@ async def health(
     partners: list[Partner],
     at: datetime | None = None,
     stale_after: float = STALE_AFTER_SECONDS,
+    platforms: Platforms | None = None,
 ) -> list[PartnerHealth]:
     """One line per configured partner, aggregated over the workers that reported recently: the worst
     breaker state, calls, failures and calls in flight summed, the highest p50/p95 of any worker (an
-    upper bound: percentiles cannot be merged exactly), and the most recent error."""
+    upper bound: percentiles cannot be merged exactly), and the most recent error. Its ``endpoint`` says
+    how it is reached: its URL, or the platform in front of it (``platforms``)."""
     at = at or now()
     fresh_since = at - timedelta(seconds=stale_after)
     rows = (await conn.execute(select(partner_health))).all()
@@ -79,11 +82,12 @@ async def health(
             by_partner.setdefault(row.partner, []).append(row)
     out = []
     for partner in partners:
+        reached = route_of(partner, platforms or Platforms()).label
         fresh = by_partner.get(partner.code, [])
         if not fresh:
             out.append(
                 PartnerHealth(
-                    partner.code, partner.name, partner.kind, partner.endpoint, "unknown",
+                    partner.code, partner.name, partner.kind, reached, "unknown",
                     0, 0, 0, None, None, 0, None, None, None,
                 )
             )  # fmt: skip
@@ -98,7 +102,7 @@ async def health(
                 code=partner.code,
                 name=partner.name,
                 kind=partner.kind,
-                endpoint=partner.endpoint,
+                endpoint=reached,
                 breaker=breaker if breaker in _BREAKER_RANK else "unknown",
                 workers=len(fresh),
                 calls=sum(int(r.calls) for r in fresh),
@@ -122,21 +126,25 @@ class Probe:
     detail: str  # "HTTP 200", "TCP connect ok", or the error
 
 
-async def probe(partner: Partner, within: float = 3.0) -> Probe:
-    """Reach the partner's endpoint from here: an HTTP GET (any HTTP answer proves the partner
-    serves; 5xx is reported as an error), or a TCP connect for other schemes. Never raises."""
+async def probe(partner: Partner, within: float = 3.0, platforms: Platforms | None = None) -> Probe:
+    """Reach where the gateway connects for the partner — its endpoint, or the platform in front of it
+    (``platforms``), with the route's TLS client certificate — from here: an HTTP GET (any HTTP answer
+    proves the server serves; 5xx is reported as an error), or a TCP connect for other schemes. Never
+    raises."""
     started = time.monotonic()
 
     def elapsed() -> int:
         return round((time.monotonic() - started) * 1000)
 
-    url = urlsplit(partner.endpoint)
+    route = route_of(partner, platforms or Platforms())
+    url = urlsplit(route.url)
     try:
         if url.scheme in ("http", "https"):
             client_timeout = aiohttp.ClientTimeout(total=within)
+            context = client_context(route.tls)
             async with (
                 aiohttp.ClientSession(timeout=client_timeout) as session,
-                session.get(partner.endpoint, allow_redirects=False) as resp,
+                session.get(route.url, allow_redirects=False, ssl=context or True) as resp,
             ):
                 ok = resp.status < 500
                 return Probe(partner.code, ok, elapsed(), f"HTTP {resp.status}")

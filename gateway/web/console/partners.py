@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.ops import partners
-from gateway.partners import load_partners
+from gateway.partners import load_partners, load_platforms
 from gateway.storage.audit import AuditEntry
 from gateway.web.console.pages import (
     MAX_REASON,
@@ -23,7 +23,9 @@ from gateway.web.console.pages import (
 async def partners_page(request: web.Request, result: partners.Probe | None = None) -> web.Response:
     settings = state_of(request).settings
     async with services_of(request).db.read() as conn:
-        health = await partners.health(conn, load_partners(settings.config_dir))
+        health = await partners.health(
+            conn, load_partners(settings.config_dir), platforms=load_platforms(settings.config_dir)
+        )
     context = {
         "page": "partners",
         "health": health,
@@ -47,7 +49,7 @@ async def partner_test(request: web.Request) -> web.StreamResponse:
     if partner is None:
         return not_found(request, "partners", "No such partner.")
     form = await request.post()
-    result = await partners.probe(partner)
+    result = await partners.probe(partner, platforms=load_platforms(settings.config_dir))
     await audit(
         request,
         AuditEntry(
