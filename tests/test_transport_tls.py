@@ -14,9 +14,11 @@ from aiohttp import web
 
 from gateway.connectors.registry import build_connector
 from gateway.connectors.resilience import GuardedConnector
-from gateway.partners import BreakerPolicy, Partner, RetryPolicy, TlsFiles
+from gateway.partners import BreakerPolicy, Partner, Platforms, RetryPolicy, TlsFiles, XRoadPlatform
 from gateway.simulators.partners import banks
 from gateway.simulators.partners.behaviour import Behaviour
+from gateway.simulators.partners.servers import start_partners
+from gateway.simulators.xroad import SecurityServerSim
 from tests.support.pki import TestCA
 from tests.test_lookup_batches import PERSON, request
 
@@ -111,3 +113,42 @@ def test_relative_paths_are_read_from_the_config_directory(tmp_path: Path) -> No
     assert resolved.cert == str(tmp_path / "tls/gw.crt") and resolved.ca == "/etc/ca.pem"
     with pytest.raises(ValueError, match="needs its key"):
         TlsFiles(cert="gw.crt")
+
+
+async def test_the_security_server_is_reached_over_mutual_tls(pki: dict[str, Any], tmp_path: Path) -> None:
+    """The X-Road transport presents the certificate of [platforms.xroad].tls to its security server,
+    which accepts only certificates of its CA: the right one goes through, another CA's is refused."""
+    gateway, bank = "XROADVN/GOV/000.00.00.G22/THADS-GW", "XROADVN/COM/0100112437/BANK-VCB"
+    partners = await start_partners(error_rate=0.0, latency=(0.0, 0.0))
+    sim = SecurityServerSim(
+        {f"{bank}/accounts": partners.urls["BANK-VCB"]},
+        {gateway: {f"{bank}/accounts"}},
+        backend_headers={bank: {"Authorization": "Bearer simulator-token"}},
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca"].path))
+    context.load_cert_chain(pki["server"].cert, pki["server"].key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    url = await sim.start(ssl_context=context)
+    p = Partner(
+        code="BANK-VCB",
+        kind="bank",
+        protocol="rest",
+        transport="xroad",
+        xroad={"subsystem": bank, "service_code": "accounts"},
+        timeout_seconds=5,
+        retry=RetryPolicy(attempts=1),
+    )
+    try:
+        outcomes = []
+        for issued in (pki["client"], pki["stranger"]):
+            tls = TlsFiles(cert=str(issued.cert), key=str(issued.key), ca=str(pki["ca"].path))
+            platforms = Platforms(xroad=XRoadPlatform(security_server=url, client=gateway, tls=tls))
+            async with aiohttp.ClientSession() as session:
+                connector = await build_connector(p, session, platforms=platforms)
+                outcomes.append(await GuardedConnector(p, connector).call(request(1, PERSON)))
+    finally:
+        await sim.close()
+        await partners.close()
+    accepted, refused = outcomes
+    assert accepted.status == "found" and accepted.evidence and accepted.evidence["verified"], accepted
+    assert refused.status == "unavailable" and refused.reason and "TLS" in refused.reason, refused
