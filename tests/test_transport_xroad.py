@@ -21,12 +21,12 @@ from gateway.partners import Partner, Platforms, XRoadPlatform, load_partners, l
 from gateway.simulators.partners import seed
 from gateway.simulators.partners.servers import Partners, start_partners
 from gateway.simulators.xroad import SecurityServerSim
+from gateway.soap import XROAD_NS
+from gateway.soap.xroad_header import IDENTIFIERS_NS
 from gateway.transports.base import Call, PlatformError
 from gateway.transports.context import CallContext, calling
 from gateway.transports.registry import build_transport
 from gateway.transports.xroad import (
-    IDENTIFIERS_NS,
-    XROAD_NS,
     XRoadTransport,
     rest_request_hash,
     soap_request_hash,

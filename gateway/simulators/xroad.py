@@ -54,8 +54,9 @@ from aiohttp import web
 from lxml import etree
 from multidict import CIMultiDict
 
-from gateway.soap import SOAP_ENV
+from gateway.soap import SOAP_ENV, XROAD_NS
 from gateway.soap.xml_safety import XmlRejected, parse_untrusted
+from gateway.soap.xroad_header import IDENTIFIERS_NS
 from gateway.transports.xroad import (
     H_CLIENT,
     H_ERROR,
@@ -63,10 +64,8 @@ from gateway.transports.xroad import (
     H_REQUEST_HASH,
     H_REQUEST_ID,
     H_SERVICE,
-    IDENTIFIERS_NS,
     REST_PREFIX,
     SHA512_URI,
-    XROAD_NS,
     rest_request_hash,
     soap_request_hash,
 )

@@ -49,15 +49,13 @@ from yarl import URL
 
 from gateway.connectors.base import ConnectorError
 from gateway.partners import Partner, XRoadPlatform
-from gateway.soap import SOAP12_ENV, SOAP_ENV
+from gateway.soap import SOAP12_ENV, SOAP_ENV, XROAD_NS
 from gateway.soap.xml_safety import XmlRejected, parse_untrusted
+from gateway.soap.xroad_header import IDENTIFIERS_NS
 from gateway.transports.base import Call, PlatformError, Reply, TransportKind
 from gateway.transports.context import current, record_evidence
 from gateway.transports.http import exchange
 
-#: The namespaces of the X-Road SOAP headers and of the identifiers inside them.
-XROAD_NS: Final = "http://x-road.eu/xsd/xroad.xsd"
-IDENTIFIERS_NS: Final = "http://x-road.eu/xsd/identifiers"
 #: The protocol version prefix of every REST call.
 REST_PREFIX: Final = "/r1/"
 
