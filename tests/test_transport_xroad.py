@@ -16,7 +16,7 @@ from lxml import etree
 
 from gateway.connectors.base import LookupRequest, Subject
 from gateway.connectors.registry import build_connector
-from gateway.connectors.resilience import GuardedConnector
+from gateway.connectors.resilience import GuardedConnector, Outcome
 from gateway.partners import Partner, Platforms, XRoadPlatform, load_partners, load_platforms
 from gateway.simulators.partners import seed
 from gateway.simulators.partners.servers import Partners, start_partners
@@ -80,6 +80,14 @@ class World:
     def platform(self, **overrides: Any) -> XRoadPlatform:
         values: dict[str, Any] = {"security_server": self.ss.url, "client": GATEWAY} | overrides
         return XRoadPlatform(**values)
+
+    async def call(self, partner: Partner, **platform: Any) -> Outcome:
+        """One guarded lookup to ``partner`` through the security server."""
+        guarded = await self.guarded(partner, **platform)
+        try:
+            return await guarded.call(lookup(partner))
+        finally:
+            await guarded.close()
 
     async def guarded(self, partner: Partner, **platform: Any) -> GuardedConnector:
         connector = await build_connector(
@@ -204,11 +212,7 @@ async def test_a_platform_error_is_unavailable_naming_x_road_and_retried(
     world: World, make: Callable[..., Partner]
 ) -> None:
     world.ss.error = True
-    guarded = await world.guarded(make())
-    try:
-        outcome = await guarded.call(lookup(guarded.partner))
-    finally:
-        await guarded.close()
+    outcome = await world.call(make())
 
     assert outcome.status == "unavailable"
     assert outcome.reason == "X-Road: Server.ServerProxy.ServiceFailed"
@@ -219,11 +223,7 @@ async def test_a_platform_error_is_unavailable_naming_x_road_and_retried(
 @pytest.mark.parametrize("make", [bank_partner, land_partner])
 async def test_a_wrong_request_hash_is_an_error(world: World, make: Callable[..., Partner]) -> None:
     world.ss.wrong_hash = True
-    guarded = await world.guarded(make())
-    try:
-        outcome = await guarded.call(lookup(guarded.partner))
-    finally:
-        await guarded.close()
+    outcome = await world.call(make())
 
     assert outcome.status == "error"
     assert outcome.reason == "X-Road: request hash does not match"
@@ -234,11 +234,7 @@ async def test_a_wrong_request_hash_is_an_error(world: World, make: Callable[...
 @pytest.mark.parametrize("make", [bank_partner, land_partner])
 async def test_headers_not_echoed_is_an_error(world: World, make: Callable[..., Partner]) -> None:
     world.ss.no_echo = True
-    guarded = await world.guarded(make())
-    try:
-        outcome = await guarded.call(lookup(guarded.partner))
-    finally:
-        await guarded.close()
+    outcome = await world.call(make())
 
     assert outcome.status == "error"
     assert outcome.reason == "X-Road: headers not echoed"
@@ -248,11 +244,7 @@ async def test_headers_not_echoed_is_an_error(world: World, make: Callable[..., 
 async def test_a_client_without_the_access_right_is_refused(
     world: World, make: Callable[..., Partner]
 ) -> None:
-    guarded = await world.guarded(make(), client=STRANGER)
-    try:
-        outcome = await guarded.call(lookup(guarded.partner))
-    finally:
-        await guarded.close()
+    outcome = await world.call(make(), client=STRANGER)
 
     assert outcome.status == "error"
     assert outcome.reason == "X-Road: Server.ServerProxy.AccessDenied"
@@ -261,11 +253,7 @@ async def test_a_client_without_the_access_right_is_refused(
 
 async def test_the_partners_own_soap_fault_passes_through_x_road(world: World) -> None:
     await world.partners.set_mode("land", "failing")  # a soap:Server fault first, then a broken answer
-    guarded = await world.guarded(land_partner(retry=RETRY | {"attempts": 1}))
-    try:
-        outcome = await guarded.call(lookup(guarded.partner))
-    finally:
-        await guarded.close()
+    outcome = await world.call(land_partner(retry=RETRY | {"attempts": 1}))
 
     # The land connector's own classification: the registry, not X-Road, failed.
     assert outcome.status == "unavailable"
@@ -274,11 +262,7 @@ async def test_the_partners_own_soap_fault_passes_through_x_road(world: World) -
 
 async def test_the_partners_own_error_status_passes_through_x_road(world: World) -> None:
     await world.partners.set_mode("bank", "failing")  # a 503 first, then a broken answer
-    guarded = await world.guarded(bank_partner(retry=RETRY | {"attempts": 1}))
-    try:
-        outcome = await guarded.call(lookup(guarded.partner))
-    finally:
-        await guarded.close()
+    outcome = await world.call(bank_partner(retry=RETRY | {"attempts": 1}))
 
     assert outcome.status == "unavailable"
     assert outcome.reason is not None and outcome.reason.startswith("partner answered HTTP 5")
@@ -390,11 +374,7 @@ async def test_user_and_issue_reach_the_soap_backend_in_the_envelope(world: Worl
 
 async def test_record_mode_keeps_the_hash_the_security_server_checked(world: World) -> None:
     world.ss.wrong_hash = True  # a form the gateway cannot recompute, as with a real security server
-    guarded = await world.guarded(bank_partner(), rest_request_hash="record")
-    try:
-        outcome = await guarded.call(lookup(guarded.partner))
-    finally:
-        await guarded.close()
+    outcome = await world.call(bank_partner(), rest_request_hash="record")
 
     assert outcome.status == "found", outcome.reason
     assert outcome.evidence is not None and outcome.evidence["verified"] is False

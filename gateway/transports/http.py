@@ -37,7 +37,20 @@ async def exchange(
     """Send and read the whole answer (any status). Timeouts and connection failures propagate, except a
     connection closed under mutual TLS, which is reported as what it most likely is."""
     try:
-        return await _exchange(session, method, url, body, headers, timeout_seconds, ssl_context)
+        async with session.request(
+            method,
+            url,
+            data=body,
+            headers=dict(headers),
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            # A redirected call would resend the subject to a host nobody configured.
+            allow_redirects=False,
+            ssl=ssl_context if ssl_context is not None else True,
+        ) as response:
+            data = await read_limited(response)
+            return Reply(
+                response.status, CIMultiDict(response.headers), data, response.content_type, response.charset
+            )
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         if ssl_context is None or isinstance(exc, aiohttp.ClientConnectorError):
             raise
@@ -48,32 +61,3 @@ async def exchange(
             " (a refused client certificate looks like this)",
             retryable=True,
         ) from exc
-
-
-async def _exchange(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    timeout_seconds: float,
-    ssl_context: ssl.SSLContext | None,
-) -> Reply:
-    async with session.request(
-        method,
-        url,
-        data=body,
-        headers=dict(headers),
-        timeout=aiohttp.ClientTimeout(total=timeout_seconds),
-        # A redirected call would resend the subject to a host nobody configured.
-        allow_redirects=False,
-        ssl=ssl_context if ssl_context is not None else True,
-    ) as response:
-        data = await read_limited(response)
-        return Reply(
-            response.status,
-            CIMultiDict(response.headers),
-            data,
-            response.content_type,
-            response.charset,
-        )
