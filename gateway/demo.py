@@ -548,8 +548,10 @@ New tokens: .venv/bin/python run.py token --client TAND-HN --private-key {home /
 
 
 def fresh_judgment_file(home: Path) -> Path:
-    """The bundled judgment under a message id of its own, for the push through X-Road."""
+    """The bundled judgment as another judgment (a message id and a judgment number of its own), for the
+    push through X-Road: the bundled one, pushed already, would be answered as the duplicate it is."""
     doc = json.loads((ROOT / EXAMPLE).read_text("utf-8")) | {"message_id": str(uuid.uuid4())}
+    doc["body"]["judgment"]["number"] = f"124/2026/DS-{uuid.uuid4().hex[:8].upper()}"
     path = home / "examples" / "judgment-via-xroad.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, ensure_ascii=False, indent=2), "utf-8")
