@@ -22,21 +22,27 @@ from gateway.signatures import verify as verify_module
 from gateway.signatures.policy import SignaturePolicy, SignerBinding, decide, policies_from_mapping
 from gateway.signatures.trust import TrustList
 from gateway.signatures.verify import verify_pdf
-from gateway.simulators.trust import SIGNED_EARLIER_AGO, SUBJECTS, TrustServices, sign_pdf, start_trust_services
+from gateway.simulators.trust import (
+    SIGNED_EARLIER_AGO,
+    SUBJECTS,
+    TrustServices,
+    sign_pdf,
+    start_trust_services,
+)
 
 SIGNERS = {org: SignerBinding(org, cn) for org, cn in SUBJECTS.values()}
 
 
 def pdf(text: bytes = b"Ban an so 12/2026/DS-ST", padding: int = 0) -> bytes:
-    w = PdfFileWriter()
+    w = PdfFileWriter()  # type: ignore[no-untyped-call]
     ref = w.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 72 720 Td (" + text + b") Tj ET"))
-    w.insert_page(PageObject(contents=ref, media_box=[0, 0, 595, 842]))
+    w.insert_page(PageObject(contents=ref, media_box=[0, 0, 595, 842]))  # type: ignore[no-untyped-call]
     if padding:
         # An attachment-sized stream (incompressible bytes), as a scanned judgment would carry.
         blob = bytes((i * 7919 + (i >> 8)) & 0xFF for i in range(padding))
         w.root["/ThadsPadding"] = w.add_object(generic.StreamObject(stream_data=blob))
     out = BytesIO()
-    w.write(out)
+    w.write(out)  # type: ignore[no-untyped-call]
     return out.getvalue()
 
 
@@ -48,12 +54,14 @@ def hide_content(signed: bytes) -> bytes:
     page["/Contents"] = new
     w.update_container(page)
     out = BytesIO()
-    w.write(out)
+    w.write(out)  # type: ignore[no-untyped-call]
     return out.getvalue()
 
 
 class World:
-    def __init__(self, services: TrustServices, loop: asyncio.AbstractEventLoop, docs: dict[str, bytes]) -> None:
+    def __init__(
+        self, services: TrustServices, loop: asyncio.AbstractEventLoop, docs: dict[str, bytes]
+    ) -> None:
         self.services = services
         self.loop = loop
         self.docs = docs
@@ -106,7 +114,7 @@ def policy(revocation: str = "hard-fail") -> SignaturePolicy:
 
 
 def check(report: Any, name: str) -> str:
-    return next(c.result for c in report.signatures[0].checks if c.name == name)
+    return str(next(c.result for c in report.signatures[0].checks if c.name == name))
 
 
 async def test_valid(world: World) -> None:

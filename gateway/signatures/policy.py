@@ -81,7 +81,9 @@ def policies_from_mapping(raw: Mapping[str, Any]) -> dict[str, SignaturePolicy]:
         if on_missing not in ("refuse", "flag"):
             raise ValueError(f"documents.{doc_type}.on_missing: 'refuse' or 'flag', not {on_missing!r}")
         if revocation not in ("hard-fail", "soft-fail"):
-            raise ValueError(f"documents.{doc_type}.revocation: 'hard-fail' or 'soft-fail', not {revocation!r}")
+            raise ValueError(
+                f"documents.{doc_type}.revocation: 'hard-fail' or 'soft-fail', not {revocation!r}"
+            )
         budget = float(p.get("budget_seconds", 10.0))
         if budget <= 0:
             raise ValueError(f"documents.{doc_type}.budget_seconds must be positive")

@@ -3,7 +3,8 @@ stable contract: fields are only ever added, and ``report_version`` changes if o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 Outcome = Literal["valid", "invalid", "indeterminate", "unsigned"]
@@ -70,9 +71,9 @@ class SignatureReport:
     validation_time: str
     coverage: str | None
     modification_level: str | None
-    checks: list[Check] = field(default_factory=list)
-    revocation_sources: list[str] = field(default_factory=list)
-    revocation_data: list[RevocationEvidence] = field(default_factory=list)
+    checks: list[Check] = dataclasses.field(default_factory=list)
+    revocation_sources: list[str] = dataclasses.field(default_factory=list)
+    revocation_data: list[RevocationEvidence] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +89,7 @@ class ValidationReport:
     library: dict[str, str]
     trust_list: dict[str, Any]
     revocation_mode: str
-    signatures: list[SignatureReport] = field(default_factory=list)
+    signatures: list[SignatureReport] = dataclasses.field(default_factory=list)
     report_version: int = REPORT_VERSION
 
     @property
@@ -102,6 +103,8 @@ class ValidationReport:
         out["signer"] = asdict(signer) if signer else None
         first = self.signatures[0] if self.signatures else None
         out["signing_time"] = (
-            first.timestamp.time if first and first.timestamp else (first.claimed_signing_time if first else None)
+            first.timestamp.time
+            if first and first.timestamp
+            else (first.claimed_signing_time if first else None)
         )
         return out

@@ -39,8 +39,8 @@ from gateway.signatures.report import (
     Check,
     Outcome,
     RevocationEvidence,
-    Signer,
     SignatureReport,
+    Signer,
     TimeStamp,
     ValidationReport,
     worst,
@@ -100,7 +100,12 @@ def _verify_in_thread(
 
 
 def _empty(
-    data: bytes, trust: TrustList, policy: SignaturePolicy, sender: str, checked_at: dt.datetime, started: float
+    data: bytes,
+    trust: TrustList,
+    policy: SignaturePolicy,
+    sender: str,
+    checked_at: dt.datetime,
+    started: float,
 ) -> ValidationReport:
     return ValidationReport(
         outcome="unsigned",
@@ -211,7 +216,7 @@ async def _check_signature(
     sig.revocation_sources = _revocation_sources(cert)
     try:
         status = await async_validate_pdf_signature(emb, signer_vc, ts_vc)
-    except Exception as exc:  # noqa: BLE001 - whatever the library trips on, the report says so
+    except Exception as exc:
         sig.checks.append(Check("integrity", "indeterminate", f"{type(exc).__name__}: {exc}"))
         return sig
     sig.revocation_data = _revocation_data(signer_vc)
@@ -270,7 +275,9 @@ def _coverage(status: PdfSignatureStatus, last: bool) -> Check:
     if level in _ALLOWED_UPDATES and status.docmdp_ok is not False:
         what = "later revisions only add signatures, form data or archival data"
         return Check("coverage", "pass", what)
-    return Check("coverage", "fail", f"a later revision changes the signed content ({level.name if level else '?'})")
+    return Check(
+        "coverage", "fail", f"a later revision changes the signed content ({level.name if level else '?'})"
+    )
 
 
 def _trust(
@@ -289,7 +296,7 @@ def _trust(
             revocation = Check("revocation", "indeterminate", "no revocation answer")
         return [chain, validity, revocation]
     indic = status.trust_problem_indic
-    indic_name = indic.name if indic is not None else "UNKNOWN"
+    indic_name = str(getattr(indic, "name", indic)) if indic is not None else "UNKNOWN"
     if status.revoked:
         details = status.revocation_details
         when = details.revocation_date.isoformat() if details else "?"
@@ -304,7 +311,13 @@ def _trust(
             Check("chain", "pass", "the certificate chains to an anchor of the trust list"),
             Check("validity", "fail", f"the certificate was expired or not yet valid {at}"),
         ]
-    return [Check("revocation" if not consulted else "chain", "indeterminate", f"could not be established ({indic_name})")]
+    return [
+        Check(
+            "revocation" if not consulted else "chain",
+            "indeterminate",
+            f"could not be established ({indic_name})",
+        )
+    ]
 
 
 def _timestamp(status: PdfSignatureStatus, ts_time: dt.datetime | None) -> Check:
@@ -324,7 +337,9 @@ def _signer_check(cert: x509.Certificate, policy: SignaturePolicy, sender: str) 
     org = _nfc(subject.get("organization_name"))
     cn = _nfc(subject.get("common_name"))
     if org != _nfc(binding.organization):
-        return Check("signer", "fail", f"signed by organisation {org!r}, not the sender's {binding.organization!r}")
+        return Check(
+            "signer", "fail", f"signed by organisation {org!r}, not the sender's {binding.organization!r}"
+        )
     if binding.common_name is not None and cn != _nfc(binding.common_name):
         return Check("signer", "fail", f"signed by {cn!r}, not the sender's {binding.common_name!r}")
     return Check("signer", "pass", f"the signer is {sender}")

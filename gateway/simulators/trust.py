@@ -19,8 +19,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from certomancer.integrations.aiohttp_animator import build_animator_app
 from certomancer.integrations._animator_shared import FAKE_TIME_HEADER
+from certomancer.integrations.aiohttp_animator import build_animator_app
 from certomancer.registry import ArchLabel, CertLabel, CertomancerConfig, KeyLabel, PKIArchitecture
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -55,25 +55,35 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def _ku(*usages: str) -> dict[str, Any]:
-    return {"id": "key_usage", "critical": True, "smart-value": {"schema": "key-usage", "params": list(usages)}}
+    return {
+        "id": "key_usage",
+        "critical": True,
+        "smart-value": {"schema": "key-usage", "params": list(usages)},
+    }
 
 
 def _ca_extensions(crl_repo: str) -> list[dict[str, Any]]:
     return [
         {"id": "basic_constraints", "critical": True, "value": {"ca": True}},
         _ku("digital_signature", "key_cert_sign", "crl_sign"),
-        {"id": "crl_distribution_points", "smart-value": {"schema": "crl-dist-url",
-                                                           "params": {"crl-repo-names": [crl_repo]}}},
+        {
+            "id": "crl_distribution_points",
+            "smart-value": {"schema": "crl-dist-url", "params": {"crl-repo-names": [crl_repo]}},
+        },
     ]
 
 
 def _signer_extensions(ocsp: str, crl_repo: str) -> list[dict[str, Any]]:
     return [
         _ku("digital_signature", "non_repudiation"),
-        {"id": "authority_information_access",
-         "smart-value": {"schema": "aia-urls", "params": {"ocsp-responder-names": [ocsp]}}},
-        {"id": "crl_distribution_points", "smart-value": {"schema": "crl-dist-url",
-                                                           "params": {"crl-repo-names": [crl_repo]}}},
+        {
+            "id": "authority_information_access",
+            "smart-value": {"schema": "aia-urls", "params": {"ocsp-responder-names": [ocsp]}},
+        },
+        {
+            "id": "crl_distribution_points",
+            "smart-value": {"schema": "crl-dist-url", "params": {"crl-repo-names": [crl_repo]}},
+        },
     ]
 
 
@@ -122,7 +132,10 @@ def _config(key_dir: Path, url: str, now: dt.datetime) -> dict[str, Any]:
         "template": "tand-hn",
         "subject": "tand-hn",
         "subject-key": "tand-hn-expired",
-        "validity": {"valid-from": _iso(now - dt.timedelta(days=400)), "valid-to": _iso(now - dt.timedelta(days=2))},
+        "validity": {
+            "valid-from": _iso(now - dt.timedelta(days=400)),
+            "valid-to": _iso(now - dt.timedelta(days=2)),
+        },
     }
     rogue_entities = {
         "rogue-root": entities["rogue-root"],
@@ -145,7 +158,11 @@ def _config(key_dir: Path, url: str, now: dt.datetime) -> dict[str, Any]:
                 "services": {
                     "ocsp": {"ocsp": {"for-issuer": "root", "responder-cert": "root", "signing-key": "root"}},
                     "crl-repo": {
-                        "root": {"for-issuer": "root", "signing-key": "root", "simulated-update-schedule": "P1D"}
+                        "root": {
+                            "for-issuer": "root",
+                            "signing-key": "root",
+                            "simulated-update-schedule": "P1D",
+                        }
                     },
                     "time-stamping": {"tsa": {"signing-key": "tsa", "signing-cert": "tsa"}},
                 },
@@ -171,12 +188,18 @@ def _config(key_dir: Path, url: str, now: dt.datetime) -> dict[str, Any]:
                 },
                 "services": {
                     "ocsp": {
-                        "ocsp": {"for-issuer": "rogue-root", "responder-cert": "rogue-root",
-                                 "signing-key": "rogue-root"}
+                        "ocsp": {
+                            "for-issuer": "rogue-root",
+                            "responder-cert": "rogue-root",
+                            "signing-key": "rogue-root",
+                        }
                     },
                     "crl-repo": {
-                        "rogue": {"for-issuer": "rogue-root", "signing-key": "rogue-root",
-                                  "simulated-update-schedule": "P1D"}
+                        "rogue": {
+                            "for-issuer": "rogue-root",
+                            "signing-key": "rogue-root",
+                            "simulated-update-schedule": "P1D",
+                        }
                     },
                 },
             },
@@ -236,7 +259,7 @@ class TrustServices:
         return path
 
     def signer(self, label: str, *, rogue: bool = False) -> signers.SimpleSigner:
-        """A pyHanko signer with the key and certificate of ``label`` (see :data:`SUBJECTS`, COURT_VARIANTS)."""
+        """A pyHanko signer with the key and certificate of ``label`` (:data:`SUBJECTS`, COURT_VARIANTS)."""
         arch = self.rogue if rogue else self.arch
         spec = arch.get_cert_spec(CertLabel(label))
         root = CertLabel("rogue-root" if rogue else "root")
@@ -244,7 +267,7 @@ class TrustServices:
         return signers.SimpleSigner(
             signing_cert=arch.get_cert(CertLabel(label)),
             signing_key=key,
-            cert_registry=SimpleCertificateStore.from_certs([arch.get_cert(root)]),
+            cert_registry=SimpleCertificateStore.from_certs([arch.get_cert(root)]),  # type: ignore[no-untyped-call]
         )
 
     async def close(self) -> None:
