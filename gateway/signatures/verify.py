@@ -47,6 +47,9 @@ from gateway.signatures.report import (
 )
 from gateway.signatures.trust import TrustList
 
+#: An OCSP response or CRL larger than this is refused (a national CA's CRL is a few megabytes at most).
+MAX_REVOCATION_BYTES = 16 * 1024 * 1024
+
 #: Later revisions a signature tolerates: none, archival data (LTA), and form filling / further signatures.
 _ALLOWED_UPDATES = (ModificationLevel.NONE, ModificationLevel.LTA_UPDATES, ModificationLevel.FORM_FILLING)
 
@@ -143,7 +146,7 @@ async def _verify(
         return report
     # The fetchers' session is closed with this loop; every look-up is bounded by the policy's budget.
     timeout = aiohttp.ClientTimeout(total=policy.budget_seconds)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, middlewares=(bounded_fetch,)) as session:
         backend = AIOHttpFetcherBackend(session, per_request_timeout=policy.budget_seconds)
         for index, emb in enumerate(signatures):
             last = index == len(signatures) - 1
@@ -158,6 +161,32 @@ async def _verify(
                 report.warnings.append(f"{sig.field}: {check.name}: {check.reason}")
     report.duration_ms = int((time.monotonic() - started) * 1000)
     return report
+
+
+async def bounded_fetch(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """pyHanko's fetchers follow redirects and read whole bodies; the addresses come from the certificates
+    being checked, i.e. from the sender. Here a redirect is refused (it would send the look-up to a host the
+    certificate did not name) and a body is read to at most :data:`MAX_REVOCATION_BYTES`."""
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        response.release()
+        raise aiohttp.ClientResponseError(
+            response.request_info, (), status=response.status, message="redirect not followed"
+        )
+    if (response.content_length or 0) > MAX_REVOCATION_BYTES:
+        response.release()
+        raise aiohttp.ClientPayloadError(f"answer larger than {MAX_REVOCATION_BYTES} bytes")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_REVOCATION_BYTES:
+            response.close()
+            raise aiohttp.ClientPayloadError(f"answer larger than {MAX_REVOCATION_BYTES} bytes")
+    # The body is read; ClientResponse.read() hands back what is set here instead of reading again.
+    response._body = bytes(body)
+    return response
 
 
 def _timestamp_time(emb: EmbeddedPdfSignature) -> dt.datetime | None:
@@ -270,7 +299,8 @@ def _coverage(status: PdfSignatureStatus, last: bool) -> Check:
     if coverage != SignatureCoverageLevel.ENTIRE_REVISION:
         return Check("coverage", "fail", f"the signature covers only part of its revision ({coverage})")
     if isinstance(status.diff_result, SuspiciousModification):
-        return Check("coverage", "fail", f"a later revision changes the document: {status.diff_result}")
+        first_line = (str(status.diff_result).splitlines() or [""])[0]
+        return Check("coverage", "fail", f"a later revision changes the signed document: {first_line}")
     level = status.modification_level
     if level in _ALLOWED_UPDATES and status.docmdp_ok is not False:
         what = "later revisions only add signatures, form data or archival data"
@@ -311,13 +341,10 @@ def _trust(
             Check("chain", "pass", "the certificate chains to an anchor of the trust list"),
             Check("validity", "fail", f"the certificate was expired or not yet valid {at}"),
         ]
-    return [
-        Check(
-            "revocation" if not consulted else "chain",
-            "indeterminate",
-            f"could not be established ({indic_name})",
-        )
-    ]
+    if not consulted and policy.revocation == "hard-fail":
+        reason = f"no usable OCSP or CRL answer, required under hard-fail ({indic_name})"
+        return [Check("revocation", "indeterminate", reason)]
+    return [Check("chain", "indeterminate", f"could not be established ({indic_name})")]
 
 
 def _timestamp(status: PdfSignatureStatus, ts_time: dt.datetime | None) -> Check:
