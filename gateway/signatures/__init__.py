@@ -1,0 +1,1 @@
+"""Signatures on the documents the gateway exchanges on an enforcement office's behalf."""
