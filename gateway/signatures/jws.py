@@ -33,7 +33,7 @@ class MalformedJws(ValueError):
 
 def detach(compact: str) -> str:
     """``header.payload.signature`` -> ``header..signature``."""
-    header, payload, signature = _parts(compact)
+    header, _, signature = _parts(compact)
     return f"{header}..{signature}"
 
 

@@ -40,6 +40,7 @@ from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyB
 from jwt.algorithms import get_default_algorithms
 from pydantic import BaseModel, ConfigDict
 
+from gateway.partners import read_secret
 from gateway.security.keys import b64url
 from gateway.signatures.jws import MAX_JWS_CHARS, MalformedJws, attach, detach
 
@@ -187,10 +188,12 @@ class OfficeSigner:
         *,
         password: bytes | None = None,
         rsa_algorithm: RsaAlgorithm = "RS256",
+        clock: Callable[[], dt.datetime] = _now,
     ) -> OfficeSigner:
         """A software key (PEM, PKCS#8 or traditional, optionally encrypted) and its chain (PEM)."""
         chain = x509.load_pem_x509_certificates(chain_file.read_bytes())
-        return cls(SoftwareKey.from_pem(key_file, password), chain, rsa_algorithm=rsa_algorithm)
+        key = SoftwareKey.from_pem(key_file, password)
+        return cls(key, chain, rsa_algorithm=rsa_algorithm, clock=clock)
 
     @property
     def subject(self) -> x509.Name:
@@ -293,13 +296,14 @@ def verify(
     signed_at = _signing_time(header, now or _now(), max_age)
     if not _valid_at(leaf, signed_at):
         raise SignatureInvalid("certificate_not_valid", "the certificate was not valid at the signing time")
-    if not _fits(leaf.public_key(), alg):
+    public_key = leaf.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) or not _fits(public_key, alg):
         raise SignatureInvalid("algorithm_not_allowed", "alg does not fit the certificate's key")
     path = _chain_to_anchor(leaf, chain[1:], trust_anchors, signed_at)
     if expected_subject is not None and not _same_subject(leaf.subject, expected_subject):
         raise SignatureInvalid("unexpected_signer", "the certificate is not the expected office's")
     try:
-        jwt.api_jws.decode_complete(attach(jws, canonical(document)), leaf.public_key(), algorithms=[alg])
+        jwt.api_jws.decode_complete(attach(jws, canonical(document)), public_key, algorithms=[alg])
     except (jwt.PyJWTError, MalformedJws):
         raise SignatureInvalid("bad_signature", "the signature does not match the document") from None
     except (TypeError, ValueError):
@@ -430,8 +434,6 @@ class SigningConfig(BaseModel):
 
 def load_office_signers(config_dir: Path) -> dict[str, OfficeSigner]:
     """The signers of ``config_dir/signing.toml`` by office code; none when the file is absent."""
-    from gateway.partners import read_secret  # the one reader of secrets by env var or file
-
     path = config_dir / "signing.toml"
     if not path.exists():
         return {}
