@@ -7,6 +7,7 @@ import base64
 import copy
 import datetime as dt
 import json
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from gateway.signatures.office import (
     OfficeSigner,
     Pkcs11Key,
     SignatureInvalid,
+    SigningConfig,
     SoftwareKey,
     canonical,
     load_certificates,
@@ -325,3 +327,12 @@ async def test_without_a_trust_anchor_the_bank_does_not_look_at_signatures() -> 
         assert status == 200
     finally:
         await runner.cleanup()
+
+
+def test_the_example_signing_configuration_is_well_formed() -> None:
+    example = Path(__file__).resolve().parent.parent / "config" / "signing.example.toml"
+    config = SigningConfig.model_validate(tomllib.loads(example.read_text("utf-8")))
+    assert {office: entry.source for office, entry in config.offices.items()} == {
+        "THADS-HN": "software",
+        "THADS-HCM": "pkcs11",
+    }
