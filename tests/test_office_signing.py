@@ -7,8 +7,12 @@ import base64
 import copy
 import datetime as dt
 import json
+import os
+import shutil
+import subprocess
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -197,20 +201,6 @@ def test_signers_come_from_the_signing_configuration(tmp_path: Path, ca: TestCA,
     signers = load_office_signers(tmp_path)
     order = an_order()
     assert verify(order, signers["THADS-HN"].sign(order), [ca.cert])
-    (tmp_path / "signing.toml").write_text(
-        f'[offices.THADS-HN]\nsource = "pkcs11"\nchain_file = "{office.cert}"\npkcs11_module = "/x.so"\n'
-        'token_label = "t"\nkey_label = "k"\npin_env = "THADS_TEST_PIN"\n',
-        "utf-8",
-    )
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("THADS_TEST_PIN", "1234")
-        with pytest.raises(NotImplementedError):
-            load_office_signers(tmp_path)
-
-
-def test_pkcs11_is_not_built_yet() -> None:
-    with pytest.raises(NotImplementedError, match="not built yet"):
-        Pkcs11Key(Path("/usr/lib/softhsm/libsofthsm2.so"), "token", "key", "1234")
 
 
 def test_the_signature_header_helpers(office: Issued) -> None:
@@ -327,6 +317,113 @@ async def test_without_a_trust_anchor_the_bank_does_not_look_at_signatures() -> 
         assert status == 200
     finally:
         await runner.cleanup()
+
+
+# -- the key in an HSM: SoftHSM2 through PKCS#11 ---------------------------------------------------
+
+SOFTHSM_MODULES = (
+    Path("/usr/lib/softhsm/libsofthsm2.so"),
+    Path("/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"),
+)
+HSM_PIN = "1234"
+
+
+@dataclass(frozen=True)
+class Hsm:
+    module: Path
+    token: str
+
+    def holding(self, issued: Issued, label: str) -> None:
+        """Imports ``issued``'s private key into the token under ``label``."""
+        subprocess.run(
+            [
+                *("softhsm2-util", "--import", str(issued.key), "--token", self.token, "--label", label),
+                *("--id", label.encode().hex(), "--pin", HSM_PIN),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hsm]:
+    """One SoftHSM2 token for the session: the PKCS#11 module is loaded once per process, with the
+    configuration it finds then."""
+    pytest.importorskip("pkcs11")
+    module = next((m for m in SOFTHSM_MODULES if m.exists()), None)
+    if module is None or shutil.which("softhsm2-util") is None:
+        pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
+    directory = tmp_path_factory.mktemp("softhsm")
+    (directory / "tokens").mkdir()
+    conf = directory / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\n", "utf-8")
+    before = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    try:
+        subprocess.run(
+            [
+                *("softhsm2-util", "--init-token", "--free", "--label", "offices"),
+                *("--pin", HSM_PIN, "--so-pin", "5678"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield Hsm(module, "offices")
+    finally:
+        if before is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = before
+
+
+@pytest.mark.parametrize(("key_type", "rsa_algorithm"), [("ec", "RS256"), ("rsa", "RS256"), ("rsa", "PS256")])
+def test_an_office_key_in_an_hsm_signs(
+    tmp_path: Path, hsm: Hsm, key_type: KeyType, rsa_algorithm: Any
+) -> None:
+    ca = TestCA(tmp_path / "ca", "Office Root CA", key_type=key_type)
+    office = ca.issue("thads-hn", signing=True, key_type=key_type)
+    label = f"{tmp_path.name}-{key_type}-{rsa_algorithm}"
+    hsm.holding(office, label)
+    certificate = load_certificates(office.cert)[0]
+    key = Pkcs11Key(hsm.module, hsm.token, label, HSM_PIN, certificate)
+    try:
+        order = an_order()
+        jws = OfficeSigner(key, [certificate], rsa_algorithm=rsa_algorithm).sign(order)
+        assert verify(order, jws, [ca.cert]).certificate == certificate
+    finally:
+        key.close()
+
+
+def test_an_hsm_key_that_is_not_the_certificates_is_refused(tmp_path: Path, hsm: Hsm, ca: TestCA) -> None:
+    office, other = ca.issue("thads-hn", signing=True), ca.issue("other", signing=True)
+    hsm.holding(other, f"{tmp_path.name}-other")
+    with pytest.raises(ValueError, match="not the key"):
+        Pkcs11Key(hsm.module, hsm.token, f"{tmp_path.name}-other", HSM_PIN, load_certificates(office.cert)[0])
+    # No session of the token is open (a refused key lets its session go), so the PIN is asked again.
+    with pytest.raises(ValueError, match="PinIncorrect"):
+        Pkcs11Key(hsm.module, hsm.token, f"{tmp_path.name}-other", "0000", load_certificates(other.cert)[0])
+    with pytest.raises(ValueError, match="NoSuchKey"):
+        Pkcs11Key(hsm.module, hsm.token, "no-such-key", HSM_PIN, load_certificates(other.cert)[0])
+
+
+def test_hsm_signers_come_from_the_signing_configuration(
+    tmp_path: Path, hsm: Hsm, ca: TestCA, office: Issued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    label = f"{tmp_path.name}-configured"
+    hsm.holding(office, label)
+    monkeypatch.setenv("THADS_TEST_HSM_PIN", HSM_PIN)
+    (tmp_path / "signing.toml").write_text(
+        f'[offices.THADS-HN]\nsource = "pkcs11"\nchain_file = "{office.cert}"\n'
+        f'pkcs11_module = "{hsm.module}"\ntoken_label = "{hsm.token}"\nkey_label = "{label}"\n'
+        'pin_env = "THADS_TEST_HSM_PIN"\n',
+        "utf-8",
+    )
+    signer = load_office_signers(tmp_path)["THADS-HN"]
+    try:
+        order = an_order()
+        assert verify(order, signer.sign(order), [ca.cert])
+    finally:
+        signer.key.close()
 
 
 def test_the_example_signing_configuration_is_well_formed() -> None:

@@ -15,14 +15,16 @@ thumbprint), ``kid`` (the same thumbprint: what a partner pins or logs) and ``ia
 seconds since the epoch, against which the certificate's validity is judged).
 
 The private key sits behind :class:`KeySource`: :class:`SoftwareKey` (a PEM file: demos and tests) or,
-in production, a key that never leaves an HSM (:class:`Pkcs11Key`, not built yet: see its docstring).
+in production, a key that never leaves an HSM (:class:`Pkcs11Key`, through PKCS#11).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
+import threading
 import tomllib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -95,6 +97,10 @@ class KeySource(ABC):
     @abstractmethod
     def sign(self, data: bytes, algorithm: str) -> bytes: ...
 
+    def close(self) -> None:
+        """Let go of what holds the key (an HSM session); nothing for a key in memory."""
+        return None
+
 
 class SoftwareKey(KeySource):
     """A private key held in memory, read from a PEM file: for demos and tests, not production."""
@@ -119,27 +125,80 @@ class SoftwareKey(KeySource):
 
 
 class Pkcs11Key(KeySource):
-    """The production path: the office key inside an HSM, used through PKCS#11; not built yet.
+    """The production path: the office key inside an HSM (or the CA's USB token), used through PKCS#11
+    with ``python-pkcs11`` (the ``hsm`` extra); the key never leaves the token.
 
-    How it is to be built (docs/_section_sigsign.md): with ``python-pkcs11``, open the token by label
-    (``lib.get_token(token_label=…)``), log in with the user PIN (from an environment variable or a
-    file, never the configuration), find the private key by ``CKA_LABEL`` and sign the JWS signing
-    input with ``CKM_ECDSA_SHA256`` (its output is already ``r || s``), ``CKM_SHA256_RSA_PKCS``
-    (RS256) or ``CKM_SHA256_RSA_PKCS_PSS`` with SHA-256 MGF1 and a 32-byte salt (PS256). The public
-    key comes from the certificate chain, which stays a file.
+    ``module``: the vendor's PKCS#11 library (SoftHSM2's ``libsofthsm2.so`` in tests); the token is
+    found by its label, the private key by ``CKA_LABEL``; ``pin``: the user PIN (from an environment
+    variable or a file, never the configuration); ``certificate``: the office certificate, whose public
+    key this is — checked once at start with a probe signature.
+
+    Mechanisms: ECDSA signs a SHA-256/384 digest computed here with ``CKM_ECDSA`` (its output is already
+    the ``r || s`` JWS wants; SoftHSM2 and many HSMs have no ``CKM_ECDSA_SHA256``); RS256 is
+    ``CKM_SHA256_RSA_PKCS``; PS256 is ``CKM_SHA256_RSA_PKCS_PSS`` with MGF1-SHA-256 and a 32-byte salt.
+    One session per key, signing serialised on it: a PKCS#11 session is not for concurrent use.
     """
 
-    def __init__(self, module: Path, token_label: str, key_label: str, pin: str) -> None:
-        raise NotImplementedError(
-            "PKCS#11 office keys are not built yet: configure source = 'software' "
-            "(docs/_section_sigsign.md says how the HSM path is to be built)"
-        )
+    def __init__(
+        self, module: Path, token_label: str, key_label: str, pin: str, certificate: x509.Certificate
+    ) -> None:
+        # Imported here: only a gateway whose keys are in an HSM needs the library (and its C module).
+        import pkcs11
+
+        try:
+            token = pkcs11.lib(str(module)).get_token(token_label=token_label)
+            try:
+                self._session = token.open(user_pin=pin)
+            except pkcs11.exceptions.UserAlreadyLoggedIn:
+                # PKCS#11 logs in per token for the whole process: another key of this token did already.
+                self._session = token.open()
+        except pkcs11.PKCS11Error as exc:
+            raise _token_error(token_label, key_label, exc) from None
+        try:
+            try:
+                key = self._session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, label=key_label)
+            except pkcs11.PKCS11Error as exc:
+                raise _token_error(token_label, key_label, exc) from None
+            if not isinstance(key, pkcs11.types.SignMixin):
+                raise ValueError(f"PKCS#11 key {key_label!r} cannot sign")
+            self._key = key
+            self._pkcs11 = pkcs11
+            self._public = certificate.public_key()
+            self._lock = threading.Lock()
+            probe_alg = algorithm_for(self._public)
+            probe = b"office signing key probe"
+            algorithm = get_default_algorithms()[probe_alg]
+            if not algorithm.verify(probe, algorithm.prepare_key(self._public), self.sign(probe, probe_alg)):
+                raise ValueError(f"PKCS#11 key {key_label!r} is not the key of the office certificate")
+        except BaseException:
+            self._session.close()
+            raise
 
     def public_key(self) -> CertificatePublicKeyTypes:
-        raise NotImplementedError
+        return self._public
 
     def sign(self, data: bytes, algorithm: str) -> bytes:
-        raise NotImplementedError
+        mechanism = self._pkcs11.Mechanism
+        with self._lock:
+            if algorithm in ("ES256", "ES384"):
+                digest = (hashlib.sha256 if algorithm == "ES256" else hashlib.sha384)(data).digest()
+                return bytes(self._key.sign(digest, mechanism=mechanism.ECDSA))
+            if algorithm == "RS256":
+                return bytes(self._key.sign(data, mechanism=mechanism.SHA256_RSA_PKCS))
+            if algorithm == "PS256":
+                pss = (mechanism.SHA256, self._pkcs11.MGF.SHA256, 32)
+                return bytes(
+                    self._key.sign(data, mechanism=mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=pss)
+                )
+        raise ValueError(f"{algorithm} is not an office signature algorithm")
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _token_error(token_label: str, key_label: str, exc: Exception) -> ValueError:
+    # The exception's name says what failed (NoSuchToken, PinIncorrect, NoSuchKey…); never the PIN.
+    return ValueError(f"PKCS#11 token {token_label!r}, key {key_label!r}: {type(exc).__name__}")
 
 
 # -- signing --------------------------------------------------------------------------------------
@@ -445,7 +504,8 @@ def load_office_signers(config_dir: Path) -> dict[str, OfficeSigner]:
             pin = read_secret(entry.pin_env, entry.pin_file, config_dir)
             if not (entry.pkcs11_module and entry.token_label and entry.key_label and pin):
                 raise ValueError(f"{office}: pkcs11 needs pkcs11_module, token_label, key_label and a PIN")
-            key: KeySource = Pkcs11Key(Path(entry.pkcs11_module), entry.token_label, entry.key_label, pin)
+            module = Path(entry.pkcs11_module)
+            key: KeySource = Pkcs11Key(module, entry.token_label, entry.key_label, pin, chain[0])
         else:
             if entry.key_file is None:
                 raise ValueError(f"{office}: key_file is required for a software key")
