@@ -260,7 +260,8 @@ class OfficeSigner:
 
     def sign(self, document: Mapping[str, Any]) -> str:
         """The detached JWS (``header..signature``) of ``document``'s canonical JSON."""
-        now = self._clock()
+        # iat is whole seconds: the validity is judged on the time a verifier will read back.
+        now = self._clock().replace(microsecond=0)
         if not _valid_at(self.certificate, now):
             raise CertificateNotValid(
                 f"the office certificate is valid from {self.certificate.not_valid_before_utc} "
