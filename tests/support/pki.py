@@ -6,11 +6,14 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+KeyType = Literal["ec", "rsa"]
 
 
 @dataclass(frozen=True)
@@ -19,15 +22,21 @@ class Issued:
     key: Path
 
 
+def new_key(key_type: KeyType) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    if key_type == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 class TestCA:
     """One root CA; ``issue`` writes a leaf certificate and key signed by it."""
 
     __test__ = False  # not a test class, whatever its name
 
-    def __init__(self, directory: Path, name: str = "Test Root CA") -> None:
+    def __init__(self, directory: Path, name: str = "Test Root CA", *, key_type: KeyType = "ec") -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.key = new_key(key_type)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = dt.datetime.now(dt.UTC)
         self.cert = (
@@ -47,8 +56,20 @@ class TestCA:
         self.path = directory / f"{name.replace(' ', '-').lower()}.pem"
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, *, server: bool = False) -> Issued:
-        key = ec.generate_private_key(ec.SECP256R1())
+    def issue(
+        self,
+        name: str,
+        *,
+        server: bool = False,
+        key_type: KeyType = "ec",
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+        signing: bool = False,
+    ) -> Issued:
+        """``key_type``: the leaf's key; ``not_before``/``not_after``: its validity (by default from five
+        minutes ago for a day); ``signing``: a document-signing certificate (key usage digitalSignature
+        and nonRepudiation, no extended key usage) instead of a TLS one."""
+        key = new_key(key_type)
         now = dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateBuilder()
@@ -56,16 +77,21 @@ class TestCA:
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
+            .not_valid_before(not_before or now - dt.timedelta(minutes=5))
+            .not_valid_after(not_after or now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
+        )
+        if signing:
+            builder = builder.add_extension(
+                x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True
+            )
+        else:
+            builder = builder.add_extension(
                 x509.ExtendedKeyUsage(
                     [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
                 ),
                 critical=False,
             )
-        )
         if server:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(

@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
+from cryptography import x509
 
 from gateway.domain import orders
 from gateway.domain.identifiers import AGENCY_CODE
@@ -296,12 +297,15 @@ def make_app(
     async_banks: frozenset[str] = ASYNC_BANKS,
     gateway_url: str = DEFAULT_GATEWAY_URL,
     silent_banks: Iterable[str] = (),
+    order_signature_anchors: Sequence[x509.Certificate] | None = None,
 ) -> web.Application:
     """``callback_key``: PEM private key the asynchronous bank signs its callbacks and pushed reports with
     (the public half registered at the gateway for that bank's client). Without one, an ephemeral key is
     used: callbacks are still sent, but a gateway that checks tokens refuses them. ``gateway_url``: where
     the asynchronous bank pushes report documents. ``silent_banks``: banks that take orders and never
-    answer them."""
+    answer them. ``order_signature_anchors``: when given, every bank takes only orders carrying an
+    office's signature that chains to one of these roots (``400 signature_required`` /
+    ``invalid_signature`` otherwise); None (the default) leaves signatures unchecked."""
     silent = frozenset(silent_banks)
     if silent - PATHS.keys():
         raise ValueError(f"unknown banks: {', '.join(sorted(silent - PATHS.keys()))}")
@@ -325,6 +329,7 @@ def make_app(
             silent=bank in silent,
             callbacks=callbacks,
             gateway_url=gateway_url,
+            signature_anchors=order_signature_anchors,
         )
         desk.install(app, ORDERS_PATH)
     return app

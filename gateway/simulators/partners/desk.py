@@ -33,16 +33,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 from aiohttp import web
+from cryptography import x509
 
 from gateway.domain.answers import answer_document
 from gateway.domain.issued import REVOCATION
 from gateway.domain.registry import REGISTRY
+from gateway.signatures.jws import SIGNATURE_HEADER, signature_of
+from gateway.signatures.office import SignatureInvalid, verify
 from gateway.simulators.partners import (
     ICT,
     LAST_REQUESTS,
@@ -126,11 +129,16 @@ class Desk:
         silent: bool = False,
         callbacks: Callbacks | None = None,
         gateway_url: str = DEFAULT_GATEWAY_URL,
+        signature_anchors: Sequence[x509.Certificate] | None = None,
     ) -> None:
         """``code``: the partner's agency code (documents must be addressed to it; it signs its pushes as
         that client); ``prefix``: its path prefix (``/vcb``); ``mode``: how it answers; ``silent``: it
         starts in ``never`` (and goes back to ``mode`` when the switch is turned off); ``callbacks``: how
-        it reaches the gateway, needed for the ``late`` mode."""
+        it reaches the gateway, needed for the ``late`` mode; ``signature_anchors``: when given, the
+        roots an office's signature (:data:`SIGNATURE_HEADER`) must chain to — a document without a
+        good one is refused before anything is checked or executed. None (the default): signatures are
+        not looked at."""
+        self.signature_anchors = tuple(signature_anchors) if signature_anchors is not None else None
         self.code = code
         self.prefix = prefix
         self.callbacks = callbacks
@@ -258,8 +266,24 @@ class Desk:
             raise Refused(
                 400, "invalid_request", "body.revokes (the revoked document's message_id) is required"
             )
+        if self.signature_anchors is not None:
+            self._check_signature(raw, request)
         self.check(raw)
         return raw
+
+    def _check_signature(self, document: Document, request: web.Request) -> None:
+        """The office's signature over the document as received: missing or not holding is ``400``."""
+        jws = signature_of(request.headers)
+        if jws is None:
+            raise Refused(
+                400, "signature_required", f"{self.code} takes signed documents only ({SIGNATURE_HEADER})"
+            )
+        try:
+            verify(document, jws, self.signature_anchors or ())
+        except SignatureInvalid as exc:
+            raise Refused(
+                400, "invalid_signature", f"the document's signature does not hold: {exc.reason}"
+            ) from None
 
     # -- routes -------------------------------------------------------------------------------------
 
