@@ -214,3 +214,21 @@ async def test_without_trust_anchors_nothing_is_checked(
     assert resp.status == 202, await resp.text()
     view = await (await api.get(f"/v1/messages/{doc['message_id']}", headers=world.court_headers())).json()
     assert "signature" not in view
+
+
+async def test_generic_door_applies_the_same_policy(
+    api: TestClient[Any, Any], world: World, pki: Pki
+) -> None:
+    doc = judgment(pki.docs["other_court"])
+    resp = await api.post("/v1/documents", json=doc, headers=world.court_headers())
+    assert resp.status == 422, await resp.text()
+    assert {e.get("rule") for e in (await resp.json())["errors"]} == {"signature"}
+    assert (await counts(world))["messages"] == 0
+
+
+def test_a_policy_for_an_unknown_type_stops_the_start(world: World) -> None:
+    config = world.settings.config_dir
+    text = (config / "signatures.toml").read_text("utf-8")
+    (config / "signatures.toml").write_text(text.replace("judgment.delivery", "judgment.delivry"), "utf-8")
+    with pytest.raises(ValueError, match=r"judgment\.delivry"):
+        signature_intake.SignatureChecks.load(config, known_types={"judgment.delivery"})
