@@ -29,6 +29,8 @@ from gateway.services.document_checks import DocumentChecks
 from gateway.services.document_ids import copy_document, copy_id, issued_id, issued_id_key, stored_key
 from gateway.services.document_records import Actor, DocumentRecords, record_answer
 from gateway.services.document_rules import DocumentRules
+from gateway.services.signature_intake import EVENT as SIGNATURE_EVENT
+from gateway.services.signature_intake import Checked, SignatureChecks
 from gateway.storage import messages as store
 from gateway.storage import outbox
 from gateway.storage.audit import AuditEntry, append
@@ -55,8 +57,11 @@ class DocumentService:
         clients: ClientStore,
         rules: DocumentRules,
         clock: Callable[[], datetime] = now,
+        signatures: SignatureChecks | None = None,
     ) -> None:
         self._db = db
+        #: The signature policies and trust list (None: this installation checks no signature).
+        self._signatures = signatures
         self._catalog = catalog
         self._rules = rules
         self._clock = clock
@@ -184,6 +189,7 @@ class DocumentService:
             # A replacement restates the same decision: it is a new document, not a resend of the old.
             natural_key = f"{natural_key}|replaces:{doc['replaces']}"
         natural_key = stored_key(natural_key)
+        signature = None if trusted else await self._signature(doc_type, doc, natural_key)
         # No read first: the message_id and (message_type, natural_key) constraints refuse a repeat, and the
         # refusal below answers it as the duplicate (or conflict) it is. A read per push was a sixth of the
         # api's time, spent for the rare resend.
@@ -217,6 +223,11 @@ class DocumentService:
                     )
                 )
                 await append(conn, prepared.audit)
+            if signature is not None:
+                # With the document, in its transaction: never a document without the report it passed.
+                await store.add_evidence(
+                    conn, doc["message_id"], SIGNATURE_EVENT, actor.id, signature.evidence(), received_at
+                )
             for prepared in copies:
                 detail = {"copy": prepared.row["message_id"], "to": prepared.row["recipient"]}
                 await store.add_evidence(conn, doc["message_id"], "copied", actor.id, detail, received_at)
@@ -248,6 +259,21 @@ class DocumentService:
             return await self._duplicate(actor, action, earlier, doc["message_id"])
         self.relay.hand_over(held)
         return PushResult(accepted.receipt, duplicate=False)
+
+    async def _signature(self, doc_type: DocumentType, doc: Document, natural_key: str) -> Checked | None:
+        """Verify the signature the type's policy asks for; raises :class:`Refused` when the policy
+        refuses it. A resend of a stored document is not verified again: the insert that follows answers
+        it as the duplicate it is, as for any type."""
+        policy = self._signatures.policy(doc_type.message_type) if self._signatures else None
+        if policy is None or self._signatures is None:
+            return None
+        async with self._db.read() as conn:
+            stored = await store.get(conn, doc["message_id"]) is not None or (
+                await store.get_by_natural_key(conn, doc_type.message_type, natural_key) is not None
+            )
+        if stored:
+            return None
+        return await self._signatures.check(policy, doc)
 
     async def _earlier(
         self, doc_type: DocumentType, doc: Document, digest: str, natural_key: str, trusted: bool

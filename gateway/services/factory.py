@@ -16,6 +16,7 @@ from gateway.security.signing import Signer
 from gateway.services.admissions import ADMISSIONS
 from gateway.services.document_rules import DocumentRules, by_code
 from gateway.services.documents import DocumentService
+from gateway.services.signature_intake import SignatureChecks
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.validation import catalog
@@ -36,4 +37,6 @@ def build_document_service(
         reminder_lead=load_reminder_lead(config),
         legal_bases=frozenset(load_legal_bases(config)),
     )
-    return DocumentService(db, catalog(), signer, clients, rules)
+    # Read once here, for the life of the process: a request never touches the trust list's files.
+    signatures = SignatureChecks.load(config, known_types=rules.registry)
+    return DocumentService(db, catalog(), signer, clients, rules, signatures=signatures)

@@ -15,6 +15,8 @@ from gateway.domain.status import Status, is_delivered
 from gateway.domain.violations import Violation
 from gateway.security.tokens import Principal
 from gateway.services.documents import DocumentService
+from gateway.services.signature_intake import EVENT as SIGNATURE_EVENT
+from gateway.services.signature_intake import summary as signature_summary
 from gateway.storage import messages as store
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
@@ -66,7 +68,7 @@ class MessageService:
             row = await self._visible(conn, principal, message_id)
             events = await store.timeline(conn, row.message_id)
             replies = await store.replies(conn, row.message_id)
-        optional = {
+        optional: dict[str, Any] = {
             "reason": row.status_reason,
             "case_ref": row.case_ref,
             "in_reply_to": row.in_reply_to,
@@ -74,6 +76,9 @@ class MessageService:
             "correlation_id": row.correlation_id,
             "due_at": iso(row.due_at),
         }
+        checked = [e for e in events if e["event"] == SIGNATURE_EVENT and e.get("detail")]
+        if checked:
+            optional["signature"] = signature_summary(checked[-1]["detail"])
         return {
             "message_id": row.message_id,
             "message_type": row.message_type,

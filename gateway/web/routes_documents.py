@@ -160,7 +160,10 @@ OPERATIONS: Final = (
         problems=(400, 403, 409, 413, 415, 422, 503),
         problem_notes={
             409: "The `message_id` was already used for a different message.",
-            422: _RULES + " The court in `body.court.code` is the sender.",
+            422: _RULES
+            + " The court in `body.court.code` is the sender. Where the installation checks signatures "
+            "(`config/signatures.toml` and a trust list), a PDF whose signature the policy refuses is a "
+            "422 listing the reasons at `$.body.document.content_base64` (rule `signature`).",
         },
         examples=(
             Example(
