@@ -302,23 +302,32 @@ def write_platforms(config: Path) -> None:
     (config / XROAD_FILE).write_text(tomli_w.dumps(provider), "utf-8")
 
 
+#: What the demo copies of the shipped configuration (its clients, keys and banks are its own).
+DEMO_CONFIG_FILES = (
+    "gateway.toml",
+    "partners.toml",
+    "legal_bases.toml",
+    "holidays.toml",
+    "documents.toml",
+    "routing.toml",
+)
+
+
+def copy_config(config: Path) -> None:
+    """The shipped configuration the demo runs on, copied to ``config`` (the shipped one is never touched)."""
+    config.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_CONFIG_FILES:
+        shutil.copy(DEFAULT_CONFIG_DIR / name, config / name)
+    shutil.copytree(DEFAULT_CONFIG_DIR / "wsdl", config / "wsdl", dirs_exist_ok=True)
+
+
 def prepare(
     home: Path, port: int, banks: int | None = None, platforms: bool = False
 ) -> tuple[dict[str, str], Settings]:
     """Config dir, keys and clients for the demo (``banks``: see :func:`write_banks`); returns the
     environment for its processes."""
     config = home / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    for name in (
-        "gateway.toml",
-        "partners.toml",
-        "legal_bases.toml",
-        "holidays.toml",
-        "documents.toml",
-        "routing.toml",
-    ):
-        shutil.copy(DEFAULT_CONFIG_DIR / name, config / name)
-    shutil.copytree(DEFAULT_CONFIG_DIR / "wsdl", config / "wsdl", dirs_exist_ok=True)
+    copy_config(config)
     write_banks(config, banks)
     (config / XROAD_FILE).unlink(missing_ok=True)  # an earlier --platforms run's
     if platforms:

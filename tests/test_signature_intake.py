@@ -9,7 +9,6 @@ import asyncio
 import base64
 import json
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from gateway.simulators.trust import TrustServices, sign_pdf, start_trust_servic
 from gateway.soap import body_payload
 from gateway.web.app import create_app
 from tests.conftest import ROOT, World, fresh_judgment, make_world
+from tests.support.loop_thread import LoopThread
 from tests.test_push_judgment import counts
 from tests.test_signature_verification import pdf
 from tests.test_soap_endpoint import C, fault, fresh_request, headers
@@ -37,13 +37,8 @@ class Pki:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def run(coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(120)
-
+    background = LoopThread()
+    run = background.run
     services: TrustServices = run(start_trust_services(tmp_path_factory.mktemp("trust-keys")))
     plain = pdf()
     signed = run(sign_pdf(plain, services, "tand-hn"))
@@ -57,9 +52,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
         yield Pki(services, docs)
     finally:
         run(services.close())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+        background.close()
 
 
 def signing_world(home: Path, database_url: str, pki: Pki, on_missing: str = "refuse") -> World:

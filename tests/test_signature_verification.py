@@ -29,6 +29,7 @@ from gateway.simulators.trust import (
     sign_pdf,
     start_trust_services,
 )
+from tests.support.loop_thread import LoopThread
 
 SIGNERS = {org: SignerBinding(org, cn) for org, cn in SUBJECTS.values()}
 
@@ -76,13 +77,8 @@ def _der(pem_bytes: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def run(coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(120)
-
+    background = LoopThread()
+    run, loop = background.run, background.loop
     services: TrustServices = run(start_trust_services(tmp_path_factory.mktemp("trust-keys")))
     earlier = dt.datetime.now(dt.UTC) - SIGNED_EARLIER_AGO
     plain = pdf()
@@ -104,9 +100,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(services, loop, docs)
     finally:
         run(services.close())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+        background.close()
 
 
 def policy(revocation: str = "hard-fail") -> SignaturePolicy:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import pytest
 from gateway.connectors.base import LookupRequest, Subject
 from gateway.connectors.registry import build_connectors
 from gateway.connectors.resilience import GuardedConnector
-from gateway.demo import LGSP_SECRETS, write_platforms
+from gateway.demo import LGSP_SECRETS, copy_config, write_platforms
 from gateway.partners import Partner, load_partners, load_platforms
 from tests.bench.results import Row, Section, record
 from tests.conftest import ROOT
@@ -33,14 +32,6 @@ from tests.support.lookup_requests import STATED
 pytestmark = [pytest.mark.bench]
 COMMAND = "make bench PYTEST_ARGS=tests/bench/test_bench_transports.py"
 CONCURRENCY = 8
-CONFIG_FILES = (
-    "gateway.toml",
-    "partners.toml",
-    "legal_bases.toml",
-    "holidays.toml",
-    "documents.toml",
-    "routing.toml",
-)
 HOLD = 6.0
 #: (row, partner code, transport it is measured on).
 VARIANTS = [
@@ -87,17 +78,7 @@ async def measure(guard: GuardedConnector) -> tuple[Load, float]:
 async def test_what_each_transport_costs_a_call(tmp_path: Path) -> None:
     began = time.perf_counter()
     config = tmp_path / "config"
-    config.mkdir()
-    for name in (
-        "gateway.toml",
-        "partners.toml",
-        "legal_bases.toml",
-        "holidays.toml",
-        "documents.toml",
-        "routing.toml",
-    ):
-        shutil.copy(ROOT / "config" / name, config / name)
-    shutil.copytree(ROOT / "config" / "wsdl", config / "wsdl")
+    copy_config(config)
     write_platforms(config)
     env = {
         **os.environ,
