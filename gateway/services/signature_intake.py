@@ -26,7 +26,6 @@ from gateway.domain.violations import Violation
 from gateway.signatures.policy import Decision, SignaturePolicy, decide, policies_from_mapping
 from gateway.signatures.report import ValidationReport
 from gateway.signatures.trust import TrustList
-from gateway.signatures.verify import verify_pdf
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +95,10 @@ class SignatureChecks:
         if pdf is None:
             report = self._not_inline(policy, sender)
         else:
+            # Imported here: pyHanko costs every api process ~0.5 s at start, needed only where a type's
+            # policy has signatures checked.
+            from gateway.signatures.verify import verify_pdf
+
             report = await verify_pdf(pdf, self.trust, policy, sender)
         # A valid signature's warnings (a revocation left unchecked under soft-fail) flag it.
         reasons = tuple(report.warnings) if report.outcome == "valid" else tuple(report.reasons)

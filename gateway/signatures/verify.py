@@ -77,10 +77,7 @@ async def verify_pdf(
         async with asyncio.timeout(policy.budget_seconds):
             return await asyncio.to_thread(_verify_in_thread, data, trust, policy, sender, checked_at)
     except TimeoutError:
-        report = _empty(data, trust, policy, sender, checked_at, started)
-        report.outcome = "indeterminate"
-        report.reasons = [f"verification did not finish within {policy.budget_seconds:g} s"]
-        return report
+        return _out_of_time(data, trust, policy, sender, checked_at, started)
 
 
 def _verify_in_thread(
@@ -94,12 +91,24 @@ def _verify_in_thread(
             async with asyncio.timeout(policy.budget_seconds):
                 return await _verify(data, trust, policy, sender, checked_at, started)
         except TimeoutError:
-            report = _empty(data, trust, policy, sender, checked_at, started)
-            report.outcome = "indeterminate"
-            report.reasons = [f"verification did not finish within {policy.budget_seconds:g} s"]
-            return report
+            return _out_of_time(data, trust, policy, sender, checked_at, started)
 
     return asyncio.run(bounded())
+
+
+def _out_of_time(
+    data: bytes,
+    trust: TrustList,
+    policy: SignaturePolicy,
+    sender: str,
+    checked_at: dt.datetime,
+    started: float,
+) -> ValidationReport:
+    """The budget ran out (waiting for a thread counts): nothing proved either way."""
+    report = _empty(data, trust, policy, sender, checked_at, started)
+    report.outcome = "indeterminate"
+    report.reasons = [f"verification did not finish within {policy.budget_seconds:g} s"]
+    return report
 
 
 def _empty(
