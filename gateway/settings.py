@@ -126,6 +126,20 @@ class OpsSettings(BaseModel):
     # No file, no console sign-in: there is no default account or password.
     operators_file: str = "config/operators.toml"
     session_minutes: float = Field(30, gt=0)
+    # Times on the console's pages are written in this zone (IANA name), with the UTC value on hover.
+    time_zone: str = "Asia/Ho_Chi_Minh"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Ho_Chi_Minh)") from exc
+        return value
+
     # Anything in a non-final status for longer than this is listed as stuck.
     stuck_after_minutes: float = Field(60, gt=0)
     # RabbitMQ management API (queue rates); when it does not answer, depths come over AMQP.

@@ -17,6 +17,7 @@ from gateway.web.console import PREFIX, login, messages, overview, parking, part
 from gateway.web.console.guard import guard
 from gateway.web.console.pages import JINJA
 from gateway.web.console.state import STATE, ConsoleState
+from gateway.web.console.timefmt import TimeFormat
 
 WEB_DIR: Final = Path(__file__).resolve().parent.parent
 TEMPLATES: Final = WEB_DIR / "templates" / "ops"
@@ -68,7 +69,7 @@ def build(settings: Settings) -> web.Application:
         app_key=JINJA,
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
-        filters=FILTERS,
+        filters=FILTERS | {"when": TimeFormat(settings.ops.time_zone).when},
     )
 
     async def close(_app: web.Application) -> None:

@@ -15,6 +15,25 @@
     return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
   }
 
+  // Keeps the "2 min ago" of every <time datetime> current (the server wrote it at render time).
+  function ago(seconds) {
+    var future = seconds < 0, s = Math.floor(Math.abs(seconds)), t;
+    if (s < 5) { return "just now"; }
+    if (s < 90) { t = s + " s"; }
+    else if (s < 5400) { t = Math.round(s / 60) + " min"; }
+    else if (s < 172800) { t = Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min"; }
+    else { t = Math.floor(s / 86400) + " d"; }
+    return future ? "in " + t : t + " ago";
+  }
+
+  function refreshAges() {
+    var now = Date.now();
+    document.querySelectorAll("time[datetime] .ago").forEach(function (el) {
+      var at = Date.parse(el.parentNode.getAttribute("datetime"));
+      if (!isNaN(at)) { el.textContent = ago((now - at) / 1000); }
+    });
+  }
+
   function rate(value) { return (value === null || value === undefined) ? "–" : value.toFixed(1); }
 
   function applyOverview(data) {
@@ -66,6 +85,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    window.setInterval(refreshAges, 15000);
     if (document.body.dataset.page === "overview" && document.getElementById("queues")) {
       window.setInterval(poll, 5000);
     }
