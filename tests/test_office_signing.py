@@ -23,7 +23,12 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.connectors.base import ConnectorError
+from gateway.connectors.registry import build_connectors, close_all
+from gateway.partners import Partner
 from gateway.security.keys import b64url
+from gateway.services.deliveries import delivery_detail
+from gateway.signatures.departure import DepartureSigning
 from gateway.signatures.jws import SIGNATURE_HEADER, MalformedJws, attach, signature_of, with_signature
 from gateway.signatures.office import (
     JWS_TYPE,
@@ -94,7 +99,7 @@ def test_a_signed_order_verifies_with_the_office_certificate(
     assert base64.b64decode(header["x5c"][0]) == leaf.public_bytes(serialization.Encoding.DER)
     assert header["x5t#S256"] == header["kid"] == thumbprint(leaf)
 
-    verified = verify(order, jws, [ca.cert], expected_subject="CN=thads-hn")
+    verified = verify(order, jws, [ca.cert], expected_subject="CN=thads-hn,O=THADS-HN")
     assert verified.subject == leaf.subject and verified.algorithm == alg
     assert verified.chain[-1] == ca.cert
     assert abs(verified.signed_at - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
@@ -174,7 +179,7 @@ def test_what_the_header_must_say(ca: TestCA, office: Issued) -> None:
     attached = attach(signer_of(office).sign(order), canonical(order))
     assert reason(order, attached, ca) == "malformed"  # the payload must not travel twice
     assert (
-        reason(order, signer_of(office).sign(order), ca, expected_subject="CN=thads-hcm")
+        reason(order, signer_of(office).sign(order), ca, expected_subject="CN=thads-hcm,O=THADS-HCM")
         == "unexpected_signer"
     )
 
@@ -317,6 +322,60 @@ async def test_without_a_trust_anchor_the_bank_does_not_look_at_signatures() -> 
         assert status == 200
     finally:
         await runner.cleanup()
+
+
+async def test_the_connector_signs_each_order_as_its_sending_office_and_the_bank_executes_it(
+    bank: str, office: Issued, ca: TestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's way out: the REST connector signs with the sender's key, the signed bank takes the
+    order, and the delivery evidence names the key; an office without a key, or whose certificate has
+    expired, is refused without retries."""
+    monkeypatch.setenv("TEST_BANK_TOKEN", "bank-secret")
+    partner = Partner(
+        code="BANK-VCB",
+        kind="bank",
+        protocol="rest",
+        endpoint=bank,
+        credentials="TEST_BANK_TOKEN",
+    )
+    order = an_order()
+    expired = ca.issue(
+        "thads-hcm",
+        signing=True,
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30),
+        not_after=dt.datetime.now(dt.UTC) - dt.timedelta(days=1),
+    )
+    signing = DepartureSigning(
+        {"THADS-HN": signer_of(office), "THADS-HCM": OfficeSigner.from_files(expired.key, expired.cert)}
+    )
+    async with aiohttp.ClientSession() as session:
+        connectors = await build_connectors([partner], session, signing=signing)
+        receipt = await connectors["BANK-VCB"].deliver(order)
+        assert receipt.signature is not None
+        assert receipt.signature["office"] == "THADS-HN"
+        assert receipt.signature["kid"] == signer_of(office).key_id
+        assert delivery_detail("connector", 1, receipt)["signature"]["form"] == "jws-detached"
+        assert await executed(bank) == {order["message_id"]: 1}
+
+        unsigned = an_order() | {"message_id": "7a1c9c4e-1111-4d5e-8f00-000000000001", "sender": "THADS-DN"}
+        with pytest.raises(ConnectorError) as caught:
+            await connectors["BANK-VCB"].deliver(unsigned)
+        assert not caught.value.retryable
+
+        stale = an_order() | {"message_id": "7a1c9c4e-1111-4d5e-8f00-000000000002", "sender": "THADS-HCM"}
+        with pytest.raises(ConnectorError, match="the office cannot sign") as caught:
+            await connectors["BANK-VCB"].deliver(stale)
+        assert not caught.value.retryable
+        await close_all(connectors)
+    assert await executed(bank) == {order["message_id"]: 1}
+
+
+async def test_a_bank_refuses_an_order_signed_by_another_office(bank: str, ca: TestCA) -> None:
+    order = an_order()
+    other = signer_of(ca.issue("thads-hcm", signing=True))
+    status, body = await deliver(bank, order, other.sign(order))
+    assert (status, body["error"]) == (400, "invalid_signature")
+    assert "sending office" in body["message"]
 
 
 # -- the key in an HSM: SoftHSM2 through PKCS#11 ---------------------------------------------------

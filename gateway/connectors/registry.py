@@ -20,6 +20,7 @@ from gateway.connectors.vehicle import VehicleConnector
 from gateway.connectors.vneid import VneidConnector
 from gateway.domain.doctypes import PartnerKind
 from gateway.partners import Partner, Platforms
+from gateway.signatures.departure import DepartureSigning
 from gateway.storage.database import Database
 from gateway.transports.registry import TransportCache, build_transport
 
@@ -44,6 +45,7 @@ async def build_connector(
     db: Database | None = None,
     platforms: Platforms | None = None,
     cache: TransportCache | None = None,
+    signing: DepartureSigning | None = None,
 ) -> Connector:
     """The partner's connector over the transport its configuration names (``platforms``: the
     ``[platforms]`` of partners.toml; none given: no platform is configured). ``cache``: what the
@@ -60,7 +62,7 @@ async def build_connector(
     transport = build_transport(partner, session, platforms or Platforms(), cache)
     if partner.protocol == "soap":
         return await LandConnector.create(partner, session, transport)
-    return REST_CONNECTORS[partner.kind](partner, session, transport)
+    return REST_CONNECTORS[partner.kind](partner, session, transport, signing)
 
 
 async def build_connectors(
@@ -68,19 +70,20 @@ async def build_connectors(
     session: aiohttp.ClientSession,
     db: Database | None = None,
     platforms: Platforms | None = None,
+    signing: DepartureSigning | None = None,
 ) -> dict[str, Connector]:
     """Build every partner's connector (SOAP clients load their WSDL now, once); ``db`` holds the inboxes
     of pull partners (required when there is one).
 
     A partner that cannot be built stops start-up: a misconfigured partner would otherwise only show
-    up as failed inquiries.
+    up as failed inquiries. ``signing``: the offices' keys that sign the documents handed to REST partners.
     """
     connectors: dict[str, Connector] = {}
     # One OAuth2 token per LGSP platform for all its partners: one token request per expiry, not one each.
     cache = TransportCache()
     try:
         for partner in partners:
-            connectors[partner.code] = await build_connector(partner, session, db, platforms, cache)
+            connectors[partner.code] = await build_connector(partner, session, db, platforms, cache, signing)
     except BaseException:
         await close_all(connectors)
         raise

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import aiohttp
@@ -32,6 +32,8 @@ from gateway.connectors.base import ConnectorError, LookupAnswer, LookupRequest,
 from gateway.domain.registry import REGISTRY, partner_kinds_receiving_documents
 from gateway.domain.violations import Violation
 from gateway.partners import Partner
+from gateway.signatures.departure import DepartureSigning, Signed
+from gateway.signatures.office import CertificateNotValid
 from gateway.transports.base import Call, Transport
 from gateway.transports.direct import DirectTransport
 from gateway.validation import catalog
@@ -91,10 +93,16 @@ class RestClient:
     """POSTs JSON to one partner through its transport (direct, X-Road, LGSP: gateway/transports/)."""
 
     def __init__(
-        self, partner: Partner, session: aiohttp.ClientSession, transport: Transport | None = None
+        self,
+        partner: Partner,
+        session: aiohttp.ClientSession,
+        transport: Transport | None = None,
+        signing: DepartureSigning | None = None,
     ) -> None:
         self.partner = partner
         self.transport = transport or default_transport(partner, session)
+        #: Signs the documents handed over (:meth:`deliver`) as their sending office; None: unsigned.
+        self.signing = signing
 
     async def send(
         self,
@@ -140,7 +148,23 @@ class RestClient:
         "accepted, answered later", or ``ConnectorError`` — retryable when the partner was unavailable,
         not when it refused. ``answers_later``: the partner answers every document later, whatever 2xx."""
         message_id = document_id(document)
-        reply = await self.send(path, document, message_id, extra_headers={"Idempotency-Key": message_id})
+        signed = await self._signed(document)
+        extra = {"Idempotency-Key": message_id, **(signed.headers() if signed else {})}
+        reply = await self.send(path, document, message_id, extra_headers=extra)
+        receipt = self._receipt(document, reply, answers_later)
+        return replace(receipt, signature=signed.evidence()) if signed else receipt
+
+    async def _signed(self, document: Mapping[str, Any]) -> Signed | None:
+        if self.signing is None:
+            return None
+        try:
+            return await self.signing.sign(document)
+        except CertificateNotValid as exc:
+            # Sending it unsigned, or signed with a certificate no partner accepts, would only be refused.
+            raise ConnectorError(f"the office cannot sign: {exc}", retryable=False) from None
+
+    @staticmethod
+    def _receipt(document: Mapping[str, Any], reply: RestReply, answers_later: bool) -> PartnerReceipt:
         if answers_later:
             data = parse_object(reply.body) if reply.body else {}
             return PartnerReceipt(reference=_reference(data) or reply.reference, accepted_later=True)
@@ -274,10 +298,14 @@ class RestConnector:
     answers_later: bool = False
 
     def __init__(
-        self, partner: Partner, session: aiohttp.ClientSession, transport: Transport | None = None
+        self,
+        partner: Partner,
+        session: aiohttp.ClientSession,
+        transport: Transport | None = None,
+        signing: DepartureSigning | None = None,
     ) -> None:
         self.partner = partner
-        self.client = RestClient(partner, session, transport)
+        self.client = RestClient(partner, session, transport, signing)
 
     def payload(self, request: LookupRequest) -> dict[str, Any]:
         return lookup_payload(request)

@@ -21,3 +21,5 @@ class PartnerReceipt:
     accepted_later: bool = False
     #: What the exchange platform proved about the hand-over (X-Road's request hash…); None: direct.
     platform: Mapping[str, Any] | None = None
+    #: The office's signature the document carried (its form, office, key id, algorithm); None: unsigned.
+    signature: Mapping[str, Any] | None = None

@@ -82,6 +82,8 @@ def delivery_detail(channel: str, attempt: int, receipt: PartnerReceipt | None =
             detail["partner_reference"] = receipt.reference
         if receipt.platform:
             detail["platform"] = dict(receipt.platform)
+        if receipt.signature:
+            detail["signature"] = dict(receipt.signature)
     return detail
 
 

@@ -33,6 +33,8 @@ from gateway.services.bulk_expansion import BulkExpander
 from gateway.services.factory import build_document_service
 from gateway.services.inquiries import LOOKUP_TYPE, InquiryService
 from gateway.settings import Settings
+from gateway.signatures.departure import DepartureSigning
+from gateway.signatures.office import load_office_signers
 from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.validation import catalog
@@ -105,7 +107,12 @@ class Worker:
             await topology.declare_retry_tiers(
                 channel, self.names, d.delivery_limit, [int(s * 1000) for s in d.retry_delays_seconds]
             )
-            connectors = await build_connectors(partners, http, db, load_platforms(settings.config_dir))
+            signing = DepartureSigning(load_office_signers(settings.config_dir))
+            if signing:
+                log.info("documents to partners are signed for %s", ", ".join(sorted(signing.signers)))
+            connectors = await build_connectors(
+                partners, http, db, load_platforms(settings.config_dir), signing=signing
+            )
             # One guard per partner: lookups and document deliveries share its breaker and concurrency
             # (a pull partner, never called, has none: its items wait in its inbox).
             guarded = {p.code: guard(p, connectors[p.code]) for p in partners}

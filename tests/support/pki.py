@@ -71,9 +71,13 @@ class TestCA:
         and nonRepudiation, no extended key usage) instead of a TLS one."""
         key = new_key(key_type)
         now = dt.datetime.now(dt.UTC)
+        subject = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
+        if signing:
+            # An office's signing certificate names its organisation: the code it sends documents as.
+            subject.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, name.upper()))
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .subject_name(x509.Name(subject))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
