@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import tomli_w
 
+from gateway.demo_signing import SIGNED, TAMPERED, UNSIGNED, prepare_signatures
 from gateway.ops import operators
 from gateway.partners import BANKS_FILE, load_partners
 from gateway.security.clients import ClientStore
@@ -341,6 +342,8 @@ def prepare(
         "GATEWAY_API__PUBLIC_URL": f"http://127.0.0.1:{port}",
         "GATEWAY_DEMO_KEYS": str(home / "keys"),
         "GATEWAY_DEMO_CASE_QUEUE": CASE_QUEUE,
+        # The test PKI the simulated court signs with, made by prepare_signatures below.
+        "GATEWAY_SIMULATE__PKI_DIR": str(home / "pki"),
         # The demo's receivers (case system callbacks, court and procuracy webhooks) are loopback listeners.
         "GATEWAY_OUTBOUND__ALLOW_HTTP_LOOPBACK": "true",
         # The simulators accept any partner token; real deployments put real ones in these variables.
@@ -356,6 +359,8 @@ def prepare(
     settings = load_settings()
     ensure_demo_clients(home / "keys", settings.clients_dir, CASE_QUEUE, inboxes=inbox_urls(settings))
     upgrade_sync(settings.resolved_database_url)
+    example = json.loads((ROOT / EXAMPLE).read_text("utf-8"))
+    prepare_signatures(home, config, settings.simulate.trust_port, example)
     write_dated_examples(home / "examples")
     write_banks_inquiry(home / "examples")
     return env, settings
@@ -515,7 +520,9 @@ def banner(
     banks: int | None = None,
     platforms: bool = False,
 ) -> str:
-    example_id = json.loads((ROOT / EXAMPLE).read_text("utf-8"))["message_id"]
+    examples = home / "examples"
+    signed_id = json.loads((examples / SIGNED).read_text("utf-8"))["message_id"]
+    examples = examples.relative_to(ROOT) if examples.is_relative_to(ROOT) else examples
     blocking_id = json.loads((ROOT / BLOCKING).read_text("utf-8"))["message_id"]
     return f"""
 Gateway demo is running (Ctrl-C stops it). Logs: {home / "logs"}
@@ -531,12 +538,21 @@ Gateway demo is running (Ctrl-C stops it). Logs: {home / "logs"}
 Court token (TAND-HN, valid 1 h):
   export TOKEN={court_token}
 
-Push the bundled example judgment:
+Push a judgment signed by the court (PAdES, time-stamped; the gateway checks the signature against
+its trust list, config/trust/, and the CA's revocation services before it takes the judgment):
   curl -sS -X POST {url}/v1/judgments -H "Authorization: Bearer $TOKEN" \\
-       -H 'Content-Type: application/json' --data @{EXAMPLE}
+       -H 'Content-Type: application/json' --data @{examples / SIGNED}
 
-Follow it (status and timeline):
-  curl -sS {url}/v1/messages/{example_id} -H "Authorization: Bearer $TOKEN"
+Follow it (status, timeline, and `signature`: the validation report, outcome "valid"):
+  curl -sS {url}/v1/messages/{signed_id} -H "Authorization: Bearer $TOKEN"
+
+The same judgment unsigned, and signed then altered: each is refused (422), the reasons at
+$.body.document.content_base64 ("the document carries no signature"; "integrity: the signed bytes
+were altered"):
+  curl -sS -X POST {url}/v1/judgments -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' --data @{examples / UNSIGNED}
+  curl -sS -X POST {url}/v1/judgments -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' --data @{examples / TAMPERED}
 
 Asset lookup by the case system (land over SOAP, six banks — one answers by callback, one fetches
 its work (pull mode, README) —, tax, vehicles, population; every answer within a few seconds):
@@ -557,9 +573,9 @@ New tokens: .venv/bin/python run.py token --client TAND-HN --private-key {home /
 
 
 def fresh_judgment_file(home: Path) -> Path:
-    """The bundled judgment as another judgment (a message id and a judgment number of its own), for the
-    push through X-Road: the bundled one, pushed already, would be answered as the duplicate it is."""
-    doc = json.loads((ROOT / EXAMPLE).read_text("utf-8")) | {"message_id": str(uuid.uuid4())}
+    """The signed example judgment as another judgment (a message id and a judgment number of its own),
+    for the push through X-Road: the one pushed already would be answered as the duplicate it is."""
+    doc = json.loads((home / "examples" / SIGNED).read_text("utf-8")) | {"message_id": str(uuid.uuid4())}
     doc["body"]["judgment"]["number"] = f"124/2026/DS-{uuid.uuid4().hex[:8].upper()}"
     path = home / "examples" / "judgment-via-xroad.json"
     path.parent.mkdir(parents=True, exist_ok=True)

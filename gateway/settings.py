@@ -185,6 +185,10 @@ class SimulateSettings(BaseModel):
     # Webhooks of the simulated court and procuracy (run.py simulate, run.py demo).
     court_port: int = Field(9111, ge=0, le=65535)
     procuracy_port: int = Field(9112, ge=0, le=65535)
+    # The simulated trust services (test CA, CRL, OCSP, time-stamps) the court signs its judgments with,
+    # and where their keys are kept (relative to the project's root): the demo uses its own.
+    trust_port: int = Field(9130, ge=0, le=65535)
+    pki_dir: str = "var/pki"
 
 
 class OutboundSettings(BaseModel):

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 
 from gateway.signatures import verify as verify_module
 from gateway.signatures.policy import SignaturePolicy, SignerBinding, decide, policies_from_mapping
@@ -26,6 +25,7 @@ from gateway.simulators.trust import (
     SIGNED_EARLIER_AGO,
     SUBJECTS,
     TrustServices,
+    judgment_pdf,
     sign_pdf,
     start_trust_services,
 )
@@ -34,17 +34,8 @@ from tests.support.loop_thread import LoopThread
 SIGNERS = {org: SignerBinding(org, cn) for org, cn in SUBJECTS.values()}
 
 
-def pdf(text: bytes = b"Ban an so 12/2026/DS-ST", padding: int = 0) -> bytes:
-    w = PdfFileWriter()  # type: ignore[no-untyped-call]
-    ref = w.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 72 720 Td (" + text + b") Tj ET"))
-    w.insert_page(PageObject(contents=ref, media_box=[0, 0, 595, 842]))  # type: ignore[no-untyped-call]
-    if padding:
-        # An attachment-sized stream (incompressible bytes), as a scanned judgment would carry.
-        blob = bytes((i * 7919 + (i >> 8)) & 0xFF for i in range(padding))
-        w.root["/ThadsPadding"] = w.add_object(generic.StreamObject(stream_data=blob))
-    out = BytesIO()
-    w.write(out)  # type: ignore[no-untyped-call]
-    return out.getvalue()
+def pdf(padding: int = 0) -> bytes:
+    return judgment_pdf(padding=padding)
 
 
 def hide_content(signed: bytes) -> bytes:

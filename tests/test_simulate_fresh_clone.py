@@ -143,6 +143,7 @@ def test_full_simulate_starts_on_a_fresh_home_and_keeps_running(tmp_path: Path) 
         # The court's and procuracy's webhooks: not the shipped 9111/9112 a running demo holds.
         "GATEWAY_SIMULATE__COURT_PORT": str(court_port),
         "GATEWAY_SIMULATE__PROCURACY_PORT": str(procuracy_port),
+        "GATEWAY_SIMULATE__TRUST_PORT": str(free_port()),
     }
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), "simulate", "--court-interval", "60"],
@@ -165,6 +166,8 @@ def test_full_simulate_starts_on_a_fresh_home_and_keeps_running(tmp_path: Path) 
     assert "No such file" not in log, log
     assert (tmp_path / "var" / "keys" / "TAND-HN.key").exists(), log
     assert "generated simulator key pairs" in log
+    # The court signs its judgments with the test PKI, made in the fresh clone's var/pki.
+    assert (tmp_path / "var" / "pki" / "tand-hn.key.pem").exists(), log
     # The court and the procuracy took their webhooks on the configured ports, and are registered there.
     store = ClientStore(settings.clients_dir, recheck_seconds=0)
     for client_id, port in (("TAND-HN", court_port), ("VKS-HN", procuracy_port)):

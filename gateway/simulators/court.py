@@ -5,9 +5,11 @@ enforcement office's clarification requests and confirms the enforcement decisio
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,12 @@ class CourtSimulator:
         audience: str,
         seed: int = 7,
         event_every: int = 0,
+        sign: Callable[[str], Awaitable[bytes]] | None = None,
     ) -> None:
-        """``event_every``: a court event on every n-th judgment pushed by :meth:`run` (0: never)."""
+        """``event_every``: a court event on every n-th judgment pushed by :meth:`run` (0: never).
+        ``sign``: renders the judgment of that number as a PDF signed by the court (PAdES), attached in
+        place of the unsigned one; None: unsigned."""
+        self._sign = sign
         self.gateway_url = gateway_url.rstrip("/")
         self.gateway = GatewayClient(gateway_url, court_id, key_file, audience)
         self.event_every = event_every
@@ -51,6 +57,9 @@ class CourtSimulator:
 
     async def push_one(self, session: aiohttp.ClientSession) -> dict[str, object]:
         doc = judgment(self._rng, self.court_id, self.recipient, "Tòa án nhân dân thành phố Hà Nội")
+        if self._sign is not None:
+            signed = await self._sign(doc["body"]["judgment"]["number"])
+            doc["body"]["document"]["content_base64"] = base64.b64encode(signed).decode("ascii")
         for attempt in range(1, 6):
             token = issue_token(self.court_id, self._key, self._audience, ttl=300)
             try:

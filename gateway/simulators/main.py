@@ -9,9 +9,12 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography import x509
+
 from gateway.demo import CASE_QUEUE, PARTNER_CLIENTS, ensure_demo_clients, inbox_urls, register_command
 from gateway.partners import load_partners
 from gateway.settings import Settings
+from gateway.signatures.trust import TrustList
 from gateway.simulators.case_system import CaseSystemSimulator
 from gateway.simulators.court import CourtSimulator
 from gateway.simulators.gateway_client import GatewayClient
@@ -19,6 +22,7 @@ from gateway.simulators.partners.pull import PullLoops, start_pull_partners
 from gateway.simulators.partners.servers import KINDS, Partners, start_partners
 from gateway.simulators.platforms import provided, start_platforms
 from gateway.simulators.procuracy import ProcuracySimulator
+from gateway.simulators.trust import judgment_pdf, pki_epoch, sign_pdf, start_trust_services
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +126,12 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         if partners_only:
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
             return
+        pki = settings.path(settings.simulate.pki_dir)
+        trust = await start_trust_services(pki, port=settings.simulate.trust_port, epoch=pki_epoch(pki))
+
+        async def sign(number: str) -> bytes:
+            return await sign_pdf(judgment_pdf(f"Ban an so {number}"), trust, "tand-hn")
+
         court = CourtSimulator(
             settings.api.public_url,
             "TAND-HN",
@@ -129,6 +139,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
             keys / "TAND-HN.key",
             settings.auth.audience,
             event_every=5,  # now and then a suspension of a judgment it pushed
+            sign=sign,  # PAdES, time-stamped, as a court's system signs a judgment
         )
         await court.start_inbox(port=settings.simulate.court_port)
         procuracy = ProcuracySimulator(
@@ -149,6 +160,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         finally:
             await court.close()
             await procuracy.close()
+            await trust.close()
     finally:
         await platforms.close()
         await pulling.close()
@@ -172,4 +184,15 @@ async def _start_partners(
         # The notification service pushes delivery statuses and records consents as client VNEID.
         vneid_key=keys / "VNEID.key" if (keys / "VNEID.key").exists() else None,
         bank_routes=pulling.install,
+        order_signature_anchors=order_signature_anchors(settings.config_dir),
     )
+
+
+def order_signature_anchors(config_dir: Path) -> list[x509.Certificate] | None:
+    """The roots the simulated banks check the offices' signatures against: the installation's trust
+    anchors when it signs what it sends (``signing.toml``, as the demo does); otherwise None, and the banks
+    do not look at signatures."""
+    if not (config_dir / "signing.toml").exists():
+        return None
+    roots = TrustList.load(config_dir / "trust").roots()
+    return [x509.load_der_x509_certificate(root.dump()) for root in roots] or None

@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
@@ -24,7 +24,9 @@ from certomancer.integrations.aiohttp_animator import build_animator_app
 from certomancer.registry import ArchLabel, CertLabel, CertomancerConfig, KeyLabel, PKIArchitecture
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -229,7 +231,7 @@ class TrustServices:
 
     url: str
     archs: dict[ArchLabel, PKIArchitecture]
-    runner: web.AppRunner
+    runner: web.AppRunner | None
     revocation_up: bool = True
     _extra: dict[str, Any] = field(default_factory=dict)
 
@@ -271,7 +273,8 @@ class TrustServices:
         )
 
     async def close(self) -> None:
-        await self.runner.cleanup()
+        if self.runner is not None:
+            await self.runner.cleanup()
 
 
 def _pem(der: bytes) -> bytes:
@@ -280,19 +283,52 @@ def _pem(der: bytes) -> bytes:
     return bytes(pem.armor("CERTIFICATE", der))
 
 
-async def start_trust_services(key_dir: Path, host: str = "127.0.0.1", port: int = 0) -> TrustServices:
-    """Generate the keys (once per ``key_dir``), build the PKI for the port bound and serve it."""
+#: A demo PKI is made again once its epoch is this old: its leaf certificates last a year from the epoch.
+EPOCH_RENEW_AFTER: Final = dt.timedelta(days=300)
+
+
+def pki_epoch(key_dir: Path) -> dt.datetime:
+    """The moment the certificates of ``key_dir``'s PKI are dated from, kept in ``key_dir/epoch`` so that
+    every process building it (the demo's set-up, ``run.py simulate``) makes the same certificates."""
+    path = key_dir / "epoch"
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    try:
+        epoch = dt.datetime.fromisoformat(path.read_text("utf-8").strip())
+        if now - EPOCH_RENEW_AFTER < epoch <= now:
+            return epoch
+    except (OSError, ValueError):
+        pass
+    key_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(now.isoformat(), "utf-8")
+    return now
+
+
+def build_pki(key_dir: Path, url: str, epoch: dt.datetime | None = None) -> TrustServices:
+    """The PKI of ``key_dir`` (keys made once), its services' URLs under ``url``, not served: what the
+    demo's set-up reads the trust anchor and the office's certificate from, and signs examples with."""
     generate_keys(key_dir)
+    now = epoch or dt.datetime.now(dt.UTC).replace(microsecond=0)
+    config = CertomancerConfig(_config(key_dir, url, now), key_search_dir=str(key_dir))
+    return TrustServices(url=url, archs=dict(config.pki_archs), runner=None)
+
+
+def certificate_pem(services: TrustServices, label: str) -> bytes:
+    """The PEM of one certificate of the PKI (an office's, to go in its signing chain)."""
+    return _pem(services.arch.get_cert(CertLabel(label)).dump())
+
+
+async def start_trust_services(
+    key_dir: Path, host: str = "127.0.0.1", port: int = 0, epoch: dt.datetime | None = None
+) -> TrustServices:
+    """Generate the keys (once per ``key_dir``), build the PKI for the port bound and serve it.
+    ``epoch``: the certificates' reference time (now by default; :func:`pki_epoch` for a stable PKI)."""
     # The certificates carry the services' URLs, so the port is bound before the PKI is declared.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    url = f"http://{host}:{sock.getsockname()[1]}"
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    config = CertomancerConfig(_config(key_dir, url, now), key_search_dir=str(key_dir))
-    archs = dict(config.pki_archs)
-    animator = build_animator_app(archs, with_web_ui=False, allow_time_override=True)
-    services = TrustServices(url=url, archs=archs, runner=web.AppRunner(animator))
+    services = build_pki(key_dir, f"http://{host}:{sock.getsockname()[1]}", epoch)
+    animator = build_animator_app(services.archs, with_web_ui=False, allow_time_override=True)
+    services.runner = web.AppRunner(animator)
 
     @web.middleware
     async def revocation_switch(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -329,3 +365,18 @@ async def sign_pdf(
         pdf_signer = signers.PdfSigner(meta, signer=services.signer(label, rogue=rogue), timestamper=stamper)
         out = await pdf_signer.async_sign_pdf(writer, in_place=False)
     return bytes(out.getvalue()) if isinstance(out, BytesIO) else bytes(out.read())
+
+
+def judgment_pdf(text: str = "Ban an so 12/2026/DS-ST", padding: int = 0) -> bytes:
+    """A one-page PDF reading ``text`` (ASCII), as a court's system renders a judgment before signing it.
+    ``padding``: that many incompressible bytes more, as a scanned judgment would carry."""
+    w = PdfFileWriter()  # type: ignore[no-untyped-call]
+    line = text.encode("ascii", "replace").replace(b"(", b"[").replace(b")", b"]")
+    ref = w.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 72 720 Td (" + line + b") Tj ET"))
+    w.insert_page(PageObject(contents=ref, media_box=[0, 0, 595, 842]))  # type: ignore[no-untyped-call]
+    if padding:
+        blob = bytes((i * 7919 + (i >> 8)) & 0xFF for i in range(padding))
+        w.root["/ThadsPadding"] = w.add_object(generic.StreamObject(stream_data=blob))
+    out = BytesIO()
+    w.write(out)  # type: ignore[no-untyped-call]
+    return out.getvalue()

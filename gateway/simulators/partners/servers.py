@@ -10,11 +10,12 @@ again on the same port.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from cryptography import x509
 
 from gateway.domain.doctypes import PartnerKind
 from gateway.simulators.partners import (
@@ -142,6 +143,7 @@ async def start_partners(
     vneid_key: Path | None = None,
     status_delay: float = 2.0,
     bank_routes: Callable[[web.Application], None] | None = None,
+    order_signature_anchors: Sequence[x509.Certificate] | None = None,
 ) -> Partners:
     """Start a simulator of every partner kind. ``ports`` and ``modes`` are keyed by kind; a missing port
     is 0 (any free port), a missing mode ``normal``. ``bank_callback_key`` signs BANK-TCB's callbacks and
@@ -149,7 +151,8 @@ async def start_partners(
     banks.py).
     ``vneid_key`` signs the notification service's delivery statuses and consents (client ``VNEID``),
     pushed ``status_delay`` seconds after a notice (see vneid.py). ``bank_routes`` adds routes to the
-    banks' server (the pull banks' test switches, pull.py)."""
+    banks' server (the pull banks' test switches, pull.py). ``order_signature_anchors``: the banks take only
+    orders signed by their sending office under one of these roots (None: signatures are not looked at)."""
     ports, modes, silent = dict(ports or {}), dict(modes or {}), frozenset(silent_banks)
     unknown = (set(ports) | set(modes)) - set(KINDS)
     if unknown:
@@ -170,6 +173,7 @@ async def start_partners(
                 callback_delay=callback_delay,
                 gateway_url=gateway_url,
                 silent_banks=silent,
+                order_signature_anchors=order_signature_anchors,
             ),
             bank_routes,
         ),
