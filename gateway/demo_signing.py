@@ -6,8 +6,9 @@
   by ``config/signing.toml`` (the worker signs the orders it hands to banks), and ``signatures.toml`` makes
   a judgment's signature required.
 - Three judgments to push by hand, under ``var/demo/examples/``: the bundled example judgment signed by
-  the court (time-stamped), another unsigned, and another signed then altered. The trust services are started for the time it takes to sign them,
-  on the port ``run.py simulate`` serves them on later (the certificates name it).
+  the court (time-stamped), another unsigned, and another signed then altered. The trust services are
+  started for the time it takes to sign them, on the port ``run.py simulate`` serves them on later (the
+  certificates name it).
 """
 
 from __future__ import annotations
