@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import tomli_w
 
-from gateway.demo_signing import SIGNED, TAMPERED, UNSIGNED, prepare_signatures
+from gateway.demo_signing import SIGNED, TAMPERED, UNSIGNED, demo_tsa_url, prepare_signatures
 from gateway.ops import operators
 from gateway.partners import BANKS_FILE, load_partners
 from gateway.security.clients import ClientStore
@@ -361,6 +361,9 @@ def prepare(
     upgrade_sync(settings.resolved_database_url)
     example = json.loads((ROOT / EXAMPLE).read_text("utf-8"))
     prepare_signatures(home, config, settings.simulate.trust_port, example)
+    # Archive time-stamps of the signed judgments kept (long-term proof) from the simulated TSA.
+    env["GATEWAY_LONG_TERM__TSA_URL"] = demo_tsa_url(settings.simulate.trust_port)
+    os.environ.update(env)
     write_dated_examples(home / "examples")
     write_banks_inquiry(home / "examples")
     return env, settings

@@ -31,6 +31,13 @@ COURT_LABEL: Final = "tand-hn"
 SIGNED, UNSIGNED, TAMPERED = "judgment-signed.json", "judgment-unsigned.json", "judgment-tampered.json"
 
 
+def demo_tsa_url(trust_port: int) -> str:
+    """The simulated time-stamping service ``run.py simulate`` serves (long_term.tsa_url in the demo)."""
+    from gateway.simulators.trust import tsa_url
+
+    return tsa_url(f"http://127.0.0.1:{trust_port}")
+
+
 def prepare_signatures(home: Path, config: Path, trust_port: int, example: dict[str, Any]) -> dict[str, Path]:
     """Write the demo's trust anchor, signing key configuration and policy into ``config``, and the three
     example judgments (made from ``example``) into ``home/examples``; returns the examples' paths."""

@@ -114,6 +114,21 @@ class DeliverySettings(BaseModel):
     max_attempts: int = Field(60, gt=0)
 
 
+class LongTermSettings(BaseModel):
+    """Long-term proof of the signed documents kept (docs/evidence.md, "Long-term proof")."""
+
+    # The RFC 3161 time-stamping service archive time-stamps come from (a qualified provider in
+    # production). Empty: the validation material is kept (B-LT) but no archive time-stamp is added.
+    tsa_url: str = ""
+    # An archive time-stamp is renewed this long before its certificate expires.
+    renew_before_days: float = Field(90, gt=0)
+    # How often an idle worker looks for files whose proof is due, and the budget of one step (the
+    # revocation look-ups and the time-stamp included); a failed step is tried again after retry_seconds.
+    poll_seconds: float = Field(5, gt=0)
+    budget_seconds: float = Field(30, gt=0)
+    retry_seconds: float = Field(300, gt=0)
+
+
 class AuditSettings(BaseModel):
     # The head of the audit chain is signed (Ed25519, the receipt key) every N records or M minutes,
     # whichever comes first; a checkpoint makes a cut tail or a recomputed chain detectable.
@@ -234,6 +249,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    long_term: LongTermSettings = Field(default_factory=LongTermSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)

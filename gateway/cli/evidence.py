@@ -137,9 +137,10 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     """Write the evidence bundle of one message; the export itself is audited and signed into it."""
     from gateway.domain.identifiers import canonical_uuid
     from gateway.evidence import export
+    from gateway.evidence_signatures import FIELD, signed_part
     from gateway.security.keys import write_private
     from gateway.security.signing import Signer
-    from gateway.storage import checkpoints
+    from gateway.storage import checkpoints, signed_documents
     from gateway.storage import messages as store
     from gateway.storage.audit import AuditEntry, append
     from gateway.storage.database import Database
@@ -166,7 +167,14 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
             async with db.transaction() as conn:
                 await checkpoints.create(conn, signer)
             async with db.read() as conn:
-                return await export(conn, message_id, signer.jwks())
+                bundle = await export(conn, message_id, signer.jwks())
+                kept = await signed_documents.get(conn, message_id)
+            if kept is not None:
+                anchors = [
+                    p.read_text("utf-8") for p in sorted((settings.config_dir / "trust").glob("*.pem"))
+                ]
+                bundle[FIELD] = signed_part(kept, anchors)
+            return bundle
         finally:
             await db.dispose()
 
@@ -203,8 +211,13 @@ def _verify_bundle(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.bundle}: {exc}", file=sys.stderr)
         return 2
+    from gateway.evidence_signatures import signed_checks
+
     pinned = keys_by_id(json.loads(Path(args.jwks).read_text("utf-8"))) if args.jwks else None
     checks = verify_bundle(bundle, pinned) if isinstance(bundle, dict) else []
+    if checks and isinstance(bundle, dict):
+        trust = [p.read_bytes() for p in sorted(Path(args.trust).glob("*.pem"))] if args.trust else None
+        checks += asyncio.run(signed_checks(bundle, trust))
     for check in checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.part}: {check.detail}")
     failed = [c.part for c in checks if not c.ok]
@@ -235,4 +248,8 @@ def register(sub: Any) -> None:
     ver = ev_sub.add_parser("verify", help="check a bundle offline; exit 1 naming what does not hold")
     ver.add_argument("bundle")
     ver.add_argument("--jwks", help="the gateway's JWKS (GET /v1/keys) to pin instead of the bundle's own")
+    ver.add_argument(
+        "--trust",
+        help="a directory of trust anchors (PEM) to check a signed document against, instead of the bundle's",
+    )
     evidence.set_defaults(func=_evidence)

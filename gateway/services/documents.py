@@ -32,7 +32,7 @@ from gateway.services.document_rules import DocumentRules
 from gateway.services.signature_intake import EVENT as SIGNATURE_EVENT
 from gateway.services.signature_intake import Checked, SignatureChecks
 from gateway.storage import messages as store
-from gateway.storage import outbox
+from gateway.storage import outbox, signed_documents
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
 from gateway.storage.timestamps import as_utc, now
@@ -228,6 +228,11 @@ class DocumentService:
                 await store.add_evidence(
                     conn, doc["message_id"], SIGNATURE_EVENT, actor.id, signature.evidence(), received_at
                 )
+                if signature.pdf is not None:
+                    # Kept beyond the payload (dropped once confirmed): the file its long-term proof grows on.
+                    await signed_documents.insert(
+                        conn, doc["message_id"], actor.id, signature.pdf, received_at
+                    )
             for prepared in copies:
                 detail = {"copy": prepared.row["message_id"], "to": prepared.row["recipient"]}
                 await store.add_evidence(conn, doc["message_id"], "copied", actor.id, detail, received_at)

@@ -42,6 +42,8 @@ class Checked:
 
     report: ValidationReport
     decision: Decision
+    #: The signed PDF as it arrived, kept as long-term proof (None: nothing signed to keep).
+    pdf: bytes | None = None
 
     def evidence(self) -> dict[str, Any]:
         """The ``signature_checked`` evidence detail: the decision and the whole report."""
@@ -109,7 +111,9 @@ class SignatureChecks:
                 [Violation(PDF_PATH, reason, "signature") for reason in why],
                 detail=f"the document's signature was not accepted ({report.outcome}): " + "; ".join(why),
             )
-        return Checked(report, decision)
+        # A file with a signature is kept with its proof, whatever its outcome (a flagged one is evidence
+        # too); an unsigned one proves nothing.
+        return Checked(report, decision, pdf if pdf is not None and report.outcome != "unsigned" else None)
 
     def _not_inline(self, policy: SignaturePolicy, sender: str) -> ValidationReport:
         """A document sent by reference (``uri``) or without a PDF: the gateway fetches nothing on

@@ -198,7 +198,7 @@ async def bounded_fetch(
     return response
 
 
-def _timestamp_time(emb: EmbeddedPdfSignature) -> dt.datetime | None:
+def timestamp_time(emb: EmbeddedPdfSignature) -> dt.datetime | None:
     """The time the signature time-stamp claims (trusted only once pyHanko validated the token)."""
     try:
         token = find_unique_cms_attribute(emb.signer_info["unsigned_attrs"], "signature_time_stamp_token")
@@ -218,7 +218,7 @@ async def _check_signature(
     checked_at: dt.datetime,
     backend: AIOHttpFetcherBackend,
 ) -> SignatureReport:
-    ts_time = _timestamp_time(emb)
+    ts_time = timestamp_time(emb)
     moment = ts_time or checked_at
     roots = trust.roots()
     signer_vc = ValidationContext(

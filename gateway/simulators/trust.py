@@ -52,6 +52,11 @@ REVOKED_LATER_AGO = dt.timedelta(days=5)
 _KEYS = ("root", "tsa", "rogue-root", "tand-hn-rogue", *SUBJECTS, *COURT_VARIANTS)
 
 
+def tsa_url(base: str) -> str:
+    """The RFC 3161 time-stamping service of the trust services served at ``base``."""
+    return f"{base}/{ARCH}/tsa/tsa"
+
+
 def _iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S+0000")
 
@@ -245,7 +250,7 @@ class TrustServices:
 
     @property
     def tsa_url(self) -> str:
-        return f"{self.url}/{ARCH}/tsa/tsa"
+        return tsa_url(self.url)
 
     def root_pem(self) -> bytes:
         return _pem(self.arch.get_cert(CertLabel("root")).dump())

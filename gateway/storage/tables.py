@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -361,4 +362,31 @@ bulk_items = Table(
     Column("position", Integer, nullable=False),
     Column("inquiry_id", String(36), ForeignKey("inquiries.inquiry_id"), nullable=False, unique=True),
     PrimaryKeyConstraint("bulk_id", "position"),
+)
+
+#: Signed documents kept as proof for as long as the law wants them, whatever happens to the message's
+#: payload (dropped once its recipient confirms): the PDF as it arrived, then as the long-term proof job
+#: made it (``level``: ``received`` → ``B-LT``, the validation material in a DSS → ``B-LTA``, a document
+#: time-stamp over it, renewed before ``archive_expires_at``). ``original_length`` bytes of ``pdf`` are the
+#: file that arrived (every later step is an incremental update), so its hash stays checkable.
+signed_documents = Table(
+    "signed_documents",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("sender", String(64), nullable=False),
+    Column("original_sha256", String(64), nullable=False),
+    Column("original_length", BigInteger, nullable=False),
+    Column("pdf", LargeBinary, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("timestamps", Integer, nullable=False, default=0),
+    Column("archive_expires_at", TS),
+    # When the job should look at it next: at once on arrival, then before the archive time-stamp expires.
+    Column("due_at", TS, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("claimed_by", String(64)),
+    Column("claimed_until", TS),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_signed_documents_due", "due_at"),
 )

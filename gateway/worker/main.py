@@ -44,6 +44,7 @@ from gateway.worker import http as http_listener
 from gateway.worker.deadlines import DeadlineWatcher
 from gateway.worker.delivery import Deliverer, Recipient
 from gateway.worker.gauges import pollers
+from gateway.worker.longterm import ProofJob
 from gateway.worker.lookups import LookupWorker
 from gateway.worker.partner_health import PartnerHealthWriter
 
@@ -140,6 +141,9 @@ class Worker:
             tasks.append(asyncio.create_task(lookups.watch_deadlines(), name="deadlines"))
             tasks.append(asyncio.create_task(watcher.run(), name="document-deadlines"))
             tasks.append(asyncio.create_task(audit_checkpoints.run(db, signer, settings.audit), name="audit"))
+            proofs = _proof_job(settings, db)
+            if proofs is not None:
+                tasks.append(asyncio.create_task(proofs.run(), name="long-term-proof"))
             tasks.append(
                 asyncio.create_task(_bulk_expander(settings, db, signer, partners).run(), name="bulk")
             )
@@ -265,6 +269,24 @@ def _partner_work(
 
 async def _takes_no_documents(message: AbstractIncomingMessage) -> None:
     raise Park(f"a {message.type or 'document'} on the work queue of a partner that takes no documents")
+
+
+def _proof_job(settings: Settings, db: Database) -> ProofJob | None:
+    """The long-term proof job, where signatures are checked (an anchor in config/trust/): the anchors
+    are what every step validates against."""
+    if not (settings.config_dir / "signatures.toml").is_file():
+        return None
+    from gateway.signatures.trust import TrustList
+
+    roots = TrustList.load(settings.config_dir / "trust").roots()
+    if not roots:
+        return None
+    if not settings.long_term.tsa_url:
+        log.warning(
+            "long_term.tsa_url is not set: signed documents keep their validation material but get no "
+            "archive time-stamp"
+        )
+    return ProofJob(db, roots, settings.long_term)
 
 
 def _bulk_expander(settings: Settings, db: Database, signer: Signer, partners: list[Partner]) -> BulkExpander:
