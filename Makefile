@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: help venv services browser lint test test-pg chaos chaos-pg contract bench demo db-upgrade fmt clean
+.PHONY: help venv services browser hsm lint test test-pg chaos chaos-pg contract bench demo db-upgrade fmt clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -35,12 +35,15 @@ services: ## Make sure RabbitMQ (and PostgreSQL if installed) are running
 browser: ## Make sure Debian's chromium is installed for the browser tests
 	bash scripts/ensure-browser.sh
 
+hsm: ## Make sure SoftHSM2 is installed for the HSM signing tests
+	bash scripts/ensure-hsm.sh
+
 lint: venv ## ruff check, ruff format --check, strict mypy over gateway/ and tests/ (files in [tool.mypy])
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
-test: venv services browser ## Run the test suite, browser tests included (without chaos, contract, bench)
+test: venv services browser hsm ## Run the test suite, browser tests included (without chaos, contract, bench)
 	$(BIN)/python -m pytest -m "not chaos and not bench and not contract" -q $(PYTEST_ARGS)
 
 test-pg: ## The default suite with every test's database on PostgreSQL (PG_URL names the server)
