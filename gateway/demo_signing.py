@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Final
@@ -61,7 +60,12 @@ key_file = "{pki / f"{OFFICE_LABEL}.key.pem"}"
 """,
         "utf-8",
     )
-    shutil.copy(DEFAULT_CONFIG_DIR / "signatures.toml", config / "signatures.toml")
+    # The shipped policy, its look-ups allowed to the simulated CA only.
+    policy = (DEFAULT_CONFIG_DIR / "signatures.toml").read_text("utf-8")
+    assert "\nhosts = []\n" in policy
+    (config / "signatures.toml").write_text(
+        policy.replace("\nhosts = []\n", f'\nhosts = ["127.0.0.1:{trust_port}"]\n', 1), "utf-8"
+    )
     # The signed one is the bundled judgment itself (its message id and number: the README's court event
     # names it); the other two are judgments of their own, or they would be answered as its duplicates.
     number = example["body"]["judgment"]["number"]

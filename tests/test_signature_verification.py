@@ -4,6 +4,7 @@ TSA on loopback): one test per outcome. The PKI and the signed documents are mad
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -200,6 +201,16 @@ async def test_revocation_down_hard_fail_is_not_valid(world: World) -> None:
     assert report.outcome == "indeterminate", report.reasons
     assert check(report, "revocation") == "indeterminate"
     assert decide(policy(), report.outcome, tuple(report.reasons)).action == "refuse"
+
+
+async def test_revocation_look_ups_go_only_to_the_allowed_hosts(world: World) -> None:
+    allowed = dataclasses.replace(policy(), revocation_hosts=(world.services.url.split("//")[1],))
+    report = await verify_pdf(world.docs["valid"], world.trust, allowed, "TAND-HN")
+    assert report.outcome == "valid", report.to_dict()
+    elsewhere = dataclasses.replace(policy(), revocation_hosts=("ocsp.ca.gov.vn",))
+    report = await verify_pdf(world.docs["valid"], world.trust, elsewhere, "TAND-HN")
+    assert report.outcome == "indeterminate"  # hard-fail: no revocation answer could be had
+    assert check(report, "revocation") == "indeterminate"
 
 
 async def test_signature_wrapping(world: World) -> None:

@@ -40,8 +40,9 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore, async_add_validat
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from yarl import URL
 
-from gateway.signatures.verify import bounded_fetch, timestamp_time
+from gateway.signatures.verify import bounded_fetch, host_guard, timestamp_time
 
 Level = Literal["B-LT", "B-LTA"]
 
@@ -62,15 +63,21 @@ class ProofFailed(Exception):
 
 
 async def advance(
-    pdf: bytes, roots: Sequence[x509.Certificate], tsa_url: str | None, budget_seconds: float
+    pdf: bytes,
+    roots: Sequence[x509.Certificate],
+    tsa_url: str | None,
+    budget_seconds: float,
+    revocation_hosts: Sequence[str] = (),
 ) -> Proof:
     """The next step of ``pdf``'s proof: validation material and a first archive time-stamp for a file that
-    has none, a renewal for one that has. Without ``tsa_url`` only the validation material is added."""
+    has none, a renewal for one that has. Without ``tsa_url`` only the validation material is added.
+    ``revocation_hosts``: the look-ups' allow-list (the time-stamping service is configured, not named by
+    a certificate, and is always allowed)."""
 
     def in_thread() -> Proof:
         async def bounded() -> Proof:
             async with asyncio.timeout(budget_seconds):
-                return await _advance(pdf, list(roots), tsa_url, budget_seconds)
+                return await _advance(pdf, list(roots), tsa_url, budget_seconds, revocation_hosts)
 
         return asyncio.run(bounded())
 
@@ -82,10 +89,19 @@ async def advance(
 
 
 async def _advance(
-    pdf: bytes, roots: list[x509.Certificate], tsa_url: str | None, budget_seconds: float
+    pdf: bytes,
+    roots: list[x509.Certificate],
+    tsa_url: str | None,
+    budget_seconds: float,
+    revocation_hosts: Sequence[str],
 ) -> Proof:
     timeout = aiohttp.ClientTimeout(total=budget_seconds)
-    async with aiohttp.ClientSession(timeout=timeout, middlewares=(bounded_fetch,)) as session:
+    hosts = list(revocation_hosts)
+    if hosts and tsa_url:
+        tsa = URL(tsa_url)
+        hosts.append(f"{tsa.host}:{tsa.port}")
+    guards = (bounded_fetch, host_guard(hosts))
+    async with aiohttp.ClientSession(timeout=timeout, middlewares=guards) as session:
         backend = AIOHttpFetcherBackend(session, per_request_timeout=budget_seconds)
 
         def context(**options: Any) -> ValidationContext:

@@ -40,6 +40,8 @@ class SignaturePolicy:
     signers: Mapping[str, SignerBinding] = field(default_factory=dict)
     budget_seconds: float = 10.0
     allow_fetching: bool = True
+    #: The only hosts revocation look-ups may go to (``[revocation] hosts``); empty: any a certificate names.
+    revocation_hosts: tuple[str, ...] = ()
 
     def binding(self, sender: str) -> SignerBinding | None:
         return self.signers.get(sender)
@@ -66,12 +68,16 @@ def decide(policy: SignaturePolicy, outcome: str, reasons: tuple[str, ...] = ())
 
 def policies_from_mapping(raw: Mapping[str, Any]) -> dict[str, SignaturePolicy]:
     """Policies from the parsed ``config/signatures.toml``: ``[signers.CLIENT]`` bindings shared by every
-    type, and one ``[documents."TYPE"]`` table per document type. Unknown keys are errors."""
+    type, ``[revocation] hosts`` (the look-ups' allow-list, shared too), and one ``[documents."TYPE"]``
+    table per document type. Unknown keys are errors."""
     signers_raw = raw.get("signers", {})
     signers: dict[str, SignerBinding] = {}
     for client, b in signers_raw.items():
         _only(b, {"organization", "common_name"}, f"signers.{client}")
         signers[client] = SignerBinding(str(b["organization"]), b.get("common_name"))
+    revocation = raw.get("revocation", {})
+    _only(revocation, {"hosts"}, "revocation")
+    hosts = tuple(str(h) for h in revocation.get("hosts", ()))
     out: dict[str, SignaturePolicy] = {}
     allowed = {"required", "on_missing", "revocation", "budget_seconds", "allow_fetching"}
     for doc_type, p in raw.get("documents", {}).items():
@@ -95,6 +101,7 @@ def policies_from_mapping(raw: Mapping[str, Any]) -> dict[str, SignaturePolicy]:
             signers=dict(signers),
             budget_seconds=budget,
             allow_fetching=bool(p.get("allow_fetching", True)),
+            revocation_hosts=hosts,
         )
     return out
 

@@ -155,7 +155,8 @@ async def _verify(
         return report
     # The fetchers' session is closed with this loop; every look-up is bounded by the policy's budget.
     timeout = aiohttp.ClientTimeout(total=policy.budget_seconds)
-    async with aiohttp.ClientSession(timeout=timeout, middlewares=(bounded_fetch,)) as session:
+    guards = (bounded_fetch, host_guard(policy.revocation_hosts))
+    async with aiohttp.ClientSession(timeout=timeout, middlewares=guards) as session:
         backend = AIOHttpFetcherBackend(session, per_request_timeout=policy.budget_seconds)
         for index, emb in enumerate(signatures):
             last = index == len(signatures) - 1
@@ -170,6 +171,23 @@ async def _verify(
                 report.warnings.append(f"{sig.field}: {check.name}: {check.reason}")
     report.duration_ms = int((time.monotonic() - started) * 1000)
     return report
+
+
+def host_guard(hosts: Sequence[str]) -> aiohttp.ClientMiddlewareType:
+    """A look-up only to ``hosts`` (``host`` or ``host:port``, from ``[revocation] hosts`` of
+    signatures.toml); an empty list lets the certificates name any host. The certificates come from the
+    sender: an allow-list keeps a forged one from sending the gateway's look-ups where it likes."""
+    allowed = frozenset(h.lower() for h in hosts)
+
+    async def guard(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        host = (request.url.host or "").lower()
+        if allowed and host not in allowed and f"{host}:{request.url.port}" not in allowed:
+            raise aiohttp.InvalidUrlClientError(request.url, f"{host} is not an allowed revocation host")
+        return await handler(request)
+
+    return guard
 
 
 async def bounded_fetch(

@@ -41,11 +41,13 @@ class ProofJob:
         settings: LongTermSettings,
         clock: Callable[[], datetime] = now,
         worker: str | None = None,
+        revocation_hosts: Sequence[str] = (),
     ) -> None:
         self._db = db
         self._roots = list(roots)
         self._settings = settings
         self._clock = clock
+        self._hosts = tuple(revocation_hosts)
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"[:64]
 
     async def run_once(self) -> bool:
@@ -59,7 +61,7 @@ class ProofJob:
         if row is None:
             return False
         try:
-            proof = await advance(row.pdf, self._roots, s.tsa_url or None, s.budget_seconds)
+            proof = await advance(row.pdf, self._roots, s.tsa_url or None, s.budget_seconds, self._hosts)
         except ProofFailed as exc:
             STEPS.labels("failed").inc()
             log.warning("long-term proof of %s not made now (%s); retrying later", row.message_id, exc)

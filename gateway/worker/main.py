@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import signal
+import tomllib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -286,7 +287,13 @@ def _proof_job(settings: Settings, db: Database) -> ProofJob | None:
             "long_term.tsa_url is not set: signed documents keep their validation material but get no "
             "archive time-stamp"
         )
-    return ProofJob(db, roots, settings.long_term)
+    from gateway.signatures.policy import policies_from_mapping
+
+    policies = policies_from_mapping(
+        tomllib.loads((settings.config_dir / "signatures.toml").read_text("utf-8"))
+    )
+    hosts = next((p.revocation_hosts for p in policies.values()), ())
+    return ProofJob(db, roots, settings.long_term, revocation_hosts=hosts)
 
 
 def _bulk_expander(settings: Settings, db: Database, signer: Signer, partners: list[Partner]) -> BulkExpander:
