@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
+from cryptography import x509
 
 from gateway.domain.issued import REVOCATION
 from gateway.simulators.partners import ICT, json_error, rest_app
@@ -137,11 +138,16 @@ def make_app(
     answer_delay: float = 3.0,
     gateway_url: str = DEFAULT_GATEWAY_URL,
     mode: str = "at_once",
+    request_signature_anchors: Sequence[x509.Certificate] | None = None,
 ) -> web.Application:
     """``key``: PEM private key of client ``CA-HN`` that signs the late answers it pushes (without one, an
-    ephemeral key: a gateway that checks tokens refuses them). ``mode``: the answer mode at start."""
+    ephemeral key: a gateway that checks tokens refuses them). ``mode``: the answer mode at start.
+    ``request_signature_anchors``: it takes only requests signed by their sending office under one of these
+    roots (None: signatures are not looked at)."""
     pushes = Callbacks(signing_key(key, CODE), audience, answer_delay)
-    desk = PoliceDesk(mode=mode, callbacks=pushes, gateway_url=gateway_url)
+    desk = PoliceDesk(
+        mode=mode, callbacks=pushes, gateway_url=gateway_url, signature_anchors=request_signature_anchors
+    )
     app = rest_app(behaviour, {})
     app.cleanup_ctx.append(pushes.context)
     desk.install(app, DOCUMENTS_PATH)

@@ -151,8 +151,9 @@ async def start_partners(
     banks.py).
     ``vneid_key`` signs the notification service's delivery statuses and consents (client ``VNEID``),
     pushed ``status_delay`` seconds after a notice (see vneid.py). ``bank_routes`` adds routes to the
-    banks' server (the pull banks' test switches, pull.py). ``order_signature_anchors``: the banks take only
-    orders signed by their sending office under one of these roots (None: signatures are not looked at)."""
+    banks' server (the pull banks' test switches, pull.py). ``order_signature_anchors``: the banks and the
+    police take only documents signed by their sending office under one of these roots (None: signatures
+    are not looked at)."""
     ports, modes, silent = dict(ports or {}), dict(modes or {}), frozenset(silent_banks)
     unknown = (set(ports) | set(modes)) - set(KINDS)
     if unknown:
@@ -181,7 +182,12 @@ async def start_partners(
         "vehicle": vehicles.make_app,
         "population": population.make_app,
         "police": lambda b: police.make_app(
-            b, key=police_key, audience=audience, answer_delay=callback_delay, gateway_url=gateway_url
+            b,
+            key=police_key,
+            audience=audience,
+            answer_delay=callback_delay,
+            gateway_url=gateway_url,
+            request_signature_anchors=order_signature_anchors,
         ),
         "vneid": lambda b: vneid.make_app(
             b, key=vneid_key, audience=audience, status_delay=status_delay, gateway_url=gateway_url
