@@ -16,6 +16,7 @@ from gateway.signatures.office import load_certificates, load_office_signers, ve
 from gateway.signatures.policy import policies_from_mapping
 from gateway.signatures.trust import TrustList
 from gateway.signatures.verify import verify_pdf
+from gateway.simulators.main import order_signature_anchors
 from gateway.simulators.trust import pki_epoch, start_trust_services
 from tests.conftest import ROOT
 from tests.support.gateway_procs import free_port
@@ -51,6 +52,11 @@ async def test_the_demo_set_up_signs_and_trusts_what_the_simulators_serve_later(
     order = {"message_id": "m-1", "sender": OFFICE, "body": {"amount": 1}}
     anchors = load_certificates(next((config / "trust").glob("*.pem")))
     assert verify(order, signer.sign(order), anchors).subject == signer.subject
+
+    # `run.py simulate` hands the banks and the police this root, as the installation signs.
+    given = order_signature_anchors(config)
+    assert given is not None and [c.subject for c in given] == [anchors[0].subject]
+    assert order_signature_anchors(tmp_path / "unsigned-config") is None
 
     numbers = {json.loads(p.read_text("utf-8"))["body"]["judgment"]["number"] for p in paths.values()}
     assert len(numbers) == 3  # three judgments, none a duplicate of another
