@@ -99,11 +99,15 @@ async def test_the_workers_series_move_with_pushes_and_lookups(
     resp = await api.post("/v1/asset-inquiries", json=inquiry(), headers=headers)
     assert resp.status == 200, await resp.text()
 
+    deliver = names.deliver(case_system)
+
     def moved(s: Samples) -> bool:
+        # The queue gauges are polled on their own clock: waited for too, not assumed polled by now.
         return (
             value(s, "gateway_deliveries_total", recipient=case_system, channel="amqp")
             > value(before, "gateway_deliveries_total", recipient=case_system, channel="amqp")
             and value(s, "gateway_inquiries", status="complete") >= 1
+            and ("gateway_queue_messages", (("queue", deliver), ("state", "ready"))) in s
         )
 
     after = await until(port, moved)
@@ -117,7 +121,6 @@ async def test_the_workers_series_move_with_pushes_and_lookups(
     assert total(after, "gateway_partner_call_seconds_count", partner="BANK-VCB") >= 1
 
     # Polled gauges: every queue the gateway consumes, its consumers and its parking queue.
-    deliver = names.deliver(case_system)
     assert ("gateway_queue_messages", (("queue", deliver), ("state", "ready"))) in after
     assert value(after, "gateway_queue_consumers", queue=deliver) >= 1
     assert value(after, "gateway_queue_consumers", queue=names.deliver("TAX")) >= 1
