@@ -23,6 +23,7 @@ from gateway.security.clients import ClientStore
 from gateway.security.keys import generate_keypair, public_pem
 from gateway.storage.audit import AuditEntry, append
 from gateway.storage.database import Database
+from gateway.storage.migrate import upgrade
 from gateway.storage.tables import audit_log, messages
 from tests.conftest import World
 from tests.support.console import add_operator, operator_client, sign_in
@@ -369,3 +370,14 @@ async def test_clients_page_grants_delivery_key_age_and_last_seen(
     dn = cells("THADS-DN")
     assert "webhook" in dn and "case.example.gov.vn/inbox?…" in dn
     assert "secret" not in dn and "token=abc" not in dn and "revoked" in dn
+
+
+async def test_verification_is_bounded_in_time_and_runs_one_at_a_time(world: World) -> None:
+    await upgrade(world.settings.resolved_database_url)
+    await write_audit(world, [AuditEntry(actor="vy", action="ops.signin", outcome="ok")])
+    url = world.settings.resolved_database_url
+    timed_out = await audit_model.verify(url, {}, limit_seconds=0)
+    assert timed_out.outcome == "timeout" and timed_out.report is None
+    with audit_model._verifying:  # another request's verification is running
+        assert (await audit_model.verify(url, {})).outcome == "busy"
+    assert (await audit_model.verify(url, {})).outcome == "intact"
