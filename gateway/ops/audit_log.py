@@ -234,6 +234,12 @@ def _verify_in_thread(url: str, keys: Mapping[str, ed25519.Ed25519PublicKey], ti
     return asyncio.run(run())
 
 
+def _release(walk: asyncio.Future[AuditReport]) -> None:
+    if not walk.cancelled():
+        walk.exception()  # retrieved here, whether or not a request still waits for it
+    _verifying.release()
+
+
 async def verify(
     url: str, keys: Mapping[str, ed25519.Ed25519PublicKey], limit_seconds: float = VERIFY_TIMEOUT_SECONDS
 ) -> Verification:
@@ -242,15 +248,17 @@ async def verify(
     if not _verifying.acquire(blocking=False):
         return Verification("busy", detail="a verification is already running in this process")
     started = datetime.now(UTC)
+    walk = asyncio.ensure_future(asyncio.to_thread(_verify_in_thread, url, keys, limit_seconds))
+    # The lock is held until the walk itself ends: a request that goes away (and is cancelled) leaves
+    # its walk to finish within its bound, and no second one starts beside it meanwhile.
+    walk.add_done_callback(_release)
     try:
-        report = await asyncio.to_thread(_verify_in_thread, url, keys, limit_seconds)
+        report = await asyncio.shield(walk)
     except TimeoutError:
         return Verification(
             "timeout", seconds=limit_seconds, detail=f"not finished within {limit_seconds:g} s"
         )
     except Exception as exc:  # the database went away mid-walk: say so, never a 500
         return Verification("error", detail=scrub(str(exc))[:300])
-    finally:
-        _verifying.release()
     seconds = (datetime.now(UTC) - started).total_seconds()
     return Verification("intact" if report.ok else "broken", report, seconds)
