@@ -287,6 +287,10 @@ class ClientStore:
         path = self.directory / f"{client_id}.toml"
         data: dict[str, Any] = tomllib.loads(path.read_text("utf-8")) if path.exists() else {}
         keys = list(dict.fromkeys([*data.get("public_keys", []), key_name]))
+        # When each key was issued, so the console can show a key's age (a rotation adds a key).
+        issued = dict(data.get("key_issued_at", {}))
+        issued.setdefault(key_name, datetime.now(UTC).isoformat(timespec="seconds"))
+        data["key_issued_at"] = {k: v for k, v in issued.items() if k in keys}
         data.update(
             {
                 "id": client_id,

@@ -66,6 +66,8 @@ messages = Table(
     UniqueConstraint("message_type", "natural_key"),
     Index("ix_messages_open_due", "status", "due_at"),
     Index("ix_messages_remind", "remind_at"),
+    # The console's message list pages by (received_at, message_id): keyset, never OFFSET.
+    Index("ix_messages_received_at_message_id", "received_at", "message_id"),
 )
 
 #: The timeline of a message: accepted, queued, delivered, confirmed, failed, duplicate pushes...
@@ -118,6 +120,9 @@ audit_log = Table(
     Column("data", Text),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    # A client's or operator's latest record (the console's "last seen") and the audit page's search by
+    # actor: one index seek instead of a walk of the whole log.
+    Index("ix_audit_log_actor_id", "actor", "id"),
 )
 
 #: Which audit records name which person (keyed pseudonym): the data-access report and the consent rule

@@ -14,6 +14,8 @@ from gateway.domain.identifiers import scrub
 from gateway.ops.operators import OperatorFile
 from gateway.settings import Settings
 from gateway.web.console import PREFIX, login, messages, overview, parking, partners
+from gateway.web.console import audit as audit_pages
+from gateway.web.console import clients as client_pages
 from gateway.web.console.guard import guard
 from gateway.web.console.pages import JINJA
 from gateway.web.console.state import STATE, ConsoleState
@@ -83,6 +85,7 @@ def build(settings: Settings) -> web.Application:
     r.add_get("/", overview.overview, name="ops.overview")
     r.add_get("/api/overview", overview.overview_api, name="ops.api.overview")
     r.add_get("/messages", messages.message_list, name="ops.messages")
+    r.add_get("/messages.csv", messages.message_export, name="ops.messages.csv")
     r.add_get("/messages/{message_id}", messages.message_page, name="ops.message")
     r.add_get("/parking", parking.parking_list, name="ops.parking")
     r.add_get("/parking/{queue}", parking.parked_list, name="ops.parked")
@@ -91,5 +94,8 @@ def build(settings: Settings) -> web.Application:
     r.add_get("/partners", partners.partners_get, name="ops.partners")
     r.add_post("/partners/{code}/test", partners.partner_test, name="ops.partners.test")
     r.add_get("/stuck", overview.stuck_page, name="ops.stuck")
+    r.add_get("/audit", audit_pages.audit_page, name="ops.audit")
+    r.add_post("/audit/verify", audit_pages.audit_verify, name="ops.audit.verify")
+    r.add_get("/clients", client_pages.clients_page, name="ops.clients")
     r.add_static("/static/", STATIC, name="ops.static", append_version=True)
     return app

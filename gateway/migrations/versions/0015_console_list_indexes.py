@@ -1,0 +1,26 @@
+"""console lists: the message list pages by (received_at, message_id); an actor's latest audit record
+
+Revision ID: 0015
+Revises: 0014
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_messages_received_at_message_id", "messages", ["received_at", "message_id"], unique=False
+    )
+    op.create_index("ix_audit_log_actor_id", "audit_log", ["actor", "id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_audit_log_actor_id", table_name="audit_log")
+    op.drop_index("ix_messages_received_at_message_id", table_name="messages")
