@@ -44,6 +44,7 @@ from gateway.services.deliveries import (
 from gateway.services.documents import DocumentService
 from gateway.settings import DeliverySettings
 from gateway.storage import messages as store
+from gateway.storage import retries
 from gateway.storage.database import Database
 from gateway.storage.timestamps import iso, now
 from gateway.worker import webhook
@@ -121,6 +122,19 @@ class Deliverer:
             return
 
         attempt = _attempt(message)
+        if attempt > 1:
+            async with self._db.read() as conn:
+                replaced = await retries.superseded(conn, message_id, dict(message.headers or {}))
+            if replaced:
+                # An operator pulled this attempt forward: the pulled copy carries it; this one, out of
+                # its retry tier late, is dropped (gateway/storage/retries.py says why it cannot race).
+                detail = {"attempt": attempt}
+                await self._db.write(
+                    lambda conn: store.add_evidence(
+                        conn, message_id, retries.SUPERSEDED_EVENT, self.actor, detail
+                    )
+                )
+                return
         repeat = bool(message.redelivered) or attempt > 1
         if repeat:
             # A previous holder of this delivery died before acking, or a previous attempt failed in a
