@@ -93,7 +93,7 @@ async def _parking_overview(
     empty = [r for r in rows if not (r.parked or 0) > 0]
     found: parking.Preview | None = None
     broker_error = ""
-    if not where.empty and full:
+    if not where.empty:
         state = state_of(request)
         connection = await state.connection()
         if connection is None:
@@ -101,13 +101,16 @@ async def _parking_overview(
         else:
             try:
                 async with asyncio.timeout(BROKER_READ_SECONDS * 2):
+                    # Every parking queue, not only those the overview counted: the management
+                    # API's counts lag by seconds, and a count is what the operator confirms.
                     found = await parking.preview(
-                        connection, Names(state.settings.broker_namespace), [r.name for r in full], where
+                        connection,
+                        Names(state.settings.broker_namespace),
+                        _known_queues(state.settings),
+                        where,
                     )
             except (TimeoutError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
                 broker_error = f"The broker did not answer ({type(exc).__name__}): nothing counted."
-    elif not where.empty:
-        found = parking.Preview([], 0)
     context = {
         "page": "parking",
         "snap": snap,
@@ -155,15 +158,21 @@ async def parking_bulk(request: web.Request) -> web.StreamResponse:
     connection = await state.connection()
     if connection is None:
         return await fail("The broker is unreachable: nothing was done.", status=503)
-    snap = await snapshot(request)
-    queues_with = [r.name for r in (snap.queues.rows if snap.queues else []) if (r.parked or 0) > 0]
+    queues_with = list(_known_queues(state.settings))
     kind: parking.Action = "discard" if action == "discard" else "replay"
     outcomes: list[parking.Outcome] = []
     failure = ""
     try:
         async with asyncio.timeout(BROKER_ACTION_SECONDS):
             await parking.act_across(
-                connection, Names(state.settings.broker_namespace), queues_with, kind, where, outcomes
+                connection,
+                Names(state.settings.broker_namespace),
+                queues_with,
+                kind,
+                where,
+                outcomes,
+                # Never more than the operator confirmed (more may have been parked since the count).
+                cap=min(parking.BULK_CAP, int(form_text(form, "expected"))),
             )
     except (TimeoutError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
         log.warning("bulk %s interrupted: %r", kind, exc)
