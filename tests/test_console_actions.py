@@ -43,7 +43,7 @@ async def failed_once(db: Database, retry_in_ms: int = 600_000) -> str:
         await conn.execute(
             update(messages).where(messages.c.message_id == row["message_id"]).values(status="queued")
         )
-        detail = {"attempt": 1, "error": "HTTP 503", "retry_in_ms": retry_in_ms}
+        detail = {"attempt": 1, "error": "HTTP 503", "retry_in_ms": retry_in_ms, "retry_id": "r1"}
         await store.add_evidence(conn, row["message_id"], "delivery_failed", "gateway.delivery", detail)
     return str(row["message_id"])
 
@@ -79,10 +79,12 @@ async def test_retry_now_pulls_the_waiting_attempt_forward_once(db: Database) ->
     assert after.next_attempt is None  # nothing waits any more: the pulled copy is on its way
 
     async with db.read() as conn:
-        waiting_copy = {retries.ATTEMPT_HEADER: 2}
+        waiting_copy = {retries.ATTEMPT_HEADER: 2, retries.RETRY_ID_HEADER: "r1"}
         assert await retries.superseded(conn, message_id, waiting_copy)
         assert not await retries.superseded(conn, message_id, headers)  # the pulled copy itself
-        assert not await retries.superseded(conn, message_id, {retries.ATTEMPT_HEADER: 3, **{}})
+        # Another scheduled retry (the same attempt number again, after a replay from parking).
+        other = {retries.ATTEMPT_HEADER: 2, retries.RETRY_ID_HEADER: "r2"}
+        assert not await retries.superseded(conn, message_id, other)
         assert not await retries.superseded(conn, message_id, {})  # first attempts are never pulled
 
 
@@ -130,7 +132,7 @@ async def test_the_worker_drops_the_copy_that_was_pulled_forward(db: Database) -
         return Incoming(message_id=message_id, headers=headers, redelivered=False, body=body, type="t")
 
     # The copy that waited in its tier comes out late: dropped, recorded, never forwarded.
-    await worker.deliver(recipient, copy(**{retries.ATTEMPT_HEADER: 2}))
+    await worker.deliver(recipient, copy(**{retries.ATTEMPT_HEADER: 2, retries.RETRY_ID_HEADER: "r1"}))
     assert forwarded == []
     # The pulled copy is delivered.
     await worker.deliver(recipient, copy(**{retries.ATTEMPT_HEADER: 2, retries.RETRY_NOW_HEADER: 2}))
@@ -171,7 +173,7 @@ async def read(world: World, statement: Any) -> list[Any]:
 
 
 async def fail_first_attempt(world: World, message_id: str) -> None:
-    detail = {"attempt": 1, "error": "HTTP 503", "retry_in_ms": 600_000}
+    detail = {"attempt": 1, "error": "HTTP 503", "retry_in_ms": 600_000, "retry_id": "r1"}
     await write(
         world,
         update(messages).where(messages.c.message_id == message_id).values(status="queued"),

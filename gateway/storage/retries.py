@@ -38,6 +38,10 @@ from gateway.storage.timestamps import as_utc, iso, now
 ATTEMPT_HEADER: Final = "x-delivery-attempt"
 #: Header of a pulled-forward copy: the attempt it was pulled forward for.
 RETRY_NOW_HEADER: Final = "x-retry-now"
+#: Header of a copy waiting in a retry tier: the ``retry_id`` of the ``delivery_failed`` evidence that
+#: scheduled it. A pull names the retry it replaces by this id, so attempts numbered again after a
+#: replay from parking are never mistaken for the pulled one.
+RETRY_ID_HEADER: Final = "x-retry-id"
 #: Evidence of a pull: ``{"attempt": n, "by": operator, "reason": ...}``.
 RETRY_NOW_EVENT: Final = "retry_now"
 #: Evidence of the waiting copy dropped when it came out of its tier.
@@ -74,6 +78,8 @@ class Attempts:
     next_attempt: int | None
     next_attempt_at: datetime | None
     delivered_after: int | None  # the attempt that delivered it, if delivered
+    #: The waiting copy's ``retry_id`` ("" when its failure was recorded without one).
+    retry_id: str = ""
 
 
 class NotPullable(Exception):
@@ -106,7 +112,7 @@ def summarise(events: list[tuple[str, datetime, dict[str, Any]]], status: str) -
     failures = 0
     last_error = ""
     last_at: datetime | None = None
-    waiting: tuple[int, datetime] | None = None
+    waiting: tuple[int, datetime, str] | None = None
     delivered_after: int | None = None
     attempt_seen = 1
     for event, at, detail in events:
@@ -116,7 +122,8 @@ def summarise(events: list[tuple[str, datetime, dict[str, Any]]], status: str) -
             last_at = at
             attempt = _int(detail.get("attempt"), failures)
             attempt_seen = attempt
-            waiting = (attempt + 1, at + timedelta(milliseconds=_int(detail.get("retry_in_ms"))))
+            due = at + timedelta(milliseconds=_int(detail.get("retry_in_ms")))
+            waiting = (attempt + 1, due, str(detail.get("retry_id") or ""))
         elif event == "failed" and detail.get("error"):
             failures += 1
             last_error = str(detail.get("error"))
@@ -140,6 +147,7 @@ def summarise(events: list[tuple[str, datetime, dict[str, Any]]], status: str) -
         next_attempt=waiting[0] if waiting else None,
         next_attempt_at=waiting[1] if waiting else None,
         delivered_after=delivered_after,
+        retry_id=waiting[2] if waiting else "",
     )
 
 
@@ -198,6 +206,8 @@ async def retry_now(
         raise NotPullable(f"no retry is waiting (the message is {row.status})")
     if state.next_attempt_at <= at + MARGIN:
         raise NotPullable("the retry is due now: a worker is taking it")
+    if not state.retry_id:
+        raise NotPullable("this retry was scheduled by an older worker: it cannot be pulled forward")
     if not row.payload:
         raise NotPullable("the document's payload is no longer kept")
     await add_evidence(
@@ -207,6 +217,7 @@ async def retry_now(
         actor[:64],
         {
             "attempt": state.next_attempt,
+            "retry_id": state.retry_id,
             "by": actor,
             "reason": reason,
             "was_due_at": iso(state.next_attempt_at),
@@ -227,15 +238,14 @@ async def retry_now(
 
 
 async def superseded(conn: AsyncConnection, message_id: str, headers: dict[str, Any]) -> bool:
-    """Whether this copy of a retried delivery was replaced by a pulled-forward one: its attempt was
-    pulled forward (``retry_now`` evidence) and it is not the pulled copy. First attempts are never
-    pulled forward, so they cost no read."""
-    attempt = _int(headers.get(ATTEMPT_HEADER), 1)
-    if attempt <= 1 or _int(headers.get(RETRY_NOW_HEADER)) == attempt:
+    """Whether this copy, out of a retry tier, was replaced by a pulled-forward one: a ``retry_now``
+    evidence names its ``retry_id``. Copies without one (first attempts, pulled copies) cost no read."""
+    retry_id = headers.get(RETRY_ID_HEADER)
+    if not isinstance(retry_id, str) or not retry_id:
         return False
     rows = await conn.execute(
         select(evidences.c.detail).where(
             evidences.c.message_id == message_id, evidences.c.event == RETRY_NOW_EVENT
         )
     )
-    return any(_int(_detail(r.detail).get("attempt")) == attempt for r in rows)
+    return any(_detail(r.detail).get("retry_id") == retry_id for r in rows)
