@@ -375,3 +375,43 @@ async def test_bulk_replay_and_discard_across_queues_by_filter(
     assert all(r.actor == "olga" and r.outcome == "done" for r in rows)
     statuses = dict(await read(world, select(messages.c.message_id, messages.c.status)))
     assert statuses[c] == statuses[d] == "failed"
+
+
+@pytest.mark.rabbitmq
+async def test_the_parked_copy_is_replayed_from_the_message_page(
+    world: World, api: TestClient[Any, Any]
+) -> None:
+    doc = await push(api, world)
+    message_id = doc["message_id"]
+    detail = {"attempts": 2, "error": "HTTP 503"}
+    await write(
+        world,
+        update(messages).where(messages.c.message_id == message_id).values(status="failed"),
+        insert(evidences).values(
+            message_id=message_id,
+            event="failed",
+            at=now(),
+            actor="gateway.delivery",
+            detail=json.dumps(detail),
+        ),
+    )
+    names = Names(world.settings.broker_namespace)
+    async with two_parking_queues(world.settings) as (normal, _urgent):
+        await park(names.parking(normal), doc)
+        csrf = await operator_client(api, world.settings)
+        page = await (await api.get(f"/ops/messages/{message_id}")).text()
+        assert 'id="replay"' in page and f'href="/ops/parking/{normal}/{message_id}"' in page
+        assert "Gave up delivering to THADS-HN after 2 attempts: HTTP 503; parked" in page
+        form = {"csrf": csrf, "action": "replay", "reason": "inbox fixed"}
+        done = await api.post(f"/ops/messages/{message_id}", data=form)
+        html = await done.text()
+        assert done.status == 200 and f"Replayed to {normal}." in html, html
+        assert 'id="replay"' not in html  # replayed: no parked copy any more
+        assert await queue_ids(normal) == [message_id]
+        again = await api.post(f"/ops/messages/{message_id}", data=form)
+        assert again.status == 409
+    rows = await read(world, select(audit_log).where(audit_log.c.action == "ops.parking.replay"))
+    assert [(r.actor, r.message_id, r.outcome, r.reason) for r in rows] == [
+        ("olga", message_id, "done", "inbox fixed"),
+        ("olga", message_id, "not_found", "inbox fixed"),  # the second press found nothing parked
+    ]
