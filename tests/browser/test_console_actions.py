@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -67,6 +68,14 @@ def first_attempt_failed(console: ConsoleWorld, message_id: str) -> bool:
     return console.query(failed)
 
 
+def seen(console: ConsoleWorld, message_id: str) -> bool:
+    return console.case_system.seen[message_id] >= 1
+
+
+def has_status(console: ConsoleWorld, message_id: str, status: str) -> bool:
+    return console.message_status(message_id) == status
+
+
 def pull_forward(page: Page, console: ConsoleWorld, message_id: str, reason: str) -> None:
     page.goto(f"{console.url}/ops/messages/{message_id}")
     expect(page.locator("#attempt-count")).to_have_text("1")
@@ -79,7 +88,7 @@ def pull_forward(page: Page, console: ConsoleWorld, message_id: str, reason: str
 
 def delivered_once(console: ConsoleWorld, *message_ids: str) -> None:
     for message_id in message_ids:
-        wait_for(lambda m=message_id: console.case_system.seen[m] >= 1, 30, f"{message_id} delivered")
+        wait_for(partial(seen, console, message_id), 30, f"{message_id} delivered")
     quiet_until = time.monotonic() + 3  # a duplicate, if there were one, would come within this
     while time.monotonic() < quiet_until:
         for message_id in message_ids:
@@ -138,11 +147,11 @@ def test_bulk_replay_across_two_queues_delivers_each_once(
         normal = console.push_judgment()["message_id"]
         urgent = console.push_judgment(priority="urgent")["message_id"]
         for message_id in (normal, urgent):
-            wait_for(lambda m=message_id: first_attempt_failed(console, m), 30, "first attempts failing")
+            wait_for(partial(first_attempt_failed, console, message_id), 30, "first attempts failing")
             # The second attempt, pulled forward while the case system is still down, is the last.
             pull_forward(page, console, message_id, "check whether it is back")
         for message_id in (normal, urgent):
-            wait_for(lambda m=message_id: console.message_status(m) == "failed", 30, "both parked")
+            wait_for(partial(has_status, console, message_id, "failed"), 30, "both parked")
     finally:
         case_system.accepting = True
 
