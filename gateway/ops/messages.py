@@ -193,7 +193,12 @@ async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None
                 "at": e["at"],
                 "actor": e["actor"],
                 "text": scrub(sentence(e["event"], e["actor"], detail, row.sender, row.recipient)),
-                "fields": [(str(k), _shown(v)) for k, v in sorted(detail.items())],
+                # ``by`` repeats the actor shown beside it, when it is the same operator.
+                "fields": [
+                    (str(k), _shown(v))
+                    for k, v in sorted(detail.items())
+                    if not (k == "by" and v == e["actor"])
+                ],
                 "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else "",
                 "delivery": e["event"] in DELIVERY_EVENTS,
             }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, Final, Protocol
+from urllib.parse import quote
 
 import aio_pika
 from aiohttp import web
@@ -18,6 +19,7 @@ from gateway.ops import parking
 from gateway.storage import messages as store
 from gateway.storage import retries
 from gateway.storage.audit import AuditEntry, append
+from gateway.web.console import PREFIX
 from gateway.web.console.pages import (
     MAX_REASON,
     audit,
@@ -34,6 +36,12 @@ log = logging.getLogger(__name__)
 
 BROKER_ACTION_SECONDS: Final = 30.0
 ACTIONS: Final = ("retry_now", "replay", "revoke")
+#: What the page says after an action succeeded (``?done=<action>``).
+DONE: Final = {
+    "retry_now": "Attempt sent to {recipient} now; the one waiting for its time is dropped.",
+    "revoke": "Revoked.",
+    "replay": "Replayed to {queue}.",
+}
 
 
 class Fail(Protocol):
@@ -57,8 +65,13 @@ async def render_message(
     if found is None:
         return not_found(request, "messages", "No message with this id.")
     account = operator_of(request)
-    if account.may_act and found.payload is not None and status == 200 and not flash_ok:
-        # Reading personal data is itself recorded (once per page view, not again after an action).
+    queue, parking_queue = _queues(request, found.summary.recipient, found.priority)
+    done = request.query.get("done", "")
+    if done in DONE and not flash_ok and not flash_error:
+        # After an action the browser is sent here (a reload then reads, never repeats the action).
+        flash_ok = DONE[done].format(recipient=found.summary.recipient, queue=queue)
+    if account.may_act and found.payload is not None:
+        # Reading personal data is itself recorded, each time the page shows it.
         await audit(
             request,
             AuditEntry(
@@ -68,7 +81,6 @@ async def render_message(
                 message_id=found.summary.message_id,
             ),
         )
-    queue, parking_queue = _queues(request, found.summary.recipient, found.priority)
     attempts = found.attempts
     context: dict[str, Any] = {
         "page": "messages",
@@ -138,11 +150,14 @@ async def _retry_now(
         await audit(request, _refused(entry, str(exc)))
         return await fail(f"Nothing pulled forward: {exc}.", status=409)
     relay.hand_over([pending])
-    return await render_message(
-        request,
-        row.message_id,
-        flash_ok=f"Attempt sent to {row.recipient} now; the scheduled one is dropped.",
-    )
+    return _done(row.message_id, "retry_now")
+
+
+def _done(message_id: str, action: str) -> web.StreamResponse:
+    """Done: the browser reads the page again with GET, so a reload cannot repeat the action."""
+    # Returned, not raised: the guard then slides the session and adds its headers as for any page.
+    location = f"{PREFIX}/messages/{quote(message_id, safe='')}?done={action}"
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _refused(entry: AuditEntry, why: str) -> AuditEntry:
@@ -179,7 +194,7 @@ async def _revoke(
     if why:
         await audit(request, _refused(entry, why))
         return await fail(f"Not revoked: {why}.", status=409)
-    return await render_message(request, row.message_id, flash_ok="Revoked.")
+    return _done(row.message_id, "revoke")
 
 
 async def _replay(
@@ -208,4 +223,4 @@ async def _replay(
         return await fail(
             f"Not replayed: no copy is parked in {names.parking(queue)} (any more).", status=409
         )
-    return await render_message(request, row.message_id, flash_ok=f"Replayed to {queue}.")
+    return _done(row.message_id, "replay")
