@@ -27,3 +27,14 @@ def revocation_document(original: Any, reason: str, created_at: str) -> dict[str
     if original.case_ref:
         doc["case_ref"] = original.case_ref
     return doc
+
+
+def not_revocable(message_type: str, status: str) -> str:
+    """Why a document in ``status`` cannot be revoked ("" when it can), for its sender and for an
+    operator acting for it alike. A revoked one is revoked already (the sender's request is then
+    answered with its status, an operator's is refused)."""
+    if message_type == REVOCATION:
+        return "a revocation cannot itself be revoked"
+    if status in ("answered", "confirmed"):
+        return f"the document is already {status}: it cannot be revoked any more"
+    return ""

@@ -18,7 +18,11 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.identifiers import canonical_uuid, scrub, scrub_value
+from gateway.domain.revocation import not_revocable as domain_not_revocable
+from gateway.domain.status import Status
+from gateway.ops.timeline import sentence
 from gateway.storage import messages as store
+from gateway.storage import retries
 from gateway.storage.tables import messages
 from gateway.storage.timestamps import iso
 
@@ -162,6 +166,16 @@ class MessageDetail:
     replies: list[dict[str, Any]]
     payload: str | None  # pretty JSON, scrubbed; None once dropped (after confirmation)
     receipt: dict[str, Any] = field(default_factory=dict)
+    #: Delivery attempts: failures, last error, the retry waiting in a tier (if any).
+    attempts: retries.Attempts | None = None
+    #: The message it replies to / replaces / is correlated with, when those are gateway documents.
+    related: list[tuple[str, str]] = field(default_factory=list)
+    #: Whether a copy may sit in a parking queue: delivery gave up (``failed`` with an error) and no
+    #: replay or discard followed.
+    maybe_parked: bool = False
+    priority: str = "normal"
+    #: Why an operator may not revoke it ("" when they may).
+    not_revocable: str = ""
 
 
 async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None:
@@ -169,17 +183,37 @@ async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None
     row = await store.get(conn, canonical) if canonical else None
     if row is None:
         return None
-    events = [
-        {
-            "event": e["event"],
-            "at": e["at"],
-            "actor": e["actor"],
-            "detail": json.dumps(scrub_value(e["detail"]), ensure_ascii=False, sort_keys=True)
-            if e.get("detail")
-            else "",
-        }
-        for e in await store.timeline(conn, row.message_id)
+    events = []
+    for e in await store.timeline(conn, row.message_id):
+        raw = e.get("detail")
+        detail = scrub_value(raw) if isinstance(raw, dict) else {}
+        events.append(
+            {
+                "event": e["event"],
+                "at": e["at"],
+                "actor": e["actor"],
+                "text": scrub(sentence(e["event"], e["actor"], detail, row.sender, row.recipient)),
+                # ``by`` repeats the actor shown beside it, when it is the same operator.
+                "fields": [
+                    (str(k), _shown(v))
+                    for k, v in sorted(detail.items())
+                    if not (k == "by" and v == e["actor"])
+                ],
+                "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else "",
+                "delivery": e["event"] in DELIVERY_EVENTS,
+            }
+        )
+    state = retries.summarise(await retries.evidence_of(conn, row.message_id), str(row.status))
+    related = [
+        (label, value)
+        for label, value in (
+            ("Replies to", row.in_reply_to),
+            ("Replaces", row.replaces),
+            ("Correlated with", row.correlation_id if row.correlation_id != row.message_id else None),
+        )
+        if value
     ]
+    parked = str(row.status) == Status.FAILED.value and bool(events) and _gave_up(events)
     replies = [scrub_value(r) for r in await store.replies(conn, row.message_id)]
     envelope = [
         ("message_id", row.message_id),
@@ -215,8 +249,37 @@ async def detail(conn: AsyncConnection, message_id: str) -> MessageDetail | None
         summary=line(row),
         envelope=[(k, scrub(v)) for k, v in envelope],
         timeline=events,
-        deliveries=[e for e in events if e["event"] in DELIVERY_EVENTS],
+        deliveries=[e for e in events if e["delivery"]],
         replies=replies,
         payload=payload,
         receipt=scrub_value(receipt) if isinstance(receipt, dict) else {},
+        attempts=state,
+        related=related,
+        maybe_parked=parked,
+        priority=str(row.priority or "normal"),
+        not_revocable=not_revocable(row),
     )
+
+
+def _shown(value: Any) -> str:
+    """A detail value as text: strings as they are, everything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _gave_up(events: list[dict[str, Any]]) -> bool:
+    """The last parking-relevant event is the give-up (``failed`` by delivery), not a replay/discard."""
+    for e in reversed(events):
+        if e["event"] in ("replayed_from_parking", "discarded_from_parking", "delivered"):
+            return False
+        if e["event"] == "failed":
+            return any(k == "error" for k, _ in e["fields"])
+    return False
+
+
+def not_revocable(row: Any) -> str:
+    """Why an operator cannot revoke the document ("" when they can): the sender's own rules."""
+    if str(row.status) == Status.REVOKED.value:
+        return "the document is revoked already"
+    return domain_not_revocable(row.message_type, str(row.status))

@@ -47,6 +47,8 @@ class ParkingFilter:
     sender: str = ""
     recipient: str = ""
     reason: str = ""
+    #: Parked strictly before this time (a message whose parking time is unknown does not match).
+    parked_before: datetime | None = None
 
     def matches(self, parked: ParkedMessage) -> bool:
         return (
@@ -54,11 +56,15 @@ class ParkingFilter:
             and (not self.sender or parked.sender == self.sender)
             and (not self.recipient or parked.recipient == self.recipient)
             and (not self.reason or self.reason.lower() in parked.reason.lower())
+            and (
+                self.parked_before is None
+                or (parked.parked_at is not None and parked.parked_at < self.parked_before)
+            )
         )
 
     @property
     def empty(self) -> bool:
-        return not (self.message_type or self.sender or self.recipient or self.reason)
+        return not (self.message_type or self.sender or self.recipient or self.reason or self.parked_before)
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -68,6 +74,7 @@ class ParkingFilter:
                 "sender": self.sender,
                 "recipient": self.recipient,
                 "reason": self.reason,
+                "parked_before": self.parked_before.isoformat() if self.parked_before else "",
             }.items()
             if v
         }
@@ -223,6 +230,7 @@ async def act(
     where = where or ParkingFilter()
     channel, parking = await _parking_queue(connection, names, queue, confirms=action == "replay")
     done = outcome.done
+    acted: set[str] = set()
     try:
         if action == "replay":
             try:
@@ -233,6 +241,10 @@ async def act(
             message = await parking.get(no_ack=False, fail=False)
             if message is None:
                 break
+            if message.message_id in acted:
+                # Replayed a moment ago and parked again meanwhile (its delivery failed at once): it
+                # waits for the next operation, never replayed twice by one.
+                continue
             chosen = (
                 message.message_id in wanted
                 if wanted is not None
@@ -248,6 +260,7 @@ async def act(
             # audits, and a discard whose ack failed left the message parked.
             await message.ack()
             done.append(message.message_id or "")
+            acted.add(message.message_id or "")
             if (wanted is not None and wanted <= set(done)) or (limit is not None and len(done) >= limit):
                 break
     finally:
@@ -309,6 +322,69 @@ async def record(db: Database, outcome: Outcome, actor: str, reason: str, via: s
                     data={"via": via},
                 ),
             )
+
+
+#: The most messages one operation across parking queues acts on (the page states it).
+BULK_CAP = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """How many parked messages a filter matches, per queue (each counted up to the cap)."""
+
+    per_queue: list[tuple[str, int]]
+    looked_at: int
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.per_queue)
+
+    @property
+    def affected(self) -> int:
+        """How many one operation will act on: the cap applies."""
+        return min(self.total, BULK_CAP)
+
+
+async def preview(
+    connection: AbstractConnection, names: Names, queues: Iterable[str], where: ParkingFilter
+) -> Preview:
+    """Counts matches of ``where`` in the parking queue of each of ``queues`` (nothing is taken)."""
+    per_queue: list[tuple[str, int]] = []
+    looked = 0
+    for queue in queues:
+        try:
+            found, seen = await browse(connection, names, queue, where, limit=BULK_CAP + 1)
+        except NoSuchQueue:
+            continue
+        looked += seen
+        if found:
+            per_queue.append((queue, len(found)))
+    return Preview(per_queue, looked)
+
+
+async def act_across(
+    connection: AbstractConnection,
+    names: Names,
+    queues: Iterable[str],
+    action: Action,
+    where: ParkingFilter,
+    outcomes: list[Outcome],
+    cap: int = BULK_CAP,
+) -> None:
+    """:func:`act` on every queue of ``queues`` with ``where``, at most ``cap`` messages in all. Each
+    queue's :class:`Outcome` is appended to ``outcomes`` before it starts, so the caller audits what was
+    done also if this raises half-way."""
+    remaining = cap
+    for queue in queues:
+        if remaining <= 0:
+            break
+        outcome = Outcome(action, queue, [], [])
+        outcomes.append(outcome)
+        try:
+            await act(connection, names, queue, action, where=where, limit=remaining, into=outcome)
+        except NoSuchQueue:
+            continue
+        remaining -= len(outcome.done)
 
 
 def body_preview(parked: ParkedMessage, limit: int = 20_000) -> str:

@@ -9,8 +9,7 @@ from typing import Any
 from gateway.domain.doctypes import DocumentType
 from gateway.domain.errors import Conflict, Forbidden, NotFound, Refused
 from gateway.domain.identifiers import canonical_uuid
-from gateway.domain.issued import REVOCATION
-from gateway.domain.revocation import revocation_document
+from gateway.domain.revocation import not_revocable, revocation_document
 from gateway.domain.status import Status, is_delivered
 from gateway.domain.violations import Violation
 from gateway.security.tokens import Principal
@@ -178,38 +177,40 @@ class MessageService:
             row = await self._visible(conn, principal, message_id)
         if row.sender != principal.client.id:
             raise Forbidden("only the sender revokes a document")
-        if row.message_type == REVOCATION:
-            raise Conflict("a revocation cannot itself be revoked")
-        status = Status(row.status)
-        if status in (Status.ANSWERED, Status.CONFIRMED):
-            raise Conflict(f"the document is already {status}: it cannot be revoked any more")
-        if status == Status.REVOKED:
+        if why := not_revocable(row.message_type, str(row.status)):
+            raise Conflict(why)
+        if row.status == Status.REVOKED:
             return await self._status(principal, row.message_id)
+        audit = AuditEntry(
+            actor=principal.client.id,
+            subject=principal.subject,
+            action="messages.revoke",
+            outcome="revoked",
+            status_code=200,
+            message_id=row.message_id,
+            reason=reason,
+            data=principal.audit_data() or None,
+        )
+        await self.revoke_row(row, principal.client.id, reason, audit)
+        return await self._status(principal, row.message_id)
+
+    async def revoke_row(self, row: Any, actor: str, reason: str, audit: AuditEntry) -> None:
+        """Revoke ``row`` (checked revocable by the caller) as ``actor``, with ``audit`` written in the
+        same transaction; the sender's revocation and an operator's acting for it both come here.
+        Raises :class:`Conflict` when the status changed meanwhile."""
+        status = Status(row.status)
         async with self._db.transaction() as conn:
             moved = await store.transition(
-                conn, row.message_id, Status.REVOKED, principal.client.id, {"reason": reason}, reason=reason
+                conn, row.message_id, Status.REVOKED, actor, {"reason": reason}, reason=reason
             )
             if not moved:
                 raise Conflict("the message changed status meanwhile; read it and retry")
-            await append(
-                conn,
-                AuditEntry(
-                    actor=principal.client.id,
-                    subject=principal.subject,
-                    action="messages.revoke",
-                    outcome="revoked",
-                    status_code=200,
-                    message_id=row.message_id,
-                    reason=reason,
-                    data=principal.audit_data() or None,
-                ),
-            )
+            await append(conn, audit)
             current = await store.get(conn, row.message_id)
         # Read after the change: a delivery recorded in between counts. One still in flight finds the
         # document revoked when it records itself, and sends the revocation then (same revocation id).
         if current is not None and (is_delivered(status) or current.delivery_count > 0):
             await self._documents.issue(revocation_document(current, reason, iso(now()) or ""))
-        return await self._status(principal, row.message_id)
 
     async def _visible(self, conn: Any, principal: Principal, message_id: str) -> Any:
         canonical = canonical_uuid(message_id)

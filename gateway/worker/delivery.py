@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -44,6 +45,7 @@ from gateway.services.deliveries import (
 from gateway.services.documents import DocumentService
 from gateway.settings import DeliverySettings
 from gateway.storage import messages as store
+from gateway.storage import retries
 from gateway.storage.database import Database
 from gateway.storage.timestamps import iso, now
 from gateway.worker import webhook
@@ -121,6 +123,19 @@ class Deliverer:
             return
 
         attempt = _attempt(message)
+        if retries.RETRY_ID_HEADER in (message.headers or {}):
+            async with self._db.read() as conn:
+                replaced = await retries.superseded(conn, message_id, dict(message.headers or {}))
+            if replaced:
+                # An operator pulled this attempt forward: the pulled copy carries it; this one, out of
+                # its retry tier late, is dropped (gateway/storage/retries.py says why it cannot race).
+                detail = {"attempt": attempt}
+                await self._db.write(
+                    lambda conn: store.add_evidence(
+                        conn, message_id, retries.SUPERSEDED_EVENT, self.actor, detail
+                    )
+                )
+                return
         repeat = bool(message.redelivered) or attempt > 1
         if repeat:
             # A previous holder of this delivery died before acking, or a previous attempt failed in a
@@ -285,13 +300,16 @@ class Deliverer:
             await self._park(recipient, message, attempt, reason)
             return
         delay = retry_delay_ms(self._settings.retry_delays_seconds, attempt)
+        # Names this scheduled copy: an operator pulling it forward names it too, and the worker then
+        # drops this copy when it comes out of its tier (gateway/storage/retries.py).
+        retry_id = uuid.uuid4().hex
         async with self._db.transaction() as conn:
             await store.add_evidence(
                 conn,
                 message_id,
                 "delivery_failed",
                 self.actor,
-                {"attempt": attempt, "error": reason, "retry_in_ms": delay},
+                {"attempt": attempt, "error": reason, "retry_in_ms": delay, "retry_id": retry_id},
             )
         # Back through the lane it came from: an urgent document stays urgent through its retries.
         priority = str((message.headers or {}).get("priority", "normal"))
@@ -302,7 +320,11 @@ class Deliverer:
             message_id=message_id,
             correlation_id=message.correlation_id,
             message_type=message.type,
-            headers={**(message.headers or {}), ATTEMPT_HEADER: attempt + 1},
+            headers={
+                **(message.headers or {}),
+                ATTEMPT_HEADER: attempt + 1,
+                retries.RETRY_ID_HEADER: retry_id,
+            },
         )
         RETRIED.labels(recipient.id).inc()  # returning acks this copy: the retry tier holds the next
 

@@ -235,8 +235,14 @@ def write_operators(path: Path, accounts: dict[str, tuple[str, str]]) -> None:
 
 
 @contextmanager
-def console_world(home: Path) -> Iterator[ConsoleWorld]:
-    """Start everything; stop everything and delete the broker queues afterwards."""
+def console_world(
+    home: Path,
+    retry_delays_seconds: list[float] | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> Iterator[ConsoleWorld]:
+    """Start everything; stop everything and delete the broker queues afterwards. Deliveries retry
+    after ``retry_delays_seconds`` (default :data:`RETRY_DELAYS_SECONDS`)."""
+    delays = retry_delays_seconds or RETRY_DELAYS_SECONDS
     with scratch_database(home) as database_url:
         bg = BackgroundLoop().start()
         case_system = WebhookCaseSystem()
@@ -250,8 +256,8 @@ def console_world(home: Path) -> Iterator[ConsoleWorld]:
                     database_url,
                     settings={
                         "delivery": {
-                            "retry_delays_seconds": RETRY_DELAYS_SECONDS,
-                            "max_attempts": MAX_ATTEMPTS,
+                            "retry_delays_seconds": delays,
+                            "max_attempts": max_attempts,
                         }
                     },
                     callback_delay=0.5,
@@ -271,8 +277,8 @@ def console_world(home: Path) -> Iterator[ConsoleWorld]:
             write_operators(operators_file, accounts)
             bg.run(upgrade(world.settings.resolved_database_url))
             extra_env = {
-                "GATEWAY_DELIVERY__RETRY_DELAYS_SECONDS": str(RETRY_DELAYS_SECONDS),
-                "GATEWAY_DELIVERY__MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+                "GATEWAY_DELIVERY__RETRY_DELAYS_SECONDS": str(delays),
+                "GATEWAY_DELIVERY__MAX_ATTEMPTS": str(max_attempts),
                 "GATEWAY_OPS__OPERATORS_FILE": str(operators_file),
             }
             procs = ConsoleProcesses(world, home / "logs", port=lookup.api_port, extra_env=extra_env)

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from gateway.domain.status import Status
 from gateway.ops import message_list as message_list_model
-from gateway.ops import messages as ops_messages
 from gateway.storage.audit import AuditEntry
-from gateway.web.console.pages import audit, not_found, operator_of, refused, render, services_of
+from gateway.web.console import message_actions
+from gateway.web.console.pages import audit, operator_of, refused, render, services_of
 
 
 async def message_list(request: web.Request) -> web.StreamResponse:
@@ -102,21 +102,5 @@ async def message_export(request: web.Request) -> web.StreamResponse:
 
 
 async def message_page(request: web.Request) -> web.StreamResponse:
-    message_id = request.match_info["message_id"]
-    async with services_of(request).db.read() as conn:
-        found = await ops_messages.detail(conn, message_id)
-    if found is None:
-        return not_found(request, "messages", "No message with this id.")
-    account = operator_of(request)
-    if account.may_act and found.payload is not None:
-        # Reading personal data is itself recorded.
-        await audit(
-            request,
-            AuditEntry(
-                actor=account.username,
-                action="ops.message.payload",
-                outcome="read",
-                message_id=found.summary.message_id,
-            ),
-        )
-    return render(request, "message.html", {"page": "messages", "m": found, "show_payload": account.may_act})
+    # The page and its actions live together (gateway/web/console/message_actions.py).
+    return await message_actions.render_message(request, request.match_info["message_id"])

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import aio_pika
 from aiohttp import web
@@ -39,7 +41,7 @@ def _known_queues(settings: Settings) -> dict[str, str]:
     return dict(queues.gateway_queues(settings))
 
 
-def _parking_filter(source: Mapping[str, Any]) -> parking.ParkingFilter:
+def _parking_filter(source: Mapping[str, Any], zone: ZoneInfo | None = None) -> parking.ParkingFilter:
     def text(name: str) -> str:
         value = source.get(name)
         return value.strip()[:200] if isinstance(value, str) else ""
@@ -49,13 +51,143 @@ def _parking_filter(source: Mapping[str, Any]) -> parking.ParkingFilter:
         sender=text("sender"),
         recipient=text("recipient"),
         reason=text("reason_filter"),
+        parked_before=_local_time(text("before"), zone),
     )
 
 
+def _local_time(value: str, zone: ZoneInfo | None) -> datetime | None:
+    """``2026-12-07T09:30`` (the form's datetime-local, in the operator's zone) → an aware datetime;
+    anything else → None (the field is then ignored)."""
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=zone or UTC)
+    return at.astimezone(UTC)
+
+
+def _zone(request: web.Request) -> ZoneInfo:
+    return ZoneInfo(state_of(request).settings.ops.time_zone)
+
+
 async def parking_list(request: web.Request) -> web.StreamResponse:
+    return await _parking_overview(request, _parking_filter(request.query, _zone(request)), request.query)
+
+
+async def _parking_overview(
+    request: web.Request,
+    where: parking.ParkingFilter,
+    form: Mapping[str, Any],
+    flash_ok: str = "",
+    flash_error: str = "",
+    status: int = 200,
+) -> web.Response:
+    """Every parking queue with a total, the empty ones folded; with a filter, how many messages it
+    matches across them (the confirmation of a bulk action)."""
     snap = await snapshot(request)
     rows = snap.queues.rows if snap.queues else []
-    return render(request, "parking.html", {"page": "parking", "snap": snap, "rows": rows})
+    full = [r for r in rows if (r.parked or 0) > 0]
+    empty = [r for r in rows if not (r.parked or 0) > 0]
+    found: parking.Preview | None = None
+    broker_error = ""
+    if not where.empty:
+        state = state_of(request)
+        connection = await state.connection()
+        if connection is None:
+            broker_error = "The broker is unreachable: parked messages cannot be counted now."
+        else:
+            try:
+                async with asyncio.timeout(BROKER_READ_SECONDS * 2):
+                    # Every parking queue, not only those the overview counted: the management
+                    # API's counts lag by seconds, and a count is what the operator confirms.
+                    found = await parking.preview(
+                        connection,
+                        Names(state.settings.broker_namespace),
+                        _known_queues(state.settings),
+                        where,
+                    )
+            except (TimeoutError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
+                broker_error = f"The broker did not answer ({type(exc).__name__}): nothing counted."
+    context = {
+        "page": "parking",
+        "snap": snap,
+        "rows": rows,
+        "full": full,
+        "empty": empty,
+        "total": sum(r.parked or 0 for r in full),
+        "where": where,
+        "form": form,
+        "found": found,
+        "cap": parking.BULK_CAP,
+        "broker_error": broker_error,
+        "flash_ok": flash_ok,
+        "flash_error": flash_error,
+        "may_act": operator_of(request).may_act,
+    }
+    return render(request, "parking.html", context, status=status)
+
+
+async def parking_bulk(request: web.Request) -> web.StreamResponse:
+    """Replay or discard what a filter matches across every parking queue: a reason, the count the
+    operator confirmed, at most :data:`parking.BULK_CAP` messages, each audited on its own."""
+    if (denied := requires_operator(request)) is not None:
+        return denied
+    form = await request.post()
+    where = _parking_filter(form, _zone(request))
+    action = form_text(form, "action")
+    reason = form_text(form, "reason")
+    shown = {k: v for k, v in form.items() if isinstance(v, str) and k not in ("csrf", "reason", "action")}
+
+    async def fail(why: str, status: int = 400) -> web.StreamResponse:
+        return await _parking_overview(request, where, shown, flash_error=why, status=status)
+
+    if action not in ("replay", "discard"):
+        return await fail("Unknown action.")
+    if where.empty:
+        return await fail("Filter first: a bulk action needs at least one filter field.")
+    if not reason:
+        return await fail("Give a reason: it goes into the audit log.")
+    if len(reason) > MAX_REASON:
+        return await fail(f"Keep the reason under {MAX_REASON} characters.")
+    if not form_text(form, "expected").isdigit():
+        return await fail("Confirm the count first: filter, then act from the confirmation.")
+    state = state_of(request)
+    connection = await state.connection()
+    if connection is None:
+        return await fail("The broker is unreachable: nothing was done.", status=503)
+    queues_with = list(_known_queues(state.settings))
+    kind: parking.Action = "discard" if action == "discard" else "replay"
+    outcomes: list[parking.Outcome] = []
+    failure = ""
+    try:
+        async with asyncio.timeout(BROKER_ACTION_SECONDS):
+            await parking.act_across(
+                connection,
+                Names(state.settings.broker_namespace),
+                queues_with,
+                kind,
+                where,
+                outcomes,
+                # Never more than the operator confirmed (more may have been parked since the count).
+                cap=min(parking.BULK_CAP, int(form_text(form, "expected"))),
+            )
+    except (TimeoutError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
+        log.warning("bulk %s interrupted: %r", kind, exc)
+        failure = f"the broker stopped answering ({type(exc).__name__})"
+    # Every message acted on is audited, also when the broker failed half-way.
+    account = operator_of(request)
+    for outcome in outcomes:
+        await parking.record(services_of(request).db, outcome, account.username, reason, via="console-bulk")
+    done = sum(len(o.done) for o in outcomes)
+    queues_done = sum(1 for o in outcomes if o.done)
+    verb = "replayed" if kind == "replay" else "discarded"
+    message = f"{verb} {done} message(s) from {queues_done} queue(s)"
+    if failure:
+        return await fail(f"{message}, then {failure}", status=503)
+    return await _parking_overview(request, where, shown, flash_ok=message)
 
 
 async def _parked_page(
@@ -66,6 +198,9 @@ async def _parked_page(
     flash_error: str = "",
     status: int = 200,
 ) -> web.Response:
+    source = await request.post() if request.method == "POST" else request.query
+    before = source.get("before")
+    before = before if isinstance(before, str) else ""
     state = state_of(request)
     names = Names(state.settings.broker_namespace)
     connection = await state.connection()
@@ -103,6 +238,7 @@ async def _parked_page(
         "flash_error": flash_error,
         "may_act": operator_of(request).may_act,
         "page_size": PARKING_PAGE,
+        "before": before,
     }
     return render(request, "parked.html", context, status=status)
 
@@ -111,7 +247,7 @@ async def parked_list(request: web.Request) -> web.StreamResponse:
     queue = request.match_info["queue"]
     if queue not in _known_queues(state_of(request).settings):
         return not_found(request, "parking", "Not a queue of this gateway.")
-    return await _parked_page(request, queue, _parking_filter(request.query))
+    return await _parked_page(request, queue, _parking_filter(request.query, _zone(request)))
 
 
 async def parked_action(request: web.Request) -> web.StreamResponse:
@@ -122,7 +258,7 @@ async def parked_action(request: web.Request) -> web.StreamResponse:
     if (denied := requires_operator(request)) is not None:
         return denied
     form = await request.post()
-    where = _parking_filter(form)
+    where = _parking_filter(form, _zone(request))
     action = form_text(form, "action")
     reason = form_text(form, "reason")
     selected = [v for v in form.getall("message_id", []) if isinstance(v, str) and v]
