@@ -362,3 +362,18 @@ bulk_items = Table(
     Column("inquiry_id", String(36), ForeignKey("inquiries.inquiry_id"), nullable=False, unique=True),
     PrimaryKeyConstraint("bulk_id", "position"),
 )
+
+#: Figures the console charts over hours and days that nothing else keeps over time (parked and queued
+#: messages, overdue documents, each partner's calls, failures and latency): one row per figure, sampled
+#: by the worker's gauge loop about once a minute and deleted after eight days (gateway/ops/history.py).
+ops_samples = Table(
+    "ops_samples",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("series", String(32), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Index("ix_ops_samples_series_key_at", "series", "key", "at"),
+    Index("ix_ops_samples_at", "at"),
+)

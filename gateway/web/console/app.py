@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.domain.identifiers import scrub
 from gateway.ops.operators import OperatorFile
 from gateway.settings import Settings
-from gateway.web.console import PREFIX, login, messages, overview, parking, partners
+from gateway.web.console import PREFIX, history, login, messages, overview, parking, partners
 from gateway.web.console.guard import guard
 from gateway.web.console.pages import JINJA
 from gateway.web.console.state import STATE, ConsoleState
@@ -91,5 +91,8 @@ def build(settings: Settings) -> web.Application:
     r.add_get("/partners", partners.partners_get, name="ops.partners")
     r.add_post("/partners/{code}/test", partners.partner_test, name="ops.partners.test")
     r.add_get("/stuck", overview.stuck_page, name="ops.stuck")
+    r.add_get("/partners/{code}", partners.partner_page, name="ops.partner")
+    r.add_get("/alerts", overview.alerts_page, name="ops.alerts")
+    r.add_get("/history", history.history_page, name="ops.history")
     r.add_static("/static/", STATIC, name="ops.static", append_version=True)
     return app
