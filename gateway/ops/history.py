@@ -223,23 +223,26 @@ class Sampler:
     last_prune: float = 0.0
 
     @staticmethod
-    def samples(
-        queue_rows: Sequence[tuple[str, int | None, int | None]] | None,
+    def queue_samples(queue_rows: Sequence[tuple[str, int | None, int | None]]) -> list[tuple[str, str, int]]:
+        """``queue_rows``: (owner, depth, parked) per queue. Owners with nothing queued are not written."""
+        owners: dict[str, int] = {}
+        for owner, depth, _parked in queue_rows:
+            if depth:
+                owners[owner] = owners.get(owner, 0) + depth
+        out = [
+            (PARKED_TOTAL, "", sum(p or 0 for _, _, p in queue_rows)),
+            (QUEUED_TOTAL, "", sum(owners.values())),
+        ]
+        return out + [(QUEUED, owner, n) for owner, n in sorted(owners.items())]
+
+    @staticmethod
+    def other_samples(
         overdue_by_type: dict[str, int],
         partner_rows: Sequence[tuple[str, str, int, int, int | None, int | None]],
     ) -> list[tuple[str, str, int]]:
-        """``queue_rows``: (owner, depth, parked) per queue, None when the broker was not read;
-        ``partner_rows``: (code, breaker, calls, failures, p50, p95) per partner."""
-        out: list[tuple[str, str, int]] = []
-        if queue_rows is not None:
-            owners: dict[str, int] = {}
-            for owner, depth, _parked in queue_rows:
-                if depth:
-                    owners[owner] = owners.get(owner, 0) + depth
-            out.append((PARKED_TOTAL, "", sum(p or 0 for _, _, p in queue_rows)))
-            out.append((QUEUED_TOTAL, "", sum(owners.values())))
-            out += [(QUEUED, owner, n) for owner, n in sorted(owners.items())]
-        out.append((OVERDUE, "", sum(overdue_by_type.values())))
+        """``partner_rows``: (code, breaker, calls, failures, p50, p95) per partner; idle ones are not
+        written."""
+        out = [(OVERDUE, "", sum(overdue_by_type.values()))]
         out += [(OVERDUE, t, n) for t, n in sorted(overdue_by_type.items()) if n]
         for code, breaker, calls, failures, p50, p95 in partner_rows:
             if not calls and breaker != "open":
@@ -251,6 +254,17 @@ class Sampler:
             if p95 is not None:
                 out.append((PARTNER_P95, code, p95))
         return out
+
+    @classmethod
+    def samples(
+        cls,
+        queue_rows: Sequence[tuple[str, int | None, int | None]] | None,
+        overdue_by_type: dict[str, int],
+        partner_rows: Sequence[tuple[str, str, int, int, int | None, int | None]],
+    ) -> list[tuple[str, str, int]]:
+        """Everything one sample writes; ``queue_rows`` None: the broker was not read (no zeros)."""
+        queued = cls.queue_samples(queue_rows) if queue_rows is not None else []
+        return queued + cls.other_samples(overdue_by_type, partner_rows)
 
     def prune_due(self) -> bool:
         due = time.monotonic() - self.last_prune >= PRUNE_SECONDS

@@ -104,9 +104,14 @@ class QueueGauges:
         self._parking = _Labels(PARKING_MESSAGES)
         #: The last overview read, with its monotonic time (the history sampler reuses it).
         self.last: tuple[float, QueueOverview] | None = None
+        #: Called after each successful read (the history sampler).
+        self.after_poll: Callable[[QueueOverview], Awaitable[None]] | None = None
 
     async def poll(self) -> None:
-        self.apply(await overview(self._settings, self._connection))
+        seen = await overview(self._settings, self._connection)
+        self.apply(seen)
+        if self.after_poll is not None:
+            await self.after_poll(seen)
 
     def apply(self, seen: QueueOverview) -> None:
         self.last = (time.monotonic(), seen)
@@ -158,41 +163,45 @@ class DatabaseGauges:
 
 
 class HistorySamples:
-    """About once a minute, the figures the console charts over time (gateway/ops/history.py): what the
-    two other pollers last read, and the partners' health, to ``ops_samples``; samples older than
-    ``history.KEEP_DAYS`` are deleted about once an hour."""
+    """The figures the console charts over time (gateway/ops/history.py), to ``ops_samples``: queued and
+    parked messages after a queue poll — at once when the parked count changed, else about once a minute
+    (so the console knows the last parked count when the broker stops answering) — and overdue documents
+    and the partners' health once a minute. Samples older than ``history.KEEP_DAYS`` are deleted about
+    once an hour."""
 
-    def __init__(
-        self, settings: Settings, db: Database, queues: QueueGauges, database: DatabaseGauges
-    ) -> None:
+    def __init__(self, settings: Settings, db: Database, database: DatabaseGauges) -> None:
         self._settings = settings
         self._db = db
-        self._queues = queues
         self._database = database
         self._sampler = history.Sampler()
+        self._queues_sampled = 0.0
+        self._parked: int | None = None
 
-    def queue_rows(self) -> list[tuple[str, int | None, int | None]] | None:
-        """(owner, depth, parked) of every queue, if the broker was read recently; else None (nothing
-        is sampled rather than zeros)."""
-        last = self._queues.last
-        stale_after = 2 * self._settings.worker.queue_poll_seconds + history.SAMPLE_SECONDS
-        if last is None or time.monotonic() - last[0] > stale_after:
-            return None
-        names = Names(self._settings.broker_namespace)
-        deliver = names.deliver("")
+    def queue_rows(self, seen: QueueOverview) -> list[tuple[str, int | None, int | None]]:
+        """(owner, depth, parked) of every queue; a recipient's urgent lane counts as its own."""
+        deliver = Names(self._settings.broker_namespace).deliver("")
         rows = []
-        for r in last[1].rows:
+        for r in seen.rows:
             owner = r.name[len(deliver) :] if r.name.startswith(deliver) else r.name
-            owner = owner.removesuffix(".urgent")
-            rows.append((owner, r.depth, r.parked))
+            rows.append((owner.removesuffix(".urgent"), r.depth, r.parked))
         return rows
+
+    async def after_queue_poll(self, seen: QueueOverview) -> None:
+        mono = time.monotonic()
+        changed = seen.parked_total != self._parked
+        if not changed and self._queues_sampled and mono - self._queues_sampled < history.SAMPLE_SECONDS:
+            return
+        samples = self._sampler.queue_samples(self.queue_rows(seen))
+        async with self._db.transaction() as conn:
+            await history.record(conn, samples, now())
+        self._queues_sampled, self._parked = mono, seen.parked_total
 
     async def poll(self) -> None:
         at = now()
         async with self._db.read() as conn:
             seen = await partners.health(conn, load_partners(self._settings.config_dir), at)
         partner_rows = [(p.code, p.breaker, p.calls, p.failures, p.p50_ms, p.p95_ms) for p in seen]
-        samples = self._sampler.samples(self.queue_rows(), self._database.overdue_by_type, partner_rows)
+        samples = self._sampler.other_samples(self._database.overdue_by_type, partner_rows)
         async with self._db.transaction() as conn:
             await history.record(conn, samples, at)
             if self._sampler.prune_due():
@@ -203,7 +212,8 @@ def pollers(settings: Settings, db: Database, connection: AbstractRobustConnecti
     w = settings.worker
     queue_gauges = QueueGauges(settings, connection)
     database_gauges = DatabaseGauges(settings, db)
-    samples = HistorySamples(settings, db, queue_gauges, database_gauges)
+    samples = HistorySamples(settings, db, database_gauges)
+    queue_gauges.after_poll = samples.after_queue_poll
     return [
         Poller("queues", w.queue_poll_seconds, queue_gauges.poll),
         Poller("database", w.database_poll_seconds, database_gauges.poll),
