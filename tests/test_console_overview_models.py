@@ -88,11 +88,15 @@ def test_queues_grouped_by_role_with_empty_ones_apart() -> None:
         row("gw.deliver.BANK-050.urgent", "urgent-delivery", parked=2),
         row("gw.deliver.THADS", "delivery", 3),
     ]
-    rows.append(row("gw.deliver.BANK-XYZ", consumers=0))  # nobody consumes it: worth a look though empty
+    rows.append(row("gw.deliver.BANK-XYZ", consumers=0))  # nobody consumes it: folded, but counted
+    rows.append(QueueRow("gw.deliver.BANK-NEW", "partner", False))  # not declared yet: the same
+    rows.append(row("gw.deliver.BANK-099.urgent", "urgent-delivery", ready=5))
     groups = {g.role: g for g in snap(rows, []).groups()}
     assert list(groups) == ["delivery", "partner", "urgent-delivery"]
-    assert [r.name for r in groups["partner"].busy] == ["gw.deliver.BANK-XYZ"]
-    assert len(groups["partner"].quiet) == 100
+    assert groups["partner"].busy == [] and len(groups["partner"].quiet) == 102
+    assert (groups["partner"].unconsumed, groups["partner"].undeclared) == (1, 1)
+    busy = [r.name for r in groups["urgent-delivery"].busy]
+    assert busy == ["gw.deliver.BANK-050.urgent", "gw.deliver.BANK-099.urgent"]  # parked first
     assert (groups["urgent-delivery"].parked, groups["delivery"].depth) == (2, 3)
 
 
@@ -142,6 +146,8 @@ async def test_broker_reads_never_wait_past_the_budget_and_keep_running_in_the_b
     view = await reads.view(budget=0.05)
     assert view.reachable is False and "not answered" in view.error and view.state == "down"
     assert loop.time() - started < status.BROKER_TIMEOUT_SECONDS  # never the connect's own timeout
+    assert reads._queue_task is not None
+    reads._queue_task.cancel()  # a fake connection: nothing reconnects behind it
     await reads.close()
 
 

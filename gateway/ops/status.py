@@ -207,6 +207,16 @@ class QueueGroup:
         return sum(r.parked or 0 for r in self.busy + self.quiet)
 
     @property
+    def undeclared(self) -> int:
+        """Folded queues the broker does not have (yet: a worker declares them when it starts)."""
+        return sum(1 for r in self.quiet if not r.exists)
+
+    @property
+    def unconsumed(self) -> int:
+        """Folded queues nobody consumes (empty, so nothing waits; a worker may be missing)."""
+        return sum(1 for r in self.quiet if r.exists and r.consumers == 0)
+
+    @property
     def depth(self) -> int:
         return sum(r.depth or 0 for r in self.busy + self.quiet)
 
@@ -216,12 +226,14 @@ ROLES = ("delivery", "client", "partner", "urgent-delivery", "callbacks")
 
 
 def _needs_a_look(r: queues.QueueRow) -> bool:
-    return (not r.exists) or bool(r.depth) or bool(r.parked) or r.consumers == 0
+    """Something waits in it or was parked from it. An empty queue is folded even when it is not declared
+    or has no consumer (the fold counts those): nothing waits, and a hundred banks' queues must fit."""
+    return bool(r.depth) or bool(r.parked)
 
 
 def group_queues(rows: list[queues.QueueRow], _partners: list[partners.PartnerHealth]) -> list[QueueGroup]:
-    """By role; in each, the queues holding or parking something, or consumed by nobody, first (by
-    depth), the empty consumed ones folded apart (one line on the page for a hundred banks)."""
+    """By role; in each, the queues holding or parking something first (most parked, then deepest), the
+    empty ones folded apart (one line on the page for a hundred banks)."""
     by_role: dict[str, list[queues.QueueRow]] = {}
     for r in rows:
         by_role.setdefault(r.role, []).append(r)
@@ -376,10 +388,11 @@ class BrokerReads:
     def __init__(
         self,
         settings: Settings,
-        connect: Callable[[], Awaitable[AbstractConnection | None]],
+        connect: Callable[[], Awaitable[AbstractConnection | None]] | None = None,
     ) -> None:
         self.settings = settings
-        self._connect = connect
+        self._connect = connect or self._own_connection
+        self._connection: AbstractConnection | None = None
         self.queues: queues.QueueOverview | None = None
         self.queues_at: datetime | None = None
         self.error = ""
@@ -389,6 +402,18 @@ class BrokerReads:
         self._queue_done = 0.0
         self.health: broker_health.BrokerHealth | None = None
         self._health_task: asyncio.Task[None] | None = None
+
+    async def _own_connection(self) -> AbstractConnection:
+        """A plain connection kept between reads and opened again after a failure. Not a robust one: a
+        robust connection whose attempt is cancelled (a timeout, a shutdown) schedules reconnects of its
+        own that never end."""
+        from gateway.amqp.broker import connect_once
+
+        if self._connection is None or self._connection.is_closed:
+            self._connection = await connect_once(
+                self.settings.broker_url, "gateway-ops-console", BROKER_TIMEOUT_SECONDS
+            )
+        return self._connection
 
     async def _read_queues(self) -> None:
         try:
@@ -401,6 +426,7 @@ class BrokerReads:
         except (TimeoutError, OSError, ConnectionError, aio_pika.exceptions.AMQPError) as exc:
             log.warning("console: broker read failed: %s", exc)
             self._ok, self.error = False, f"broker unreachable: {type(exc).__name__}"
+            await self._drop()
         except Exception as exc:  # a page must never fail on a broker read
             log.warning("console: broker read failed", exc_info=True)
             self._ok, self.error = False, f"broker read failed: {type(exc).__name__}"
@@ -440,12 +466,23 @@ class BrokerReads:
         health_pending = self._health_task is not None and not self._health_task.done()
         return BrokerView(reachable, self.queues_at, error, self.health, health_pending)
 
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
     async def close(self) -> None:
-        for task in (self._queue_task, self._health_task):
-            if task is not None and not task.done():
+        """Let a read under way finish (each is bounded) rather than cancel it: a robust AMQP connection
+        whose first attempt is cancelled schedules its own reconnects and keeps the loop alive for ever."""
+        running = {t for t in (self._queue_task, self._health_task) if t is not None and not t.done()}
+        if running:
+            _, late = await asyncio.wait(running, timeout=BROKER_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS)
+            for task in late:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        await self._drop()
 
 
 async def failed_since(conn: AsyncConnection, since: datetime) -> int:

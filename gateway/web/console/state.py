@@ -82,7 +82,7 @@ class ConsoleState:
 
     def broker_reads(self) -> status.BrokerReads:
         if self.reads is None:
-            self.reads = status.BrokerReads(self.settings, self.connection)
+            self.reads = status.BrokerReads(self.settings)
         return self.reads
 
     async def close(self) -> None:

@@ -123,6 +123,9 @@
         }
       }
       row.classList.toggle("attention", (q.parked || 0) > 0);
+      row.classList.toggle("missing", !q.exists);
+      var undeclared = row.querySelector(".not-declared");
+      if (undeclared) { undeclared.hidden = q.exists; }
     });
     data.partners.forEach(function (p) {
       var chip = document.querySelector('#partners-summary [data-partner="' + CSS.escape(p.code) + '"]');
