@@ -63,7 +63,8 @@
     banner.dataset.state = b.state;
     var words = { down: "unreachable", checking: "checking…", alarm: "answers, with alarms", ok: "reachable" };
     text(document.getElementById("broker-state"), words[b.state] || b.state);
-    text(document.getElementById("broker-error"), b.state === "down" ? b.error : "");
+    text(document.getElementById("broker-error"),
+      b.state === "down" ? "(" + String(b.error || "").replace("broker unreachable: ", "") + ")" : "");
     setTime(document.getElementById("broker-last-seen"), b.last_seen, data.broker_last_seen_local);
     var listed = b.alarms.concat(b.warnings);
     text(document.getElementById("broker-alarms"), listed.length ? listed.join("; ")
