@@ -234,3 +234,31 @@ async def test_history_series_from_samples_and_events(db: Database) -> None:
     async with db.read() as conn:
         assert len((await conn.execute(select(ops_samples))).all()) == 3
     assert history.range_of("nonsense")[0] == history.DEFAULT_RANGE and history.range_of("7d")[1] == 7 * 86400
+
+
+async def test_worker_samples_parked_at_once_when_it_changes(world: World, db: Database) -> None:
+    from gateway.worker.gauges import DatabaseGauges, HistorySamples
+
+    ns = world.settings.broker_namespace
+    sampler = HistorySamples(world.settings, db, DatabaseGauges(world.settings, db))
+
+    def seen(parked: int, ready: int = 0) -> QueueOverview:
+        return QueueOverview(
+            "AMQP",
+            [
+                row(f"{ns}.deliver.BANK-A", ready=ready, parked=parked),
+                row(f"{ns}.deliver.BANK-A.urgent", "urgent-delivery", ready=1),
+                row(f"{ns}.deliver.BANK-B"),
+            ],
+        )
+
+    await sampler.after_queue_poll(seen(0))  # the first poll: sampled
+    await sampler.after_queue_poll(seen(0, ready=3))  # unchanged parked count, within the minute: not
+    await sampler.after_queue_poll(seen(2))  # parked changed: at once
+    async with db.read() as conn:
+        rows = (await conn.execute(select(ops_samples).order_by(ops_samples.c.id))).all()
+        last = await history.last_value(conn, history.PARKED_TOTAL)
+    parked = [r.value for r in rows if r.series == history.PARKED_TOTAL]
+    assert parked == [0, 2] and last is not None and last[0] == 2
+    queued = {(r.key, r.value) for r in rows if r.series == history.QUEUED}
+    assert queued == {("BANK-A", 1)}  # its urgent lane counted as its own; BANK-B empty: not written
