@@ -20,8 +20,10 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.identifiers import scrub
+from gateway.ops.backlog import NON_FINAL
+from gateway.ops.messages import MessageLine, line
 from gateway.partners import Partner, Platforms, route_of
-from gateway.storage.tables import partner_health
+from gateway.storage.tables import messages, partner_health
 from gateway.storage.timestamps import as_utc, now
 from gateway.transports.tls import client_context
 
@@ -34,6 +36,15 @@ STATE_CLASS: Final = {
     "half-open": "state-warn",
     "unknown": "state-unknown",
 }
+#: A partner's judged state (:attr:`PartnerHealth.state`) and its colour.
+STATE_OF: Final = {"ok": "state-ok", "degraded": "state-warn", "failing": "state-down", "down": "state-down"}
+#: Fewer calls than this in the workers' window say too little to judge a success rate.
+MIN_CALLS: Final = 3
+#: Below this success rate a partner is failing (red), below :data:`DEGRADED_BELOW` degraded (amber).
+FAILING_BELOW: Final = 0.5
+DEGRADED_BELOW: Final = 0.9
+#: An error more recent than this, even among successes, keeps a partner amber.
+RECENT_ERROR_SECONDS: Final = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +69,56 @@ class PartnerHealth:
         return None if self.calls == 0 else (self.calls - self.failures) / self.calls
 
     @property
-    def state_class(self) -> str:
+    def breaker_class(self) -> str:
         return STATE_CLASS.get(self.breaker, "state-unknown")
+
+    @property
+    def state(self) -> str:
+        """``down`` (breaker open), ``failing``, ``degraded``, ``ok``, ``idle`` (no call in the window)
+        or ``unknown`` (no worker reports it). Judged from the success rate and the last error too, not
+        only the breaker: a partner answering garbage proves it is up, so its breaker stays closed, yet
+        every call fails."""
+        if self.breaker == "unknown":
+            return "unknown"
+        if self.breaker == "open":
+            return "down"
+        rate = self.success_rate
+        if rate is not None and self.calls >= MIN_CALLS and rate < FAILING_BELOW:
+            return "failing"
+        if self.breaker == "half-open":
+            return "degraded"
+        if rate is not None and self.calls >= MIN_CALLS and rate < DEGRADED_BELOW:
+            return "degraded"
+        if self.failures and self.calls < MIN_CALLS:
+            return "failing" if self.failures == self.calls else "degraded"
+        last, seen = self.last_error_at, self.updated_at
+        if (
+            self.failures
+            and last is not None
+            and seen is not None
+            and (seen - last).total_seconds() < RECENT_ERROR_SECONDS
+        ):
+            return "degraded"
+        return "ok" if self.calls else "idle"
+
+    @property
+    def state_class(self) -> str:
+        """The colour of :attr:`state` (the breaker's own colour is :attr:`breaker_class`)."""
+        return STATE_OF.get(self.state, "state-unknown")
+
+    @property
+    def why(self) -> str:
+        """The judged state in words, for a cell's title and the alerts."""
+        state, rate = self.state, self.success_rate
+        if state == "down":
+            return "breaker open: the gateway stopped calling it"
+        if state == "unknown":
+            return "no worker reports it"
+        if state == "idle":
+            return "no call in the last minutes"
+        pct = "–" if rate is None else f"{rate * 100:.0f} %"
+        text = f"{pct} of {self.calls} calls succeeded, breaker {self.breaker}"
+        return text + (f"; last error: {self.last_error}" if self.last_error and state != "ok" else "")
 
 
 async def health(
@@ -158,3 +217,78 @@ async def probe(partner: Partner, within: float = 3.0, platforms: Platforms | No
         return Probe(partner.code, False, elapsed(), f"no answer within {within:g} s")
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return Probe(partner.code, False, elapsed(), scrub(f"{type(exc).__name__}: {exc}")[:300])
+
+
+#: Most messages listed per table of a partner's page.
+PARTNER_LIST_LIMIT: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """One worker's report on a partner (a row of ``partner_health``)."""
+
+    worker: str
+    updated_at: datetime
+    fresh: bool
+    breaker: str
+    calls: int
+    failures: int
+    p50_ms: int | None
+    p95_ms: int | None
+    in_flight: int
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+async def worker_views(conn: AsyncConnection, code: str, at: datetime | None = None) -> list[WorkerView]:
+    """Every worker's row for ``code``, freshest first (stale ones too, marked: they tell when a worker
+    last saw the partner)."""
+    at = at or now()
+    rows = (
+        await conn.execute(
+            select(partner_health)
+            .where(partner_health.c.partner == code)
+            .order_by(partner_health.c.updated_at.desc())
+            .limit(50)
+        )
+    ).all()
+    return [
+        WorkerView(
+            worker=str(r.worker),
+            updated_at=as_utc(r.updated_at),
+            fresh=(at - as_utc(r.updated_at)).total_seconds() <= STALE_AFTER_SECONDS,
+            breaker=str(r.breaker),
+            calls=int(r.calls),
+            failures=int(r.failures),
+            p50_ms=r.p50_ms,
+            p95_ms=r.p95_ms,
+            in_flight=int(r.in_flight),
+            last_error=scrub(str(r.last_error)) if r.last_error else None,
+            last_error_at=as_utc(r.last_error_at) if r.last_error_at else None,
+        )
+        for r in rows
+    ]
+
+
+async def messages_for(
+    conn: AsyncConnection, code: str, limit: int = PARTNER_LIST_LIMIT
+) -> tuple[list[MessageLine], list[MessageLine]]:
+    """(waiting, failed): documents for ``code`` not final yet (oldest first: the longest waiting), and
+    those that failed (latest first)."""
+    waiting = (
+        await conn.execute(
+            select(messages)
+            .where(messages.c.recipient == code, messages.c.status.in_(NON_FINAL))
+            .order_by(messages.c.received_at)
+            .limit(limit)
+        )
+    ).all()
+    failed = (
+        await conn.execute(
+            select(messages)
+            .where(messages.c.recipient == code, messages.c.status == "failed")
+            .order_by(messages.c.updated_at.desc())
+            .limit(limit)
+        )
+    ).all()
+    return [line(r) for r in waiting], [line(r) for r in failed]

@@ -395,3 +395,18 @@ signed_documents = Table(
     Column("updated_at", TS, nullable=False),
     Index("ix_signed_documents_due", "due_at"),
 )
+
+#: Figures the console charts over hours and days that nothing else keeps over time (parked and queued
+#: messages, overdue documents, each partner's calls, failures and latency): one row per figure, sampled
+#: by the worker's gauge loop about once a minute and deleted after eight days (gateway/ops/history.py).
+ops_samples = Table(
+    "ops_samples",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("series", String(32), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Index("ix_ops_samples_series_key_at", "series", "key", "at"),
+    Index("ix_ops_samples_at", "at"),
+)

@@ -15,13 +15,17 @@ from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import Gauge
 from sqlalchemy import func, select
 
+from gateway.amqp.names import Names
 from gateway.domain.inquiry import InquiryStatus
 from gateway.domain.status import Status
 from gateway.metrics import observe_signing_key
+from gateway.ops import history, partners
 from gateway.ops.queues import QueueOverview, overview
+from gateway.partners import load_partners
 from gateway.settings import Settings
 from gateway.storage.database import Database
 from gateway.storage.tables import inquiries, messages
+from gateway.storage.timestamps import now
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +102,19 @@ class QueueGauges:
         self._messages = _Labels(QUEUE_MESSAGES)
         self._consumers = _Labels(QUEUE_CONSUMERS)
         self._parking = _Labels(PARKING_MESSAGES)
+        #: The last overview read, with its monotonic time (the history sampler reuses it).
+        self.last: tuple[float, QueueOverview] | None = None
+        #: Called after each successful read (the history sampler).
+        self.after_poll: Callable[[QueueOverview], Awaitable[None]] | None = None
 
     async def poll(self) -> None:
-        self.apply(await overview(self._settings, self._connection))
+        seen = await overview(self._settings, self._connection)
+        self.apply(seen)
+        if self.after_poll is not None:
+            await self.after_poll(seen)
 
     def apply(self, seen: QueueOverview) -> None:
+        self.last = (time.monotonic(), seen)
         messages_: dict[tuple[str, ...], float] = {}
         consumers: dict[tuple[str, ...], float] = {}
         parking: dict[tuple[str, ...], float] = {}
@@ -128,6 +140,7 @@ class DatabaseGauges:
         self._db = db
         self._overdue = _Labels(DOCUMENTS_OVERDUE)
         self._inquiries = _Labels(INQUIRIES)
+        self.overdue_by_type: dict[str, int] = {}
 
     async def poll(self) -> None:
         async with self._db.read() as conn:
@@ -145,12 +158,64 @@ class DatabaseGauges:
         counts |= {(str(status),): int(n) for status, n in by_status}
         self._inquiries.replace(counts)
         self._overdue.replace({(str(kind),): int(n) for kind, n in overdue})
+        self.overdue_by_type = {str(kind): int(n) for kind, n in overdue}
         observe_signing_key(self._settings)
+
+
+class HistorySamples:
+    """The figures the console charts over time (gateway/ops/history.py), to ``ops_samples``: queued and
+    parked messages after a queue poll — at once when the parked count changed, else about once a minute
+    (so the console knows the last parked count when the broker stops answering) — and overdue documents
+    and the partners' health once a minute. Samples older than ``history.KEEP_DAYS`` are deleted about
+    once an hour."""
+
+    def __init__(self, settings: Settings, db: Database, database: DatabaseGauges) -> None:
+        self._settings = settings
+        self._db = db
+        self._database = database
+        self._sampler = history.Sampler()
+        self._queues_sampled = 0.0
+        self._parked: int | None = None
+
+    def queue_rows(self, seen: QueueOverview) -> list[tuple[str, int | None, int | None]]:
+        """(owner, depth, parked) of every queue; a recipient's urgent lane counts as its own."""
+        deliver = Names(self._settings.broker_namespace).deliver("")
+        rows = []
+        for r in seen.rows:
+            owner = r.name[len(deliver) :] if r.name.startswith(deliver) else r.name
+            rows.append((owner.removesuffix(".urgent"), r.depth, r.parked))
+        return rows
+
+    async def after_queue_poll(self, seen: QueueOverview) -> None:
+        mono = time.monotonic()
+        changed = seen.parked_total != self._parked
+        if not changed and self._queues_sampled and mono - self._queues_sampled < history.SAMPLE_SECONDS:
+            return
+        samples = self._sampler.queue_samples(self.queue_rows(seen))
+        async with self._db.transaction() as conn:
+            await history.record(conn, samples, now())
+        self._queues_sampled, self._parked = mono, seen.parked_total
+
+    async def poll(self) -> None:
+        at = now()
+        async with self._db.read() as conn:
+            seen = await partners.health(conn, load_partners(self._settings.config_dir), at)
+        partner_rows = [(p.code, p.breaker, p.calls, p.failures, p.p50_ms, p.p95_ms) for p in seen]
+        samples = self._sampler.other_samples(self._database.overdue_by_type, partner_rows)
+        async with self._db.transaction() as conn:
+            await history.record(conn, samples, at)
+            if self._sampler.prune_due():
+                await history.prune(conn, history.keep_since(at))
 
 
 def pollers(settings: Settings, db: Database, connection: AbstractRobustConnection) -> list[Poller]:
     w = settings.worker
+    queue_gauges = QueueGauges(settings, connection)
+    database_gauges = DatabaseGauges(settings, db)
+    samples = HistorySamples(settings, db, database_gauges)
+    queue_gauges.after_poll = samples.after_queue_poll
     return [
-        Poller("queues", w.queue_poll_seconds, QueueGauges(settings, connection).poll),
-        Poller("database", w.database_poll_seconds, DatabaseGauges(settings, db).poll),
+        Poller("queues", w.queue_poll_seconds, queue_gauges.poll),
+        Poller("database", w.database_poll_seconds, database_gauges.poll),
+        Poller("history", history.SAMPLE_SECONDS, samples.poll),
     ]

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +120,37 @@ class WebhookCaseSystem:
             await self._runner.cleanup()
 
 
+class GarbagePartner:
+    """A partner that answers every request ``200`` with a JSON body cut short (the simulators' own garbage
+    reply): it is up, so the gateway's breaker stays closed, yet every call fails."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.calls = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        from gateway.simulators.partners.behaviour import json_garbage
+
+        async def garbage(_request: web.Request) -> web.Response:
+            self.calls += 1
+            return json_garbage()
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", garbage)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
 @dataclass
 class ConsoleProcesses(GatewayProcesses):
     """The api and worker processes, with a few more settings in their environment."""
@@ -140,6 +171,8 @@ class ConsoleWorld:
     case_system: WebhookCaseSystem
     operators_file: Path
     accounts: dict[str, tuple[str, str]] = field(default_factory=dict)  # username -> (password, role)
+    #: The partners answering garbage (``console_world(garbage_banks=...)``), by code.
+    garbage: dict[str, GarbagePartner] = field(default_factory=dict)
 
     @property
     def world(self) -> World:
@@ -225,6 +258,22 @@ class ConsoleWorld:
     def set_partner_mode(self, kind: str, mode: str) -> None:
         self.bg.run(self.lookup.partners.set_mode(kind, mode))
 
+    # --- another api process ----------------------------------------------------------------------------
+
+    @contextmanager
+    def another_api(self, name: str, **env: str) -> Iterator[ConsoleProcesses]:
+        """A second api process on the same installation with ``env`` on top (e.g. a broker URL at a
+        closed port: an api that cannot reach the broker while everything else can)."""
+        procs = ConsoleProcesses(
+            self.world, self.procs.logs / name, extra_env={**self.procs.extra_env, **env}
+        )
+        procs.start("api")
+        try:
+            self.bg.run(procs.wait_api())
+            yield procs
+        finally:
+            procs.stop_all()
+
 
 def write_operators(path: Path, accounts: dict[str, tuple[str, str]]) -> None:
     """The console's accounts, written the way ``run.py operators add`` writes them (argon2 hashes)."""
@@ -239,14 +288,20 @@ def console_world(
     home: Path,
     retry_delays_seconds: list[float] | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    banks: int | None = None,
+    garbage_banks: Sequence[str] = (),
 ) -> Iterator[ConsoleWorld]:
     """Start everything; stop everything and delete the broker queues afterwards. Deliveries retry
-    after ``retry_delays_seconds`` (default :data:`RETRY_DELAYS_SECONDS`)."""
+    after ``retry_delays_seconds`` (default :data:`RETRY_DELAYS_SECONDS`). ``banks``: that many banks in
+    all, as ``make demo BANKS=N`` configures them; ``garbage_banks`` (among them) answer garbage."""
     delays = retry_delays_seconds or RETRY_DELAYS_SECONDS
     with scratch_database(home) as database_url:
         bg = BackgroundLoop().start()
         case_system = WebhookCaseSystem()
         bg.run(case_system.start())
+        garbage = {code: GarbagePartner() for code in garbage_banks}
+        for partner in garbage.values():
+            bg.run(partner.start())
         lookup: LookupWorld | None = None
         procs: ConsoleProcesses | None = None
         try:
@@ -261,6 +316,8 @@ def console_world(
                         }
                     },
                     callback_delay=0.5,
+                    banks=banks,
+                    bank_endpoints={code: p.url for code, p in garbage.items()},
                 )
             )
             world = lookup.world
@@ -285,7 +342,7 @@ def console_world(
             procs.start("api")
             procs.start("worker")
             bg.run(procs.wait_api())
-            yield ConsoleWorld(bg, lookup, procs, case_system, operators_file, accounts)
+            yield ConsoleWorld(bg, lookup, procs, case_system, operators_file, accounts, garbage)
         finally:
             try:
                 if procs is not None:
@@ -294,6 +351,8 @@ def console_world(
                     bg.run(lookup.partners.close())
                     bg.run(delete_lookup_topology(lookup))
                 bg.run(case_system.close())
+                for partner in garbage.values():
+                    bg.run(partner.close())
             finally:
                 bg.stop()
 

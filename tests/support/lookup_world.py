@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+import tomllib
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,32 @@ def write_partners(config: Path, urls: dict[str, str], transport: str = "direct"
         (config / name).write_text((ROOT / "config" / name).read_text("utf-8"), "utf-8")
 
 
+def add_banks(config: Path, n: int, endpoints: Mapping[str, str] | None = None) -> list[str]:
+    """``n`` banks in all, configured as ``run.py demo --banks N`` does it (:func:`gateway.demo.write_banks`:
+    the banks beyond the five go one line each to ``banks.toml``, served by the bank simulator under
+    ``/banks/<CODE>`` and inheriting ``[defaults.bank]``, here the five's own policy). ``endpoints`` points
+    some of them elsewhere (a bank answering garbage). Returns every bank's code."""
+    from gateway.demo import write_banks
+
+    path = config / "partners.toml"
+    data = tomllib.loads(path.read_text("utf-8"))
+    first = next(p for p in data["partner"] if p["kind"] == "bank")
+    shared = ("protocol", "timeout_seconds", "retry", "breaker", "deadline")
+    defaults = {key: first[key] for key in shared if key in first}
+    data.setdefault("defaults", {})["bank"] = defaults | {"credentials": "GATEWAY_SECRET_{CODE}"}
+    path.write_text(tomli_w.dumps(data), "utf-8")
+    codes = write_banks(config, n)
+    banks_file = config / "banks.toml"
+    if endpoints and banks_file.exists():
+        listed = tomllib.loads(banks_file.read_text("utf-8"))
+        for bank in listed["bank"]:
+            bank["endpoint"] = endpoints.get(bank["code"], bank["endpoint"])
+        banks_file.write_text(tomli_w.dumps(listed), "utf-8")
+    for code in codes:
+        os.environ.setdefault(f"GATEWAY_SECRET_{code.replace('-', '_')}", "simulator-token")
+    return codes
+
+
 async def make_lookup_world(
     home: Path,
     database_url: str,
@@ -121,8 +148,11 @@ async def make_lookup_world(
     settings: dict[str, Any] | None = None,
     silent_banks: frozenset[str] = frozenset(),
     transport: str = "direct",
+    banks: int | None = None,
+    bank_endpoints: Mapping[str, str] | None = None,
     **policy: Any,
 ) -> LookupWorld:
+    """``banks``: that many banks in all (:func:`add_banks`), the five seeded ones first."""
     api_port = free_port()
     world = make_world(
         home,
@@ -151,6 +181,8 @@ async def make_lookup_world(
         silent_banks=silent_banks,
     )
     write_partners(world.settings.config_dir, partners.urls, transport, **policy)
+    if banks is not None:
+        add_banks(world.settings.config_dir, banks, bank_endpoints)
     try:
         platforms = await start_platforms(world.settings.config_dir)
     except BaseException:

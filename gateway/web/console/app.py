@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.domain.identifiers import scrub
 from gateway.ops.operators import OperatorFile
 from gateway.settings import Settings
-from gateway.web.console import PREFIX, login, message_actions, messages, overview, parking, partners
+from gateway.web.console import PREFIX, history, login, message_actions, messages, overview, parking, partners
 from gateway.web.console import audit as audit_pages
 from gateway.web.console import clients as client_pages
 from gateway.web.console.guard import guard
@@ -99,5 +99,8 @@ def build(settings: Settings) -> web.Application:
     r.add_get("/clients", client_pages.clients_page, name="ops.clients")
     r.add_post("/messages/{message_id}", message_actions.message_action, name="ops.message.action")
     r.add_post("/parking", parking.parking_bulk, name="ops.parking.bulk")
+    r.add_get("/partners/{code}", partners.partner_page, name="ops.partner")
+    r.add_get("/alerts", overview.alerts_page, name="ops.alerts")
+    r.add_get("/history", history.history_page, name="ops.history")
     r.add_static("/static/", STATIC, name="ops.static", append_version=True)
     return app

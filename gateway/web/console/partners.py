@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.ops import partners
+from gateway.ops import history, partners
 from gateway.partners import load_partners, load_platforms
 from gateway.storage.audit import AuditEntry
+from gateway.web.console.history import partner_charts
 from gateway.web.console.pages import (
     MAX_REASON,
     audit,
@@ -38,6 +39,37 @@ async def partners_page(request: web.Request, result: partners.Probe | None = No
 
 async def partners_get(request: web.Request) -> web.StreamResponse:
     return await partners_page(request)
+
+
+async def partner_page(request: web.Request) -> web.StreamResponse:
+    """One partner: its judged state, each worker's report, charts, the documents waiting for it and
+    those it failed (each linked to its message page)."""
+    code = request.match_info["code"]
+    settings = state_of(request).settings
+    configured = load_partners(settings.config_dir)
+    partner = next((p for p in configured if p.code == code), None)
+    if partner is None:
+        return not_found(request, "partners", "No such partner.")
+    range_name, _, _ = history.range_of(request.query.get("range"))
+    async with services_of(request).db.read() as conn:
+        (health,) = await partners.health(conn, [partner], platforms=load_platforms(settings.config_dir))
+        workers = await partners.worker_views(conn, code)
+        waiting, failed = await partners.messages_for(conn, code)
+        charts = await partner_charts(conn, code, range_name)
+    context = {
+        "page": "partners",
+        "p": health,
+        "workers": workers,
+        "waiting": waiting,
+        "failed": failed,
+        "limit": partners.PARTNER_LIST_LIMIT,
+        "charts": charts,
+        "range": range_name,
+        "ranges": list(history.RANGES),
+        "may_act": operator_of(request).may_act,
+        "stale_after": partners.STALE_AFTER_SECONDS,
+    }
+    return render(request, "partner.html", context)
 
 
 async def partner_test(request: web.Request) -> web.StreamResponse:

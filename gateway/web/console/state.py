@@ -35,6 +35,8 @@ class ConsoleState:
     broker_failed_at: float = 0.0
     broker_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cached: tuple[float, status.Snapshot] | None = None
+    #: The overview's broker reads, each awaited about a second (gateway/ops/status.py).
+    reads: status.BrokerReads | None = None
 
     def codec_for(self, services: Services) -> SessionCodec:
         if self.codec is None:
@@ -78,7 +80,14 @@ class ConsoleState:
                 self.broker = None
             return self.broker
 
+    def broker_reads(self) -> status.BrokerReads:
+        if self.reads is None:
+            self.reads = status.BrokerReads(self.settings)
+        return self.reads
+
     async def close(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
         if self.gate is not None:
             self.gate.close()
         if self.broker is not None:

@@ -36,19 +36,78 @@
 
   function rate(value) { return (value === null || value === undefined) ? "–" : value.toFixed(1); }
 
+  function setTime(el, iso, label) {
+    // A <time> written by the server's `when` filter: its instant, label and age follow the new value.
+    if (!el) { return; }
+    var t = el.querySelector("time") || el;
+    if (!iso) { el.textContent = "–"; return; }
+    if (t.tagName !== "TIME") { return; }
+    t.setAttribute("datetime", iso);
+    if (label && t.firstChild && t.firstChild.nodeType === 3) { t.firstChild.nodeValue = label + " "; }
+  }
+
+  function headline(id, value, bad) {
+    var el = document.getElementById(id);
+    text(el, value);
+    var card = el ? el.closest(".headline-card") : null;
+    if (card) {
+      card.classList.remove("bad", "warn", "good");
+      card.classList.add(value ? bad : "good");
+    }
+  }
+
+  function applyBroker(b, data) {
+    var banner = document.getElementById("broker-banner");
+    if (!banner || !b) { return; }
+    banner.className = "banner banner-" + b.state;
+    banner.dataset.state = b.state;
+    var words = { down: "unreachable", checking: "checking…", alarm: "answers, with alarms", ok: "reachable" };
+    text(document.getElementById("broker-state"), words[b.state] || b.state);
+    text(document.getElementById("broker-error"),
+      b.state === "down" ? "(" + String(b.error || "").replace("broker unreachable: ", "") + ")" : "");
+    setTime(document.getElementById("broker-last-seen"), b.last_seen, data.broker_last_seen_local);
+    var listed = b.alarms.concat(b.warnings);
+    text(document.getElementById("broker-alarms"), listed.length ? listed.join("; ")
+      : (b.readings === "unknown" ? "unknown" : "none (memory, disk, descriptors)"));
+    var unavailable = document.getElementById("broker-unavailable");
+    if (unavailable) { unavailable.hidden = b.state !== "down"; }
+  }
+
   function applyOverview(data) {
-    text(document.getElementById("as-of"), data.at);
+    setTime(document.getElementById("as-of"), data.at, data.at_local);
     text(document.getElementById("source"),
-      data.source === "unavailable" ? "unavailable (" + data.broker_error + ")" : data.source);
+      data.source === "unavailable" ? "unavailable (" + (data.broker_error || "broker unreachable") + ")" : data.source);
+    applyBroker(data.broker, data);
+    if (data.headline) {
+      headline("failed-count", data.headline.failed, "bad");
+      headline("parked-count", data.headline.parked, "bad");
+      headline("overdue-count", data.headline.overdue, "bad");
+      headline("stuck-count", data.headline.stuck, "warn");
+      headline("retrying-count", data.headline.retrying, "warn");
+      var parkedAge = document.getElementById("parked-age");
+      if (parkedAge) {
+        parkedAge.textContent = data.source !== "unavailable" ? "all parking queues"
+          : (data.parked_age_seconds === null ? "unknown: broker unreachable"
+            : "last known, " + ago(data.parked_age_seconds));
+      }
+    }
+    var alertsLink = document.getElementById("alerts-link");
+    if (alertsLink && data.alerts) {
+      alertsLink.textContent = data.alerts.length + " active alert" + (data.alerts.length === 1 ? "" : "s");
+    }
     text(document.getElementById("outbox-backlog"), data.outbox.backlog);
     text(document.getElementById("outbox-oldest"), age(data.outbox.oldest_age_seconds));
-    text(document.getElementById("overdue-count"), data.counts.overdue);
-    text(document.getElementById("stuck-count"), data.counts.stuck);
-    text(document.getElementById("retrying-count"), data.counts.retrying);
     text(document.getElementById("pending-inquiries-count"), data.counts.pending_inquiries);
+    var table = document.getElementById("queues");
+    if (table) { table.classList.toggle("stale", data.source === "unavailable"); }
+    var unseen = false;
     data.queues.forEach(function (q) {
       var row = document.querySelector('#queues tr[data-queue="' + CSS.escape(q.name) + '"]');
-      if (!row) { return; }
+      if (!row) {
+        // A folded empty queue that now holds or parks something: the page lists it on the next load.
+        if ((q.depth || 0) > 0 || (q.parked || 0) > 0) { unseen = true; }
+        return;
+      }
       ["depth", "ready", "unacked", "consumers"].forEach(function (k) { text(row.querySelector("td." + k), q[k]); });
       text(row.querySelector("td.publish-rate"), rate(q.publish_rate));
       text(row.querySelector("td.deliver-rate"), rate(q.deliver_rate));
@@ -65,13 +124,19 @@
         }
       }
       row.classList.toggle("attention", (q.parked || 0) > 0);
+      row.classList.toggle("missing", !q.exists);
+      var undeclared = row.querySelector(".not-declared");
+      if (undeclared) { undeclared.hidden = q.exists; }
     });
     data.partners.forEach(function (p) {
       var chip = document.querySelector('#partners-summary [data-partner="' + CSS.escape(p.code) + '"]');
       if (!chip) { return; }
       chip.className = "chip " + p.state_class;
+      chip.dataset.state = p.state;
+      chip.title = p.code + ": " + p.state + " — " + p.why;
       text(chip.querySelector(".breaker"), p.breaker);
     });
+    if (unseen && data.source !== "unavailable") { window.location.reload(); }
   }
 
   function poll() {
@@ -80,7 +145,7 @@
         if (resp.status === 401) { window.location = PREFIX + "/login"; return null; }
         return resp.ok ? resp.json() : null;
       })
-      .then(function (data) { if (data) { applyOverview(data); } })
+      .then(function (data) { if (data) { applyOverview(data); refreshAges(); } })
       .catch(function () { /* next poll */ });
   }
 
