@@ -21,6 +21,7 @@ from gateway.storage import signed_documents
 from gateway.storage.database import Database
 from gateway.web.app import create_app
 from gateway.worker.longterm import ProofJob
+from tests.support.console import operator_client
 from tests.support.loop_thread import LoopThread
 from tests.test_signature_intake import Pki, judgment, signing_world
 
@@ -52,6 +53,13 @@ async def test_a_bundle_proves_the_signature_after_the_ca_is_gone(
             assert await ProofJob(db, roots, settings).run_once()
         finally:
             await db.dispose()
+
+        # The console's message page shows the report and how far the proof has got.
+        await operator_client(api, world.settings)
+        page = await (await api.get(f"/ops/messages/{doc['message_id']}")).text()
+        assert 'id="signature-outcome">valid<' in page, page
+        assert 'data-check="revocation"' in page and "TAND-HN" in page
+        assert "<b>B-LTA</b>, 1 archive time-stamp(s)" in page
 
         monkeypatch.setenv("GATEWAY_CONFIG_DIR", str(world.settings.config_dir))
         monkeypatch.setenv("GATEWAY_DATABASE_URL", world.settings.database_url)

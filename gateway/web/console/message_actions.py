@@ -16,6 +16,7 @@ from gateway.amqp.names import Names
 from gateway.domain.errors import Conflict
 from gateway.ops import messages as ops_messages
 from gateway.ops import parking
+from gateway.ops.signatures import signature_view
 from gateway.storage import messages as store
 from gateway.storage import retries
 from gateway.storage.audit import AuditEntry, append
@@ -62,6 +63,7 @@ async def render_message(
 ) -> web.StreamResponse:
     async with services_of(request).db.read() as conn:
         found = await ops_messages.detail(conn, message_id)
+        signature = await signature_view(conn, message_id) if found is not None else None
     if found is None:
         return not_found(request, "messages", "No message with this id.")
     account = operator_of(request)
@@ -95,6 +97,7 @@ async def render_message(
         "flash_ok": flash_ok,
         "flash_error": flash_error,
         "max_reason": MAX_REASON,
+        "sig": signature,
     }
     return render(request, "message.html", context, status=status)
 
