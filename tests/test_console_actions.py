@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,7 +28,7 @@ from gateway.storage.database import Database
 from gateway.storage.tables import audit_log, evidences, messages, outbox
 from gateway.storage.timestamps import now
 from gateway.worker.delivery import Deliverer, Recipient
-from tests.conftest import World, fresh_judgment
+from tests.conftest import ROOT, World, fresh_judgment
 from tests.support.console import BROKER, add_operator, depth_of, operator_client, park, queue_ids, sign_in
 from tests.test_storage_outbox import accepted_message
 
@@ -415,3 +416,38 @@ async def test_the_parked_copy_is_replayed_from_the_message_page(
         ("olga", message_id, "done", "inbox fixed"),
         ("olga", message_id, "not_found", "inbox fixed"),  # the second press found nothing parked
     ]
+
+
+async def test_the_partner_page_pulls_every_waiting_retry_forward(
+    world: World, api: TestClient[Any, Any]
+) -> None:
+    """The partner is back: one press on its page delivers what waits for it, each document audited."""
+    shutil.copy(ROOT / "config" / "partners.toml", world.settings.config_dir / "partners.toml")
+    docs = [await push(api, world) for _ in range(3)]
+    ids = [d["message_id"] for d in docs]
+    await write(world, update(messages).where(messages.c.message_id.in_(ids)).values(recipient="BANK-VCB"))
+    for message_id in ids[:2]:
+        await fail_first_attempt(world, message_id)  # the third waits without a retry scheduled
+    csrf = await operator_client(api, world.settings)
+    page = await (await api.get("/ops/partners/BANK-VCB")).text()
+    assert 'id="retry-waiting-now"' in page
+
+    url = "/ops/partners/BANK-VCB/retry-now"
+    assert (await api.post(url, data={"csrf": csrf})).status == 400  # no reason
+    assert (await api.post(url, data={"reason": "bank back"})).status == 403  # no CSRF
+    done = await api.post(url, data={"csrf": csrf, "reason": "bank back"}, allow_redirects=False)
+    assert done.status == 303 and done.headers["Location"].endswith("/ops/partners/BANK-VCB?done=retry_now")
+    rows = await read(world, select(outbox.c.message_id, outbox.c.headers))
+    pulled = sorted(r.message_id for r in rows if retries.RETRY_NOW_HEADER in json.loads(r.headers))
+    assert pulled == sorted(ids[:2])
+    audited = [(r.action, r.message_id, r.reason) for r in await ops_audit(world)]
+    assert sorted(audited) == sorted(("ops.message.retry_now", m, "bank back") for m in ids[:2])
+
+    again = await api.post(url, data={"csrf": csrf, "reason": "twice"})
+    assert again.status == 409 and "No retry was waiting" in await again.text()
+
+    add_operator(world.settings, "ann", "auditor")
+    auditor_csrf = await sign_in(api, "ann")
+    assert 'id="retry-waiting-now"' not in await (await api.get("/ops/partners/BANK-VCB")).text()
+    refused = await api.post(url, data={"csrf": auditor_csrf, "reason": "x"})
+    assert refused.status == 403

@@ -100,6 +100,7 @@ def build(settings: Settings) -> web.Application:
     r.add_post("/messages/{message_id}", message_actions.message_action, name="ops.message.action")
     r.add_post("/parking", parking.parking_bulk, name="ops.parking.bulk")
     r.add_get("/partners/{code}", partners.partner_page, name="ops.partner")
+    r.add_post("/partners/{code}/retry-now", partners.partner_retry_now, name="ops.partner.retry_now")
     r.add_get("/alerts", overview.alerts_page, name="ops.alerts")
     r.add_get("/history", history.history_page, name="ops.history")
     r.add_static("/static/", STATIC, name="ops.static", append_version=True)

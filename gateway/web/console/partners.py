@@ -6,7 +6,8 @@ from aiohttp import web
 
 from gateway.ops import history, partners
 from gateway.partners import load_partners, load_platforms
-from gateway.storage.audit import AuditEntry
+from gateway.storage import retries
+from gateway.storage.audit import AuditEntry, append
 from gateway.web.console.history import partner_charts
 from gateway.web.console.pages import (
     MAX_REASON,
@@ -41,7 +42,9 @@ async def partners_get(request: web.Request) -> web.StreamResponse:
     return await partners_page(request)
 
 
-async def partner_page(request: web.Request) -> web.StreamResponse:
+async def partner_page(
+    request: web.Request, flash_ok: str = "", flash_error: str = "", status: int = 200
+) -> web.StreamResponse:
     """One partner: its judged state, each worker's report, charts, the documents waiting for it and
     those it failed (each linked to its message page)."""
     code = request.match_info["code"]
@@ -68,8 +71,54 @@ async def partner_page(request: web.Request) -> web.StreamResponse:
         "ranges": list(history.RANGES),
         "may_act": operator_of(request).may_act,
         "stale_after": partners.STALE_AFTER_SECONDS,
+        "flash_ok": flash_ok or _RETRIED.get(request.query.get("done", ""), ""),
+        "flash_error": flash_error,
+        "max_reason": MAX_REASON,
     }
-    return render(request, "partner.html", context)
+    return render(request, "partner.html", context, status=status)
+
+
+_RETRIED = {"retry_now": "The waiting retries were pulled forward: the worker delivers them now."}
+
+
+async def partner_retry_now(request: web.Request) -> web.StreamResponse:
+    """Pull forward the waiting retry of every document waiting for this partner (the partner is back):
+    each one as on its own page — its own transaction, its own audit record — at most
+    ``PARTNER_LIST_LIMIT`` per press. The ones with no retry waiting are left as they are."""
+    code = request.match_info["code"]
+    if (denied := requires_operator(request)) is not None:
+        return denied
+    reason = form_text(await request.post(), "reason")
+    if not reason or len(reason) > MAX_REASON:
+        why = f"Give a reason (at most {MAX_REASON} characters): it goes into the audit log."
+        return await partner_page(request, flash_error=why, status=400)
+    services = services_of(request)
+    operator = operator_of(request).username
+    async with services.db.read() as conn:
+        waiting, _ = await partners.messages_for(conn, code)
+    pulled, skipped = [], 0
+    for line in waiting:
+        entry = AuditEntry(
+            actor=operator,
+            action="ops.message.retry_now",
+            outcome="done",
+            message_id=line.message_id,
+            object_ref=code,
+            reason=reason,
+            data={"status": line.status, "via": "partner-page"},
+        )
+        try:
+            async with services.db.transaction() as conn:
+                claim = services.documents.relay.claim()
+                pulled.append(await retries.retry_now(conn, line.message_id, operator, reason, claim=claim))
+                await append(conn, entry)
+        except retries.NotPullable:
+            skipped += 1  # nothing waiting (in flight, scheduled by an older worker): nothing to audit
+    services.documents.relay.hand_over(pulled)
+    if not pulled:
+        why = f"No retry was waiting for {code} ({skipped} document(s) waiting otherwise)."
+        return await partner_page(request, flash_error=why, status=409)
+    raise web.HTTPSeeOther(f"{request.path.rsplit('/', 1)[0]}?done=retry_now")
 
 
 async def partner_test(request: web.Request) -> web.StreamResponse:
