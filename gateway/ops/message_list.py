@@ -16,14 +16,14 @@ import io
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.domain.identifiers import canonical_uuid, scrub
-from gateway.ops.messages import MessageLine, MessageQuery, line, parse_day
+from gateway.domain.identifiers import scrub
+from gateway.ops.messages import MessageLine, MessageQuery, conditions, line, parse_day
 from gateway.storage.database import Database
 from gateway.storage.tables import messages
 from gateway.storage.timestamps import as_utc
@@ -147,43 +147,6 @@ def parse_request(params: Mapping[str, str]) -> ListRequest:
         after=decode_cursor(sort, params.get("after")),
         before=decode_cursor(sort, params.get("before")) if "after" not in params else None,
     )
-
-
-def conditions(query: MessageQuery) -> list[ColumnElement[bool]]:
-    """The filter as SQL: ``message_id`` matches the id exactly (and then the documents answering or
-    correlated with it too) or the start of it; dates are whole days, UTC, ``to`` inclusive."""
-    where: list[ColumnElement[bool]] = []
-    if query.message_id:
-        wanted = query.message_id.strip().lower()
-        exact = canonical_uuid(wanted)
-        if exact:
-            where.append(
-                or_(
-                    messages.c.message_id == exact,
-                    messages.c.in_reply_to == exact,
-                    messages.c.correlation_id == exact,
-                )
-            )
-        else:
-            where.append(messages.c.message_id.startswith(wanted, autoescape=True))
-    for column, value in (
-        (messages.c.case_ref, query.case_ref),
-        (messages.c.sender, query.sender),
-        (messages.c.recipient, query.recipient),
-        (messages.c.message_type, query.message_type),
-        (messages.c.status, query.status),
-    ):
-        if value:
-            where.append(column == value)
-    if query.received_from:
-        where.append(messages.c.received_at >= _day_start(query.received_from))
-    if query.received_to:
-        where.append(messages.c.received_at < _day_start(query.received_to) + timedelta(days=1))
-    return where
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(), UTC)
 
 
 def _value(sort: str, text: str) -> Any:

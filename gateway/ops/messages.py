@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -107,10 +107,11 @@ def line(row: Row[Any]) -> MessageLine:
     )
 
 
-async def search(conn: AsyncConnection, query: MessageQuery, limit: int = SEARCH_LIMIT) -> list[MessageLine]:
-    """Newest first. ``message_id`` matches the id exactly, or the start of it (8+ characters), or
-    the documents answering or correlated with it."""
-    where = []
+def conditions(query: MessageQuery) -> list[ColumnElement[bool]]:
+    """The filter as SQL (the console's list and its CSV export, :func:`search`): ``message_id`` matches the
+    id exactly (and then the documents answering or correlated with it too) or the start of it; dates are
+    whole days, UTC, ``to`` inclusive."""
+    where: list[ColumnElement[bool]] = []
     if query.message_id:
         wanted = query.message_id.strip().lower()
         exact = canonical_uuid(wanted)
@@ -134,11 +135,20 @@ async def search(conn: AsyncConnection, query: MessageQuery, limit: int = SEARCH
         if value:
             where.append(column == value.strip())
     if query.received_from:
-        where.append(messages.c.received_at >= datetime.combine(query.received_from, time(), UTC))
+        where.append(messages.c.received_at >= day_start(query.received_from))
     if query.received_to:
-        end = datetime.combine(query.received_to, time(), UTC) + timedelta(days=1)
-        where.append(messages.c.received_at < end)
+        where.append(messages.c.received_at < day_start(query.received_to) + timedelta(days=1))
+    return where
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+async def search(conn: AsyncConnection, query: MessageQuery, limit: int = SEARCH_LIMIT) -> list[MessageLine]:
+    """Newest first, at most ``limit``: the filter without paging (the console's list pages it)."""
     stmt = select(messages).order_by(messages.c.received_at.desc()).limit(limit)
+    where = conditions(query)
     if where:
         stmt = stmt.where(and_(*where))
     return [line(r) for r in (await conn.execute(stmt)).all()]
