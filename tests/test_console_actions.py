@@ -28,8 +28,19 @@ from gateway.storage.database import Database
 from gateway.storage.tables import audit_log, evidences, messages, outbox
 from gateway.storage.timestamps import now
 from gateway.worker.delivery import Deliverer, Recipient
-from tests.conftest import ROOT, World, fresh_judgment
-from tests.support.console import BROKER, add_operator, depth_of, operator_client, park, queue_ids, sign_in
+from tests.conftest import ROOT, World
+from tests.support.console import (
+    BROKER,
+    add_operator,
+    depth_of,
+    operator_client,
+    park,
+    push_judgment,
+    queue_ids,
+    read,
+    sign_in,
+    write,
+)
 from tests.test_storage_outbox import accepted_message
 
 # --- the storage operation, on SQLite and PostgreSQL ---------------------------------------------------
@@ -146,33 +157,6 @@ async def test_the_worker_drops_the_copy_that_was_pulled_forward(db: Database) -
 # --- the message page and its actions --------------------------------------------------------------------
 
 
-async def push(api: TestClient[Any, Any], world: World, **changes: Any) -> dict[str, Any]:
-    doc = fresh_judgment()
-    doc.update(changes)
-    resp = await api.post("/v1/judgments", json=doc, headers=world.court_headers())
-    assert resp.status == 202, await resp.text()
-    return doc
-
-
-async def write(world: World, *statements: Any) -> None:
-    db = Database(world.settings.resolved_database_url)
-    try:
-        async with db.transaction() as conn:
-            for statement in statements:
-                await conn.execute(statement)
-    finally:
-        await db.dispose()
-
-
-async def read(world: World, statement: Any) -> list[Any]:
-    db = Database(world.settings.resolved_database_url)
-    try:
-        async with db.read() as conn:
-            return list(await conn.execute(statement))
-    finally:
-        await db.dispose()
-
-
 async def fail_first_attempt(world: World, message_id: str) -> None:
     detail = {"attempt": 1, "error": "HTTP 503", "retry_in_ms": 600_000, "retry_id": "r1"}
     await write(
@@ -200,7 +184,7 @@ async def ops_audit(world: World) -> list[Any]:
 async def test_message_page_shows_the_waiting_retry_and_pulls_it_forward(
     world: World, api: TestClient[Any, Any]
 ) -> None:
-    doc = await push(api, world)
+    doc = await push_judgment(api, world)
     message_id = doc["message_id"]
     await fail_first_attempt(world, message_id)
     csrf = await operator_client(api, world.settings)
@@ -236,7 +220,7 @@ async def test_message_page_shows_the_waiting_retry_and_pulls_it_forward(
 async def test_an_operator_revokes_for_the_sender_by_its_rules(
     world: World, api: TestClient[Any, Any]
 ) -> None:
-    doc = await push(api, world)
+    doc = await push_judgment(api, world)
     message_id = doc["message_id"]
     csrf = await operator_client(api, world.settings)
     url = f"/ops/messages/{message_id}"
@@ -250,7 +234,7 @@ async def test_an_operator_revokes_for_the_sender_by_its_rules(
     again = await api.post(url, data={"csrf": csrf, "action": "revoke", "reason": "again"})
     assert again.status == 409 and "revoked already" in await again.text()
 
-    confirmed = await push(api, world)
+    confirmed = await push_judgment(api, world)
     await write(
         world,
         update(messages).where(messages.c.message_id == confirmed["message_id"]).values(status="confirmed"),
@@ -271,7 +255,7 @@ async def test_an_operator_revokes_for_the_sender_by_its_rules(
 async def test_auditors_see_no_action_and_their_posts_are_refused(
     world: World, api: TestClient[Any, Any]
 ) -> None:
-    doc = await push(api, world)
+    doc = await push_judgment(api, world)
     await fail_first_attempt(world, doc["message_id"])
     add_operator(world.settings, "ann", "auditor")
     csrf = await sign_in(api, "ann")
@@ -317,7 +301,7 @@ async def test_bulk_replay_and_discard_across_queues_by_filter(
     world: World, api: TestClient[Any, Any]
 ) -> None:
     names = Names(world.settings.broker_namespace)
-    docs = [await push(api, world) for _ in range(4)]
+    docs = [await push_judgment(api, world) for _ in range(4)]
     a, b, c, d = (doc["message_id"] for doc in docs)
     async with two_parking_queues(world.settings) as (normal, urgent):
         await park(names.parking(normal), docs[0], "rejected")
@@ -382,7 +366,7 @@ async def test_bulk_replay_and_discard_across_queues_by_filter(
 async def test_the_parked_copy_is_replayed_from_the_message_page(
     world: World, api: TestClient[Any, Any]
 ) -> None:
-    doc = await push(api, world)
+    doc = await push_judgment(api, world)
     message_id = doc["message_id"]
     detail = {"attempts": 2, "error": "HTTP 503"}
     await write(
@@ -423,7 +407,7 @@ async def test_the_partner_page_pulls_every_waiting_retry_forward(
 ) -> None:
     """The partner is back: one press on its page delivers what waits for it, each document audited."""
     shutil.copy(ROOT / "config" / "partners.toml", world.settings.config_dir / "partners.toml")
-    docs = [await push(api, world) for _ in range(3)]
+    docs = [await push_judgment(api, world) for _ in range(3)]
     ids = [d["message_id"] for d in docs]
     await write(world, update(messages).where(messages.c.message_id.in_(ids)).values(recipient="BANK-VCB"))
     for message_id in ids[:2]:

@@ -26,7 +26,7 @@ from gateway.storage.database import Database
 from gateway.storage.migrate import upgrade
 from gateway.storage.tables import audit_log, messages
 from tests.conftest import World
-from tests.support.console import add_operator, operator_client, sign_in
+from tests.support.console import add_operator, operator_client, sign_in, write
 
 RAW_ID = "001185012345"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -51,16 +51,6 @@ def row(n: int, **changes: Any) -> dict[str, Any]:
         "updated_at": at,
     }
     return values | changes
-
-
-async def run_sql(world: World, *statements: Any) -> None:
-    db = Database(world.settings.resolved_database_url)
-    try:
-        async with db.transaction() as conn:
-            for statement in statements:
-                await conn.execute(statement)
-    finally:
-        await db.dispose()
 
 
 async def insert_rows(world: World, rows: list[dict[str, Any]]) -> None:
@@ -330,7 +320,7 @@ async def test_verify_the_chain_from_the_audit_page(world: World, api: TestClien
     [verified] = await audit_rows(world, "ops.audit.verify")
     assert (verified.actor, verified.outcome) == ("ann", "intact")
 
-    await run_sql(world, update(audit_log).where(audit_log.c.id == 2).values(reason="edited"))
+    await write(world, update(audit_log).where(audit_log.c.id == 2).values(reason="edited"))
     page = await (await api.post("/ops/audit/verify", data={"csrf": csrf})).text()
     assert 'data-outcome="broken"' in page and "record 2" in page
     assert [r.outcome for r in await audit_rows(world, "ops.audit.verify")] == ["intact", "broken"]

@@ -20,27 +20,10 @@ from gateway.storage.database import Database
 from gateway.storage.tables import audit_log, evidences, inquiries, messages, partner_health
 from gateway.storage.timestamps import now
 from gateway.web.app import create_app
-from tests.conftest import World, fresh_judgment, make_world
-from tests.support.console import add_operator, operator_client, sign_in
+from tests.conftest import World, make_world
+from tests.support.console import add_operator, operator_client, push_judgment, sign_in, write
 
 RAW_ID = "001185012345"  # a personal ID in the example judgment
-
-
-async def push(api: TestClient[Any, Any], world: World) -> dict[str, Any]:
-    doc = fresh_judgment()
-    resp = await api.post("/v1/judgments", json=doc, headers=world.court_headers())
-    assert resp.status == 202, await resp.text()
-    return doc
-
-
-async def write(world: World, *statements: Any) -> None:
-    db = Database(world.settings.resolved_database_url)
-    try:
-        async with db.transaction() as conn:
-            for statement in statements:
-                await conn.execute(statement)
-    finally:
-        await db.dispose()
 
 
 async def audit_actions(world: World) -> list[Any]:
@@ -58,7 +41,7 @@ def ids_in(html: str, table: str) -> list[str]:
 
 
 async def test_message_search_filters(world: World, api: TestClient[Any, Any]) -> None:
-    first, second = await push(api, world), await push(api, world)
+    first, second = await push_judgment(api, world), await push_judgment(api, world)
     await write(
         world,
         update(messages)
@@ -97,7 +80,7 @@ async def test_message_search_filters(world: World, api: TestClient[Any, Any]) -
 async def test_message_page_shows_payload_to_operators_only_and_masks_ids(
     world: World, api: TestClient[Any, Any], aiohttp_client: Any
 ) -> None:
-    doc = await push(api, world)
+    doc = await push_judgment(api, world)
     await operator_client(api, world.settings)
     resp = await api.get(f"/ops/messages/{doc['message_id']}")
     html = await resp.text()
@@ -136,7 +119,7 @@ async def test_overdue_stuck_retrying_and_pending_inquiries(
     api: TestClient[Any, Any] = await aiohttp_client(
         create_app(world.settings.model_copy(update={"relay": relay}))
     )
-    docs = [await push(api, world) for _ in range(4)]
+    docs = [await push_judgment(api, world) for _ in range(4)]
     overdue, stuck, retrying, fine = (d["message_id"] for d in docs)
     long_ago = now() - timedelta(hours=5)
     inquiry_id = str(uuid.uuid4())

@@ -15,6 +15,8 @@ from gateway.amqp import topology
 from gateway.amqp.names import Names
 from gateway.ops import operators
 from gateway.settings import Settings
+from gateway.storage.database import Database
+from tests.conftest import World, fresh_judgment
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -136,3 +138,33 @@ async def depth_of(queue: str) -> int:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
+
+
+async def push_judgment(api: TestClient[Any, Any], world: World, **changes: Any) -> dict[str, Any]:
+    """A fresh judgment pushed by the world's court (``changes`` to its envelope); 202 expected."""
+    doc = fresh_judgment()
+    doc.update(changes)
+    resp = await api.post("/v1/judgments", json=doc, headers=world.court_headers())
+    assert resp.status == 202, await resp.text()
+    return doc
+
+
+async def write(world: World, *statements: Any) -> None:
+    """``statements`` in one transaction of the world's database (how a test sets a scene)."""
+    db = Database(world.settings.resolved_database_url)
+    try:
+        async with db.transaction() as conn:
+            for statement in statements:
+                await conn.execute(statement)
+    finally:
+        await db.dispose()
+
+
+async def read(world: World, statement: Any) -> list[Any]:
+    """The rows ``statement`` selects from the world's database."""
+    db = Database(world.settings.resolved_database_url)
+    try:
+        async with db.read() as conn:
+            return list(await conn.execute(statement))
+    finally:
+        await db.dispose()
