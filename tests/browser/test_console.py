@@ -10,23 +10,23 @@ import re
 import time
 from typing import Any
 
-import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from gateway.partners import load_partners
 from gateway.storage.tables import audit_log
-from tests.support.browser import AUDITOR, CHROMIUM, OPERATOR, ConsoleWorld, Shots, reload_until, wait_for
+from tests.support.browser import (
+    AUDITOR,
+    BROWSER_MARKS,
+    OPERATOR,
+    ConsoleWorld,
+    Shots,
+    reload_until,
+    wait_for,
+)
 from tests.test_asset_inquiry_flow import inquiry
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.rabbitmq,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; `make browser` installs it (as root)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 PERSONAL_IDS = ("001185012345", "001079004321")  # the two parties of the example judgment
 

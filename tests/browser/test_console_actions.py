@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.test_console import sign_in
 from tests.support.browser import (
     AUDITOR,
-    CHROMIUM,
+    BROWSER_MARKS,
     OPERATOR,
     ConsoleWorld,
     Shots,
@@ -27,14 +27,7 @@ from tests.support.browser import (
     wait_for,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.rabbitmq,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; `make browser` installs it (as root)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 #: A failed delivery waits ten minutes for its next attempt (longer than any test here), and the
 #: second attempt is the last: what fails twice is parked.

@@ -19,16 +19,17 @@ from sqlalchemy import update
 
 from gateway.storage.tables import messages
 from tests.browser.test_console import sign_in, sign_out
-from tests.support.browser import AUDITOR, CHROMIUM, OPERATOR, VIEWPORT, ConsoleWorld, Shots, wait_for
+from tests.support.browser import (
+    AUDITOR,
+    BROWSER_MARKS,
+    OPERATOR,
+    VIEWPORT,
+    ConsoleWorld,
+    Shots,
+    wait_for,
+)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.rabbitmq,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; `make browser` installs it (as root)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 RAW_ID = "001185012345"
 AXE_JS = Path(str(importlib.resources.files("axe_playwright_python") / "axe.min.js"))

@@ -18,7 +18,7 @@ from gateway.demo import bank_directory
 from gateway.partners import load_partners
 from tests.browser.test_console import sign_in
 from tests.support.browser import (
-    CHROMIUM,
+    BROWSER_MARKS,
     OPERATOR,
     SCREENSHOTS,
     VIEWPORT,
@@ -30,14 +30,7 @@ from tests.support.browser import (
 from tests.support.gateway_procs import free_port
 from tests.test_asset_inquiry_flow import inquiry
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.rabbitmq,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; `make browser` installs it (as root)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 BANKS = 60
 #: The last bank of the 60: served by a partner that answers every call with a truncated JSON body.

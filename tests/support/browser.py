@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from gateway.amqp.names import Names
@@ -39,6 +40,15 @@ T = TypeVar("T")
 #: Debian's chromium; ``GATEWAY_CHROMIUM`` points elsewhere (scripts/ensure-browser.sh reads it too).
 CHROMIUM = Path(os.environ.get("GATEWAY_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+#: The marks of every console browser test module (``pytestmark = BROWSER_MARKS``).
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.rabbitmq,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; `make browser` installs it (as root)",
+    ),
+]
 VIEWPORT = {"width": 1366, "height": 768}
 
 #: Console accounts of the test installation: username -> (password, role).
