@@ -174,6 +174,16 @@ def test_bulk_replay_across_two_queues_delivers_each_once(
     for message_id in (normal, urgent):
         assert console.message_status(message_id) == "delivered"
 
+    # The audit page finds the replay: one record per message, with the operator's reason.
+    search = page.locator("form#audit-search")
+    page.goto(f"{console.url}/ops/audit")
+    search.locator("[name=action]").fill("ops.parking.replay")
+    search.locator("button[type=submit]").click()
+    rows = page.locator('#audit tbody tr[data-action="ops.parking.replay"]')
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("case system inbox fixed")
+    shots("audit-finds-the-replay")
+
 
 def test_the_auditor_sees_no_action_and_a_post_is_refused(
     console: ConsoleWorld, page: Page, shots: Shots
