@@ -341,7 +341,7 @@ async def test_clients_page_grants_delivery_key_age_and_last_seen(
     # A client written before key issue times were recorded: one key -> its creation; none known else.
     path = world.settings.clients_dir / f"{world.case_system.id}.toml"
     text = path.read_text("utf-8")
-    path.write_text(re.sub(r"(?ms)^\[key_issued_at\].*?(?=^\[|\Z)", "", text), "utf-8")
+    path.write_text(re.sub(r"(?ms)^key_issued_at = \[.*?^\]\n", "", text), "utf-8")
     await write_audit(world, [AuditEntry(actor=world.court.id, action="judgments.push", outcome="accepted")])
     await operator_client(api, world.settings)
     page = await get(api, "/ops/clients")

@@ -79,8 +79,7 @@ def _key_issued(data: dict[str, Any], created_at: datetime | None) -> datetime |
     (the first key is issued with the client); otherwise unknown."""
     keys = [k for k in data.get("public_keys", []) if isinstance(k, str)]
     recorded = data.get("key_issued_at")
-    issued: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-    times = [parse_time(issued.get(k)) for k in keys]
+    times = [parse_time(t) for t in recorded] if isinstance(recorded, list) else []  # beside public_keys
     known = [t for t in times if t is not None]
     if known:
         return max(known)  # unrecorded keys are older: they were added before times were recorded

@@ -287,10 +287,14 @@ class ClientStore:
         path = self.directory / f"{client_id}.toml"
         data: dict[str, Any] = tomllib.loads(path.read_text("utf-8")) if path.exists() else {}
         keys = list(dict.fromkeys([*data.get("public_keys", []), key_name]))
-        # When each key was issued, so the console can show a key's age (a rotation adds a key).
-        issued = dict(data.get("key_issued_at", {}))
-        issued.setdefault(key_name, datetime.now(UTC).isoformat(timespec="seconds"))
-        data["key_issued_at"] = {k: v for k, v in issued.items() if k in keys}
+        # When each key was issued, so the console can show a key's age (a rotation adds a key): a flat
+        # list beside public_keys, in its order ("" where not recorded). Not a table: TOML puts tables at
+        # the end of the file, and a key an operator appends by hand (rate_limit = ...) would fall into it.
+        old_keys = list(data.get("public_keys", []))
+        old_times = data.get("key_issued_at")
+        recorded = dict(zip(old_keys, old_times, strict=False)) if isinstance(old_times, list) else {}
+        recorded.setdefault(key_name, datetime.now(UTC).isoformat(timespec="seconds"))
+        data["key_issued_at"] = [str(recorded.get(k, "")) for k in keys]
         data.update(
             {
                 "id": client_id,
