@@ -191,8 +191,9 @@ def parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser(
         "simulate",
-        help="partner simulators (court, case system, land, banks, tax, vehicles, population), and the "
-        "X-Road security server and LGSPs the partners configuration routes them through",
+        help="partner simulators (court, case system, land, banks, tax, vehicles, population), the "
+        "X-Road security server and LGSPs the partners configuration routes them through, and a test CA "
+        "(OCSP, CRL, time-stamps) the court signs its judgments with",
     )
     sim.add_argument("--court-interval", type=float, default=10.0, help="seconds between pushed judgments")
     sim.add_argument("--court-count", type=int, default=0, help="judgments to push (0 = forever)")
