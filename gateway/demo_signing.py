@@ -62,7 +62,9 @@ key_file = "{pki / f"{OFFICE_LABEL}.key.pem"}"
     )
     # The shipped policy, its look-ups allowed to the simulated CA only.
     policy = (DEFAULT_CONFIG_DIR / "signatures.toml").read_text("utf-8")
-    assert "\nhosts = []\n" in policy
+    if "\nhosts = []\n" not in policy:
+        # The shipped policy lost its [revocation] table: the demo would check against any host.
+        raise ValueError(f"{DEFAULT_CONFIG_DIR / 'signatures.toml'}: no [revocation] hosts = [] to fill in")
     (config / "signatures.toml").write_text(
         policy.replace("\nhosts = []\n", f'\nhosts = ["127.0.0.1:{trust_port}"]\n', 1), "utf-8"
     )
